@@ -1,0 +1,47 @@
+# `make run` and `make test` do all the set-up on a new machine.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.installed
+PILLOW_SIMD := pillow-simd==12.1.1.post0
+# AVX2 paths of Pillow-SIMD's resize, where the CPU has them.
+SIMD_CC := $(shell grep -q avx2 /proc/cpuinfo 2>/dev/null && echo "cc -mavx2" || echo cc)
+
+.PHONY: run test lint typecheck unit bench install clean
+
+$(STAMP): requirements.txt requirements-dev.txt setup.cfg deploy/system-packages.sh Makefile
+	bash deploy/system-packages.sh
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip wheel setuptools
+	$(PIP) install -q -r requirements.txt -r requirements-dev.txt
+	# Pillow-SIMD is built from source; packages that require "pillow"
+	# go in with --no-deps so plain Pillow never replaces it.
+	CC="$(SIMD_CC)" $(PIP) install -q --no-binary pillow-simd $(PILLOW_SIMD)
+	$(PIP) install -q --no-deps pillow-heif==1.8.1 blurhash==1.1.5
+	$(PIP) install -q --no-deps -e .
+	$(PY) -c "import PIL; assert '.post' in PIL.__version__, 'plain Pillow replaced Pillow-SIMD: ' + PIL.__version__"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(PY) run.py serve
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
+
+unit: $(STAMP)
+	$(PY) -m pytest -q
+
+test: lint typecheck unit
+
+bench: $(STAMP)
+	$(PY) run.py bench
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,1 @@
+"""HTTP only: REST handlers, HTML pages, middlewares. No SQL here."""

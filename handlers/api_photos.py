@@ -1,0 +1,88 @@
+"""REST: photos (`/api/v1/photos`, `/api/v1/upload`, `/api/v1/users/{username}/photos`)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from handlers.auth import require_user, viewer_id
+from handlers.jsonio import json_response
+from handlers.serialize import photo, photo_page
+from handlers.upload_form import receive_upload
+from picshare import keys
+from picshare.errors import NotFound
+from picshare.ids import parse_id
+from picshare.pagination import parse_limit
+from picshare.staging import StagedUpload
+
+
+def _limit(request: web.Request) -> int:
+    p = request.app[keys.SETTINGS].pagination
+    return parse_limit(request.query.get("limit"), default=p.default_limit, maximum=p.max_limit)
+
+
+def _media_prefix(request: web.Request) -> str:
+    return request.app[keys.SETTINGS].media.url_prefix
+
+
+def photo_id_of(request: web.Request) -> int:
+    photo_id = parse_id(request.match_info["id"])
+    if photo_id is None:
+        raise NotFound("no such photo")
+    return photo_id
+
+
+async def list_photos(request: web.Request) -> web.Response:
+    photos = request.app[keys.PHOTOS]
+    username, tag = request.query.get("user"), request.query.get("tag")
+    if username:
+        page = await photos.list_by_user(
+            username=username,
+            cursor=request.query.get("cursor"),
+            limit=_limit(request),
+            viewer_id=viewer_id(request),
+            tag=tag,
+        )
+    else:
+        page = await photos.list_public(
+            cursor=request.query.get("cursor"),
+            limit=_limit(request),
+            tag=tag,
+            viewer_id=viewer_id(request),
+        )
+    return json_response(photo_page(page, media_prefix=_media_prefix(request)))
+
+
+async def user_photos(request: web.Request) -> web.Response:
+    page = await request.app[keys.PHOTOS].list_by_user(
+        username=request.match_info["username"],
+        cursor=request.query.get("cursor"),
+        limit=_limit(request),
+        viewer_id=viewer_id(request),
+    )
+    return json_response(photo_page(page, media_prefix=_media_prefix(request)))
+
+
+async def get_photo(request: web.Request) -> web.Response:
+    found = await request.app[keys.PHOTOS].get(photo_id_of(request), viewer_id(request))
+    return json_response(photo(found, media_prefix=_media_prefix(request)))
+
+
+async def upload(request: web.Request) -> web.Response:
+    user = require_user(request)
+    photos = request.app[keys.PHOTOS]
+    limit = request.app[keys.SETTINGS].uploads.max_bytes
+    async with StagedUpload(request.app[keys.BLOBS].spool_dir(), limit=limit) as staged:
+        form = await receive_upload(request, staged)
+        caption, tags = photos.check_text(form.caption, form.tags)
+        created = await photos.create(owner_id=user.id, staged=staged, caption=caption, tags=tags)
+    return json_response(
+        photo(created, media_prefix=_media_prefix(request)),
+        status=201,
+        headers={"Location": f"/api/v1/photos/{created.id}"},
+    )
+
+
+async def delete_photo(request: web.Request) -> web.Response:
+    user = require_user(request)
+    await request.app[keys.PHOTOS].delete(photo_id_of(request), user.id)
+    return web.Response(status=204)

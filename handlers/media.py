@@ -1,0 +1,76 @@
+"""Serving renditions: immutable, content-addressed, with strong ETags, 304 and Range.
+
+The key names the content, so the ETag is the content hash itself and the
+object may be cached forever.
+"""
+
+from __future__ import annotations
+
+import re
+
+from aiohttp import web
+
+from picshare import keys
+from storage.blobs import PUBLIC_KEY_PATTERN
+
+CACHE_FOREVER = "public, max-age=31536000, immutable"
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+async def serve_media(request: web.Request) -> web.StreamResponse:
+    key = request.match_info["key"]
+    if not PUBLIC_KEY_PATTERN.match(key):
+        raise web.HTTPNotFound()
+    store = request.app[keys.BLOBS]
+    info = await store.stat(key)
+    if info is None:
+        raise web.HTTPNotFound()
+    etag = '"' + key.removeprefix("r/").removesuffix(".jpg") + '"'
+    headers = {"Cache-Control": CACHE_FOREVER, "ETag": etag, "Accept-Ranges": "bytes"}
+    if _etag_matches(request.headers.get("If-None-Match"), etag):
+        return web.Response(status=304, headers=headers)
+    start, end, status = 0, info.size, 200
+    range_header = request.headers.get("Range")
+    if range_header and _etag_matches(request.headers.get("If-Range", etag), etag):
+        parsed = _parse_range(range_header, info.size)
+        if parsed is None:
+            return web.Response(
+                status=416, headers={**headers, "Content-Range": f"bytes */{info.size}"}
+            )
+        start, end = parsed
+        status = 206
+        headers["Content-Range"] = f"bytes {start}-{end - 1}/{info.size}"
+    response = web.StreamResponse(status=status, headers=headers)
+    response.content_type = "image/jpeg"
+    response.content_length = end - start
+    await response.prepare(request)
+    if request.method != "HEAD":
+        async for chunk in store.read(key, start, end):
+            await response.write(chunk)
+    await response.write_eof()
+    return response
+
+
+def _etag_matches(header: str | None, etag: str) -> bool:
+    if not header:
+        return False
+    tags = {t.strip().removeprefix("W/") for t in header.split(",")}
+    return "*" in tags or etag in tags
+
+
+def _parse_range(header: str, size: int) -> tuple[int, int] | None:
+    """One byte range as [start, end); None when it cannot be satisfied.
+    Multiple ranges are answered with the whole first range only (allowed by RFC 9110)."""
+    match = _RANGE.match(header.split(",")[0].strip())
+    if not match or size == 0:
+        return None
+    first, last = match.groups()
+    if first == "":
+        if last == "" or int(last) == 0:
+            return None
+        return max(0, size - int(last)), size
+    start = int(first)
+    end = size if last == "" else min(int(last) + 1, size)
+    if start >= size or end <= start:
+        return None
+    return start, end

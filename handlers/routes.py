@@ -1,0 +1,220 @@
+"""Every route, named, with the metadata `/openapi.json` is built from.
+
+One table serves both: the router is filled from it, and the OpenAPI document
+describes exactly what the router has (a test checks that no route is missing).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from handlers import api_account, api_photos, media, ops, pages
+
+API = "/api/v1"
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    method: str
+    path: str
+    handler: Handler
+    name: str
+    summary: str
+    tag: str
+    auth: bool = False
+    body: str | None = None  # component schema name of a JSON body, or "multipart"
+    response: str | None = None  # component schema name of the success body
+    status: int = 200
+    errors: tuple[int, ...] = ()
+    query: tuple[str, ...] = ()
+    in_api: bool = True
+    aliases: tuple[str, ...] = field(default=())
+
+
+ROUTES: tuple[Route, ...] = (
+    Route(
+        "POST",
+        f"{API}/auth/signup",
+        api_account.signup,
+        "api.signup",
+        "Create an account",
+        "auth",
+        body="SignupRequest",
+        response="SignedIn",
+        status=201,
+        errors=(400, 409),
+    ),
+    Route(
+        "POST",
+        f"{API}/auth/login",
+        api_account.login,
+        "api.login",
+        "Sign in, get a token",
+        "auth",
+        body="LoginRequest",
+        response="SignedIn",
+        errors=(400, 401),
+    ),
+    Route(
+        "POST",
+        f"{API}/auth/logout",
+        api_account.logout,
+        "api.logout",
+        "Revoke this token or session",
+        "auth",
+        auth=True,
+        status=204,
+        errors=(401,),
+    ),
+    Route(
+        "GET",
+        f"{API}/me",
+        api_account.get_me,
+        "api.me",
+        "The signed-in user",
+        "users",
+        auth=True,
+        response="Me",
+        errors=(401,),
+    ),
+    Route(
+        "PATCH",
+        f"{API}/me",
+        api_account.patch_me,
+        "api.me.update",
+        "Edit your profile",
+        "users",
+        auth=True,
+        body="ProfileUpdate",
+        response="Me",
+        errors=(400, 401),
+    ),
+    Route(
+        "GET",
+        f"{API}/photos",
+        api_photos.list_photos,
+        "api.photos",
+        "Newest public photos",
+        "photos",
+        response="PhotoPage",
+        errors=(400, 404),
+        query=("limit", "cursor", "user", "tag"),
+    ),
+    Route(
+        "POST",
+        f"{API}/upload",
+        api_photos.upload,
+        "api.upload",
+        "Upload a photo",
+        "photos",
+        auth=True,
+        body="multipart",
+        response="Photo",
+        status=201,
+        errors=(400, 401, 413, 415, 422),
+        aliases=(f"{API}/photos",),
+    ),
+    Route(
+        "GET",
+        f"{API}/photos/{{id}}",
+        api_photos.get_photo,
+        "api.photo",
+        "One photo",
+        "photos",
+        response="Photo",
+        errors=(404,),
+    ),
+    Route(
+        "DELETE",
+        f"{API}/photo/{{id}}",
+        api_photos.delete_photo,
+        "api.photo.delete",
+        "Delete your photo and its files",
+        "photos",
+        auth=True,
+        status=204,
+        errors=(401, 403, 404),
+        aliases=(f"{API}/photos/{{id}}",),
+    ),
+    Route(
+        "GET",
+        f"{API}/users/{{username}}/photos",
+        api_photos.user_photos,
+        "api.user.photos",
+        "A user's photos",
+        "photos",
+        response="PhotoPage",
+        errors=(400, 404),
+        query=("limit", "cursor"),
+    ),
+    Route(
+        "GET",
+        "/healthz",
+        ops.healthz,
+        "healthz",
+        "The process is alive",
+        "operations",
+        response="Health",
+    ),
+    Route(
+        "GET",
+        "/readyz",
+        ops.readyz,
+        "readyz",
+        "Database and blob store reachable",
+        "operations",
+        response="Health",
+        errors=(503,),
+    ),
+    Route("GET", "/openapi.json", ops.openapi_json, "openapi", "This document", "operations"),
+    Route(
+        "GET",
+        "/docs",
+        ops.docs,
+        "docs",
+        "Human-readable API documentation",
+        "operations",
+        in_api=False,
+    ),
+    Route(
+        "GET",
+        "/media/{key:r/[0-9a-f]{64}\\.jpg}",
+        media.serve_media,
+        "media",
+        "A rendition (immutable; ETag, 304, Range)",
+        "media",
+        errors=(404, 416),
+    ),
+    # Pages (HTML, server-rendered); they are not part of the REST API.
+    Route("GET", "/", pages.index, "page.index", "Home", "pages", in_api=False),
+    Route("GET", "/signup", pages.signup_form, "page.signup", "Sign up", "pages", in_api=False),
+    Route("POST", "/signup", pages.signup_submit, "page.signup.submit", "", "pages", in_api=False),
+    Route("GET", "/login", pages.login_form, "page.login", "Log in", "pages", in_api=False),
+    Route("POST", "/login", pages.login_submit, "page.login.submit", "", "pages", in_api=False),
+    Route("GET", "/logout", pages.logout_form, "page.logout", "Log out", "pages", in_api=False),
+    Route("POST", "/logout", pages.logout_submit, "page.logout.submit", "", "pages", in_api=False),
+    Route("GET", "/upload", pages.upload_form, "page.upload", "Upload", "pages", in_api=False),
+    Route("POST", "/upload", pages.upload_submit, "page.upload.submit", "", "pages", in_api=False),
+    Route("GET", "/p/{id}", pages.photo_page, "page.photo", "A photo", "pages", in_api=False),
+)
+
+
+def setup_routes(app: web.Application) -> None:
+    for route in ROUTES:
+        for i, path in enumerate((route.path, *route.aliases)):
+            name = route.name if i == 0 else f"{route.name}.{i}"
+            if route.method == "GET":  # GET answers HEAD too
+                app.router.add_get(path, route.handler, name=name)
+            else:
+                app.router.add_route(route.method, path, route.handler, name=name)
+    app.router.add_static("/static", _static_dir(), name="static", append_version=True)
+
+
+def _static_dir() -> str:
+    from pathlib import Path
+
+    return str(Path(__file__).resolve().parent.parent / "templates" / "static")

@@ -1,0 +1,130 @@
+"""JSON Schemas of the REST API's bodies (OpenAPI 3.1 components)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+_ID = {"type": "string", "pattern": "^[0-9]{1,19}$", "description": "64-bit id as a string"}
+_TIME = {"type": "string", "format": "date-time"}
+_URL = {"type": ["string", "null"], "format": "uri-reference"}
+
+_USER_PROPS: dict[str, Any] = {
+    "id": _ID,
+    "username": {"type": "string", "pattern": "^[a-z0-9_.]{3,30}$"},
+    "display_name": {"type": "string", "maxLength": 64},
+    "bio": {"type": "string", "maxLength": 300},
+    "private": {"type": "boolean"},
+    "photo_count": {"type": "integer"},
+    "follower_count": {"type": "integer"},
+    "following_count": {"type": "integer"},
+    "created_at": _TIME,
+}
+
+SCHEMAS: dict[str, Any] = {
+    "Problem": {
+        "type": "object",
+        "required": ["type", "title", "status", "detail"],
+        "properties": {
+            "type": {"type": "string", "format": "uri"},
+            "title": {"type": "string"},
+            "status": {"type": "integer"},
+            "detail": {"type": "string"},
+            "instance": {"type": "string"},
+            "errors": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["field", "message"],
+                    "properties": {"field": {"type": "string"}, "message": {"type": "string"}},
+                },
+            },
+        },
+    },
+    "SignupRequest": {
+        "type": "object",
+        "required": ["username", "email", "password"],
+        "properties": {
+            "username": {"type": "string", "pattern": "^[A-Za-z0-9_.]{3,30}$"},
+            "email": {"type": "string", "format": "email", "maxLength": 254},
+            "password": {"type": "string", "minLength": 8, "maxLength": 256},
+        },
+    },
+    "LoginRequest": {
+        "type": "object",
+        "required": ["username", "password"],
+        "properties": {"username": {"type": "string"}, "password": {"type": "string"}},
+    },
+    "User": {"type": "object", "properties": _USER_PROPS},
+    "Me": {
+        "type": "object",
+        "properties": {
+            **_USER_PROPS,
+            "email": {"type": "string"},
+            "settings": {"type": "object"},
+        },
+    },
+    "SignedIn": {
+        "type": "object",
+        "required": ["user", "token"],
+        "properties": {"user": {"$ref": "#/components/schemas/Me"}, "token": {"type": "string"}},
+    },
+    "ProfileUpdate": {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "display_name": {"type": "string", "maxLength": 64},
+            "bio": {"type": "string", "maxLength": 300},
+            "private": {"type": "boolean"},
+            "settings": {"type": "object"},
+        },
+    },
+    "Upload": {
+        "type": "object",
+        "required": ["file"],
+        "properties": {
+            "file": {
+                "type": "string",
+                "contentMediaType": "application/octet-stream",
+                "description": "JPEG, PNG, WebP or HEIC; checked by content",
+            },
+            "caption": {"type": "string", "maxLength": 2200},
+            "tags": {"type": "string", "description": "comma or space separated, # optional"},
+        },
+    },
+    "Photo": {
+        "type": "object",
+        "properties": {
+            "id": _ID,
+            "owner": {
+                "type": "object",
+                "properties": {"username": {"type": "string"}, "display_name": {"type": "string"}},
+            },
+            "caption": {"type": "string"},
+            "tags": {"type": "array", "items": {"type": "string"}},
+            "width": {"type": "integer"},
+            "height": {"type": "integer"},
+            "blurhash": {"type": ["string", "null"]},
+            "status": {"enum": ["processing", "ready", "rejected", "failed"]},
+            "like_count": {"type": "integer"},
+            "comment_count": {"type": "integer"},
+            "liked_by_me": {"type": "boolean"},
+            "created_at": _TIME,
+            "urls": {
+                "type": "object",
+                "properties": dict.fromkeys(("original", "large", "medium", "thumb"), _URL),
+            },
+        },
+    },
+    "PhotoPage": {
+        "type": "object",
+        "required": ["items", "next_cursor"],
+        "properties": {
+            "items": {"type": "array", "items": {"$ref": "#/components/schemas/Photo"}},
+            "next_cursor": {"type": ["string", "null"]},
+        },
+    },
+    "Health": {
+        "type": "object",
+        "properties": {"status": {"type": "string"}, "checks": {"type": "object"}},
+    },
+}

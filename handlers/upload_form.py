@@ -1,0 +1,79 @@
+"""Reading an upload's multipart body as a stream, for the API and the upload page.
+
+The `file` part goes chunk by chunk into a `StagedUpload` (hashed, counted,
+cut off at the limit); the small text parts are read with their own caps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiohttp import BodyPartReader, web
+
+from picshare import keys
+from picshare.errors import InvalidInput, TooLarge, UnsupportedMedia, invalid
+from picshare.staging import StagedUpload
+
+TEXT_FIELDS = ("caption", "tags", "csrf_token")
+MAX_TEXT_BYTES = 16 * 1024
+MAX_PARTS = 8
+# Room for the multipart framing and the text fields around the file.
+FRAMING_SLACK = 64 * 1024
+
+
+@dataclass(slots=True)
+class UploadForm:
+    caption: str = ""
+    tags: str = ""
+    csrf_token: str | None = None
+    has_file: bool = False
+
+
+async def receive_upload(request: web.Request, staged: StagedUpload) -> UploadForm:
+    settings = request.app[keys.SETTINGS].uploads
+    if request.content_length is not None and (
+        request.content_length > settings.max_bytes + FRAMING_SLACK
+    ):
+        # Refuse before reading a byte of it.
+        raise TooLarge(f"the file is larger than {settings.max_bytes} bytes", field="file")
+    if request.content_type != "multipart/form-data":
+        raise UnsupportedMedia("the body must be multipart/form-data", field="body")
+    try:
+        reader = await request.multipart()
+    except (ValueError, AssertionError):
+        raise invalid("body", "is not a readable multipart body") from None
+    form = UploadForm()
+    for _ in range(MAX_PARTS):
+        part = await reader.next()
+        if part is None:
+            break
+        if not isinstance(part, BodyPartReader):
+            raise invalid("body", "nested multipart bodies are not accepted")
+        if part.name == "file":
+            if form.has_file:
+                raise invalid("file", "send one file per upload")
+            form.has_file = True
+            while chunk := await part.read_chunk(settings.chunk_bytes):
+                await staged.write(chunk)
+            await staged.finish()
+        elif part.name in TEXT_FIELDS:
+            setattr(form, part.name, await _read_text(part))
+        else:
+            await part.release()
+    else:
+        raise invalid("body", f"at most {MAX_PARTS} form fields")
+    if not form.has_file:
+        raise InvalidInput([*invalid("file", "is required").errors])
+    return form
+
+
+async def _read_text(part: BodyPartReader) -> str:
+    data = bytearray()
+    while chunk := await part.read_chunk(4096):
+        data += chunk
+        if len(data) > MAX_TEXT_BYTES:
+            raise invalid(part.name or "field", f"must be at most {MAX_TEXT_BYTES} bytes")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise invalid(part.name or "field", "must be UTF-8 text") from None

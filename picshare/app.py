@@ -1,0 +1,131 @@
+"""`create_app(settings)`: the one place that builds and wires everything.
+
+Each resource is one cleanup-context entry, opened with `async with` (or
+its equivalent) and registered in dependency order, so shutdown closes them
+in reverse: jobs stop before the pool they use closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from concurrent.futures import Executor
+from pathlib import Path
+
+import aiohttp_jinja2
+import aiojobs
+import jinja2
+from aiohttp import web
+
+from handlers import middlewares
+from handlers.routes import setup_routes
+from handlers.template_filters import blurhash_color
+from picshare import keys
+from picshare.config import Settings
+from picshare.database import database_url
+from picshare.jobs import JobRunner
+from picshare.media import create_media_pool
+from picshare.photos import PhotoService
+from picshare.secret import load_secret_key
+from picshare.users import UserService
+from storage.db import create_pool
+from storage.local_blobs import LocalBlobStore
+from storage.migrate import migrate
+
+log = logging.getLogger(__name__)
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+# Multipart uploads are streamed and limited by uploads.max_bytes; this caps
+# only bodies read whole (JSON, urlencoded forms).
+CLIENT_MAX_SIZE = 1024 * 1024
+
+
+def create_app(settings: Settings, *, media_pool: Executor | None = None) -> web.Application:
+    """Build the app. `media_pool` lets a caller (the tests) share one process
+    pool between many apps; the app then neither starts nor stops it."""
+    app = web.Application(
+        middlewares=[
+            middlewares.request_id_middleware,
+            middlewares.error_middleware,
+            middlewares.auth_middleware,
+        ],
+        client_max_size=CLIENT_MAX_SIZE,
+    )
+    app[keys.SETTINGS] = settings
+    app[keys.SECRET_KEY] = load_secret_key(settings)
+    env = aiohttp_jinja2.setup(
+        app,
+        loader=jinja2.FileSystemLoader(TEMPLATES),
+        autoescape=jinja2.select_autoescape(default=True, default_for_string=True),
+        context_processors=[aiohttp_jinja2.request_processor],
+    )
+    env.filters["blurhash_color"] = blurhash_color
+    env.globals["static"] = lambda name: app.router["static"].url_for(filename=name)
+    setup_routes(app)
+    app.on_response_prepare.append(middlewares.security_headers)
+    if media_pool is not None:
+        app[keys.MEDIA_POOL] = media_pool
+        app.cleanup_ctx.extend([_database, _blobs, _services])
+    else:
+        app.cleanup_ctx.extend([_database, _blobs, _media_pool, _services])
+    return app
+
+
+async def _database(app: web.Application) -> AsyncIterator[None]:
+    settings = app[keys.SETTINGS]
+    async with database_url(settings) as dsn:
+        db = settings.database
+        pool = await create_pool(
+            dsn,
+            min_size=db.pool_min,
+            max_size=db.pool_max,
+            command_timeout=db.command_timeout,
+            connect_timeout=db.connect_timeout,
+        )
+        async with pool:
+            async with pool.acquire() as conn:
+                applied = await migrate(conn, shard_id=db.shard_id)
+            if applied:
+                log.info("migrations applied: %s", ", ".join(applied))
+            app[keys.DB_POOL] = pool
+            yield
+
+
+async def _blobs(app: web.Application) -> AsyncIterator[None]:
+    store = LocalBlobStore(app[keys.SETTINGS].data_path / "blobs")
+    app[keys.BLOBS] = store
+    yield
+
+
+async def _media_pool(app: web.Application) -> AsyncIterator[None]:
+    pool = create_media_pool(app[keys.SETTINGS].media.workers)
+    app[keys.MEDIA_POOL] = pool
+    try:
+        yield
+    finally:
+        await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
+
+
+async def _services(app: web.Application) -> AsyncIterator[None]:
+    settings = app[keys.SETTINGS]
+    pool = app[keys.DB_POOL]
+    app[keys.USERS] = UserService(pool=pool, auth=settings.auth)
+    scheduler = aiojobs.Scheduler(limit=None, close_timeout=settings.server.shutdown_timeout)
+    runner = JobRunner(pool=pool, settings=settings.jobs, scheduler=scheduler, kinds={})
+    photos = PhotoService(
+        pool=pool,
+        blobs=app[keys.BLOBS],
+        media_pool=app[keys.MEDIA_POOL],
+        jobs=runner,
+        uploads=settings.uploads,
+        media=settings.media,
+    )
+    runner.register(photos.job_kinds())
+    app[keys.JOBS] = runner
+    app[keys.PHOTOS] = photos
+    if settings.jobs.enabled:
+        await runner.start()
+    try:
+        yield
+    finally:
+        await scheduler.close()

@@ -1,0 +1,272 @@
+"""Settings: frozen, typed dataclasses read from config/*.toml, then PICSHARE_* variables.
+
+A wrong value stops the start with a `SettingsError` naming the setting, so an
+operator never runs with a value the code silently ignored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
+
+
+class SettingsError(ValueError):
+    """A setting has a wrong value; the message names it."""
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSettings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    data_dir: str = "data"
+    secret_key: str = ""
+    trusted_proxies: tuple[str, ...] = ()
+    public_url: str = ""
+    shutdown_timeout: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseSettings:
+    url: str = ""
+    pool_min: int = 1
+    pool_max: int = 10
+    command_timeout: float = 10.0
+    connect_timeout: float = 10.0
+    shard_id: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class UploadSettings:
+    max_bytes: int = 50 * 1024 * 1024
+    max_pixels: int = 89_478_485
+    max_caption_chars: int = 2200
+    max_tags: int = 30
+    max_tag_chars: int = 64
+    chunk_bytes: int = 256 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class MediaSettings:
+    workers: int = 0
+    jpeg_quality: int = 85
+    large_width: int = 1080
+    medium_width: int = 640
+    thumb_size: int = 150
+    url_prefix: str = "/media"
+
+
+@dataclass(frozen=True, slots=True)
+class JobSettings:
+    enabled: bool = True
+    concurrency: int = 2
+    poll_interval: float = 1.0
+    lease_seconds: int = 30
+    max_attempts: int = 5
+    backoff_base: float = 2.0
+    backoff_max: float = 300.0
+
+
+@dataclass(frozen=True, slots=True)
+class AuthSettings:
+    session_cookie: str = "picshare_session"
+    session_days: int = 30
+    token_days: int = 365
+    password_min: int = 8
+    password_max: int = 256
+
+
+@dataclass(frozen=True, slots=True)
+class PaginationSettings:
+    default_limit: int = 20
+    max_limit: int = 100
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    server: ServerSettings = field(default_factory=ServerSettings)
+    database: DatabaseSettings = field(default_factory=DatabaseSettings)
+    uploads: UploadSettings = field(default_factory=UploadSettings)
+    media: MediaSettings = field(default_factory=MediaSettings)
+    jobs: JobSettings = field(default_factory=JobSettings)
+    auth: AuthSettings = field(default_factory=AuthSettings)
+    pagination: PaginationSettings = field(default_factory=PaginationSettings)
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.server.data_dir).resolve()
+
+    def replace(self, **sections: Mapping[str, Any]) -> Settings:
+        """A copy with some values of some sections changed, validated like a load."""
+        raw = _as_raw(self)
+        for section, values in sections.items():
+            raw.setdefault(section, {}).update(values)
+        return _build(raw)
+
+
+# Short names operators already know, mapped to their section and key.
+ALIASES: dict[str, tuple[str, str]] = {
+    "PICSHARE_DATABASE_URL": ("database", "url"),
+    "PICSHARE_DATA_DIR": ("server", "data_dir"),
+    "PICSHARE_HOST": ("server", "host"),
+    "PICSHARE_PORT": ("server", "port"),
+    "PICSHARE_SECRET_KEY": ("server", "secret_key"),
+    "PICSHARE_MAX_UPLOAD_BYTES": ("uploads", "max_bytes"),
+}
+
+
+def load_settings(
+    files: list[Path] | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Settings:
+    """Defaults, then each TOML file in order, then the environment, then `overrides`."""
+    env = os.environ if env is None else env
+    if files is None:
+        files = [CONFIG_DIR / "default.toml"]
+        extra = env.get("PICSHARE_CONFIG")
+        if extra:
+            files.append(Path(extra))
+    raw: dict[str, dict[str, Any]] = {}
+    for path in files:
+        try:
+            with path.open("rb") as fh:
+                data = tomllib.load(fh)
+        except FileNotFoundError as exc:
+            raise SettingsError(f"config file {path} does not exist") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise SettingsError(f"config file {path} is not valid TOML: {exc}") from exc
+        for section, values in data.items():
+            if not isinstance(values, dict):
+                raise SettingsError(f"{path}: [{section}] must be a table")
+            raw.setdefault(section, {}).update(values)
+    _apply_env(raw, env)
+    for section, values in (overrides or {}).items():
+        raw.setdefault(section, {}).update(values)
+    return _build(raw)
+
+
+def _section_types() -> dict[str, type[Any]]:
+    hints = typing.get_type_hints(Settings)
+    return {f.name: hints[f.name] for f in dataclasses.fields(Settings)}
+
+
+def _apply_env(raw: dict[str, dict[str, Any]], env: Mapping[str, str]) -> None:
+    sections = _section_types()
+    for name, value in env.items():
+        if not name.startswith("PICSHARE_"):
+            continue
+        if name in ALIASES:
+            section, key = ALIASES[name]
+        else:
+            rest = name.removeprefix("PICSHARE_").lower()
+            section, _, key = rest.partition("_")
+            if section not in sections or key not in _field_names(sections[section]):
+                continue  # other PICSHARE_* variables (test harness, CLI) are not settings
+        raw.setdefault(section, {})[key] = value
+
+
+def _field_names(cls: type[Any]) -> set[str]:
+    return {f.name for f in dataclasses.fields(cls)}
+
+
+def _build(raw: Mapping[str, Mapping[str, Any]]) -> Settings:
+    sections = _section_types()
+    built: dict[str, Any] = {}
+    for section, values in raw.items():
+        if section not in sections:
+            raise SettingsError(f"unknown settings section [{section}]")
+        cls = sections[section]
+        hints = typing.get_type_hints(cls)
+        kwargs: dict[str, Any] = {}
+        for key, value in values.items():
+            if key not in hints:
+                raise SettingsError(f"unknown setting {section}.{key}")
+            kwargs[key] = _coerce(f"{section}.{key}", hints[key], value)
+        built[section] = cls(**kwargs)
+    settings = Settings(**built)
+    _validate(settings)
+    return settings
+
+
+def _coerce(name: str, typ: Any, value: Any) -> Any:
+    """Turn a TOML or environment value into the field's type, or say which setting is wrong."""
+    try:
+        if typ is bool:
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in {"1", "true", "yes", "on"}:
+                return True
+            if text in {"0", "false", "no", "off"}:
+                return False
+            raise ValueError(value)
+        if typ is int:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError(value)
+            return int(value)
+        if typ is float:
+            if isinstance(value, bool):
+                raise ValueError(value)
+            return float(value)
+        if typ is str:
+            if not isinstance(value, str):
+                raise ValueError(value)
+            return value
+        origin = typing.get_origin(typ)
+        if origin is tuple:
+            items = value.split(",") if isinstance(value, str) else value
+            if not isinstance(items, list | tuple):
+                raise ValueError(value)
+            return tuple(str(i).strip() for i in items if str(i).strip())
+        if isinstance(typ, types.UnionType):
+            return value
+    except (TypeError, ValueError) as exc:
+        raise SettingsError(f"setting {name} has a wrong value: {value!r}") from exc
+    raise SettingsError(f"setting {name} has an unsupported type")
+
+
+def _validate(s: Settings) -> None:
+    checks: list[tuple[bool, str]] = [
+        (0 < s.server.port < 65536, "server.port must be between 1 and 65535"),
+        (s.database.pool_min >= 1, "database.pool_min must be at least 1"),
+        (s.database.pool_max >= s.database.pool_min, "database.pool_max must be >= pool_min"),
+        (s.database.command_timeout > 0, "database.command_timeout must be positive"),
+        (0 <= s.database.shard_id < 8192, "database.shard_id must fit 13 bits (0-8191)"),
+        (s.uploads.max_bytes > 0, "uploads.max_bytes must be positive"),
+        (s.uploads.max_pixels > 0, "uploads.max_pixels must be positive"),
+        (s.uploads.chunk_bytes >= 4096, "uploads.chunk_bytes must be at least 4096"),
+        (1 <= s.media.jpeg_quality <= 100, "media.jpeg_quality must be 1-100"),
+        (s.media.workers >= 0, "media.workers must be >= 0"),
+        (s.jobs.concurrency >= 1, "jobs.concurrency must be at least 1"),
+        (s.jobs.max_attempts >= 1, "jobs.max_attempts must be at least 1"),
+        (s.jobs.lease_seconds >= 5, "jobs.lease_seconds must be at least 5"),
+        (s.auth.password_min >= 8, "auth.password_min must be at least 8"),
+        (
+            1 <= s.pagination.default_limit <= s.pagination.max_limit,
+            "pagination.default_limit must be between 1 and max_limit",
+        ),
+        (
+            s.server.public_url == "" or s.server.public_url.startswith(("http://", "https://")),
+            "server.public_url must start with http:// or https://",
+        ),
+        (
+            s.database.url == "" or s.database.url.startswith(("postgres://", "postgresql://")),
+            "database.url must be a postgresql:// URL",
+        ),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise SettingsError(message)
+
+
+def _as_raw(s: Settings) -> dict[str, dict[str, Any]]:
+    return {f.name: dataclasses.asdict(getattr(s, f.name)) for f in dataclasses.fields(s)}

@@ -1,0 +1,188 @@
+"""The durable job runner: drains the `jobs` table inside the server process.
+
+Jobs are enqueued in the same transaction as the change that needs them, so
+an accepted upload always has its job. The runner leases due jobs with
+`FOR UPDATE SKIP LOCKED` (several processes can run it), keeps the leases
+alive while they run, retries failures with exponential backoff and parks a
+job as `failed` with its error once its attempts are spent. A job whose
+process died keeps its lease only until it expires; then it is taken up again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import socket
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiojobs
+
+from picshare.config import JobSettings
+from storage import jobs_repo
+from storage.db import Pool, transaction
+from storage.records import JobRecord
+
+log = logging.getLogger(__name__)
+
+
+class PermanentJobError(Exception):
+    """Retrying cannot help (e.g. the input is bad): park the job at once."""
+
+
+@dataclass(frozen=True, slots=True)
+class JobKind:
+    run: Callable[[dict[str, Any]], Awaitable[None]]
+    # Called once when the job is parked as failed, to leave state consistent.
+    on_failed: Callable[[dict[str, Any], str], Awaitable[None]] | None = None
+
+
+class JobRunner:
+    __slots__ = ("_in_flight", "_kinds", "_pool", "_scheduler", "_settings", "_wake", "worker_id")
+
+    def __init__(
+        self,
+        *,
+        pool: Pool,
+        settings: JobSettings,
+        scheduler: aiojobs.Scheduler,
+        kinds: dict[str, JobKind],
+    ) -> None:
+        self._pool = pool
+        self._settings = settings
+        self._scheduler = scheduler
+        self._kinds = kinds
+        self._wake = asyncio.Event()
+        self._in_flight: set[int] = set()
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+    def __repr__(self) -> str:
+        return f"<JobRunner {self.worker_id} in_flight={len(self._in_flight)}>"
+
+    def register(self, kinds: dict[str, JobKind]) -> None:
+        self._kinds.update(kinds)
+
+    def wake(self) -> None:
+        """A job was just committed: look now instead of at the next poll."""
+        self._wake.set()
+
+    async def enqueue(self, conn: Any, kind: str, payload: dict[str, Any]) -> int:
+        """Add a job in the caller's transaction (call `wake()` after commit)."""
+        if kind not in self._kinds:
+            raise ValueError(f"unknown job kind {kind}")
+        return await jobs_repo.enqueue(
+            conn, kind, payload, max_attempts=self._settings.max_attempts
+        )
+
+    async def start(self) -> None:
+        await self._scheduler.spawn(self._poll_loop())
+        await self._scheduler.spawn(self._heartbeat_loop())
+
+    async def _poll_loop(self) -> None:
+        while True:
+            try:
+                await self._claim_and_spawn()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("job runner: claiming failed; trying again")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._settings.poll_interval)
+            self._wake.clear()
+
+    async def _claim_and_spawn(self) -> None:
+        free = self._settings.concurrency - len(self._in_flight)
+        if free <= 0:
+            return
+        async with transaction(self._pool) as conn:
+            jobs = await jobs_repo.claim(
+                conn,
+                worker=self.worker_id,
+                limit=free,
+                lease_seconds=self._settings.lease_seconds,
+            )
+        for job in jobs:
+            self._in_flight.add(job.id)
+            await self._scheduler.spawn(self._execute(job))
+
+    async def _heartbeat_loop(self) -> None:
+        # Extending leases while jobs run lets the lease be short, so a crashed
+        # process's jobs are taken up again soon after a restart.
+        while True:
+            await asyncio.sleep(self._settings.lease_seconds / 3)
+            if not self._in_flight:
+                continue
+            try:
+                async with self._pool.acquire() as conn:
+                    await jobs_repo.extend_leases(
+                        conn,
+                        worker=self.worker_id,
+                        job_ids=list(self._in_flight),
+                        lease_seconds=self._settings.lease_seconds,
+                    )
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("job runner: extending leases failed")
+
+    async def _execute(self, job: JobRecord) -> None:
+        try:
+            kind = self._kinds.get(job.kind)
+            if kind is None:
+                await self._park(job, f"unknown job kind {job.kind}", None)
+            elif job.attempts > job.max_attempts:
+                # Its lease expired more often than it may run: it kills its worker.
+                await self._park(job, job.last_error or "lease expired too often", kind)
+            else:
+                await self._run(job, kind)
+        finally:
+            self._in_flight.discard(job.id)
+            self._wake.set()
+
+    async def _run(self, job: JobRecord, kind: JobKind) -> None:
+        try:
+            await kind.run(job.payload)
+        except asyncio.CancelledError:
+            # Shutdown: give the job back now rather than waiting for its lease.
+            await asyncio.shield(self._retry(job, 0.0, "interrupted by shutdown"))
+            raise
+        except PermanentJobError as exc:
+            await self._park(job, f"{type(exc).__name__}: {exc}", kind)
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            if job.attempts >= job.max_attempts:
+                log.exception("job %s (%s) failed for good", job.id, job.kind)
+                await self._park(job, error, kind)
+            else:
+                delay = self.backoff(job.attempts)
+                log.warning(
+                    "job %s (%s) failed, retry in %.1fs: %s", job.id, job.kind, delay, error
+                )
+                await self._retry(job, delay, error)
+        else:
+            async with self._pool.acquire() as conn:
+                await jobs_repo.finish(conn, job.id, self.worker_id)
+
+    def backoff(self, attempts: int) -> float:
+        base = min(self._settings.backoff_max, self._settings.backoff_base**attempts)
+        return base * random.uniform(0.8, 1.2)  # jitter: retries of many jobs do not align
+
+    async def _retry(self, job: JobRecord, delay: float, error: str) -> None:
+        async with self._pool.acquire() as conn:
+            await jobs_repo.retry_later(
+                conn, job.id, self.worker_id, delay_seconds=delay, error=error[:2000]
+            )
+
+    async def _park(self, job: JobRecord, error: str, kind: JobKind | None) -> None:
+        if kind is not None and kind.on_failed is not None:
+            try:
+                await kind.on_failed(job.payload, error)
+            except Exception:
+                log.exception("job %s: on_failed hook failed", job.id)
+        async with self._pool.acquire() as conn:
+            await jobs_repo.park_failed(conn, job.id, self.worker_id, error=error[:2000])

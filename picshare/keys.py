@@ -1,0 +1,32 @@
+"""Every typed key of application and request state, in one place."""
+
+from __future__ import annotations
+
+from concurrent.futures import Executor
+
+from aiohttp import web
+
+from picshare.config import Settings
+from picshare.jobs import JobRunner
+from picshare.photos import PhotoService
+from picshare.users import UserService
+from storage.blobs import BlobStore
+from storage.db import Pool
+from storage.records import UserRecord
+
+SETTINGS = web.AppKey("settings", Settings)
+SECRET_KEY = web.AppKey("secret_key", bytes)
+DB_POOL = web.AppKey("db_pool", Pool)
+BLOBS = web.AppKey("blobs", BlobStore)
+MEDIA_POOL = web.AppKey("media_pool", Executor)
+JOBS = web.AppKey("jobs", JobRunner)
+USERS = web.AppKey("users", UserService)
+PHOTOS = web.AppKey("photos", PhotoService)
+
+REQUEST_ID = web.RequestKey("request_id", str)
+# The signed-in user, or None; how they signed in ("bearer" or "session").
+USER = web.RequestKey("user", UserRecord | None)  # type: ignore[arg-type]
+AUTH_KIND = web.RequestKey("auth_kind", str)
+# The bearer token or session id, kept to revoke it on logout.
+CREDENTIAL = web.RequestKey("credential", str)
+CSRF_TOKEN = web.RequestKey("csrf_token", str)

@@ -1,0 +1,247 @@
+"""Photos: upload, read, list, delete; and the jobs that render and collect their blobs."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from concurrent.futures import Executor
+from typing import Any
+
+from picshare.config import MediaSettings, UploadSettings
+from picshare.errors import (
+    FieldError,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    Unprocessable,
+    UnsupportedMedia,
+)
+from picshare.jobs import JobKind, JobRunner, PermanentJobError
+from picshare.media import MediaError, ProbeResult, RenditionSpec, probe_image, render_renditions
+from picshare.pagination import Page, decode_cursor, page_of
+from picshare.staging import StagedUpload
+from picshare.text import clean_caption, normalize_tag, parse_tags
+from storage import photos_repo, users_repo
+from storage.blobs import BlobStore
+from storage.db import Pool, transaction
+from storage.records import PhotoRecord
+
+log = logging.getLogger(__name__)
+
+RENDER_JOB = "photo.render"
+COLLECT_JOB = "blobs.collect"
+
+
+class PhotoService:
+    __slots__ = ("_blobs", "_jobs", "_media", "_media_pool", "_pool", "_spec", "_uploads")
+
+    def __init__(
+        self,
+        *,
+        pool: Pool,
+        blobs: BlobStore,
+        media_pool: Executor,
+        jobs: JobRunner,
+        uploads: UploadSettings,
+        media: MediaSettings,
+    ) -> None:
+        self._pool = pool
+        self._blobs = blobs
+        self._media_pool = media_pool
+        self._jobs = jobs
+        self._uploads = uploads
+        self._media = media
+        self._spec = RenditionSpec(
+            large_width=media.large_width,
+            medium_width=media.medium_width,
+            thumb_size=media.thumb_size,
+            jpeg_quality=media.jpeg_quality,
+            max_pixels=uploads.max_pixels,
+        )
+
+    def job_kinds(self) -> dict[str, JobKind]:
+        return {
+            RENDER_JOB: JobKind(self._render_job, self._render_failed),
+            COLLECT_JOB: JobKind(self._collect_job),
+        }
+
+    def check_text(self, caption: str, tags: str) -> tuple[str, list[str]]:
+        """Validate caption and tags (before the file is even read, when possible)."""
+        errors: list[FieldError] = []
+        clean = clean_caption(caption, max_chars=self._uploads.max_caption_chars, errors=errors)
+        tag_list = parse_tags(
+            tags,
+            clean,
+            max_tags=self._uploads.max_tags,
+            max_chars=self._uploads.max_tag_chars,
+            errors=errors,
+        )
+        if errors:
+            raise InvalidInput(errors)
+        return clean, tag_list
+
+    async def create(
+        self, *, owner_id: int, staged: StagedUpload, caption: str, tags: list[str]
+    ) -> PhotoRecord:
+        """Check the staged file by its content, store it, and commit the row with its job."""
+        if staged.size == 0:
+            raise InvalidInput([FieldError("file", "is empty")])
+        probe = await self._probe(staged)
+        key = f"uploads/{staged.sha256}"
+        try:
+            async with transaction(self._pool) as conn:
+                await photos_repo.lock_blob_key(conn, key)
+                await self._blobs.put_file(key, staged.path)
+                photo_id = await photos_repo.insert_photo(
+                    conn,
+                    owner_id=owner_id,
+                    caption=caption,
+                    tags=tags,
+                    mime=probe.mime,
+                    width=probe.width,
+                    height=probe.height,
+                    size=staged.size,
+                    upload_key=key,
+                )
+                await self._jobs.enqueue(conn, RENDER_JOB, {"photo_id": photo_id})
+        except BaseException:
+            # The row did not commit: the blob must not outlive it (unless another
+            # photo uses the same bytes, which `_collect` checks).
+            await asyncio.shield(self._collect([key]))
+            raise
+        self._jobs.wake()
+        photo = await self._fetch(photo_id)
+        assert photo is not None
+        return photo
+
+    async def _probe(self, staged: StagedUpload) -> ProbeResult:
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(
+                self._media_pool, probe_image, str(staged.path), self._uploads.max_pixels
+            )
+        except MediaError as exc:
+            if exc.kind == "unsupported":
+                raise UnsupportedMedia(exc.message, field="file") from None
+            raise Unprocessable(exc.message, field="file") from None
+
+    async def get(self, photo_id: int, viewer_id: int | None) -> PhotoRecord:
+        photo = await self._fetch(photo_id)
+        if photo is None or not visible(photo, viewer_id):
+            raise NotFound("no such photo")
+        return photo
+
+    async def list_public(
+        self, *, cursor: str | None, limit: int, tag: str | None, viewer_id: int | None
+    ) -> Page[PhotoRecord]:
+        before = decode_cursor(cursor)
+        async with self._pool.acquire() as conn:
+            rows = await photos_repo.list_public(
+                conn, before=before, limit=limit + 1, tag=normalize_tag(tag) if tag else None
+            )
+        return page_of(rows, limit)
+
+    async def list_by_user(
+        self,
+        *,
+        username: str,
+        cursor: str | None,
+        limit: int,
+        viewer_id: int | None,
+        tag: str | None = None,
+    ) -> Page[PhotoRecord]:
+        before = decode_cursor(cursor)
+        async with self._pool.acquire() as conn:
+            owner = await users_repo.user_by_username(conn, username)
+            if owner is None:
+                raise NotFound("no such user")
+            is_owner = owner.id == viewer_id
+            if owner.private and not is_owner:
+                # Followers come with the social layer; until then only the owner.
+                return Page([], None)
+            rows = await photos_repo.list_by_owner(
+                conn,
+                owner_id=owner.id,
+                before=before,
+                limit=limit + 1,
+                include_unready=is_owner,
+                tag=normalize_tag(tag) if tag else None,
+            )
+        return page_of(rows, limit)
+
+    async def delete(self, photo_id: int, user_id: int) -> None:
+        async with transaction(self._pool) as conn:
+            photo = await photos_repo.lock_photo(conn, photo_id)
+            if photo is None or not visible(photo, user_id):
+                raise NotFound("no such photo")
+            if photo.owner_id != user_id:
+                raise Forbidden("only the photo's owner can delete it")
+            await photos_repo.delete_photo(conn, photo_id)
+            keys = [photo.upload_key, *photo.rendition_keys]
+            await self._jobs.enqueue(conn, COLLECT_JOB, {"keys": keys})
+        self._jobs.wake()
+
+    async def _fetch(self, photo_id: int) -> PhotoRecord | None:
+        async with self._pool.acquire() as conn:
+            return await photos_repo.photo_by_id(conn, photo_id)
+
+    # -- jobs ---------------------------------------------------------------
+
+    async def _render_job(self, payload: dict[str, Any]) -> None:
+        photo_id = int(payload["photo_id"])
+        photo = await self._fetch(photo_id)
+        if photo is None or photo.status != "processing":
+            return  # deleted meanwhile, or a repeat of a job that already finished
+        source = await self._blobs.local_copy(photo.upload_key)
+        loop = asyncio.get_running_loop()
+        try:
+            result = await loop.run_in_executor(
+                self._media_pool, render_renditions, str(source), self._spec
+            )
+        except MediaError as exc:
+            raise PermanentJobError(exc.message) from None
+        keys = {
+            name: f"r/{hashlib.sha256(data).hexdigest()}.jpg"
+            for name, data in result.renditions.items()
+        }
+        async with transaction(self._pool) as conn:
+            for key in sorted(set(keys.values())):  # one order: no lock-order deadlocks
+                await photos_repo.lock_blob_key(conn, key)
+            for name, key in keys.items():
+                await self._blobs.put_bytes(key, result.renditions[name])
+            ready = await photos_repo.mark_ready(
+                conn,
+                photo_id,
+                keys=keys,
+                width=result.width,
+                height=result.height,
+                blurhash=result.blurhash,
+            )
+            if not ready:
+                await self._jobs.enqueue(conn, COLLECT_JOB, {"keys": list(keys.values())})
+        if not ready:
+            self._jobs.wake()
+
+    async def _render_failed(self, payload: dict[str, Any], error: str) -> None:
+        async with self._pool.acquire() as conn:
+            await photos_repo.mark_failed(conn, int(payload["photo_id"]))
+
+    async def _collect_job(self, payload: dict[str, Any]) -> None:
+        await self._collect([str(k) for k in payload["keys"]])
+
+    async def _collect(self, keys: list[str]) -> None:
+        """Delete each blob no photo uses any more."""
+        for key in keys:
+            async with transaction(self._pool) as conn:
+                await photos_repo.lock_blob_key(conn, key)
+                if not await photos_repo.key_in_use(conn, key):
+                    await self._blobs.delete(key)
+
+
+def visible(photo: PhotoRecord, viewer_id: int | None) -> bool:
+    """Who may see a photo. Owners see everything of theirs; others see ready
+    photos of public accounts (approved followers come with the social layer)."""
+    if photo.owner_id == viewer_id:
+        return True
+    return photo.status == "ready" and not photo.owner_private

@@ -1,0 +1,179 @@
+"""Accounts: sign-up, log-in, tokens and sessions, profile edits."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+
+from picshare import passwords, tokens
+from picshare.config import AuthSettings
+from picshare.errors import Conflict, FieldError, InvalidInput, Unauthenticated, invalid
+from storage import users_repo
+from storage.db import Pool, transaction
+from storage.records import UserRecord
+
+USERNAME = re.compile(r"^[a-z0-9_.]{3,30}$")
+# Deliberately loose: one @, something on both sides, a dot in the domain.
+EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
+LOGIN_FAILED = "wrong username or password"
+MAX_SETTINGS_BYTES = 16 * 1024
+MAX_DISPLAY_NAME = 64
+MAX_BIO = 300
+
+
+@dataclass(frozen=True, slots=True)
+class SignedIn:
+    user: UserRecord
+    token: str
+
+
+class UserService:
+    __slots__ = ("_auth", "_pool")
+
+    def __init__(self, *, pool: Pool, auth: AuthSettings) -> None:
+        self._pool = pool
+        self._auth = auth
+
+    async def signup(self, *, username: Any, email: Any, password: Any, kind: str) -> SignedIn:
+        errors: list[FieldError] = []
+        name = _normalize_username(username, errors)
+        mail = _normalize_email(email, errors)
+        secret = self._check_password(password, errors)
+        if errors:
+            raise InvalidInput(errors)
+        password_hash = await passwords.hash_password(secret)
+        async with transaction(self._pool) as conn:
+            try:
+                user = await users_repo.insert_user(
+                    conn, username=name, email=mail, password_hash=password_hash
+                )
+            except users_repo.DuplicateUser as exc:
+                raise Conflict(f"that {exc.field} is taken", field=exc.field) from None
+            token = await self._issue(conn, user.id, kind)
+        return SignedIn(user, token)
+
+    async def login(self, *, username: Any, password: Any, kind: str) -> SignedIn:
+        if not isinstance(username, str) or not username:
+            raise invalid("username", "is required")
+        if not isinstance(password, str) or not password:
+            raise invalid("password", "is required")
+        async with self._pool.acquire() as conn:
+            user = await users_repo.user_by_username(conn, username.strip())
+        # Verify even for an unknown user, so timing does not tell which it was.
+        ok = await passwords.verify_password(user.password_hash if user else None, password)
+        if user is None or not ok:
+            raise Unauthenticated(LOGIN_FAILED)
+        async with transaction(self._pool) as conn:
+            token = await self._issue(conn, user.id, kind)
+        return SignedIn(user, token)
+
+    async def logout(self, token: str) -> None:
+        async with self._pool.acquire() as conn:
+            await users_repo.revoke_token(conn, tokens.hash_token(token))
+
+    async def authenticate(self, token: str, kind: str) -> UserRecord | None:
+        async with self._pool.acquire() as conn:
+            return await users_repo.user_by_token(conn, tokens.hash_token(token), kind)
+
+    async def get(self, user_id: int) -> UserRecord | None:
+        async with self._pool.acquire() as conn:
+            return await users_repo.user_by_id(conn, user_id)
+
+    async def by_username(self, username: str) -> UserRecord | None:
+        async with self._pool.acquire() as conn:
+            return await users_repo.user_by_username(conn, username)
+
+    async def update_profile(self, user_id: int, changes: dict[str, Any]) -> UserRecord:
+        errors: list[FieldError] = []
+        clean: dict[str, Any] = {}
+        for key, value in changes.items():
+            if key == "display_name":
+                clean[key] = _text(key, value, MAX_DISPLAY_NAME, errors, single_line=True)
+            elif key == "bio":
+                clean[key] = _text(key, value, MAX_BIO, errors, single_line=False)
+            elif key == "private":
+                if not isinstance(value, bool):
+                    errors.append(FieldError(key, "must be true or false"))
+                clean[key] = value
+            elif key == "settings":
+                if not isinstance(value, dict):
+                    errors.append(FieldError(key, "must be a JSON object"))
+                elif len(orjson.dumps(value)) > MAX_SETTINGS_BYTES:
+                    errors.append(FieldError(key, f"must be at most {MAX_SETTINGS_BYTES} bytes"))
+                clean[key] = value
+            else:
+                errors.append(FieldError(key, "is not a field you can change"))
+        if errors:
+            raise InvalidInput(errors)
+        async with transaction(self._pool) as conn:
+            user = await users_repo.update_user(conn, user_id, clean)
+        if user is None:
+            raise Unauthenticated("the account no longer exists")
+        return user
+
+    async def _issue(self, conn: Any, user_id: int, kind: str) -> str:
+        days = self._auth.session_days if kind == "session" else self._auth.token_days
+        token = tokens.new_token()
+        await users_repo.insert_token(
+            conn,
+            user_id=user_id,
+            token_hash=tokens.hash_token(token),
+            kind=kind,
+            expires_at=datetime.now(UTC) + timedelta(days=days),
+        )
+        return token
+
+    def _check_password(self, password: Any, errors: list[FieldError]) -> str:
+        if not isinstance(password, str):
+            errors.append(FieldError("password", "is required"))
+            return ""
+        if not self._auth.password_min <= len(password) <= self._auth.password_max:
+            errors.append(
+                FieldError(
+                    "password",
+                    f"must be {self._auth.password_min} to {self._auth.password_max} characters",
+                )
+            )
+        return password
+
+
+def _normalize_username(value: Any, errors: list[FieldError]) -> str:
+    if not isinstance(value, str) or not value.strip():
+        errors.append(FieldError("username", "is required"))
+        return ""
+    # Case-insensitive: stored lower-case, as Instagram does.
+    name = unicodedata.normalize("NFKC", value.strip()).lower()
+    if not USERNAME.match(name):
+        errors.append(FieldError("username", "must be 3 to 30 of a-z, 0-9, underscore and dot"))
+    return name
+
+
+def _normalize_email(value: Any, errors: list[FieldError]) -> str:
+    if not isinstance(value, str) or not value.strip():
+        errors.append(FieldError("email", "is required"))
+        return ""
+    mail = value.strip()
+    if len(mail) > 254 or not EMAIL.match(mail):
+        errors.append(FieldError("email", "is not an email address"))
+    return mail
+
+
+def _text(
+    field: str, value: Any, limit: int, errors: list[FieldError], *, single_line: bool
+) -> str:
+    if not isinstance(value, str):
+        errors.append(FieldError(field, "must be a string"))
+        return ""
+    text = unicodedata.normalize("NFC", value.strip())
+    if single_line and ("\n" in text or "\r" in text):
+        errors.append(FieldError(field, "must be one line"))
+    if len(text) > limit:
+        errors.append(FieldError(field, f"must be at most {limit} characters"))
+    if any(unicodedata.category(ch) == "Cc" and ch not in "\n\t" for ch in text):
+        errors.append(FieldError(field, "must not contain control characters"))
+    return text

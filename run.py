@@ -1,0 +1,122 @@
+"""PicShare's command line: serve, migrate, jobs, bench.
+
+python run.py serve [--host H] [--port P] [--data-dir D]
+python run.py migrate
+python run.py jobs [--status queued|running|done|failed] [--limit N]
+python run.py bench [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import uvloop
+from aiohttp import web
+
+from picshare.app import create_app
+from picshare.config import Settings, SettingsError, load_settings
+from picshare.database import database_url
+from storage import jobs_repo
+from storage.db import create_pool
+from storage.migrate import migrate
+
+ROOT = Path(__file__).resolve().parent
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="run.py", description="PicShare")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="serve PicShare over HTTP")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--data-dir")
+    for name, text in (("migrate", "apply database migrations"), ("jobs", "list jobs")):
+        cmd = sub.add_parser(name, help=text)
+        cmd.add_argument("--data-dir")
+        if name == "jobs":
+            cmd.add_argument("--status", choices=["queued", "running", "done", "failed"])
+            cmd.add_argument("--limit", type=int, default=50)
+    bench = sub.add_parser("bench", help="run the benchmarks in bench/")
+    bench.add_argument("args", nargs=argparse.REMAINDER)
+    args = parser.parse_args(argv)
+
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    if args.command == "bench":
+        return subprocess.call([sys.executable, str(ROOT / "bench" / "run_all.py"), *args.args])
+    try:
+        settings = load_settings(overrides=_overrides(args))
+    except SettingsError as exc:
+        print(f"picshare: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "serve":
+        return _serve(settings)
+    if args.command == "migrate":
+        return uvloop.run(_migrate(settings))
+    return uvloop.run(_list_jobs(settings, args.status, args.limit))
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    server: dict[str, Any] = {}
+    for name in ("host", "port", "data_dir"):
+        value = getattr(args, name, None)
+        if value is not None:
+            server[name] = value
+    return {"server": server} if server else {}
+
+
+def _serve(settings: Settings) -> int:
+    web.run_app(
+        create_app(settings),
+        host=settings.server.host,
+        port=settings.server.port,
+        shutdown_timeout=settings.server.shutdown_timeout,
+        loop=uvloop.new_event_loop(),
+        access_log_format='%a "%r" %s %b %Tf "%{User-Agent}i"',
+    )
+    return 0
+
+
+async def _migrate(settings: Settings) -> int:
+    async with database_url(settings) as dsn:
+        pool = await _pool(dsn, settings)
+        async with pool, pool.acquire() as conn:
+            applied = await migrate(conn, shard_id=settings.database.shard_id)
+    print("applied: " + (", ".join(applied) if applied else "nothing, the schema is current"))
+    return 0
+
+
+async def _list_jobs(settings: Settings, status: str | None, limit: int) -> int:
+    async with database_url(settings) as dsn:
+        pool = await _pool(dsn, settings)
+        async with pool, pool.acquire() as conn:
+            await migrate(conn, shard_id=settings.database.shard_id)
+            jobs = await jobs_repo.list_jobs(conn, status=status, limit=limit)
+    print(f"{'id':>20}  {'kind':<14} {'status':<8} {'tries':>5}  {'created':<19}  last error")
+    for job in jobs:
+        error = (job.last_error or "").splitlines()[0][:60] if job.last_error else ""
+        print(
+            f"{job.id:>20}  {job.kind:<14} {job.status:<8} {job.attempts:>2}/{job.max_attempts:<2}"
+            f"  {job.created_at:%Y-%m-%d %H:%M:%S}  {error}"
+        )
+    return 0
+
+
+async def _pool(dsn: str, settings: Settings) -> Any:
+    return await create_pool(
+        dsn,
+        min_size=1,
+        max_size=2,
+        command_timeout=settings.database.command_timeout,
+        connect_timeout=settings.database.connect_timeout,
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Everything that talks to a store: pools, migrations, repositories (the SQL), blob stores."""

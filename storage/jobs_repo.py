@@ -1,0 +1,112 @@
+"""SQL for the durable job table: enqueue in the caller's transaction, claim
+with a lease (`FOR UPDATE SKIP LOCKED`), finish, retry later, or park as failed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+
+from storage.records import JobRecord
+
+_COLUMNS = (
+    "id, kind, payload, status, attempts, max_attempts, run_after, locked_by, locked_until, "
+    "last_error, created_at, finished_at"
+)
+
+
+async def enqueue(
+    conn: asyncpg.Connection, kind: str, payload: dict[str, Any], *, max_attempts: int
+) -> int:
+    job_id = await conn.fetchval(
+        "INSERT INTO jobs (kind, payload, max_attempts) VALUES ($1, $2, $3) RETURNING id",
+        kind,
+        payload,
+        max_attempts,
+    )
+    return int(job_id)
+
+
+async def claim(
+    conn: asyncpg.Connection, *, worker: str, limit: int, lease_seconds: float
+) -> list[JobRecord]:
+    """Lease up to `limit` due jobs: queued ones whose time has come, and running
+    ones whose lease ran out (their worker died)."""
+    rows = await conn.fetch(
+        f"""WITH due AS (
+                SELECT id FROM jobs
+                WHERE (status = 'queued' AND run_after <= now())
+                   OR (status = 'running' AND locked_until < now())
+                ORDER BY run_after, id
+                LIMIT $1
+                FOR UPDATE SKIP LOCKED)
+            UPDATE jobs j SET status = 'running', attempts = j.attempts + 1, locked_by = $2,
+                   locked_until = now() + make_interval(secs => $3), updated_at = now()
+            FROM due WHERE j.id = due.id
+            RETURNING {", ".join("j." + c.strip() for c in _COLUMNS.split(","))}""",
+        limit,
+        worker,
+        lease_seconds,
+    )
+    return [JobRecord.from_row(r) for r in rows]
+
+
+async def extend_leases(
+    conn: asyncpg.Connection, *, worker: str, job_ids: list[int], lease_seconds: float
+) -> None:
+    await conn.execute(
+        "UPDATE jobs SET locked_until = now() + make_interval(secs => $3) "
+        "WHERE id = ANY($1::bigint[]) AND locked_by = $2 AND status = 'running'",
+        job_ids,
+        worker,
+        lease_seconds,
+    )
+
+
+async def finish(conn: asyncpg.Connection, job_id: int, worker: str) -> None:
+    await conn.execute(
+        "UPDATE jobs SET status = 'done', finished_at = now(), updated_at = now(), "
+        "locked_until = NULL WHERE id = $1 AND locked_by = $2",
+        job_id,
+        worker,
+    )
+
+
+async def retry_later(
+    conn: asyncpg.Connection, job_id: int, worker: str, *, delay_seconds: float, error: str
+) -> None:
+    await conn.execute(
+        "UPDATE jobs SET status = 'queued', run_after = now() + make_interval(secs => $3), "
+        "last_error = $4, locked_by = NULL, locked_until = NULL, updated_at = now() "
+        "WHERE id = $1 AND locked_by = $2",
+        job_id,
+        worker,
+        delay_seconds,
+        error,
+    )
+
+
+async def park_failed(conn: asyncpg.Connection, job_id: int, worker: str, *, error: str) -> None:
+    await conn.execute(
+        "UPDATE jobs SET status = 'failed', last_error = $3, finished_at = now(), "
+        "locked_until = NULL, updated_at = now() WHERE id = $1 AND locked_by = $2",
+        job_id,
+        worker,
+        error,
+    )
+
+
+async def list_jobs(conn: asyncpg.Connection, *, status: str | None, limit: int) -> list[JobRecord]:
+    rows = await conn.fetch(
+        f"SELECT {_COLUMNS} FROM jobs WHERE ($1::text IS NULL OR status = $1) "
+        "ORDER BY id DESC LIMIT $2",
+        status,
+        limit,
+    )
+    return [JobRecord.from_row(r) for r in rows]
+
+
+async def queue_depth(conn: asyncpg.Connection) -> int:
+    return int(
+        await conn.fetchval("SELECT count(*) FROM jobs WHERE status IN ('queued', 'running')")
+    )

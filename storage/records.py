@@ -1,0 +1,83 @@
+"""Rows as typed, immutable records: what repositories hand to the services."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+
+@dataclass(frozen=True, slots=True)
+class UserRecord:
+    id: int
+    username: str
+    email: str
+    password_hash: str
+    display_name: str
+    bio: str
+    private: bool
+    settings: dict[str, Any]
+    photo_count: int
+    follower_count: int
+    following_count: int
+    created_at: datetime
+
+    @classmethod
+    def from_row(cls, row: asyncpg.Record) -> UserRecord:
+        return cls(**{name: row[name] for name in cls.__slots__})
+
+
+@dataclass(frozen=True, slots=True)
+class PhotoRecord:
+    id: int
+    owner_id: int
+    owner_username: str
+    owner_display_name: str
+    owner_private: bool
+    caption: str
+    tags: list[str]
+    status: str
+    mime: str
+    width: int
+    height: int
+    bytes: int
+    blurhash: str | None
+    upload_key: str
+    original_key: str | None
+    large_key: str | None
+    medium_key: str | None
+    thumb_key: str | None
+    like_count: int
+    comment_count: int
+    created_at: datetime
+
+    @classmethod
+    def from_row(cls, row: asyncpg.Record) -> PhotoRecord:
+        return cls(**{name: row[name] for name in cls.__slots__})
+
+    @property
+    def rendition_keys(self) -> list[str]:
+        keys = (self.original_key, self.large_key, self.medium_key, self.thumb_key)
+        return [k for k in keys if k is not None]
+
+
+@dataclass(frozen=True, slots=True)
+class JobRecord:
+    id: int
+    kind: str
+    payload: dict[str, Any]
+    status: str
+    attempts: int
+    max_attempts: int
+    run_after: datetime
+    locked_by: str | None
+    locked_until: datetime | None
+    last_error: str | None
+    created_at: datetime
+    finished_at: datetime | None
+
+    @classmethod
+    def from_row(cls, row: asyncpg.Record) -> JobRecord:
+        return cls(**{name: row[name] for name in cls.__slots__})

@@ -1,0 +1,103 @@
+"""SQL for users and their tokens."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from storage.records import UserRecord
+
+_USER_COLUMNS = (
+    "id, username, email, password_hash, display_name, bio, private, settings, "
+    "photo_count, follower_count, following_count, created_at"
+)
+
+
+class DuplicateUser(Exception):
+    """The username or email is taken; `field` says which."""
+
+    def __init__(self, field: str) -> None:
+        super().__init__(field)
+        self.field = field
+
+
+async def insert_user(
+    conn: asyncpg.Connection, *, username: str, email: str, password_hash: str
+) -> UserRecord:
+    try:
+        row = await conn.fetchrow(
+            f"INSERT INTO users (username, email, password_hash, display_name) "
+            f"VALUES ($1, $2, $3, $1) RETURNING {_USER_COLUMNS}",
+            username,
+            email,
+            password_hash,
+        )
+    except asyncpg.UniqueViolationError as exc:
+        field = "email" if "email" in (exc.constraint_name or "") else "username"
+        raise DuplicateUser(field) from exc
+    assert row is not None
+    return UserRecord.from_row(row)
+
+
+async def user_by_id(conn: asyncpg.Connection, user_id: int) -> UserRecord | None:
+    row = await conn.fetchrow(f"SELECT {_USER_COLUMNS} FROM users WHERE id = $1", user_id)
+    return None if row is None else UserRecord.from_row(row)
+
+
+async def user_by_username(conn: asyncpg.Connection, username: str) -> UserRecord | None:
+    row = await conn.fetchrow(
+        f"SELECT {_USER_COLUMNS} FROM users WHERE lower(username) = lower($1)", username
+    )
+    return None if row is None else UserRecord.from_row(row)
+
+
+async def update_user(
+    conn: asyncpg.Connection, user_id: int, changes: dict[str, Any]
+) -> UserRecord | None:
+    allowed = ("display_name", "bio", "private", "settings")
+    names = [name for name in allowed if name in changes]
+    if not names:
+        return await user_by_id(conn, user_id)
+    # Column names come from the fixed list above; values are bound parameters.
+    sets = ", ".join(f"{name} = ${i}" for i, name in enumerate(names, start=2))
+    row = await conn.fetchrow(
+        f"UPDATE users SET {sets}, updated_at = now() WHERE id = $1 RETURNING {_USER_COLUMNS}",
+        user_id,
+        *(changes[name] for name in names),
+    )
+    return None if row is None else UserRecord.from_row(row)
+
+
+async def insert_token(
+    conn: asyncpg.Connection, *, user_id: int, token_hash: bytes, kind: str, expires_at: datetime
+) -> None:
+    await conn.execute(
+        "INSERT INTO auth_tokens (user_id, token_hash, kind, expires_at) VALUES ($1, $2, $3, $4)",
+        user_id,
+        token_hash,
+        kind,
+        expires_at,
+    )
+
+
+async def user_by_token(
+    conn: asyncpg.Connection, token_hash: bytes, kind: str
+) -> UserRecord | None:
+    row = await conn.fetchrow(
+        f"SELECT {', '.join('u.' + c.strip() for c in _USER_COLUMNS.split(','))} "
+        "FROM auth_tokens t JOIN users u ON u.id = t.user_id "
+        "WHERE t.token_hash = $1 AND t.kind = $2 AND t.revoked_at IS NULL AND t.expires_at > now()",
+        token_hash,
+        kind,
+    )
+    return None if row is None else UserRecord.from_row(row)
+
+
+async def revoke_token(conn: asyncpg.Connection, token_hash: bytes) -> bool:
+    result = await conn.execute(
+        "UPDATE auth_tokens SET revoked_at = now() WHERE token_hash = $1 AND revoked_at IS NULL",
+        token_hash,
+    )
+    return bool(result.endswith(" 1"))

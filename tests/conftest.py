@@ -1,0 +1,126 @@
+"""Fixtures: real PostgreSQL, the app on a test client, users and uploads."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import FormData, web
+from aiohttp.test_utils import TestClient
+
+from picshare.app import create_app
+from picshare.config import Settings, load_settings
+from picshare.media import create_media_pool
+from tests.harness import PostgresForTests, start_postgres, with_database
+
+AiohttpClient = Any  # pytest-aiohttp's factory fixture has no public type
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresForTests]:
+    admin_dsn, server = start_postgres(tmp_path_factory.mktemp("embedded"))
+    pg = PostgresForTests(admin_dsn)
+    asyncio.run(pg.create_template())
+    try:
+        yield pg
+    finally:
+        asyncio.run(pg.drop_template())
+        if server is not None:
+            server.stop()
+
+
+@pytest.fixture(scope="session")
+def media_pool() -> Iterator[ProcessPoolExecutor]:
+    pool = create_media_pool(2)
+    yield pool
+    pool.shutdown(wait=True, cancel_futures=True)
+
+
+@pytest.fixture
+async def database_url(postgres: PostgresForTests) -> AsyncIterator[str]:
+    name = await postgres.create_database()
+    yield with_database(postgres.admin_dsn, name)
+    await postgres.drop_database(name)
+
+
+def make_settings(data_dir: Path, database_url: str, **sections: dict[str, Any]) -> Settings:
+    overrides: dict[str, dict[str, Any]] = {
+        "server": {"data_dir": str(data_dir), "secret_key": "test-secret-key"},
+        "database": {"url": database_url, "pool_max": 5},
+        "jobs": {"poll_interval": 0.2, "lease_seconds": 5, "backoff_base": 1.1},
+    }
+    for section, values in sections.items():
+        overrides.setdefault(section, {}).update(values)
+    return load_settings(env={}, overrides=overrides)
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str) -> Settings:
+    return make_settings(tmp_path / "data", database_url)
+
+
+@pytest.fixture
+def app(settings: Settings, media_pool: ProcessPoolExecutor) -> web.Application:
+    return create_app(settings, media_pool=media_pool)
+
+
+@pytest.fixture
+async def client(aiohttp_client: AiohttpClient, app: web.Application) -> TestClient[Any, Any]:
+    result: TestClient[Any, Any] = await aiohttp_client(app)
+    return result
+
+
+async def signup(client: TestClient[Any, Any], username: str = "alice") -> str:
+    """Create a user over the API; return its bearer token."""
+    resp = await client.post(
+        "/api/v1/auth/signup",
+        json={
+            "username": username,
+            "email": f"{username}@example.com",
+            "password": "correct horse",
+        },
+    )
+    assert resp.status == 201, await resp.text()
+    body = await resp.json()
+    return str(body["token"])
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def upload(
+    client: TestClient[Any, Any],
+    token: str,
+    data: bytes,
+    *,
+    filename: str = "photo.jpg",
+    content_type: str = "image/jpeg",
+    caption: str = "",
+    tags: str = "",
+    path: str = "/api/v1/upload",
+) -> Any:
+    form = FormData()
+    form.add_field("caption", caption)
+    form.add_field("tags", tags)
+    form.add_field("file", data, filename=filename, content_type=content_type)
+    return await client.post(path, data=form, headers=bearer(token))
+
+
+async def wait_ready(
+    client: TestClient[Any, Any], token: str, photo_id: str, timeout: float = 30
+) -> dict[str, Any]:
+    """Poll until the photo's renditions exist."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        resp = await client.get(f"/api/v1/photos/{photo_id}", headers=bearer(token))
+        body: dict[str, Any] = await resp.json()
+        if body.get("status") != "processing":
+            return body
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"photo {photo_id} still processing after {timeout}s")
+        await asyncio.sleep(0.1)

@@ -1,0 +1,89 @@
+"""Real servers for the tests: one PostgreSQL per session, a fresh database per test.
+
+PostgreSQL is `PICSHARE_TEST_DATABASE_URL` when set (an admin DSN of a server
+where databases may be created), else an embedded one in a temporary folder.
+With `PICSHARE_REQUIRE_SERVICES=1` (CI), a service that cannot be reached
+fails the run instead of being skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from pathlib import Path
+
+import asyncpg
+
+from storage.embedded import EmbeddedPostgres
+from storage.migrate import migrate
+
+REQUIRE_SERVICES = os.environ.get("PICSHARE_REQUIRE_SERVICES") == "1"
+# The machine's own PostgreSQL service (CI machines have one; a laptop may not).
+SERVICE_DATABASE_URL = os.environ.get(
+    "PICSHARE_SERVICE_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+
+
+def with_database(dsn: str, name: str) -> str:
+    head, sep, query = dsn.partition("?")
+    return f"{head.rsplit('/', 1)[0]}/{name}{sep}{query}"
+
+
+class PostgresForTests:
+    """Creates a migrated template once, then one database per test from it."""
+
+    def __init__(self, admin_dsn: str) -> None:
+        self.admin_dsn = admin_dsn
+        self.template = f"picshare_tmpl_{uuid.uuid4().hex[:8]}"
+
+    async def _admin(self) -> asyncpg.Connection:
+        return await asyncpg.connect(self.admin_dsn, timeout=10)
+
+    async def create_template(self) -> None:
+        conn = await self._admin()
+        try:
+            await conn.execute(f'CREATE DATABASE "{self.template}"')
+        finally:
+            await conn.close()
+        conn = await asyncpg.connect(with_database(self.admin_dsn, self.template), timeout=10)
+        try:
+            await migrate(conn, shard_id=1)
+        finally:
+            await conn.close()
+
+    async def create_database(self) -> str:
+        name = f"picshare_test_{uuid.uuid4().hex[:12]}"
+        conn = await self._admin()
+        try:
+            await conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{self.template}"')
+        finally:
+            await conn.close()
+        return name
+
+    async def drop_database(self, name: str) -> None:
+        conn = await self._admin()
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+
+    async def drop_template(self) -> None:
+        await self.drop_database(self.template)
+
+
+def start_postgres(tmp: Path) -> tuple[str, EmbeddedPostgres | None]:
+    url = os.environ.get("PICSHARE_TEST_DATABASE_URL")
+    if url:
+        try:
+            asyncio.run(_ping(url))
+        except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+            raise RuntimeError(f"PICSHARE_TEST_DATABASE_URL is not reachable: {exc}") from exc
+        return url, None
+    server = EmbeddedPostgres(tmp / "pg")
+    return server.start(), server
+
+
+async def _ping(url: str) -> None:
+    conn = await asyncpg.connect(url, timeout=5)
+    await conn.close()
