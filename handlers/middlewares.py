@@ -89,7 +89,14 @@ def _render(request: web.Request, status: int, detail: str) -> web.StreamRespons
         return aiohttp_jinja2.render_template(
             "error.html",
             request,
-            {"status": status, "title": problems.title_of(status), "detail": detail},
+            {
+                "request": request,
+                "me": request.get(keys.USER),
+                "csrf_token": request.get(keys.CSRF_TOKEN, ""),
+                "status": status,
+                "title": problems.title_of(status),
+                "detail": detail,
+            },
             status=status,
         )
     return problems.problem(status, detail, instance=request.path)

@@ -22,6 +22,7 @@ PAGE_SIZE = 24
 
 def _context(request: web.Request, **values: Any) -> dict[str, Any]:
     return {
+        "request": request,
         "me": current_user(request),
         "csrf_token": request.get(keys.CSRF_TOKEN, ""),
         "media_prefix": request.app[keys.SETTINGS].media.url_prefix,

@@ -206,7 +206,7 @@ ROUTES: tuple[Route, ...] = (
 def setup_routes(app: web.Application) -> None:
     for route in ROUTES:
         for i, path in enumerate((route.path, *route.aliases)):
-            name = route.name if i == 0 else f"{route.name}.{i}"
+            name = route.name if i == 0 else f"{route.name}.alias{i}"
             if route.method == "GET":  # GET answers HEAD too
                 app.router.add_get(path, route.handler, name=name)
             else:

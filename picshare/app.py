@@ -57,7 +57,6 @@ def create_app(settings: Settings, *, media_pool: Executor | None = None) -> web
         app,
         loader=jinja2.FileSystemLoader(TEMPLATES),
         autoescape=jinja2.select_autoescape(default=True, default_for_string=True),
-        context_processors=[aiohttp_jinja2.request_processor],
     )
     env.filters["blurhash_color"] = blurhash_color
     env.globals["static"] = lambda name: app.router["static"].url_for(filename=name)

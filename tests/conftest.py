@@ -69,7 +69,8 @@ def app(settings: Settings, media_pool: ProcessPoolExecutor) -> web.Application:
 
 
 @pytest.fixture
-async def client(aiohttp_client: AiohttpClient, app: web.Application) -> TestClient[Any, Any]:
+async def client(app: web.Application, aiohttp_client: AiohttpClient) -> TestClient[Any, Any]:
+    # `app` first: its database is set up before, and dropped after, the client.
     result: TestClient[Any, Any] = await aiohttp_client(app)
     return result
 
@@ -124,3 +125,10 @@ async def wait_ready(
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"photo {photo_id} still processing after {timeout}s")
         await asyncio.sleep(0.1)
+
+
+async def upload_ready(client: TestClient[Any, Any], token: str, data: bytes) -> dict[str, Any]:
+    """Upload and wait for the renditions; return the ready photo."""
+    resp = await upload(client, token, data)
+    assert resp.status == 201, await resp.text()
+    return await wait_ready(client, token, (await resp.json())["id"])

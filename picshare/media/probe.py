@@ -137,7 +137,9 @@ def open_checked(fp: IO[bytes], max_pixels: int) -> tuple[str, ImageFile.ImageFi
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(fp, formats=[_FORMATS[fmt][0]])
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise MediaError("too_many_pixels", f"image has too many pixels (limit {max_pixels})") from exc
+        raise MediaError(
+            "too_many_pixels", f"image has too many pixels (limit {max_pixels})"
+        ) from exc
     except MemoryError:
         raise
     except Exception as exc:

@@ -1,0 +1,34 @@
+"""Media: deciding what an upload is and rendering the JPEGs the site serves.
+
+- ``probe_image``: content-based type detection, pixel limit, decode check.
+- ``render_renditions`` / ``render_three``: metadata-free sRGB JPEG renditions.
+- ``create_media_pool``: the worker processes both run in.
+
+All failures caused by the uploaded file are ``MediaError`` with a ``kind``
+the web layer maps to a status code.
+"""
+
+from picshare.media.blurhash_code import encode_blurhash
+from picshare.media.errors import MediaError
+from picshare.media.pool import create_media_pool
+from picshare.media.probe import ACCEPTED, ProbeResult, ensure_plugins, probe_image
+from picshare.media.renditions import (
+    RenderResult,
+    RenditionSpec,
+    render_renditions,
+    render_three,
+)
+
+__all__ = [
+    "ACCEPTED",
+    "MediaError",
+    "ProbeResult",
+    "RenderResult",
+    "RenditionSpec",
+    "create_media_pool",
+    "encode_blurhash",
+    "ensure_plugins",
+    "probe_image",
+    "render_renditions",
+    "render_three",
+]

@@ -1,0 +1,149 @@
+"""The durable job runner: retries with backoff, parking, lease takeover."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import aiojobs
+import asyncpg
+
+from picshare.config import JobSettings
+from picshare.jobs import JobKind, JobRunner, PermanentJobError
+from storage.db import create_pool, transaction
+
+
+async def _pool(url: str) -> asyncpg.Pool:
+    return await create_pool(url, min_size=1, max_size=4, command_timeout=10, connect_timeout=10)
+
+
+async def _wait_status(pool: asyncpg.Pool, job_id: int, status: str, timeout: float = 15) -> Any:
+    async with asyncio.timeout(timeout):
+        while True:
+            row = await pool.fetchrow("SELECT * FROM jobs WHERE id = $1", job_id)
+            if row["status"] == status:
+                return row
+            await asyncio.sleep(0.05)
+
+
+def _settings(**kw: Any) -> JobSettings:
+    base: dict[str, Any] = {
+        "poll_interval": 0.1,
+        "lease_seconds": 5,
+        "backoff_base": 1.01,
+        "max_attempts": 3,
+    }
+    return JobSettings(**{**base, **kw})
+
+
+async def test_failing_job_is_retried_then_parked_with_its_error(database_url: str) -> None:
+    pool = await _pool(database_url)
+    calls: list[int] = []
+    failed: list[str] = []
+
+    async def flaky(payload: dict[str, Any]) -> None:
+        calls.append(1)
+        raise RuntimeError("boom")
+
+    async def on_failed(payload: dict[str, Any], error: str) -> None:
+        failed.append(error)
+
+    scheduler = aiojobs.Scheduler(limit=None)
+    runner = JobRunner(
+        pool=pool,
+        settings=_settings(),
+        scheduler=scheduler,
+        kinds={"flaky": JobKind(flaky, on_failed)},
+    )
+    async with transaction(pool) as conn:
+        job_id = await runner.enqueue(conn, "flaky", {"x": 1})
+    await runner.start()
+    try:
+        row = await _wait_status(pool, job_id, "failed")
+    finally:
+        await scheduler.close()
+        await pool.close()
+    assert len(calls) == 3
+    assert row["attempts"] == 3
+    assert "RuntimeError: boom" in row["last_error"]
+    assert failed and "boom" in failed[0]
+
+
+async def test_permanent_error_parks_at_once(database_url: str) -> None:
+    pool = await _pool(database_url)
+
+    async def bad(payload: dict[str, Any]) -> None:
+        raise PermanentJobError("bad input")
+
+    scheduler = aiojobs.Scheduler(limit=None)
+    runner = JobRunner(
+        pool=pool, settings=_settings(), scheduler=scheduler, kinds={"bad": JobKind(bad)}
+    )
+    async with transaction(pool) as conn:
+        job_id = await runner.enqueue(conn, "bad", {})
+    await runner.start()
+    try:
+        row = await _wait_status(pool, job_id, "failed")
+    finally:
+        await scheduler.close()
+        await pool.close()
+    assert row["attempts"] == 1
+
+
+async def test_job_of_a_dead_worker_is_taken_up_after_its_lease(database_url: str) -> None:
+    pool = await _pool(database_url)
+    done: list[dict[str, Any]] = []
+
+    async def work(payload: dict[str, Any]) -> None:
+        done.append(payload)
+
+    # A job leased by a worker that died: running, lease just expired.
+    job_id = await pool.fetchval(
+        "INSERT INTO jobs (kind, payload, status, attempts, locked_by, locked_until) "
+        "VALUES ('work', '{\"n\": 1}', 'running', 1, 'dead-worker', now() - interval '1 second') "
+        "RETURNING id"
+    )
+    scheduler = aiojobs.Scheduler(limit=None)
+    runner = JobRunner(
+        pool=pool, settings=_settings(), scheduler=scheduler, kinds={"work": JobKind(work)}
+    )
+    await runner.start()
+    try:
+        row = await _wait_status(pool, job_id, "done")
+    finally:
+        await scheduler.close()
+        await pool.close()
+    assert done == [{"n": 1}]
+    assert row["attempts"] == 2
+    assert row["locked_by"] == runner.worker_id
+
+
+async def test_two_runners_never_run_one_job_twice(database_url: str) -> None:
+    pool = await _pool(database_url)
+    seen: list[int] = []
+
+    async def work(payload: dict[str, Any]) -> None:
+        seen.append(int(payload["n"]))
+        await asyncio.sleep(0.01)
+
+    schedulers = [aiojobs.Scheduler(limit=None) for _ in range(2)]
+    runners = [
+        JobRunner(
+            pool=pool, settings=_settings(concurrency=4), scheduler=s, kinds={"work": JobKind(work)}
+        )
+        for s in schedulers
+    ]
+    async with transaction(pool) as conn:
+        for n in range(40):
+            await runners[0].enqueue(conn, "work", {"n": n})
+    for r in runners:
+        await r.start()
+    try:
+        async with asyncio.timeout(20):
+            while await pool.fetchval("SELECT count(*) FROM jobs WHERE status <> 'done'"):
+                await asyncio.sleep(0.05)
+    finally:
+        for s in schedulers:
+            await s.close()
+        await pool.close()
+    assert sorted(seen) == list(range(40))
