@@ -14,7 +14,7 @@ def current_user(request: web.Request) -> UserRecord | None:
 
 
 def require_user(request: web.Request) -> UserRecord:
-    user = request.get(keys.USER)
+    user: UserRecord | None = request.get(keys.USER)
     if user is None:
         raise Unauthenticated("sign in first: send 'Authorization: Bearer <token>'")
     return user

@@ -107,7 +107,6 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     """Find who is asking: a bearer token, else the session cookie."""
     app = request.app
     users = app[keys.USERS]
-    request[keys.USER] = None
     session: sessions.Session | None = None
     cookie_name = app[keys.SETTINGS].auth.session_cookie
     authorization = request.headers.get("Authorization", "")
@@ -133,7 +132,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
             else:
                 session = sessions.new_session()  # expired or revoked: start afresh
         if (
-            request[keys.USER] is not None
+            keys.USER in request
             and request.method in UNSAFE
             and request.path.startswith("/api/")
             and session is not None

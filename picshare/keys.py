@@ -24,8 +24,8 @@ USERS = web.AppKey("users", UserService)
 PHOTOS = web.AppKey("photos", PhotoService)
 
 REQUEST_ID = web.RequestKey("request_id", str)
-# The signed-in user, or None; how they signed in ("bearer" or "session").
-USER = web.RequestKey("user", UserRecord | None)  # type: ignore[arg-type]
+# The signed-in user (absent when anonymous); how they signed in ("bearer" or "session").
+USER = web.RequestKey("user", UserRecord)
 AUTH_KIND = web.RequestKey("auth_kind", str)
 # The bearer token or session id, kept to revoke it on logout.
 CREDENTIAL = web.RequestKey("credential", str)

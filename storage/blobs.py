@@ -49,7 +49,7 @@ class BlobStore(Protocol):
 
     async def stat(self, key: str) -> BlobInfo | None: ...
 
-    async def read(self, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
+    def read(self, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
         """Yield the bytes [start, end) in chunks."""
         ...
 

@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TypeAlias
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 
-Pool = asyncpg.Pool
-Connection = asyncpg.Connection
+Pool: TypeAlias = asyncpg.Pool
+# What repositories take: a plain connection or one lent by the pool.
+Connection: TypeAlias = asyncpg.Connection | PoolConnectionProxy
 
 
 async def _init_connection(conn: Connection) -> None:

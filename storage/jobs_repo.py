@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import asyncpg
-
+from storage.db import Connection
 from storage.records import JobRecord
 
 _COLUMNS = (
@@ -16,7 +15,7 @@ _COLUMNS = (
 
 
 async def enqueue(
-    conn: asyncpg.Connection, kind: str, payload: dict[str, Any], *, max_attempts: int
+    conn: Connection, kind: str, payload: dict[str, Any], *, max_attempts: int
 ) -> int:
     job_id = await conn.fetchval(
         "INSERT INTO jobs (kind, payload, max_attempts) VALUES ($1, $2, $3) RETURNING id",
@@ -28,7 +27,7 @@ async def enqueue(
 
 
 async def claim(
-    conn: asyncpg.Connection, *, worker: str, limit: int, lease_seconds: float
+    conn: Connection, *, worker: str, limit: int, lease_seconds: float
 ) -> list[JobRecord]:
     """Lease up to `limit` due jobs: queued ones whose time has come, and running
     ones whose lease ran out (their worker died)."""
@@ -52,7 +51,7 @@ async def claim(
 
 
 async def extend_leases(
-    conn: asyncpg.Connection, *, worker: str, job_ids: list[int], lease_seconds: float
+    conn: Connection, *, worker: str, job_ids: list[int], lease_seconds: float
 ) -> None:
     await conn.execute(
         "UPDATE jobs SET locked_until = now() + make_interval(secs => $3) "
@@ -63,7 +62,7 @@ async def extend_leases(
     )
 
 
-async def finish(conn: asyncpg.Connection, job_id: int, worker: str) -> None:
+async def finish(conn: Connection, job_id: int, worker: str) -> None:
     await conn.execute(
         "UPDATE jobs SET status = 'done', finished_at = now(), updated_at = now(), "
         "locked_until = NULL WHERE id = $1 AND locked_by = $2",
@@ -73,7 +72,7 @@ async def finish(conn: asyncpg.Connection, job_id: int, worker: str) -> None:
 
 
 async def retry_later(
-    conn: asyncpg.Connection, job_id: int, worker: str, *, delay_seconds: float, error: str
+    conn: Connection, job_id: int, worker: str, *, delay_seconds: float, error: str
 ) -> None:
     await conn.execute(
         "UPDATE jobs SET status = 'queued', run_after = now() + make_interval(secs => $3), "
@@ -86,7 +85,7 @@ async def retry_later(
     )
 
 
-async def park_failed(conn: asyncpg.Connection, job_id: int, worker: str, *, error: str) -> None:
+async def park_failed(conn: Connection, job_id: int, worker: str, *, error: str) -> None:
     await conn.execute(
         "UPDATE jobs SET status = 'failed', last_error = $3, finished_at = now(), "
         "locked_until = NULL, updated_at = now() WHERE id = $1 AND locked_by = $2",
@@ -96,7 +95,7 @@ async def park_failed(conn: asyncpg.Connection, job_id: int, worker: str, *, err
     )
 
 
-async def list_jobs(conn: asyncpg.Connection, *, status: str | None, limit: int) -> list[JobRecord]:
+async def list_jobs(conn: Connection, *, status: str | None, limit: int) -> list[JobRecord]:
     rows = await conn.fetch(
         f"SELECT {_COLUMNS} FROM jobs WHERE ($1::text IS NULL OR status = $1) "
         "ORDER BY id DESC LIMIT $2",
@@ -106,7 +105,7 @@ async def list_jobs(conn: asyncpg.Connection, *, status: str | None, limit: int)
     return [JobRecord.from_row(r) for r in rows]
 
 
-async def queue_depth(conn: asyncpg.Connection) -> int:
+async def queue_depth(conn: Connection) -> int:
     return int(
         await conn.fetchval("SELECT count(*) FROM jobs WHERE status IN ('queued', 'running')")
     )

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import asyncpg
+from storage.db import Connection
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ def discover(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
 
 
 async def migrate(
-    conn: asyncpg.Connection, *, shard_id: int, directory: Path = MIGRATIONS_DIR
+    conn: Connection, *, shard_id: int, directory: Path = MIGRATIONS_DIR
 ) -> list[str]:
     """Apply what is missing; return the names applied now."""
     migrations = discover(directory)

