@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
+import tempfile
+import io
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -21,8 +24,11 @@ AiohttpClient = Any  # pytest-aiohttp's factory fixture has no public type
 
 
 @pytest.fixture(scope="session")
-def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresForTests]:
-    admin_dsn, server = start_postgres(tmp_path_factory.mktemp("embedded"))
+def postgres() -> Iterator[PostgresForTests]:
+    # Its own folder, not pytest's basetemp: pytest prunes old basetemps, which
+    # would pull the data directory from under a server another run still uses.
+    folder = Path(tempfile.mkdtemp(prefix="picshare-test-pg-"))
+    admin_dsn, server = start_postgres(folder)
     pg = PostgresForTests(admin_dsn)
     asyncio.run(pg.create_template())
     try:
@@ -31,6 +37,7 @@ def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresForTe
         asyncio.run(pg.drop_template())
         if server is not None:
             server.stop()
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -108,7 +115,8 @@ async def upload(
     form = FormData()
     form.add_field("caption", caption)
     form.add_field("tags", tags)
-    form.add_field("file", data, filename=filename, content_type=content_type)
+    # A file object: aiohttp refuses large `bytes` values in a form.
+    form.add_field("file", io.BytesIO(data), filename=filename, content_type=content_type)
     return await client.post(path, data=form, headers=bearer(token))
 
 

@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import IO
 
 import aiohttp
 
@@ -29,7 +30,9 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _start(data_dir: Path, database_url: str, port: int, *, jobs: bool) -> subprocess.Popen[bytes]:
+def _start(
+    data_dir: Path, database_url: str, port: int, log: IO[bytes], *, jobs: bool
+) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "PICSHARE_DATABASE_URL": database_url,
@@ -50,7 +53,7 @@ def _start(data_dir: Path, database_url: str, port: int, *, jobs: bool) -> subpr
         ],
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=open(data_dir.parent / f"server-{port}.log", "wb"),
+        stderr=log,
     )
 
 
@@ -74,7 +77,8 @@ async def test_sigkill_after_upload_commit_then_restart_renders(
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
     timeout = aiohttp.ClientTimeout(total=30)
-    server = _start(data_dir, database_url, port, jobs=False)
+    log = (tmp_path / "server.log").open("wb")
+    server = _start(data_dir, database_url, port, log, jobs=False)
     try:
         async with aiohttp.ClientSession(timeout=timeout) as session:
             await _wait_healthy(session, base)
@@ -92,7 +96,7 @@ async def test_sigkill_after_upload_commit_then_restart_renders(
         server.send_signal(signal.SIGKILL)
         server.wait(10)
 
-        server = _start(data_dir, database_url, port, jobs=True)
+        server = _start(data_dir, database_url, port, log, jobs=True)
         async with aiohttp.ClientSession(timeout=timeout) as session:
             await _wait_healthy(session, base)
             async with asyncio.timeout(60):
@@ -114,3 +118,4 @@ async def test_sigkill_after_upload_commit_then_restart_renders(
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
+        log.close()
