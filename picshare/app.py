@@ -19,6 +19,7 @@ import jinja2
 from aiohttp import web
 
 from handlers import middlewares
+from handlers.proxies import forwarded_middleware
 from handlers.routes import setup_routes
 from handlers.template_filters import blurhash_color
 from picshare import keys
@@ -45,6 +46,7 @@ def create_app(settings: Settings, *, media_pool: Executor | None = None) -> web
     pool between many apps; the app then neither starts nor stops it."""
     app = web.Application(
         middlewares=[
+            forwarded_middleware(settings.server.trusted_proxies),
             middlewares.request_id_middleware,
             middlewares.error_middleware,
             middlewares.auth_middleware,

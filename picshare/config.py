@@ -7,6 +7,7 @@ operator never runs with a value the code silently ignored.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import tomllib
 import types
@@ -30,7 +31,6 @@ class ServerSettings:
     data_dir: str = "data"
     secret_key: str = ""
     trusted_proxies: tuple[str, ...] = ()
-    public_url: str = ""
     shutdown_timeout: float = 10.0
 
 
@@ -255,14 +255,17 @@ def _validate(s: Settings) -> None:
             "pagination.default_limit must be between 1 and max_limit",
         ),
         (
-            s.server.public_url == "" or s.server.public_url.startswith(("http://", "https://")),
-            "server.public_url must start with http:// or https://",
-        ),
-        (
             s.database.url == "" or s.database.url.startswith(("postgres://", "postgresql://")),
             "database.url must be a postgresql:// URL",
         ),
     ]
+    for proxy in s.server.trusted_proxies:
+        try:
+            ipaddress.ip_network(proxy, strict=False)
+        except ValueError:
+            checks.append(
+                (False, f"server.trusted_proxies: {proxy!r} is not an address or network")
+            )
     for ok, message in checks:
         if not ok:
             raise SettingsError(message)

@@ -1,0 +1,58 @@
+"""Settings: TOML, then environment, validated; a wrong value names the setting."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from picshare.config import SettingsError, load_settings
+
+
+def test_defaults_load() -> None:
+    s = load_settings(env={})
+    assert s.server.port == 8080
+    assert s.uploads.max_bytes == 50 * 1024 * 1024
+
+
+def test_environment_overrides_toml(tmp_path: Path) -> None:
+    extra = tmp_path / "extra.toml"
+    extra.write_text("[server]\nport = 9000\n")
+    s = load_settings(
+        env={
+            "PICSHARE_CONFIG": str(extra),
+            "PICSHARE_UPLOADS_MAX_BYTES": "1000",
+            "PICSHARE_DATABASE_URL": "postgresql://x@h/db",
+            "PICSHARE_JOBS_ENABLED": "false",
+            "PICSHARE_SERVER_TRUSTED_PROXIES": "127.0.0.1, 10.0.0.0/8",
+            "PICSHARE_REQUIRE_SERVICES": "1",  # not a setting: ignored
+        }
+    )
+    assert s.server.port == 9000
+    assert s.uploads.max_bytes == 1000
+    assert s.database.url == "postgresql://x@h/db"
+    assert s.jobs.enabled is False
+    assert s.server.trusted_proxies == ("127.0.0.1", "10.0.0.0/8")
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"PICSHARE_SERVER_PORT": "eighty"}, "server.port"),
+        ({"PICSHARE_SERVER_PORT": "70000"}, "server.port"),
+        ({"PICSHARE_JOBS_ENABLED": "maybe"}, "jobs.enabled"),
+        ({"PICSHARE_DATABASE_URL": "mysql://x"}, "database.url"),
+        ({"PICSHARE_SERVER_TRUSTED_PROXIES": "not-an-ip"}, "server.trusted_proxies"),
+        ({"PICSHARE_DATABASE_SHARD_ID": "9000"}, "database.shard_id"),
+    ],
+)
+def test_wrong_values_name_the_setting(env: dict[str, str], named: str) -> None:
+    with pytest.raises(SettingsError, match=named.replace(".", r"\.")):
+        load_settings(env=env)
+
+
+def test_unknown_setting_in_toml_is_refused(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[server]\nprot = 1\n")
+    with pytest.raises(SettingsError, match=r"server\.prot"):
+        load_settings(files=[bad], env={})
