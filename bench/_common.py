@@ -31,7 +31,7 @@ Row = tuple[str, str]
 @dataclass(frozen=True, slots=True)
 class Options:
     quick: bool = False
-    loadgen: str = "auto"  # 'auto' (wrk when installed), 'python' or 'wrk'
+    loadgen: str = "auto"  # see bench.loadgen.TOOLS; 'auto' is wrk when installed, else python
 
 
 def say(text: str) -> None:
@@ -124,6 +124,15 @@ class ServerProcess:
         return self.proc.pid
 
     async def __aenter__(self) -> ServerProcess:
+        await asyncio.to_thread(self._spawn)
+        try:
+            await self._wait_healthy()
+        except BaseException:
+            await asyncio.to_thread(self.stop)
+            raise
+        return self
+
+    def _spawn(self) -> None:
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
                 self.argv,
@@ -136,12 +145,6 @@ class ServerProcess:
                 # stop it ourselves), and its process group holds its children.
                 start_new_session=True,
             )
-        try:
-            await self._wait_healthy()
-        except BaseException:
-            await asyncio.to_thread(self.stop)
-            raise
-        return self
 
     async def __aexit__(
         self,
@@ -187,6 +190,10 @@ class ServerProcess:
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
             say(f"  warning: server {proc.pid} ignored SIGINT for 20 s and was killed")
+            return
+        if proc.returncode not in (0, -signal.SIGINT):
+            # A clean stop is part of what is measured: say so when it was not.
+            say(f"  warning: server exited with {proc.returncode}; its log:\n{self.log_tail()}")
 
     def log_tail(self, lines: int = 40) -> str:
         try:

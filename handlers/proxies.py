@@ -31,7 +31,7 @@ def forwarded_middleware(trusted: tuple[str, ...]) -> Callable[..., Awaitable[we
         hops = [
             h.strip() for h in request.headers.get("X-Forwarded-For", "").split(",") if h.strip()
         ]
-        client = request.remote
+        client = request.remote or ""
         for hop in reversed(hops):
             client = hop
             if not is_trusted(hop):
