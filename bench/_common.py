@@ -39,19 +39,49 @@ def say(text: str) -> None:
     print(text, flush=True)
 
 
-def median_seconds(fn: Callable[[], object], runs: int) -> float:
-    """Median wall time of ``runs`` calls, after one untimed warm-up call.
+def median_seconds(fns: Sequence[Callable[[], object]], runs: int) -> list[float]:
+    """Median wall time of ``runs`` calls of each function, in the order given.
 
-    The warm-up keeps the first call's one-off costs (plugin registration,
-    the file entering the page cache) out of the figure.
+    The calls are interleaved (a, b, c, a, b, c...) so that a burst of other
+    work on the machine slows all of them alike instead of one whole series;
+    one untimed round first keeps one-off costs (plugin registration, the file
+    entering the page cache) out of the figures.
     """
-    fn()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
+    for fn in fns:
         fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    times: list[list[float]] = [[] for _ in fns]
+    for _ in range(runs):
+        for fn, series in zip(fns, times, strict=True):
+            start = time.perf_counter()
+            fn()
+            series.append(time.perf_counter() - start)
+    return [statistics.median(series) for series in times]
+
+
+def machine_busy() -> float:
+    """CPU seconds all cores together spent not idle since boot (Linux /proc/stat)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+async def wait_quiet(limit: float = 0.3, max_wait: float = 30.0) -> None:
+    """Wait (at most ``max_wait`` s) until the machine uses under ``limit`` cores.
+
+    Developer machines run test suites now and then; starting a measurement
+    in the middle of one halves the figures. After ``max_wait`` we go on and
+    say so: the 'other' CPU shown with each load figure tells how much it hurt.
+    """
+    deadline = time.monotonic() + max_wait
+    while True:
+        before, start = machine_busy(), time.perf_counter()
+        await asyncio.sleep(0.5)
+        busy = (machine_busy() - before) / (time.perf_counter() - start)
+        if busy < limit:
+            return
+        if time.monotonic() > deadline:
+            say(f"  note: the machine stayed busy ({busy:.2f} cores) for {max_wait:.0f} s")
+            return
 
 
 def free_port() -> int:
