@@ -6,6 +6,7 @@ object may be cached forever.
 
 from __future__ import annotations
 
+import contextlib
 import re
 
 from aiohttp import web
@@ -45,8 +46,10 @@ async def serve_media(request: web.Request) -> web.StreamResponse:
     response.content_length = end - start
     await response.prepare(request)
     if request.method != "HEAD":
-        async for chunk in store.read(key, start, end):
-            await response.write(chunk)
+        # aclosing: a client that hangs up mid-stream must not leak the open file.
+        async with contextlib.aclosing(store.read(key, start, end)) as chunks:
+            async for chunk in chunks:
+                await response.write(chunk)
     await response.write_eof()
     return response
 

@@ -9,7 +9,7 @@ written and two writers of one key write the same bytes.
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -49,7 +49,7 @@ class BlobStore(Protocol):
 
     async def stat(self, key: str) -> BlobInfo | None: ...
 
-    def read(self, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
+    def read(self, key: str, start: int = 0, end: int | None = None) -> AsyncGenerator[bytes, None]:
         """Yield the bytes [start, end) in chunks."""
         ...
 

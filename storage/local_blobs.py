@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from pathlib import Path
 
 from storage.blobs import BlobInfo, check_key
@@ -70,21 +70,20 @@ class LocalBlobStore:
             return None
         return BlobInfo(size=st.st_size)
 
-    async def read(self, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
-        fh = await asyncio.to_thread(self.path_of(key).open, "rb")
-        try:
-            await asyncio.to_thread(fh.seek, start)
-            remaining = None if end is None else end - start
-            while remaining is None or remaining > 0:
-                size = CHUNK if remaining is None else min(CHUNK, remaining)
-                chunk = await asyncio.to_thread(fh.read, size)
-                if not chunk:
-                    break
-                if remaining is not None:
-                    remaining -= len(chunk)
-                yield chunk
-        finally:
-            await asyncio.to_thread(fh.close)
+    async def read(
+        self, key: str, start: int = 0, end: int | None = None
+    ) -> AsyncGenerator[bytes, None]:
+        path = self.path_of(key)
+        position = start
+        while end is None or position < end:
+            size = CHUNK if end is None else min(CHUNK, end - position)
+            # Each chunk opens, reads and closes in one thread call: no file
+            # handle lives across an await, so a cancelled reader leaks nothing.
+            chunk = await asyncio.to_thread(_read_at, path, position, size)
+            if not chunk:
+                break
+            position += len(chunk)
+            yield chunk
 
     async def local_copy(self, key: str) -> Path:
         # Already local: the workers open the stored file itself.
@@ -111,3 +110,11 @@ def _fsync_dir(path: Path) -> None:
 def _check_writable(path: Path) -> None:
     if not os.access(path, os.W_OK):
         raise OSError(f"{path} is not writable")
+
+
+def _read_at(path: Path, offset: int, size: int) -> bytes:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return os.pread(fd, size, offset)
+    finally:
+        os.close(fd)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import shutil
 import tempfile
-import io
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path

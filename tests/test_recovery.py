@@ -19,7 +19,7 @@ from typing import IO
 
 import aiohttp
 
-from tests import imaging
+import tests.imaging as imaging
 
 ROOT = Path(__file__).resolve().parent.parent
 

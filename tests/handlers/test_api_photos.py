@@ -11,8 +11,8 @@ import pytest
 from aiohttp.test_utils import TestClient
 from PIL import Image
 
+import tests.imaging as imaging
 from picshare import keys
-from tests import imaging
 from tests.conftest import bearer, signup, upload, upload_ready, wait_ready
 
 Client = TestClient[Any, Any]

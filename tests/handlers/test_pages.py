@@ -8,8 +8,8 @@ from typing import Any
 from aiohttp import FormData
 from aiohttp.test_utils import TestClient
 
+import tests.imaging as imaging
 from picshare import keys
-from tests import imaging
 
 Client = TestClient[Any, Any]
 HTML = {"Accept": "text/html"}
