@@ -1,0 +1,99 @@
+"""The command line as an operator uses it: `run.py serve` on the embedded
+defaults (Ctrl-C stops server and database), `migrate`, `jobs`, bad settings."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(ROOT / "run.py"), *args],
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _postgres_running(data_dir: Path) -> bool:
+    for proc in psutil.process_iter(["name", "cmdline"]):
+        cmdline = " ".join(proc.info["cmdline"] or [])
+        if proc.info["name"] == "postgres" and str(data_dir) in cmdline:
+            return True
+    return False
+
+
+def test_serve_on_embedded_defaults_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if k != "PICSHARE_DATABASE_URL"}
+    with (tmp_path / "serve.log").open("wb") as log:
+        server = subprocess.Popen(
+            [
+                sys.executable,
+                str(ROOT / "run.py"),
+                "serve",
+                "--port",
+                str(port),
+                "--data-dir",
+                str(data_dir),
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + 90
+            while True:
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
+                        assert r.status == 200
+                        break
+                except OSError:
+                    assert server.poll() is None, (tmp_path / "serve.log").read_text()
+                    assert time.monotonic() < deadline, "server did not become ready"
+                    time.sleep(0.3)
+            assert (data_dir / "pg" / "PG_VERSION").exists()
+            assert _postgres_running(data_dir / "pg")
+            server.send_signal(signal.SIGINT)
+            assert server.wait(30) == 0
+        finally:
+            if server.poll() is None:
+                server.kill()
+                server.wait()
+    assert not _postgres_running(data_dir / "pg"), "the embedded PostgreSQL was left running"
+
+
+def test_migrate_and_jobs_commands(database_url: str) -> None:
+    env = {"PICSHARE_DATABASE_URL": database_url}
+    first = _run("migrate", env=env)
+    assert first.returncode == 0, first.stderr
+    assert "nothing" in first.stdout  # the test database is already migrated
+    jobs = _run("jobs", "--status", "failed", env=env)
+    assert jobs.returncode == 0, jobs.stderr
+    assert "kind" in jobs.stdout and "status" in jobs.stdout
+
+
+def test_a_wrong_setting_stops_the_start_with_its_name() -> None:
+    result = _run("serve", env={"PICSHARE_SERVER_PORT": "eighty"})
+    assert result.returncode == 2
+    assert "server.port" in result.stderr
