@@ -17,6 +17,7 @@ from typing import Any
 
 import uvloop
 from aiohttp import web
+from aiohttp.log import access_logger as web_log
 
 from picshare.app import create_app
 from picshare.config import Settings, SettingsError, load_settings
@@ -41,15 +42,17 @@ def main(argv: list[str] | None = None) -> int:
         if name == "jobs":
             cmd.add_argument("--status", choices=["queued", "running", "done", "failed"])
             cmd.add_argument("--limit", type=int, default=50)
-    bench = sub.add_parser("bench", help="run the benchmarks in bench/")
-    bench.add_argument("args", nargs=argparse.REMAINDER)
-    args = parser.parse_args(argv)
+    sub.add_parser("bench", help="run the benchmarks in bench/ (options: --quick, --only NAME)")
+    # The benchmark's own options pass through untouched.
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "bench":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
 
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     if args.command == "bench":
-        return subprocess.call([sys.executable, str(ROOT / "bench" / "run_all.py"), *args.args])
+        return subprocess.call([sys.executable, str(ROOT / "bench" / "run_all.py"), *extra])
     try:
         settings = load_settings(overrides=_overrides(args))
     except SettingsError as exc:
@@ -78,6 +81,7 @@ def _serve(settings: Settings) -> int:
         port=settings.server.port,
         shutdown_timeout=settings.server.shutdown_timeout,
         loop=uvloop.new_event_loop(),
+        access_log=web_log if settings.server.access_log else None,
         access_log_format='%a "%r" %s %b %Tf "%{User-Agent}i"',
     )
     return 0

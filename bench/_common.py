@@ -237,16 +237,11 @@ def picshare_server(
     data_dir: Path,
     *,
     env: Mapping[str, str] | None = None,
-    argv: Sequence[str] | None = None,
 ) -> tuple[ServerProcess, str]:
-    """PicShare started as an operator would (`run.py serve`), and its base URL.
-
-    ``argv`` replaces the command before the serve options (the access-log-off
-    launcher uses it).
-    """
+    """PicShare started as an operator would (`run.py serve`), and its base URL."""
     port = free_port()
     full_env = {**os.environ, **(env or {})}
-    command = [*(argv or [PYTHON, str(ROOT / "run.py")]), "serve"]
+    command = [PYTHON, str(ROOT / "run.py"), "serve"]
     command += ["--host", "127.0.0.1", "--port", str(port), "--data-dir", str(data_dir)]
     base = f"http://127.0.0.1:{port}"
     server = ServerProcess(

@@ -32,6 +32,7 @@ class ServerSettings:
     secret_key: str = ""
     trusted_proxies: tuple[str, ...] = ()
     shutdown_timeout: float = 10.0
+    access_log: bool = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,10 @@ async def _init_connection(conn: Connection) -> None:
     await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
+async def _keep_session(conn: Connection) -> None:
+    """The pool's reset hook, doing nothing (see `create_pool`)."""
+
+
 async def create_pool(
     dsn: str, *, min_size: int, max_size: int, command_timeout: float, connect_timeout: float
 ) -> Pool:
@@ -30,6 +34,12 @@ async def create_pool(
         command_timeout=command_timeout,
         timeout=connect_timeout,
         init=_init_connection,
+        # asyncpg resets every released connection (RESET ALL, UNLISTEN *,
+        # advisory unlock...): a second round trip per request. PicShare keeps
+        # no session state on pooled connections (advisory locks are
+        # transaction-scoped, except migrate's, which it releases itself), so
+        # the reset is skipped. Anything needing LISTEN takes its own connection.
+        reset=_keep_session,
         server_settings={"application_name": "picshare"},
     )
     assert pool is not None

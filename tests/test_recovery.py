@@ -9,6 +9,7 @@ becomes `ready`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -54,7 +55,15 @@ def _start(
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=log,
+        # Its own process group: after the SIGKILL, the pool workers it leaves
+        # orphaned are reaped with killpg instead of outliving the test.
+        start_new_session=True,
     )
+
+
+def _reap_group(pgid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, signal.SIGKILL)
 
 
 async def _wait_healthy(session: aiohttp.ClientSession, base: str) -> None:
@@ -95,6 +104,7 @@ async def test_sigkill_after_upload_commit_then_restart_renders(
                 photo_id = (await resp.json())["id"]
         server.send_signal(signal.SIGKILL)
         server.wait(10)
+        _reap_group(server.pid)
 
         server = _start(data_dir, database_url, port, log, jobs=True)
         async with aiohttp.ClientSession(timeout=timeout) as session:
@@ -118,4 +128,5 @@ async def test_sigkill_after_upload_commit_then_restart_renders(
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
+        _reap_group(server.pid)
         log.close()
