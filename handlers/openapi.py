@@ -10,7 +10,7 @@ from aiohttp import web
 import picshare
 from handlers.routes_meta import SCHEMAS
 
-_PARAM = re.compile(r"\{([a-z_]+)(:[^}]*)?\}")
+_STRING = {"type": "string"}
 _QUERY: dict[str, dict[str, Any]] = {
     "limit": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20},
     "cursor": {"type": "string", "description": "next_cursor of the previous page"},
@@ -19,15 +19,58 @@ _QUERY: dict[str, dict[str, Any]] = {
 }
 
 
+def template_path(path: str) -> str:
+    """aiohttp's `/media/{key:r/[0-9a-f]{64}\\.jpg}` as OpenAPI's `/media/{key}`.
+    Counts brace depth, because a parameter's regex may hold braces of its own."""
+    out: list[str] = []
+    depth = 0
+    in_name = False
+    for ch in path:
+        if ch == "{":
+            depth += 1
+            if depth == 1:
+                out.append(ch)
+                in_name = True
+                continue
+        elif ch == "}":
+            depth -= 1
+            if depth == 0:
+                out.append(ch)
+                continue
+        if depth == 0:
+            out.append(ch)
+        elif depth == 1 and in_name:
+            if ch == ":":
+                in_name = False
+            else:
+                out.append(ch)
+    return "".join(out)
+
+
 def build_spec(app: web.Application) -> dict[str, Any]:
     from handlers.routes import ROUTES
 
-    paths: dict[str, dict[str, Any]] = {}
+    paths: dict[str, dict[str, Any]] = {
+        "/static/{filename}": {
+            "get": {
+                "operationId": "static",
+                "summary": "Stylesheets and other static assets (versioned URLs)",
+                "tags": ["pages"],
+                "parameters": [
+                    {
+                        "name": "filename",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string"},
+                    }
+                ],
+                "responses": {"200": {"description": "The file"}, "404": _PROBLEM},
+            }
+        }
+    }
     for route in ROUTES:
-        if not route.in_api:
-            continue
         for path in (route.path, *route.aliases):
-            clean = _PARAM.sub(lambda m: "{" + m.group(1) + "}", path)
+            clean = template_path(path)
             paths.setdefault(clean, {})[route.method.lower()] = _operation(route, path)
     return {
         "openapi": "3.1.0",
@@ -57,7 +100,7 @@ def _operation(route: Any, raw: str) -> dict[str, Any]:
     }
     params = [
         {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
-        for name in [m[0] for m in _PARAM.findall(raw)]
+        for name in re.findall(r"\{([a-z_]+)\}", template_path(raw))
     ]
     params += [
         {"name": name, "in": "query", "required": False, "schema": _QUERY[name]}
@@ -78,6 +121,15 @@ def _operation(route: Any, raw: str) -> dict[str, Any]:
             "content": {"application/json": {"schema": _ref(route.body)}},
         }
     responses: dict[str, Any] = {}
+    if not route.in_api:
+        # A page: HTML for browsers (forms answer 303 See Other on success).
+        html = {"text/html": {"schema": {"type": "string"}}}
+        ok = "303" if route.method == "POST" else "200"
+        responses[ok] = {"description": "The page" if ok == "200" else "Redirect after the form"}
+        if ok == "200":
+            responses[ok]["content"] = html
+        op["responses"] = responses
+        return op
     if route.status == 204:
         responses["204"] = {"description": "Done, no body"}
     elif route.name == "media":
@@ -92,12 +144,15 @@ def _operation(route: Any, raw: str) -> dict[str, Any]:
         )
         responses[str(route.status)] = {"description": "Success", "content": content}
     for status in route.errors:
-        responses[str(status)] = {
-            "description": "Problem details",
-            "content": {"application/problem+json": {"schema": _ref("Problem")}},
-        }
+        responses[str(status)] = _PROBLEM
     op["responses"] = responses
     return op
+
+
+_PROBLEM = {
+    "description": "Problem details",
+    "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}},
+}
 
 
 def _ref(name: str | None) -> dict[str, Any]:

@@ -137,3 +137,17 @@ async def test_missing_photo_page_is_an_html_404(client: Client) -> None:
     assert resp.status == 404
     assert resp.content_type == "text/html"
     assert "404" in await resp.text()
+
+
+async def test_cookie_is_secure_behind_a_trusted_https_proxy(
+    settings: Any, media_pool: Any, aiohttp_client: Any
+) -> None:
+    from picshare.app import create_app
+
+    behind_proxy = settings.replace(server={"trusted_proxies": ["127.0.0.1"]})
+    client = await aiohttp_client(create_app(behind_proxy, media_pool=media_pool))
+    plain = await client.get("/", headers=HTML)
+    assert not plain.cookies["picshare_session"]["secure"]
+    client.session.cookie_jar.clear()
+    https = await client.get("/", headers={**HTML, "X-Forwarded-Proto": "https"})
+    assert https.cookies["picshare_session"]["secure"]
