@@ -15,12 +15,12 @@ from picshare.pagination import parse_limit
 from picshare.staging import StagedUpload
 
 
-def _limit(request: web.Request) -> int:
+def limit_of(request: web.Request) -> int:
     p = request.app[keys.SETTINGS].pagination
     return parse_limit(request.query.get("limit"), default=p.default_limit, maximum=p.max_limit)
 
 
-def _media_prefix(request: web.Request) -> str:
+def media_prefix(request: web.Request) -> str:
     return request.app[keys.SETTINGS].media.url_prefix
 
 
@@ -38,33 +38,39 @@ async def list_photos(request: web.Request) -> web.Response:
         page = await photos.list_by_user(
             username=username,
             cursor=request.query.get("cursor"),
-            limit=_limit(request),
+            limit=limit_of(request),
             viewer_id=viewer_id(request),
             tag=tag,
+        )
+    elif tag:
+        page = await photos.list_tagged(
+            tag=tag,
+            cursor=request.query.get("cursor"),
+            limit=limit_of(request),
+            viewer_id=viewer_id(request),
         )
     else:
         page = await photos.list_public(
             cursor=request.query.get("cursor"),
-            limit=_limit(request),
-            tag=tag,
+            limit=limit_of(request),
             viewer_id=viewer_id(request),
         )
-    return json_response(photo_page(page, media_prefix=_media_prefix(request)))
+    return json_response(photo_page(page, media_prefix=media_prefix(request)))
 
 
 async def user_photos(request: web.Request) -> web.Response:
     page = await request.app[keys.PHOTOS].list_by_user(
         username=request.match_info["username"],
         cursor=request.query.get("cursor"),
-        limit=_limit(request),
+        limit=limit_of(request),
         viewer_id=viewer_id(request),
     )
-    return json_response(photo_page(page, media_prefix=_media_prefix(request)))
+    return json_response(photo_page(page, media_prefix=media_prefix(request)))
 
 
 async def get_photo(request: web.Request) -> web.Response:
     found = await request.app[keys.PHOTOS].get(photo_id_of(request), viewer_id(request))
-    return json_response(photo(found, media_prefix=_media_prefix(request)))
+    return json_response(photo(found, media_prefix=media_prefix(request)))
 
 
 async def upload(request: web.Request) -> web.Response:
@@ -76,7 +82,7 @@ async def upload(request: web.Request) -> web.Response:
         caption, tags = photos.check_text(form.caption, form.tags)
         created = await photos.create(owner_id=user.id, staged=staged, caption=caption, tags=tags)
     return json_response(
-        photo(created, media_prefix=_media_prefix(request)),
+        photo(created, media_prefix=media_prefix(request)),
         status=201,
         headers={"Location": f"/api/v1/photos/{created.id}"},
     )
@@ -86,3 +92,21 @@ async def delete_photo(request: web.Request) -> web.Response:
     user = require_user(request)
     await request.app[keys.PHOTOS].delete(photo_id_of(request), user.id)
     return web.Response(status=204)
+
+
+async def tag_photos(request: web.Request) -> web.Response:
+    page = await request.app[keys.PHOTOS].list_tagged(
+        tag=request.match_info["tag"],
+        cursor=request.query.get("cursor"),
+        limit=limit_of(request),
+        viewer_id=viewer_id(request),
+    )
+    return json_response(photo_page(page, media_prefix=media_prefix(request)))
+
+
+async def feed(request: web.Request) -> web.Response:
+    user = require_user(request)
+    page = await request.app[keys.PHOTOS].feed(
+        viewer_id=user.id, cursor=request.query.get("cursor"), limit=limit_of(request)
+    )
+    return json_response(photo_page(page, media_prefix=media_prefix(request)))

@@ -16,6 +16,7 @@ _QUERY: dict[str, dict[str, Any]] = {
     "cursor": {"type": "string", "description": "next_cursor of the previous page"},
     "user": {"type": "string", "description": "only this user's photos"},
     "tag": {"type": "string", "description": "only photos with this tag"},
+    "q": {"type": "string", "maxLength": 100, "description": "what to look for"},
 }
 
 

@@ -66,7 +66,6 @@ async def index(request: web.Request) -> web.Response:
     page = await request.app[keys.PHOTOS].list_public(
         cursor=request.query.get("cursor"),
         limit=PAGE_SIZE,
-        tag=None,
         viewer_id=viewer_id(request),
     )
     prefix = request.app[keys.SETTINGS].media.url_prefix

@@ -20,6 +20,18 @@ _USER_PROPS: dict[str, Any] = {
     "created_at": _TIME,
 }
 
+
+def _page(item: str) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": ["items", "next_cursor"],
+        "properties": {
+            "items": {"type": "array", "items": {"$ref": f"#/components/schemas/{item}"}},
+            "next_cursor": {"type": ["string", "null"]},
+        },
+    }
+
+
 SCHEMAS: dict[str, Any] = {
     "Problem": {
         "type": "object",
@@ -115,12 +127,85 @@ SCHEMAS: dict[str, Any] = {
             },
         },
     },
-    "PhotoPage": {
+    "PhotoPage": _page("Photo"),
+    "Profile": {
         "type": "object",
-        "required": ["items", "next_cursor"],
         "properties": {
-            "items": {"type": "array", "items": {"$ref": "#/components/schemas/Photo"}},
-            "next_cursor": {"type": ["string", "null"]},
+            **_USER_PROPS,
+            "followed_by_me": {"type": "boolean"},
+            "requested_by_me": {"type": "boolean", "description": "a follow request is pending"},
+            "can_see_photos": {"type": "boolean"},
+        },
+    },
+    "UserEntry": {
+        "type": "object",
+        "properties": {k: _USER_PROPS[k] for k in ("id", "username", "display_name", "private")},
+    },
+    "UserPage": _page("UserEntry"),
+    "LikeState": {
+        "type": "object",
+        "required": ["like_count", "liked"],
+        "properties": {"like_count": {"type": "integer"}, "liked": {"type": "boolean"}},
+    },
+    "CommentRequest": {
+        "type": "object",
+        "required": ["text"],
+        "properties": {"text": {"type": "string", "minLength": 1, "maxLength": 2200}},
+    },
+    "Comment": {
+        "type": "object",
+        "properties": {
+            "id": _ID,
+            "photo_id": _ID,
+            "text": {"type": "string"},
+            "user": {
+                "type": "object",
+                "properties": {"username": {"type": "string"}, "display_name": {"type": "string"}},
+            },
+            "created_at": _TIME,
+        },
+    },
+    "CommentPage": _page("Comment"),
+    "Notification": {
+        "type": "object",
+        "properties": {
+            "type": {"const": "notification"},
+            "id": _ID,
+            "kind": {"enum": ["like", "comment", "follow", "follow_request", "photo"]},
+            "actor": {"type": "object", "properties": {"username": {"type": "string"}}},
+            "photo_id": {"type": ["string", "null"]},
+            "text": {"type": "string"},
+            "read": {"type": "boolean"},
+            "created_at": _TIME,
+        },
+    },
+    "NotificationPage": {
+        **_page("Notification"),
+        "properties": {
+            **_page("Notification")["properties"],
+            "unread_count": {"type": "integer"},
+        },
+    },
+    "MarkRead": {
+        "type": "object",
+        "properties": {"up_to": {**_ID, "description": "mark this one and older; all if absent"}},
+    },
+    "MarkedRead": {
+        "type": "object",
+        "properties": {"marked": {"type": "integer"}, "unread_count": {"type": "integer"}},
+    },
+    "SearchResult": {
+        "type": "object",
+        "properties": {
+            "users": {"type": "array", "items": {"$ref": "#/components/schemas/UserEntry"}},
+            "tags": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {"tag": {"type": "string"}, "photo_count": {"type": "integer"}},
+                },
+            },
+            "photos": {"type": "array", "items": {"$ref": "#/components/schemas/Photo"}},
         },
     },
     "Health": {

@@ -6,7 +6,14 @@ from datetime import datetime
 from typing import Any
 
 from picshare.pagination import Page
-from storage.records import PhotoRecord, UserRecord
+from picshare.social import Profile
+from storage.records import (
+    CommentRecord,
+    NotificationRecord,
+    PhotoRecord,
+    UserListEntry,
+    UserRecord,
+)
 
 RENDITIONS = ("original", "large", "medium", "thumb")
 
@@ -55,8 +62,7 @@ def photo(p: PhotoRecord, *, media_prefix: str) -> dict[str, Any]:
         "status": p.status,
         "like_count": p.like_count,
         "comment_count": p.comment_count,
-        # Likes arrive with the social layer; until then nobody has liked anything.
-        "liked_by_me": False,
+        "liked_by_me": p.liked_by_me,
         "created_at": iso(p.created_at),
         "urls": {name: media_url(media_prefix, keys[name]) for name in RENDITIONS},
     }
@@ -66,4 +72,54 @@ def photo_page(page: Page[PhotoRecord], *, media_prefix: str) -> dict[str, Any]:
     return {
         "items": [photo(p, media_prefix=media_prefix) for p in page.items],
         "next_cursor": page.next_cursor,
+    }
+
+
+def profile(p: Profile) -> dict[str, Any]:
+    rel = p.relationship
+    return {
+        **public_user(p.user),
+        "followed_by_me": bool(rel and rel.following),
+        "requested_by_me": bool(rel and rel.requested),
+        "can_see_photos": p.can_see,
+    }
+
+
+def user_entry(e: UserListEntry) -> dict[str, Any]:
+    return {
+        "id": str(e.user_id),
+        "username": e.username,
+        "display_name": e.display_name,
+        "private": e.private,
+    }
+
+
+def user_page(page: Page[UserListEntry]) -> dict[str, Any]:
+    return {"items": [user_entry(e) for e in page.items], "next_cursor": page.next_cursor}
+
+
+def comment(c: CommentRecord) -> dict[str, Any]:
+    return {
+        "id": str(c.id),
+        "photo_id": str(c.photo_id),
+        "text": c.text,
+        "user": {"username": c.username, "display_name": c.display_name},
+        "created_at": iso(c.created_at),
+    }
+
+
+def comment_page(page: Page[CommentRecord]) -> dict[str, Any]:
+    return {"items": [comment(c) for c in page.items], "next_cursor": page.next_cursor}
+
+
+def notification(n: NotificationRecord) -> dict[str, Any]:
+    return {
+        "type": "notification",
+        "id": str(n.id),
+        "kind": n.kind,
+        "actor": {"username": n.actor_username},
+        "photo_id": None if n.photo_id is None else str(n.photo_id),
+        "text": n.text,
+        "read": n.read_at is not None,
+        "created_at": iso(n.created_at),
     }

@@ -27,8 +27,11 @@ from picshare.config import Settings
 from picshare.database import database_url
 from picshare.jobs import JobRunner
 from picshare.media import create_media_pool
+from picshare.notifications import NotificationService
 from picshare.photos import PhotoService
+from picshare.search import SearchService
 from picshare.secret import load_secret_key
+from picshare.social import SocialService
 from picshare.users import UserService
 from storage.db import create_pool
 from storage.local_blobs import LocalBlobStore
@@ -124,6 +127,9 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     runner.register(photos.job_kinds())
     app[keys.JOBS] = runner
     app[keys.PHOTOS] = photos
+    app[keys.SOCIAL] = SocialService(pool=pool)
+    app[keys.NOTIFICATIONS] = NotificationService(pool=pool)
+    app[keys.SEARCH] = SearchService(pool=pool)
     if settings.jobs.enabled:
         await runner.start()
     try:

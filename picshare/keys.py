@@ -8,7 +8,10 @@ from aiohttp import web
 
 from picshare.config import Settings
 from picshare.jobs import JobRunner
+from picshare.notifications import NotificationService
 from picshare.photos import PhotoService
+from picshare.search import SearchService
+from picshare.social import SocialService
 from picshare.users import UserService
 from storage.blobs import BlobStore
 from storage.db import Pool
@@ -22,6 +25,9 @@ MEDIA_POOL = web.AppKey("media_pool", Executor)
 JOBS = web.AppKey("jobs", JobRunner)
 USERS = web.AppKey("users", UserService)
 PHOTOS = web.AppKey("photos", PhotoService)
+SOCIAL = web.AppKey("social", SocialService)
+NOTIFICATIONS = web.AppKey("notifications", NotificationService)
+SEARCH = web.AppKey("search", SearchService)
 
 REQUEST_ID = web.RequestKey("request_id", str)
 # The signed-in user (absent when anonymous); how they signed in ("bearer" or "session").

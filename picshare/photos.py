@@ -22,15 +22,16 @@ from picshare.media import MediaError, ProbeResult, RenditionSpec, probe_image, 
 from picshare.pagination import Page, decode_cursor, page_of
 from picshare.staging import StagedUpload
 from picshare.text import clean_caption, normalize_tag, parse_tags
-from storage import photos_repo, users_repo
+from storage import notifications_repo, photos_repo, social_repo, users_repo
 from storage.blobs import BlobStore
-from storage.db import Pool, transaction
-from storage.records import PhotoRecord
+from storage.db import Connection, Pool, transaction
+from storage.records import PhotoRecord, UserRecord
 
 log = logging.getLogger(__name__)
 
 RENDER_JOB = "photo.render"
 COLLECT_JOB = "blobs.collect"
+NOTIFY_JOB = "photo.notify_followers"
 
 
 class PhotoService:
@@ -64,6 +65,7 @@ class PhotoService:
         return {
             RENDER_JOB: JobKind(self._render_job, self._render_failed),
             COLLECT_JOB: JobKind(self._collect_job),
+            NOTIFY_JOB: JobKind(self._notify_job),
         }
 
     def check_text(self, caption: str, tags: str) -> tuple[str, list[str]]:
@@ -111,7 +113,7 @@ class PhotoService:
             await asyncio.shield(self._collect([key]))
             raise
         self._jobs.wake()
-        photo = await self._fetch(photo_id)
+        photo = await self._fetch(photo_id, owner_id)
         assert photo is not None
         return photo
 
@@ -127,18 +129,31 @@ class PhotoService:
             raise Unprocessable(exc.message, field="file") from None
 
     async def get(self, photo_id: int, viewer_id: int | None) -> PhotoRecord:
-        photo = await self._fetch(photo_id)
-        if photo is None or not visible(photo, viewer_id):
+        photo = await self._fetch(photo_id, viewer_id)
+        if photo is None:
             raise NotFound("no such photo")
         return photo
 
     async def list_public(
-        self, *, cursor: str | None, limit: int, tag: str | None, viewer_id: int | None
+        self, *, cursor: str | None, limit: int, viewer_id: int | None
     ) -> Page[PhotoRecord]:
         before = decode_cursor(cursor)
         async with self._pool.acquire() as conn:
             rows = await photos_repo.list_public(
-                conn, before=before, limit=limit + 1, tag=normalize_tag(tag) if tag else None
+                conn, viewer_id=viewer_id, before=before, limit=limit + 1
+            )
+        return page_of(rows, limit)
+
+    async def list_tagged(
+        self, *, tag: str, cursor: str | None, limit: int, viewer_id: int | None
+    ) -> Page[PhotoRecord]:
+        before = decode_cursor(cursor)
+        clean = normalize_tag(tag)
+        if not clean or len(clean) > self._uploads.max_tag_chars:
+            raise NotFound("no such tag")
+        async with self._pool.acquire() as conn:
+            rows = await photos_repo.list_tagged(
+                conn, viewer_id=viewer_id, tag=clean, before=before, limit=limit + 1
             )
         return page_of(rows, limit)
 
@@ -154,43 +169,55 @@ class PhotoService:
         before = decode_cursor(cursor)
         async with self._pool.acquire() as conn:
             owner = await users_repo.user_by_username(conn, username)
-            if owner is None:
-                raise NotFound("no such user")
-            is_owner = owner.id == viewer_id
-            if owner.private and not is_owner:
-                # Followers come with the social layer; until then only the owner.
-                return Page([], None)
+            if owner is None or not await can_see_account(conn, owner, viewer_id):
+                # A private account's photos are not even said to exist.
+                raise NotFound("no such user, or the account is private")
             rows = await photos_repo.list_by_owner(
                 conn,
+                viewer_id=viewer_id,
                 owner_id=owner.id,
                 before=before,
                 limit=limit + 1,
-                include_unready=is_owner,
                 tag=normalize_tag(tag) if tag else None,
+            )
+        return page_of(rows, limit)
+
+    async def feed(self, *, viewer_id: int, cursor: str | None, limit: int) -> Page[PhotoRecord]:
+        before = decode_cursor(cursor)
+        async with self._pool.acquire() as conn:
+            rows = await photos_repo.home_feed(
+                conn, viewer_id=viewer_id, before=before, limit=limit + 1
             )
         return page_of(rows, limit)
 
     async def delete(self, photo_id: int, user_id: int) -> None:
         async with transaction(self._pool) as conn:
+            if await photos_repo.photo_for(conn, photo_id, user_id) is None:
+                raise NotFound("no such photo")
             photo = await photos_repo.lock_photo(conn, photo_id)
-            if photo is None or not visible(photo, user_id):
+            if photo is None:
                 raise NotFound("no such photo")
             if photo.owner_id != user_id:
                 raise Forbidden("only the photo's owner can delete it")
-            await photos_repo.delete_photo(conn, photo_id)
+            await photos_repo.delete_photo(conn, photo)
             keys = [photo.upload_key, *photo.rendition_keys]
             await self._jobs.enqueue(conn, COLLECT_JOB, {"keys": keys})
         self._jobs.wake()
 
-    async def _fetch(self, photo_id: int) -> PhotoRecord | None:
+    async def media_is_public(self, key: str) -> bool:
         async with self._pool.acquire() as conn:
-            return await photos_repo.photo_by_id(conn, photo_id)
+            return await photos_repo.key_is_public(conn, key)
+
+    async def _fetch(self, photo_id: int, viewer_id: int | None) -> PhotoRecord | None:
+        async with self._pool.acquire() as conn:
+            return await photos_repo.photo_for(conn, photo_id, viewer_id)
 
     # -- jobs ---------------------------------------------------------------
 
     async def _render_job(self, payload: dict[str, Any]) -> None:
         photo_id = int(payload["photo_id"])
-        photo = await self._fetch(photo_id)
+        async with self._pool.acquire() as conn:
+            photo = await photos_repo.photo_by_id(conn, photo_id)
         if photo is None or photo.status != "processing":
             return  # deleted meanwhile, or a repeat of a job that already finished
         source = await self._blobs.local_copy(photo.upload_key)
@@ -218,14 +245,29 @@ class PhotoService:
                 height=result.height,
                 blurhash=result.blurhash,
             )
-            if not ready:
+            if ready:
+                await self._jobs.enqueue(conn, NOTIFY_JOB, {"photo_id": photo_id})
+            else:
                 await self._jobs.enqueue(conn, COLLECT_JOB, {"keys": list(keys.values())})
-        if not ready:
-            self._jobs.wake()
+        self._jobs.wake()
 
     async def _render_failed(self, payload: dict[str, Any], error: str) -> None:
         async with self._pool.acquire() as conn:
             await photos_repo.mark_failed(conn, int(payload["photo_id"]))
+
+    async def _notify_job(self, payload: dict[str, Any]) -> None:
+        """A photo became ready: tell the owner's followers (one statement, any count)."""
+        async with transaction(self._pool) as conn:
+            photo = await photos_repo.photo_by_id(conn, int(payload["photo_id"]))
+            if photo is None or photo.status != "ready":
+                return
+            await notifications_repo.add_for_followers(
+                conn,
+                actor_id=photo.owner_id,
+                actor_username=photo.owner_username,
+                photo_id=photo.id,
+                text=f"{photo.owner_username} posted a photo",
+            )
 
     async def _collect_job(self, payload: dict[str, Any]) -> None:
         await self._collect([str(k) for k in payload["keys"]])
@@ -239,9 +281,10 @@ class PhotoService:
                     await self._blobs.delete(key)
 
 
-def visible(photo: PhotoRecord, viewer_id: int | None) -> bool:
-    """Who may see a photo. Owners see everything of theirs; others see ready
-    photos of public accounts (approved followers come with the social layer)."""
-    if photo.owner_id == viewer_id:
+async def can_see_account(conn: Connection, owner: UserRecord, viewer_id: int | None) -> bool:
+    """May this viewer see the account's photos and lists? (Public, owner, or approved follower.)"""
+    if not owner.private or owner.id == viewer_id:
         return True
-    return photo.status == "ready" and not photo.owner_private
+    if viewer_id is None:
+        return False
+    return (await social_repo.relationship(conn, viewer_id, owner.id)).following

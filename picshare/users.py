@@ -13,7 +13,7 @@ import orjson
 from picshare import passwords, tokens
 from picshare.config import AuthSettings
 from picshare.errors import Conflict, FieldError, InvalidInput, Unauthenticated, invalid
-from storage import users_repo
+from storage import social_repo, users_repo
 from storage.db import Pool, transaction
 from storage.records import UserRecord
 
@@ -111,9 +111,16 @@ class UserService:
         if errors:
             raise InvalidInput(errors)
         async with transaction(self._pool) as conn:
+            before = await users_repo.user_by_id(conn, user_id)
             user = await users_repo.update_user(conn, user_id, clean)
-        if user is None:
-            raise Unauthenticated("the account no longer exists")
+            if before is None or user is None:
+                raise Unauthenticated("the account no longer exists")
+            # Denormalized copies change with the original, in its transaction.
+            if user.display_name != before.display_name:
+                await social_repo.rename_in_comments(conn, user.id, user.display_name)
+            if before.private and not user.private:
+                # Going public: whoever asked to follow now follows.
+                await social_repo.approve_all_requests(conn, user.id)
         return user
 
     async def _issue(self, conn: Any, user_id: int, kind: str) -> str:

@@ -1,17 +1,28 @@
-"""SQL for photos. Lists are keyset-paginated on the time-ordered id, so pages
-never skip or repeat a photo while new ones arrive (they only appear at the head)."""
+"""SQL for photos. Every read takes the viewer as `$1` and applies one privacy
+rule (`VISIBLE`), so no list, page or search can forget it. Lists are
+keyset-paginated on the time-ordered id: pages never skip or repeat a photo
+while new ones arrive (they only appear at the head)."""
 
 from __future__ import annotations
 
 from storage.db import Connection
 from storage.records import PhotoRecord
 
-_SELECT = (
-    "SELECT p.id, p.owner_id, u.username AS owner_username, "
+_COLUMNS = (
+    "p.id, p.owner_id, u.username AS owner_username, "
     "u.display_name AS owner_display_name, u.private AS owner_private, p.caption, p.tags, "
     "p.status, p.mime, p.width, p.height, p.bytes, p.blurhash, p.upload_key, p.original_key, "
-    "p.large_key, p.medium_key, p.thumb_key, p.like_count, p.comment_count, p.created_at "
-    "FROM photos p JOIN users u ON u.id = p.owner_id "
+    "p.large_key, p.medium_key, p.thumb_key, p.like_count, p.comment_count, p.created_at, "
+    "EXISTS (SELECT 1 FROM likes l WHERE l.photo_id = p.id AND l.user_id = $1) AS liked_by_me "
+)
+_SELECT = f"SELECT {_COLUMNS} FROM photos p JOIN users u ON u.id = p.owner_id "
+
+# Who may see a photo ($1 is the viewer, NULL when anonymous): its owner
+# always; others once it is ready, if the account is public or they are an
+# approved follower. Rejected photos (moderation) stay with their owner.
+VISIBLE = (
+    "(p.owner_id = $1 OR (p.status = 'ready' AND (NOT u.private OR EXISTS "
+    "(SELECT 1 FROM follows f WHERE f.follower_id = $1 AND f.followee_id = p.owner_id))))"
 )
 # 2^63 - 1: "no cursor yet" without a second query text.
 _MAX_ID = 9_223_372_036_854_775_807
@@ -42,25 +53,52 @@ async def insert_photo(
         upload_key,
     )
     await conn.execute("UPDATE users SET photo_count = photo_count + 1 WHERE id = $1", owner_id)
+    if tags:
+        await conn.execute(
+            "INSERT INTO tags (tag, photo_count) SELECT unnest($1::text[]), 1 "
+            "ON CONFLICT (tag) DO UPDATE SET photo_count = tags.photo_count + 1",
+            sorted(tags),  # one order: concurrent uploads never deadlock on tag rows
+        )
     return int(photo_id)
 
 
+async def photo_for(conn: Connection, photo_id: int, viewer_id: int | None) -> PhotoRecord | None:
+    """The photo if this viewer may see it, else None (so callers answer 404)."""
+    row = await conn.fetchrow(_SELECT + f"WHERE p.id = $2 AND {VISIBLE}", viewer_id, photo_id)
+    return None if row is None else PhotoRecord.from_row(row)
+
+
 async def photo_by_id(conn: Connection, photo_id: int) -> PhotoRecord | None:
-    row = await conn.fetchrow(_SELECT + "WHERE p.id = $1", photo_id)
+    """The photo whoever asks (jobs, ownership checks)."""
+    row = await conn.fetchrow(_SELECT + "WHERE p.id = $2", None, photo_id)
     return None if row is None else PhotoRecord.from_row(row)
 
 
 async def list_public(
-    conn: Connection, *, before: int | None, limit: int, tag: str | None = None
+    conn: Connection, *, viewer_id: int | None, before: int | None, limit: int
 ) -> list[PhotoRecord]:
-    """Ready photos of public accounts, newest first."""
+    """Newest ready photos of public accounts."""
     rows = await conn.fetch(
-        _SELECT + "WHERE p.status = 'ready' AND NOT u.private AND p.id < $1 "
-        "AND ($3::text IS NULL OR p.tags @> ARRAY[$3::text]) "
-        "ORDER BY p.id DESC LIMIT $2",
+        _SELECT + "WHERE p.status = 'ready' AND NOT u.private AND p.id < $2 "
+        "ORDER BY p.id DESC LIMIT $3",
+        viewer_id,
         before or _MAX_ID,
         limit,
+    )
+    return [PhotoRecord.from_row(r) for r in rows]
+
+
+async def list_tagged(
+    conn: Connection, *, viewer_id: int | None, tag: str, before: int | None, limit: int
+) -> list[PhotoRecord]:
+    """Photos with a tag that this viewer may see, newest first."""
+    rows = await conn.fetch(
+        _SELECT + f"WHERE p.tags @> ARRAY[$2::text] AND p.id < $3 AND {VISIBLE} "
+        "ORDER BY p.id DESC LIMIT $4",
+        viewer_id,
         tag,
+        before or _MAX_ID,
+        limit,
     )
     return [PhotoRecord.from_row(r) for r in rows]
 
@@ -68,37 +106,65 @@ async def list_public(
 async def list_by_owner(
     conn: Connection,
     *,
+    viewer_id: int | None,
     owner_id: int,
     before: int | None,
     limit: int,
-    include_unready: bool,
     tag: str | None = None,
 ) -> list[PhotoRecord]:
     rows = await conn.fetch(
-        _SELECT + "WHERE p.owner_id = $1 AND p.id < $2 AND ($4 OR p.status = 'ready') "
+        _SELECT + f"WHERE p.owner_id = $2 AND p.id < $3 AND {VISIBLE} "
         "AND ($5::text IS NULL OR p.tags @> ARRAY[$5::text]) "
-        "ORDER BY p.id DESC LIMIT $3",
+        "ORDER BY p.id DESC LIMIT $4",
+        viewer_id,
         owner_id,
         before or _MAX_ID,
         limit,
-        include_unready,
         tag,
     )
     return [PhotoRecord.from_row(r) for r in rows]
 
 
-async def delete_photo(conn: Connection, photo_id: int) -> PhotoRecord | None:
-    """Delete the row (and fix the owner's count); return what it was."""
-    photo = await photo_by_id(conn, photo_id)
-    if photo is None:
-        return None
-    deleted = await conn.execute("DELETE FROM photos WHERE id = $1", photo_id)
+async def home_feed(
+    conn: Connection, *, viewer_id: int, before: int | None, limit: int
+) -> list[PhotoRecord]:
+    """Ready photos of the viewer and of everyone they follow, newest first.
+
+    Fan-out on read: for each followed account (and the viewer), take at most
+    `limit` of its newest photos below the cursor from the (owner_id, id DESC)
+    index, then keep the newest `limit` of those. The work is bounded by
+    followees x limit index probes, whatever the table's size.
+    """
+    rows = await conn.fetch(
+        f"SELECT {_COLUMNS} FROM ("
+        "  SELECT $1::bigint AS owner_id"
+        "  UNION ALL SELECT followee_id FROM follows WHERE follower_id = $1"
+        ") o CROSS JOIN LATERAL ("
+        "  SELECT * FROM photos q WHERE q.owner_id = o.owner_id AND q.status = 'ready'"
+        "  AND q.id < $2 ORDER BY q.id DESC LIMIT $3"
+        ") p JOIN users u ON u.id = p.owner_id "
+        "ORDER BY p.id DESC LIMIT $3",
+        viewer_id,
+        before or _MAX_ID,
+        limit,
+    )
+    return [PhotoRecord.from_row(r) for r in rows]
+
+
+async def delete_photo(conn: Connection, photo: PhotoRecord) -> bool:
+    """Delete the row; fix the owner's and the tags' counts in the same transaction."""
+    deleted = await conn.execute("DELETE FROM photos WHERE id = $1", photo.id)
     if deleted != "DELETE 1":
-        return None
+        return False
     await conn.execute(
         "UPDATE users SET photo_count = photo_count - 1 WHERE id = $1", photo.owner_id
     )
-    return photo
+    if photo.tags:
+        await conn.execute(
+            "UPDATE tags SET photo_count = photo_count - 1 WHERE tag = ANY($1::text[])",
+            sorted(photo.tags),
+        )
+    return True
 
 
 async def lock_photo(conn: Connection, photo_id: int) -> PhotoRecord | None:
@@ -145,6 +211,18 @@ async def key_in_use(conn: Connection, key: str) -> bool:
         await conn.fetchval(
             "SELECT EXISTS (SELECT 1 FROM photos WHERE upload_key = $1 OR original_key = $1 "
             "OR large_key = $1 OR medium_key = $1 OR thumb_key = $1)",
+            key,
+        )
+    )
+
+
+async def key_is_public(conn: Connection, key: str) -> bool:
+    """Does a ready photo of a public account use this rendition?"""
+    return bool(
+        await conn.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM photos p JOIN users u ON u.id = p.owner_id "
+            "WHERE p.status = 'ready' AND NOT u.private AND (p.original_key = $1 "
+            "OR p.large_key = $1 OR p.medium_key = $1 OR p.thumb_key = $1))",
             key,
         )
     )

@@ -52,6 +52,7 @@ class PhotoRecord:
     like_count: int
     comment_count: int
     created_at: datetime
+    liked_by_me: bool
 
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> PhotoRecord:
@@ -81,3 +82,59 @@ class JobRecord:
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> JobRecord:
         return cls(**{name: row[name] for name in cls.__slots__})
+
+
+@dataclass(frozen=True, slots=True)
+class CommentRecord:
+    id: int
+    photo_id: int
+    user_id: int
+    username: str
+    display_name: str
+    text: str
+    created_at: datetime
+
+    @classmethod
+    def from_row(cls, row: asyncpg.Record) -> CommentRecord:
+        return cls(**{name: row[name] for name in cls.__slots__})
+
+
+@dataclass(frozen=True, slots=True)
+class UserListEntry:
+    """A user in a list (followers, requests, search), with the list's own key."""
+
+    id: int  # the list's cursor key: follow or request id
+    user_id: int
+    username: str
+    display_name: str
+    private: bool
+
+    @classmethod
+    def from_row(cls, row: asyncpg.Record) -> UserListEntry:
+        return cls(**{name: row[name] for name in cls.__slots__})
+
+
+@dataclass(frozen=True, slots=True)
+class NotificationRecord:
+    id: int
+    user_id: int
+    kind: str
+    actor_id: int
+    actor_username: str
+    photo_id: int | None
+    comment_id: int | None
+    text: str
+    read_at: datetime | None
+    created_at: datetime
+
+    @classmethod
+    def from_row(cls, row: asyncpg.Record) -> NotificationRecord:
+        return cls(**{name: row[name] for name in cls.__slots__})
+
+
+@dataclass(frozen=True, slots=True)
+class Relationship:
+    """How the viewer stands towards another account."""
+
+    following: bool
+    requested: bool

@@ -1,0 +1,39 @@
+"""The notification inbox: rows written by the actions that cause them
+(likes, comments, follows, requests, new photos), listed and marked read here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from picshare.pagination import Page, decode_cursor, page_of
+from storage import notifications_repo
+from storage.db import Pool
+from storage.records import NotificationRecord
+
+
+@dataclass(frozen=True, slots=True)
+class Inbox:
+    page: Page[NotificationRecord]
+    unread: int
+
+
+class NotificationService:
+    __slots__ = ("_pool",)
+
+    def __init__(self, *, pool: Pool) -> None:
+        self._pool = pool
+
+    async def inbox(self, user_id: int, *, cursor: str | None, limit: int) -> Inbox:
+        before = decode_cursor(cursor)
+        async with self._pool.acquire() as conn:
+            rows = await notifications_repo.page(conn, user_id, before=before, limit=limit + 1)
+            unread = await notifications_repo.unread_count(conn, user_id)
+        return Inbox(page_of(rows, limit), unread)
+
+    async def unread(self, user_id: int) -> int:
+        async with self._pool.acquire() as conn:
+            return await notifications_repo.unread_count(conn, user_id)
+
+    async def mark_read(self, user_id: int, up_to: int | None) -> int:
+        async with self._pool.acquire() as conn:
+            return await notifications_repo.mark_read(conn, user_id, up_to)

@@ -1,0 +1,252 @@
+"""Likes, comments, follows, follow requests and profiles.
+
+Every write checks that the actor may see what they act on (a photo of a
+private account is 404 to a stranger, as if it did not exist), and writes the
+notification it causes in the same transaction.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from dataclasses import dataclass
+
+from picshare.errors import Forbidden, InvalidInput, NotFound, invalid
+from picshare.pagination import Page, decode_cursor, page_of
+from picshare.photos import can_see_account
+from storage import notifications_repo, photos_repo, social_repo, users_repo
+from storage.db import Connection, Pool, transaction
+from storage.records import CommentRecord, Relationship, UserListEntry, UserRecord
+
+MAX_COMMENT = 2200
+
+
+@dataclass(frozen=True, slots=True)
+class LikeState:
+    like_count: int
+    liked: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    user: UserRecord
+    relationship: Relationship | None  # None for the anonymous viewer or oneself
+    can_see: bool  # photos and lists visible to this viewer
+
+
+class SocialService:
+    __slots__ = ("_pool",)
+
+    def __init__(self, *, pool: Pool) -> None:
+        self._pool = pool
+
+    # -- likes ----------------------------------------------------------------
+
+    async def like(self, photo_id: int, user: UserRecord) -> LikeState:
+        async with transaction(self._pool) as conn:
+            photo = await photos_repo.photo_for(conn, photo_id, user.id)
+            if photo is None or photo.status != "ready":
+                raise NotFound("no such photo")
+            added, count = await social_repo.like(conn, photo_id, user.id)
+            if added:
+                await notifications_repo.add(
+                    conn,
+                    user_id=photo.owner_id,
+                    kind="like",
+                    actor_id=user.id,
+                    actor_username=user.username,
+                    photo_id=photo_id,
+                    text=f"{user.username} liked your photo",
+                )
+        return LikeState(count, True)
+
+    async def unlike(self, photo_id: int, user: UserRecord) -> LikeState:
+        async with transaction(self._pool) as conn:
+            if await photos_repo.photo_for(conn, photo_id, user.id) is None:
+                raise NotFound("no such photo")
+            count = await social_repo.unlike(conn, photo_id, user.id)
+        return LikeState(count, False)
+
+    # -- comments -------------------------------------------------------------
+
+    async def comments(
+        self, photo_id: int, viewer_id: int | None, *, cursor: str | None, limit: int
+    ) -> Page[CommentRecord]:
+        before = decode_cursor(cursor)
+        async with self._pool.acquire() as conn:
+            if await photos_repo.photo_for(conn, photo_id, viewer_id) is None:
+                raise NotFound("no such photo")
+            rows = await social_repo.list_comments(
+                conn, photo_id=photo_id, before=before, limit=limit + 1
+            )
+        return page_of(rows, limit)
+
+    async def add_comment(self, photo_id: int, user: UserRecord, text: object) -> CommentRecord:
+        clean = _comment_text(text)
+        async with transaction(self._pool) as conn:
+            photo = await photos_repo.photo_for(conn, photo_id, user.id)
+            if photo is None or photo.status != "ready":
+                raise NotFound("no such photo")
+            comment = await social_repo.add_comment(
+                conn,
+                photo_id=photo_id,
+                user_id=user.id,
+                username=user.username,
+                display_name=user.display_name,
+                text=clean,
+            )
+            snippet = clean if len(clean) <= 60 else clean[:59] + "…"
+            await notifications_repo.add(
+                conn,
+                user_id=photo.owner_id,
+                kind="comment",
+                actor_id=user.id,
+                actor_username=user.username,
+                photo_id=photo_id,
+                comment_id=comment.id,
+                text=f"{user.username} commented: {snippet}",
+            )
+        return comment
+
+    async def delete_comment(self, comment_id: int, user_id: int) -> None:
+        async with transaction(self._pool) as conn:
+            comment = await social_repo.comment_by_id(conn, comment_id)
+            photo = (
+                None
+                if comment is None
+                else await photos_repo.photo_for(conn, comment.photo_id, user_id)
+            )
+            if comment is None or photo is None:
+                raise NotFound("no such comment")
+            if user_id not in (comment.user_id, photo.owner_id):
+                raise Forbidden("only the comment's author or the photo's owner can delete it")
+            await social_repo.delete_comment(conn, comment)
+
+    # -- profiles and follows ---------------------------------------------------
+
+    async def profile(self, username: str, viewer_id: int | None) -> Profile:
+        async with self._pool.acquire() as conn:
+            user = await _user(conn, username)
+            relation = None
+            if viewer_id is not None and viewer_id != user.id:
+                relation = await social_repo.relationship(conn, viewer_id, user.id)
+            can_see = await can_see_account(conn, user, viewer_id)
+        return Profile(user, relation, can_see)
+
+    async def follow(self, username: str, user: UserRecord) -> Profile:
+        async with transaction(self._pool) as conn:
+            target = await _user(conn, username)
+            if target.id == user.id:
+                raise invalid("username", "you cannot follow yourself")
+            if target.private:
+                following = (await social_repo.relationship(conn, user.id, target.id)).following
+                if not following and await social_repo.request_follow(conn, user.id, target.id):
+                    await notifications_repo.add(
+                        conn,
+                        user_id=target.id,
+                        kind="follow_request",
+                        actor_id=user.id,
+                        actor_username=user.username,
+                        text=f"{user.username} asked to follow you",
+                    )
+            elif await social_repo.follow(conn, user.id, target.id):
+                await notifications_repo.add(
+                    conn,
+                    user_id=target.id,
+                    kind="follow",
+                    actor_id=user.id,
+                    actor_username=user.username,
+                    text=f"{user.username} started following you",
+                )
+        return await self.profile(username, user.id)
+
+    async def unfollow(self, username: str, user: UserRecord) -> Profile:
+        async with transaction(self._pool) as conn:
+            target = await _user(conn, username)
+            await social_repo.unfollow(conn, user.id, target.id)
+            if await social_repo.cancel_request(conn, user.id, target.id):
+                await notifications_repo.remove(
+                    conn, user_id=target.id, actor_id=user.id, kind="follow_request"
+                )
+        return await self.profile(username, user.id)
+
+    async def followers(
+        self, username: str, viewer_id: int | None, *, cursor: str | None, limit: int
+    ) -> Page[UserListEntry]:
+        return await self._user_list(username, viewer_id, cursor, limit, social_repo.followers)
+
+    async def following(
+        self, username: str, viewer_id: int | None, *, cursor: str | None, limit: int
+    ) -> Page[UserListEntry]:
+        return await self._user_list(username, viewer_id, cursor, limit, social_repo.following)
+
+    async def _user_list(
+        self,
+        username: str,
+        viewer_id: int | None,
+        cursor: str | None,
+        limit: int,
+        fetch: social_repo.UserLister,
+    ) -> Page[UserListEntry]:
+        before = decode_cursor(cursor)
+        async with self._pool.acquire() as conn:
+            user = await _user(conn, username)
+            if not await can_see_account(conn, user, viewer_id):
+                raise NotFound("no such user, or the account is private")
+            rows = await fetch(conn, user.id, before=before, limit=limit + 1)
+        return page_of(rows, limit)
+
+    async def requests(
+        self, user_id: int, *, cursor: str | None, limit: int
+    ) -> Page[UserListEntry]:
+        before = decode_cursor(cursor)
+        async with self._pool.acquire() as conn:
+            rows = await social_repo.incoming_requests(
+                conn, user_id, before=before, limit=limit + 1
+            )
+        return page_of(rows, limit)
+
+    async def approve(self, user: UserRecord, requester: str) -> None:
+        async with transaction(self._pool) as conn:
+            other = await _user(conn, requester)
+            if not await social_repo.cancel_request(conn, other.id, user.id):
+                raise NotFound("no follow request from that user")
+            await social_repo.follow(conn, other.id, user.id)
+            # The request notification becomes a "follows you" one.
+            await notifications_repo.remove(
+                conn, user_id=user.id, actor_id=other.id, kind="follow_request"
+            )
+            await notifications_repo.add(
+                conn,
+                user_id=user.id,
+                kind="follow",
+                actor_id=other.id,
+                actor_username=other.username,
+                text=f"{other.username} started following you",
+            )
+
+    async def decline(self, user: UserRecord, requester: str) -> None:
+        async with transaction(self._pool) as conn:
+            other = await _user(conn, requester)
+            if not await social_repo.cancel_request(conn, other.id, user.id):
+                raise NotFound("no follow request from that user")
+            await notifications_repo.remove(
+                conn, user_id=user.id, actor_id=other.id, kind="follow_request"
+            )
+
+
+async def _user(conn: Connection, username: str) -> UserRecord:
+    user = await users_repo.user_by_username(conn, username)
+    if user is None:
+        raise NotFound("no such user")
+    return user
+
+
+def _comment_text(text: object) -> str:
+    if not isinstance(text, str):
+        raise invalid("text", "is required")
+    clean = unicodedata.normalize("NFC", text.replace("\r\n", "\n").strip())
+    if not 1 <= len(clean) <= MAX_COMMENT:
+        raise InvalidInput([*invalid("text", f"must be 1 to {MAX_COMMENT} characters").errors])
+    if any(unicodedata.category(ch) == "Cc" and ch not in "\n\t" for ch in clean):
+        raise invalid("text", "must not contain control characters")
+    return clean

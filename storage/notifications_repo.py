@@ -1,0 +1,96 @@
+"""SQL for notifications: one row per event for its recipient."""
+
+from __future__ import annotations
+
+from storage.db import Connection
+from storage.records import NotificationRecord
+
+_COLUMNS = (
+    "id, user_id, kind, actor_id, actor_username, photo_id, comment_id, text, read_at, created_at"
+)
+_MAX_ID = 9_223_372_036_854_775_807
+
+
+async def add(
+    conn: Connection,
+    *,
+    user_id: int,
+    kind: str,
+    actor_id: int,
+    actor_username: str,
+    text: str,
+    photo_id: int | None = None,
+    comment_id: int | None = None,
+) -> NotificationRecord | None:
+    """Insert unless it would repeat one already there (a like after an unlike)."""
+    if user_id == actor_id:
+        return None  # nobody is notified of their own actions
+    row = await conn.fetchrow(
+        f"INSERT INTO notifications (user_id, kind, actor_id, actor_username, photo_id, "
+        f"comment_id, text) VALUES ($1, $2, $3, $4, $5, $6, $7) "
+        f"ON CONFLICT DO NOTHING RETURNING {_COLUMNS}",
+        user_id,
+        kind,
+        actor_id,
+        actor_username,
+        photo_id,
+        comment_id,
+        text,
+    )
+    return None if row is None else NotificationRecord.from_row(row)
+
+
+async def add_for_followers(
+    conn: Connection, *, actor_id: int, actor_username: str, photo_id: int, text: str
+) -> int:
+    """A new photo: one notification for each follower, in one statement."""
+    result = await conn.execute(
+        "INSERT INTO notifications (user_id, kind, actor_id, actor_username, photo_id, text) "
+        "SELECT follower_id, 'photo', $1, $2, $3, $4 FROM follows WHERE followee_id = $1 "
+        "ON CONFLICT DO NOTHING",
+        actor_id,
+        actor_username,
+        photo_id,
+        text,
+    )
+    return int(result.split()[-1])
+
+
+async def remove(conn: Connection, *, user_id: int, actor_id: int, kind: str) -> None:
+    await conn.execute(
+        "DELETE FROM notifications WHERE user_id = $1 AND actor_id = $2 AND kind = $3",
+        user_id,
+        actor_id,
+        kind,
+    )
+
+
+async def page(
+    conn: Connection, user_id: int, *, before: int | None, limit: int
+) -> list[NotificationRecord]:
+    rows = await conn.fetch(
+        f"SELECT {_COLUMNS} FROM notifications WHERE user_id = $1 AND id < $2 "
+        "ORDER BY id DESC LIMIT $3",
+        user_id,
+        before or _MAX_ID,
+        limit,
+    )
+    return [NotificationRecord.from_row(r) for r in rows]
+
+
+async def unread_count(conn: Connection, user_id: int) -> int:
+    return int(
+        await conn.fetchval(
+            "SELECT count(*) FROM notifications WHERE user_id = $1 AND read_at IS NULL", user_id
+        )
+    )
+
+
+async def mark_read(conn: Connection, user_id: int, up_to: int | None) -> int:
+    result = await conn.execute(
+        "UPDATE notifications SET read_at = now() WHERE user_id = $1 AND read_at IS NULL "
+        "AND ($2::bigint IS NULL OR id <= $2)",
+        user_id,
+        up_to,
+    )
+    return int(result.split()[-1])
