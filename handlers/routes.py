@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from handlers import api_account, api_photos, media, ops, pages
+from handlers import api_account, api_inbox, api_photos, api_social, media, ops, pages
 
 API = "/api/v1"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -35,7 +35,66 @@ class Route:
     aliases: tuple[str, ...] = field(default=())
 
 
+# fmt: off
+SOCIAL_ROUTES: tuple[Route, ...] = (
+    Route("GET", f"{API}/feed", api_photos.feed, "api.feed",
+          "Your home feed: you and the people you follow, newest first", "photos",
+          auth=True, response="PhotoPage", errors=(400, 401), query=("limit", "cursor")),
+    Route("GET", f"{API}/tags/{{tag}}/photos", api_photos.tag_photos, "api.tag.photos",
+          "Photos with a tag that you may see", "photos", response="PhotoPage",
+          errors=(400, 404), query=("limit", "cursor")),
+    Route("PUT", f"{API}/photos/{{id}}/like", api_social.like, "api.like", "Like (idempotent)",
+          "social", auth=True, response="LikeState", errors=(401, 404)),
+    Route("DELETE", f"{API}/photos/{{id}}/like", api_social.unlike, "api.unlike",
+          "Unlike (idempotent)", "social", auth=True, response="LikeState", errors=(401, 404)),
+    Route("GET", f"{API}/photos/{{id}}/comments", api_social.list_comments, "api.comments",
+          "A photo's comments, newest first", "social", response="CommentPage",
+          errors=(400, 404), query=("limit", "cursor")),
+    Route("POST", f"{API}/photos/{{id}}/comments", api_social.add_comment, "api.comment.add",
+          "Comment on a photo", "social", auth=True, body="CommentRequest", response="Comment",
+          status=201, errors=(400, 401, 404)),
+    Route("DELETE", f"{API}/comments/{{id}}", api_social.delete_comment, "api.comment.delete",
+          "Delete a comment (its author or the photo's owner)", "social", auth=True,
+          status=204, errors=(401, 403, 404)),
+    Route("GET", f"{API}/users/{{username}}", api_social.get_profile, "api.profile",
+          "A profile with counts and how you stand", "users", response="Profile",
+          errors=(404,)),
+    Route("PUT", f"{API}/users/{{username}}/follow", api_social.follow, "api.follow",
+          "Follow (a request, for private accounts); idempotent", "social", auth=True,
+          response="Profile", errors=(400, 401, 404)),
+    Route("DELETE", f"{API}/users/{{username}}/follow", api_social.unfollow, "api.unfollow",
+          "Unfollow or withdraw a request; idempotent", "social", auth=True,
+          response="Profile", errors=(401, 404)),
+    Route("GET", f"{API}/users/{{username}}/followers", api_social.followers, "api.followers",
+          "Who follows a user", "social", response="UserPage", errors=(400, 404),
+          query=("limit", "cursor")),
+    Route("GET", f"{API}/users/{{username}}/following", api_social.following, "api.following",
+          "Whom a user follows", "social", response="UserPage", errors=(400, 404),
+          query=("limit", "cursor")),
+    Route("GET", f"{API}/me/follow-requests", api_social.follow_requests, "api.requests",
+          "Pending requests to follow you", "social", auth=True, response="UserPage",
+          errors=(400, 401), query=("limit", "cursor")),
+    Route("POST", f"{API}/me/follow-requests/{{username}}/approve", api_social.approve_request,
+          "api.request.approve", "Approve a follow request", "social", auth=True, status=204,
+          errors=(401, 404)),
+    Route("POST", f"{API}/me/follow-requests/{{username}}/decline", api_social.decline_request,
+          "api.request.decline", "Decline a follow request", "social", auth=True, status=204,
+          errors=(401, 404)),
+    Route("GET", f"{API}/search", api_inbox.search, "api.search",
+          "Users, tags and photos matching q", "search", response="SearchResult",
+          errors=(400,), query=("q",)),
+    Route("GET", f"{API}/notifications", api_inbox.notifications, "api.notifications",
+          "Your notifications, newest first, with the unread count", "notifications",
+          auth=True, response="NotificationPage", errors=(400, 401), query=("limit", "cursor")),
+    Route("POST", f"{API}/notifications/read", api_inbox.mark_read, "api.notifications.read",
+          "Mark notifications read (all, or up to an id)", "notifications", auth=True,
+          body="MarkRead", response="MarkedRead", errors=(400, 401)),
+)
+# fmt: on
+
+
 ROUTES: tuple[Route, ...] = (
+    *SOCIAL_ROUTES,
     Route(
         "POST",
         f"{API}/auth/signup",
