@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from handlers.api_photos import limit_of, media_prefix
+from handlers.api_photos import limit_of, media_urls
 from handlers.auth import require_user, viewer_id
 from handlers.jsonio import json_response, read_json_object
 from handlers.serialize import notification, photo, user_entry
@@ -19,12 +19,12 @@ async def search(request: web.Request) -> web.Response:
     result = await request.app[keys.SEARCH].search(
         request.query.get("q"), viewer_id(request), limit=SEARCH_LIMIT
     )
-    prefix = media_prefix(request)
+    media = media_urls(request)
     return json_response(
         {
             "users": [user_entry(u) for u in result.users],
             "tags": [{"tag": t, "photo_count": n} for t, n in result.tags],
-            "photos": [photo(p, media_prefix=prefix) for p in result.photos],
+            "photos": [photo(p, urls=media) for p in result.photos],
         }
     )
 

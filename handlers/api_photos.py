@@ -11,6 +11,7 @@ from handlers.upload_form import receive_upload
 from picshare import keys
 from picshare.errors import NotFound
 from picshare.ids import parse_id
+from picshare.media_urls import MediaUrls
 from picshare.pagination import parse_limit
 from picshare.staging import StagedUpload
 
@@ -20,8 +21,8 @@ def limit_of(request: web.Request) -> int:
     return parse_limit(request.query.get("limit"), default=p.default_limit, maximum=p.max_limit)
 
 
-def media_prefix(request: web.Request) -> str:
-    return request.app[keys.SETTINGS].media.url_prefix
+def media_urls(request: web.Request) -> MediaUrls:
+    return request.app[keys.MEDIA_URLS]
 
 
 def photo_id_of(request: web.Request) -> int:
@@ -55,7 +56,7 @@ async def list_photos(request: web.Request) -> web.Response:
             limit=limit_of(request),
             viewer_id=viewer_id(request),
         )
-    return json_response(photo_page(page, media_prefix=media_prefix(request)))
+    return json_response(photo_page(page, urls=media_urls(request)))
 
 
 async def user_photos(request: web.Request) -> web.Response:
@@ -65,12 +66,12 @@ async def user_photos(request: web.Request) -> web.Response:
         limit=limit_of(request),
         viewer_id=viewer_id(request),
     )
-    return json_response(photo_page(page, media_prefix=media_prefix(request)))
+    return json_response(photo_page(page, urls=media_urls(request)))
 
 
 async def get_photo(request: web.Request) -> web.Response:
     found = await request.app[keys.PHOTOS].get(photo_id_of(request), viewer_id(request))
-    return json_response(photo(found, media_prefix=media_prefix(request)))
+    return json_response(photo(found, urls=media_urls(request)))
 
 
 async def upload(request: web.Request) -> web.Response:
@@ -82,7 +83,7 @@ async def upload(request: web.Request) -> web.Response:
         caption, tags = photos.check_text(form.caption, form.tags)
         created = await photos.create(owner_id=user.id, staged=staged, caption=caption, tags=tags)
     return json_response(
-        photo(created, media_prefix=media_prefix(request)),
+        photo(created, urls=media_urls(request)),
         status=201,
         headers={"Location": f"/api/v1/photos/{created.id}"},
     )
@@ -101,7 +102,7 @@ async def tag_photos(request: web.Request) -> web.Response:
         limit=limit_of(request),
         viewer_id=viewer_id(request),
     )
-    return json_response(photo_page(page, media_prefix=media_prefix(request)))
+    return json_response(photo_page(page, urls=media_urls(request)))
 
 
 async def feed(request: web.Request) -> web.Response:
@@ -109,4 +110,4 @@ async def feed(request: web.Request) -> web.Response:
     page = await request.app[keys.PHOTOS].feed(
         viewer_id=user.id, cursor=request.query.get("cursor"), limit=limit_of(request)
     )
-    return json_response(photo_page(page, media_prefix=media_prefix(request)))
+    return json_response(photo_page(page, urls=media_urls(request)))

@@ -22,12 +22,22 @@ async def serve_media(request: web.Request) -> web.StreamResponse:
     key = request.match_info["key"]
     if not PUBLIC_KEY_PATTERN.match(key):
         raise web.HTTPNotFound()
+    cache = CACHE_FOREVER
+    if not await request.app[keys.PHOTOS].media_is_public(key):
+        # A private account's (or an unready) photo: only with a valid signature,
+        # and 404 otherwise, so a stranger cannot tell it exists.
+        remaining = request.app[keys.MEDIA_URLS].verify(
+            key, request.query.get("exp"), request.query.get("sig")
+        )
+        if not remaining:
+            raise web.HTTPNotFound()
+        cache = f"private, max-age={remaining}"
     store = request.app[keys.BLOBS]
     info = await store.stat(key)
     if info is None:
         raise web.HTTPNotFound()
     etag = '"' + key.removeprefix("r/").removesuffix(".jpg") + '"'
-    headers = {"Cache-Control": CACHE_FOREVER, "ETag": etag, "Accept-Ranges": "bytes"}
+    headers = {"Cache-Control": cache, "ETag": etag, "Accept-Ranges": "bytes"}
     if _etag_matches(request.headers.get("If-None-Match"), etag):
         return web.Response(status=304, headers=headers)
     start, end, status = 0, info.size, 200

@@ -25,7 +25,6 @@ def _context(request: web.Request, **values: Any) -> dict[str, Any]:
         "request": request,
         "me": current_user(request),
         "csrf_token": request.get(keys.CSRF_TOKEN, ""),
-        "media_prefix": request.app[keys.SETTINGS].media.url_prefix,
         **values,
     }
 
@@ -68,13 +67,13 @@ async def index(request: web.Request) -> web.Response:
         limit=PAGE_SIZE,
         viewer_id=viewer_id(request),
     )
-    prefix = request.app[keys.SETTINGS].media.url_prefix
+    media = request.app[keys.MEDIA_URLS]
     return aiohttp_jinja2.render_template(
         "index.html",
         request,
         _context(
             request,
-            photos=[photo(p, media_prefix=prefix) for p in page.items],
+            photos=[photo(p, urls=media) for p in page.items],
             next_cursor=page.next_cursor,
         ),
     )
@@ -173,9 +172,9 @@ async def upload_submit(request: web.Request) -> web.StreamResponse:
 
 async def photo_page(request: web.Request) -> web.Response:
     found = await request.app[keys.PHOTOS].get(photo_id_of(request), viewer_id(request))
-    prefix = request.app[keys.SETTINGS].media.url_prefix
+    media = request.app[keys.MEDIA_URLS]
     return aiohttp_jinja2.render_template(
-        "photo.html", request, _context(request, photo=photo(found, media_prefix=prefix))
+        "photo.html", request, _context(request, photo=photo(found, urls=media))
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from picshare.media_urls import MediaUrls
 from picshare.pagination import Page
 from picshare.social import Profile
 from storage.records import (
@@ -40,11 +41,9 @@ def private_user(user: UserRecord) -> dict[str, Any]:
     return {**public_user(user), "email": user.email, "settings": user.settings}
 
 
-def media_url(prefix: str, key: str | None) -> str | None:
-    return None if key is None else f"{prefix}/{key}"
-
-
-def photo(p: PhotoRecord, *, media_prefix: str) -> dict[str, Any]:
+def photo(p: PhotoRecord, *, urls: MediaUrls) -> dict[str, Any]:
+    # Public, ready photos get plain immutable URLs; the rest signed, expiring ones.
+    signed = p.owner_private or p.status != "ready"
     keys = {
         "original": p.original_key,
         "large": p.large_key,
@@ -64,13 +63,13 @@ def photo(p: PhotoRecord, *, media_prefix: str) -> dict[str, Any]:
         "comment_count": p.comment_count,
         "liked_by_me": p.liked_by_me,
         "created_at": iso(p.created_at),
-        "urls": {name: media_url(media_prefix, keys[name]) for name in RENDITIONS},
+        "urls": {name: urls.url(keys[name], signed=signed) for name in RENDITIONS},
     }
 
 
-def photo_page(page: Page[PhotoRecord], *, media_prefix: str) -> dict[str, Any]:
+def photo_page(page: Page[PhotoRecord], *, urls: MediaUrls) -> dict[str, Any]:
     return {
-        "items": [photo(p, media_prefix=media_prefix) for p in page.items],
+        "items": [photo(p, urls=urls) for p in page.items],
         "next_cursor": page.next_cursor,
     }
 

@@ -27,6 +27,7 @@ from picshare.config import Settings
 from picshare.database import database_url
 from picshare.jobs import JobRunner
 from picshare.media import create_media_pool
+from picshare.media_urls import MediaUrls
 from picshare.notifications import NotificationService
 from picshare.photos import PhotoService
 from picshare.search import SearchService
@@ -58,6 +59,11 @@ def create_app(settings: Settings, *, media_pool: Executor | None = None) -> web
     )
     app[keys.SETTINGS] = settings
     app[keys.SECRET_KEY] = load_secret_key(settings)
+    app[keys.MEDIA_URLS] = MediaUrls(
+        prefix=settings.media.url_prefix,
+        secret=app[keys.SECRET_KEY],
+        ttl=settings.media.signed_url_ttl,
+    )
     env = aiohttp_jinja2.setup(
         app,
         loader=jinja2.FileSystemLoader(TEMPLATES),

@@ -63,6 +63,7 @@ class MediaSettings:
     medium_width: int = 640
     thumb_size: int = 150
     url_prefix: str = "/media"
+    signed_url_ttl: int = 3600
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,6 +248,7 @@ def _validate(s: Settings) -> None:
         (s.uploads.chunk_bytes >= 4096, "uploads.chunk_bytes must be at least 4096"),
         (1 <= s.media.jpeg_quality <= 100, "media.jpeg_quality must be 1-100"),
         (s.media.workers >= 0, "media.workers must be >= 0"),
+        (s.media.signed_url_ttl >= 60, "media.signed_url_ttl must be at least 60 seconds"),
         (s.jobs.concurrency >= 1, "jobs.concurrency must be at least 1"),
         (s.jobs.max_attempts >= 1, "jobs.max_attempts must be at least 1"),
         (s.jobs.lease_seconds >= 5, "jobs.lease_seconds must be at least 5"),

@@ -8,6 +8,7 @@ from aiohttp import web
 
 from picshare.config import Settings
 from picshare.jobs import JobRunner
+from picshare.media_urls import MediaUrls
 from picshare.notifications import NotificationService
 from picshare.photos import PhotoService
 from picshare.search import SearchService
@@ -25,6 +26,7 @@ MEDIA_POOL = web.AppKey("media_pool", Executor)
 JOBS = web.AppKey("jobs", JobRunner)
 USERS = web.AppKey("users", UserService)
 PHOTOS = web.AppKey("photos", PhotoService)
+MEDIA_URLS = web.AppKey("media_urls", MediaUrls)
 SOCIAL = web.AppKey("social", SocialService)
 NOTIFICATIONS = web.AppKey("notifications", NotificationService)
 SEARCH = web.AppKey("search", SearchService)

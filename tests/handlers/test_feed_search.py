@@ -1,0 +1,124 @@
+"""Home feed, tag pages and search."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from aiohttp.test_utils import TestClient
+
+from picshare import keys
+from tests.conftest import bearer, signup
+
+Client = TestClient[Any, Any]
+
+INSERT = (
+    "INSERT INTO photos (owner_id, caption, tags, mime, width, height, bytes, upload_key, status) "
+    "VALUES ($1, $2, $3, 'image/jpeg', 10, 10, 1, 'uploads/' || repeat('0', 64), 'ready') "
+    "RETURNING id"
+)
+
+
+async def _uid(client: Client, name: str) -> int:
+    return int(
+        await client.app[keys.DB_POOL].fetchval("SELECT id FROM users WHERE username = $1", name)
+    )
+
+
+async def test_feed_holds_followed_and_own_photos_only(client: Client) -> None:
+    me = await signup(client, "reader")
+    await signup(client, "followed")
+    await signup(client, "ignored")
+    pool = client.app[keys.DB_POOL]
+    mine = await pool.fetchval(INSERT, await _uid(client, "reader"), "mine", [])
+    theirs = await pool.fetchval(INSERT, await _uid(client, "followed"), "theirs", [])
+    await pool.fetchval(INSERT, await _uid(client, "ignored"), "other", [])
+    await client.put("/api/v1/users/followed/follow", headers=bearer(me))
+    feed = await (await client.get("/api/v1/feed", headers=bearer(me))).json()
+    assert [p["id"] for p in feed["items"]] == [str(theirs), str(mine)]
+    await client.delete("/api/v1/users/followed/follow", headers=bearer(me))
+    feed = await (await client.get("/api/v1/feed", headers=bearer(me))).json()
+    assert [p["id"] for p in feed["items"]] == [str(mine)]
+    assert (await client.get("/api/v1/feed")).status == 401
+
+
+async def test_feed_pages_have_no_gaps_or_duplicates_while_photos_arrive(client: Client) -> None:
+    me = await signup(client, "scroller")
+    pool = client.app[keys.DB_POOL]
+    owners = []
+    for i in range(5):
+        await signup(client, f"poster{i}")
+        await client.put(f"/api/v1/users/poster{i}/follow", headers=bearer(me))
+        owners.append(await _uid(client, f"poster{i}"))
+    before = {str(await pool.fetchval(INSERT, owners[i % 5], f"p{i}", [])) for i in range(40)}
+    stop = asyncio.Event()
+
+    async def keep_posting() -> None:
+        n = 0
+        while not stop.is_set():
+            await pool.fetchval(INSERT, owners[n % 5], "late", [])
+            n += 1
+            await asyncio.sleep(0.005)
+
+    writer = asyncio.create_task(keep_posting())
+    seen: list[str] = []
+    cursor = None
+    try:
+        while True:
+            query = "?limit=6" + (f"&cursor={cursor}" if cursor else "")
+            body = await (await client.get("/api/v1/feed" + query, headers=bearer(me))).json()
+            seen += [p["id"] for p in body["items"]]
+            cursor = body["next_cursor"]
+            if cursor is None:
+                break
+    finally:
+        stop.set()
+        await writer
+    assert len(seen) == len(set(seen))
+    assert before <= set(seen)
+
+
+async def test_tags_are_normalized(client: Client) -> None:
+    await signup(client, "tagger")
+    pool = client.app[keys.DB_POOL]
+    pid = await pool.fetchval(INSERT, await _uid(client, "tagger"), "x", ["café"])
+    for spelling in ("café", "CAFÉ", "%23caf%C3%A9", "cafe%CC%81"):  # NFC, case, #, NFD
+        body = await (await client.get(f"/api/v1/tags/{spelling}/photos")).json()
+        assert [p["id"] for p in body["items"]] == [str(pid)], spelling
+
+
+async def test_search_users_tags_and_captions(client: Client) -> None:
+    await signup(client, "sunny_day")
+    await signup(client, "sunflower")
+    await signup(client, "moonlight")
+    token = await signup(client, "searcher")
+    from tests import imaging
+    from tests.conftest import upload
+
+    resp = await upload(
+        client,
+        token,
+        imaging.jpeg_bytes(40, 40),
+        caption="Golden sunset over Lisbon",
+        tags="sunset,travel",
+    )
+    from tests.conftest import wait_ready
+
+    photo = await wait_ready(client, token, (await resp.json())["id"])
+    body = await (await client.get("/api/v1/search?q=sun")).json()
+    usernames = [u["username"] for u in body["users"]]
+    assert usernames[:2] == sorted(["sunny_day", "sunflower"]) or set(usernames[:2]) == {
+        "sunny_day",
+        "sunflower",
+    }
+    assert "moonlight" not in usernames
+    assert [t["tag"] for t in body["tags"]] == ["sunset"]
+    assert [p["id"] for p in body["photos"]] == [photo["id"]]
+    fuzzy = await (await client.get("/api/v1/search?q=sunflowr")).json()
+    assert fuzzy["users"][0]["username"] == "sunflower"
+    words = await (await client.get("/api/v1/search?q=lisbon%20gold")).json()
+    assert [p["id"] for p in words["photos"]] == [photo["id"]]
+    for bad in ("", "?q=", "?q=" + "x" * 101):
+        resp = await client.get("/api/v1/search" + bad)
+        assert resp.status == 400
+        assert (await resp.json())["errors"][0]["field"] == "q"
