@@ -30,7 +30,9 @@ async def read_json_object(request: web.Request) -> dict[str, Any]:
         raise invalid("body", "must be application/json")
     if request.content_length is not None and request.content_length > MAX_JSON_BYTES:
         raise TooLarge(f"the body is larger than {MAX_JSON_BYTES} bytes", field="body")
-    raw = await request.content.read(MAX_JSON_BYTES + 1)
+    # read() gathers the whole body (bounded by the app's client_max_size);
+    # content.read(n) would return only what has arrived so far.
+    raw = await request.read()
     if len(raw) > MAX_JSON_BYTES:
         raise TooLarge(f"the body is larger than {MAX_JSON_BYTES} bytes", field="body")
     try:

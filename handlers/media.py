@@ -15,7 +15,7 @@ from picshare import keys
 from storage.blobs import PUBLIC_KEY_PATTERN
 
 CACHE_FOREVER = "public, max-age=31536000, immutable"
-_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+_RANGE = re.compile(r"bytes=(\d{0,18})-(\d{0,18})")
 
 
 async def serve_media(request: web.Request) -> web.StreamResponse:
@@ -74,7 +74,7 @@ def _etag_matches(header: str | None, etag: str) -> bool:
 def _parse_range(header: str, size: int) -> tuple[int, int] | None:
     """One byte range as [start, end); None when it cannot be satisfied.
     Multiple ranges are answered with the whole first range only (allowed by RFC 9110)."""
-    match = _RANGE.match(header.split(",")[0].strip())
+    match = _RANGE.fullmatch(header.split(",")[0].strip())
     if not match or size == 0:
         return None
     first, last = match.groups()

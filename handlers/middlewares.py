@@ -108,6 +108,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     app = request.app
     users = app[keys.USERS]
     session: sessions.Session | None = None
+    stale = False
     cookie_name = app[keys.SETTINGS].auth.session_cookie
     authorization = request.headers.get("Authorization", "")
     if authorization:
@@ -130,7 +131,10 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
                 request[keys.AUTH_KIND] = "session"
                 request[keys.CREDENTIAL] = session.sid
             else:
-                session = sessions.new_session()  # expired or revoked: start afresh
+                # Expired or revoked: keep the CSRF secret (open forms still
+                # work), drop the session id, and send the cookie again.
+                session = sessions.Session(None, session.csrf)
+                stale = True
         if (
             keys.USER in request
             and request.method in UNSAFE
@@ -153,7 +157,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         request[keys.CSRF_TOKEN] = session.csrf
     response = await handler(request)
     if (
-        fresh
+        (fresh or stale)
         and session is not None
         and not response.prepared
         and not _sets_cookie(response, cookie_name)

@@ -3,6 +3,7 @@ each carries the CSRF token and answers with POST-redirect-GET."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import aiohttp_jinja2
@@ -42,6 +43,16 @@ async def _form(request: web.Request) -> dict[str, str]:
     data = await request.post()
     _check_csrf(request, str(data.get(sessions.CSRF_FIELD, "")))
     return {k: v for k, v in data.items() if isinstance(v, str)}
+
+
+# A local path: one leading slash, then plain URL characters only. Anything
+# else (//host, /\host, tabs that yarl would drop...) goes home instead, so the
+# login form cannot be turned into an open redirect.
+_LOCAL_PATH = re.compile(r"/(?![/\\])[A-Za-z0-9_.~!$&'()*+,;=:@%/?-]*")
+
+
+def local_path(candidate: str) -> str:
+    return candidate if _LOCAL_PATH.fullmatch(candidate) else "/"
 
 
 def _redirect(request: web.Request, location: str) -> web.HTTPSeeOther:
@@ -109,11 +120,7 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
         )
     except DomainError as exc:
         return _form_error(request, "login.html", exc, form)
-    next_url = form.get("next", "/")
-    # Only local paths: an open redirect would turn the login form into a phishing tool.
-    if not next_url.startswith("/") or next_url.startswith("//"):
-        next_url = "/"
-    raise _signed_in(request, result.token, next_url)
+    raise _signed_in(request, result.token, local_path(form.get("next", "/")))
 
 
 async def logout_form(request: web.Request) -> web.Response:

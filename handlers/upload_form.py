@@ -6,17 +6,18 @@ cut off at the limit); the small text parts are read with their own caps.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
-from aiohttp import BodyPartReader, web
+from aiohttp import BodyPartReader, ClientPayloadError, web
 
 from picshare import keys
-from picshare.errors import InvalidInput, TooLarge, UnsupportedMedia, invalid
+from picshare.errors import TimedOut, TooLarge, UnsupportedMedia, invalid
 from picshare.staging import StagedUpload
 
 TEXT_FIELDS = ("caption", "tags", "csrf_token")
 MAX_TEXT_BYTES = 16 * 1024
-MAX_PARTS = 8
+MAX_PARTS = 4  # file, caption, tags, csrf_token
 # Room for the multipart framing and the text fields around the file.
 FRAMING_SLACK = 64 * 1024
 
@@ -39,11 +40,21 @@ async def receive_upload(request: web.Request, staged: StagedUpload) -> UploadFo
     if request.content_type != "multipart/form-data":
         raise UnsupportedMedia("the body must be multipart/form-data", field="body")
     try:
-        reader = await request.multipart()
-    except (ValueError, AssertionError):
-        raise invalid("body", "is not a readable multipart body") from None
+        # One deadline for the whole body: a client dripping bytes forever
+        # would otherwise hold a connection and a spool file.
+        async with asyncio.timeout(settings.read_timeout):
+            return await _read_parts(request, staged, settings.chunk_bytes)
+    except TimeoutError:
+        raise TimedOut("the upload took too long; try again", field="file") from None
+    except (ValueError, AssertionError, ClientPayloadError):
+        # aiohttp's multipart reader says "malformed" with these.
+        raise invalid("body", "is not a well-formed multipart body") from None
+
+
+async def _read_parts(request: web.Request, staged: StagedUpload, chunk: int) -> UploadForm:
+    reader = await request.multipart()
     form = UploadForm()
-    for _ in range(MAX_PARTS):
+    for _ in range(MAX_PARTS + 1):
         part = await reader.next()
         if part is None:
             break
@@ -53,17 +64,19 @@ async def receive_upload(request: web.Request, staged: StagedUpload) -> UploadFo
             if form.has_file:
                 raise invalid("file", "send one file per upload")
             form.has_file = True
-            while chunk := await part.read_chunk(settings.chunk_bytes):
-                await staged.write(chunk)
+            while data := await part.read_chunk(chunk):
+                await staged.write(data)
             await staged.finish()
         elif part.name in TEXT_FIELDS:
             setattr(form, part.name, await _read_text(part))
         else:
-            await part.release()
+            # Unknown parts are refused, not skipped: skipping would read
+            # them, unbounded, past every limit.
+            raise invalid(part.name or "body", "is not a field of an upload")
     else:
         raise invalid("body", f"at most {MAX_PARTS} form fields")
     if not form.has_file:
-        raise InvalidInput([*invalid("file", "is required").errors])
+        raise invalid("file", "is required")
     return form
 
 

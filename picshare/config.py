@@ -53,6 +53,7 @@ class UploadSettings:
     max_tags: int = 30
     max_tag_chars: int = 64
     chunk_bytes: int = 256 * 1024
+    read_timeout: float = 600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,6 +247,8 @@ def _validate(s: Settings) -> None:
         (s.uploads.max_bytes > 0, "uploads.max_bytes must be positive"),
         (s.uploads.max_pixels > 0, "uploads.max_pixels must be positive"),
         (s.uploads.chunk_bytes >= 4096, "uploads.chunk_bytes must be at least 4096"),
+        (s.uploads.read_timeout > 0, "uploads.read_timeout must be positive"),
+        (s.uploads.max_caption_chars <= 2200, "uploads.max_caption_chars is at most 2200"),
         (1 <= s.media.jpeg_quality <= 100, "media.jpeg_quality must be 1-100"),
         (s.media.workers >= 0, "media.workers must be >= 0"),
         (s.media.signed_url_ttl >= 60, "media.signed_url_ttl must be at least 60 seconds"),

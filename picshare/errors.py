@@ -57,5 +57,9 @@ class Unprocessable(DomainError):
     """Well-formed but unusable, e.g. a truncated image or a decompression bomb (422)."""
 
 
+class TimedOut(DomainError):
+    """The client took too long to send the request (408)."""
+
+
 def invalid(field: str, message: str) -> InvalidInput:
     return InvalidInput([FieldError(field, message)])

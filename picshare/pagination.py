@@ -47,7 +47,7 @@ def decode_cursor(cursor: str | None) -> int | None:
 def parse_limit(raw: str | None, *, default: int, maximum: int) -> int:
     if raw is None or raw == "":
         return default
-    if not raw.isdigit() or not 1 <= int(raw) <= maximum:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 6 or not 1 <= int(raw) <= maximum:
         raise invalid("limit", f"must be a whole number from 1 to {maximum}")
     return int(raw)
 
