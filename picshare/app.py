@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Executor
 from pathlib import Path
 
@@ -70,7 +70,7 @@ def create_app(settings: Settings, *, media_pool: Executor | None = None) -> web
         autoescape=jinja2.select_autoescape(default=True, default_for_string=True),
     )
     env.filters["blurhash_color"] = blurhash_color
-    env.globals["static"] = lambda name: app.router["static"].url_for(filename=name)
+    env.globals["static"] = _static_urls(app)
     setup_routes(app)
     app.on_response_prepare.append(middlewares.security_headers)
     if media_pool is not None:
@@ -79,6 +79,18 @@ def create_app(settings: Settings, *, media_pool: Executor | None = None) -> web
     else:
         app.cleanup_ctx.extend([_database, _blobs, _media_pool, _services])
     return app
+
+
+def _static_urls(app: web.Application) -> Callable[[str], str]:
+    """url_for with append_version hashes the file: do it once per name, not per render."""
+    cache: dict[str, str] = {}
+
+    def static(name: str) -> str:
+        if name not in cache:
+            cache[name] = str(app.router["static"].url_for(filename=name))
+        return cache[name]
+
+    return static
 
 
 async def _database(app: web.Application) -> AsyncIterator[None]:

@@ -105,6 +105,7 @@ class JobRunner:
                 worker=self.worker_id,
                 limit=free,
                 lease_seconds=self._settings.lease_seconds,
+                running_here=list(self._in_flight),
             )
         for job in jobs:
             self._in_flight.add(job.id)
@@ -179,10 +180,12 @@ class JobRunner:
             )
 
     async def _park(self, job: JobRecord, error: str, kind: JobKind | None) -> None:
-        if kind is not None and kind.on_failed is not None:
+        async with self._pool.acquire() as conn:
+            parked = await jobs_repo.park_failed(conn, job.id, self.worker_id, error=error[:2000])
+        # Only the holder of the lease may declare the work failed: another
+        # process that took the job over may have done it after all.
+        if parked and kind is not None and kind.on_failed is not None:
             try:
                 await kind.on_failed(job.payload, error)
             except Exception:
                 log.exception("job %s: on_failed hook failed", job.id)
-        async with self._pool.acquire() as conn:
-            await jobs_repo.park_failed(conn, job.id, self.worker_id, error=error[:2000])

@@ -228,10 +228,7 @@ class PhotoService:
             )
         except MediaError as exc:
             raise PermanentJobError(exc.message) from None
-        keys = {
-            name: f"r/{hashlib.sha256(data).hexdigest()}.jpg"
-            for name, data in result.renditions.items()
-        }
+        keys = await asyncio.to_thread(_rendition_keys, result.renditions)
         async with transaction(self._pool) as conn:
             for key in sorted(set(keys.values())):  # one order: no lock-order deadlocks
                 await photos_repo.lock_blob_key(conn, key)
@@ -288,3 +285,8 @@ async def can_see_account(conn: Connection, owner: UserRecord, viewer_id: int | 
     if viewer_id is None:
         return False
     return (await social_repo.relationship(conn, viewer_id, owner.id)).following
+
+
+def _rendition_keys(renditions: dict[str, bytes]) -> dict[str, str]:
+    # The full-size original can be tens of MB: hashed in a thread, not on the loop.
+    return {name: f"r/{hashlib.sha256(data).hexdigest()}.jpg" for name, data in renditions.items()}

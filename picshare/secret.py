@@ -2,28 +2,43 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
+import tempfile
 from pathlib import Path
 
-from picshare.config import Settings
+from picshare.config import Settings, SettingsError
+
+MIN_BYTES = 16
 
 
 def load_secret_key(settings: Settings) -> bytes:
     if settings.server.secret_key:
-        return settings.server.secret_key.encode()
+        return _checked(settings.server.secret_key.encode(), "server.secret_key")
     path = settings.data_path / "secret_key"
-    try:
-        return path.read_bytes().strip()
-    except FileNotFoundError:
-        pass
+    if not path.exists():
+        _create(path)
+    return _checked(path.read_bytes().strip(), str(path))
+
+
+def _create(path: Path) -> None:
+    """Write a new key atomically: a crash leaves either no file or a whole one."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    key = secrets.token_urlsafe(48).encode()
-    # O_EXCL: two processes starting together keep whichever wrote first.
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".secret-")
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return Path(path).read_bytes().strip()
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(key)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(secrets.token_urlsafe(48).encode())
+            fh.flush()
+            os.fsync(fh.fileno())
+        # link() fails if another process created the key meanwhile: theirs wins.
+        with contextlib.suppress(FileExistsError):
+            os.link(tmp, path)
+    finally:
+        os.unlink(tmp)
+
+
+def _checked(key: bytes, where: str) -> bytes:
+    if len(key) < MIN_BYTES:
+        raise SettingsError(f"{where}: the secret key must be at least {MIN_BYTES} bytes")
     return key

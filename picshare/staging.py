@@ -49,9 +49,11 @@ class StagedUpload:
         self._fh.write(chunk)
 
     async def finish(self) -> None:
+        """Close the spool file, durably: fsynced here, before any database
+        transaction, so storing it later is only a rename."""
         if self._fh is not None:
             fh, self._fh = self._fh, None
-            await asyncio.to_thread(fh.close)
+            await asyncio.to_thread(_close_synced, fh)
 
     async def abort(self) -> None:
         await self.finish()
@@ -68,3 +70,11 @@ class StagedUpload:
     ) -> None:
         # Whatever happened, the spool file goes: on success it was moved away.
         await self.abort()
+
+
+def _close_synced(fh: BinaryIO) -> None:
+    try:
+        fh.flush()
+        os.fsync(fh.fileno())
+    finally:
+        fh.close()

@@ -63,7 +63,8 @@ class UserService:
         if not isinstance(password, str) or not password:
             raise invalid("password", "is required")
         async with self._pool.acquire() as conn:
-            user = await users_repo.user_by_username(conn, username.strip())
+            name = unicodedata.normalize("NFKC", username.strip()).lower()
+            user = await users_repo.user_by_username(conn, name)
         # Verify even for an unknown user, so timing does not tell which it was.
         ok = await passwords.verify_password(user.password_hash if user else None, password)
         if user is None or not ok:

@@ -27,15 +27,23 @@ async def enqueue(
 
 
 async def claim(
-    conn: Connection, *, worker: str, limit: int, lease_seconds: float
+    conn: Connection,
+    *,
+    worker: str,
+    limit: int,
+    lease_seconds: float,
+    running_here: list[int] | None = None,
 ) -> list[JobRecord]:
     """Lease up to `limit` due jobs: queued ones whose time has come, and running
     ones whose lease ran out (their worker died)."""
     rows = await conn.fetch(
         f"""WITH due AS (
                 SELECT id FROM jobs
-                WHERE (status = 'queued' AND run_after <= now())
-                   OR (status = 'running' AND locked_until < now())
+                WHERE ((status = 'queued' AND run_after <= now())
+                   OR (status = 'running' AND locked_until < now()))
+                  -- A lease of ours that lapsed (a stalled heartbeat) is not
+                  -- taken again while we still run it.
+                  AND NOT (id = ANY($4::bigint[]))
                 ORDER BY run_after, id
                 LIMIT $1
                 FOR UPDATE SKIP LOCKED)
@@ -46,6 +54,7 @@ async def claim(
         limit,
         worker,
         lease_seconds,
+        running_here or [],
     )
     return [JobRecord.from_row(r) for r in rows]
 
@@ -85,14 +94,16 @@ async def retry_later(
     )
 
 
-async def park_failed(conn: Connection, job_id: int, worker: str, *, error: str) -> None:
-    await conn.execute(
+async def park_failed(conn: Connection, job_id: int, worker: str, *, error: str) -> bool:
+    """Park the job; False when this worker no longer holds it (someone else does)."""
+    result = await conn.execute(
         "UPDATE jobs SET status = 'failed', last_error = $3, finished_at = now(), "
         "locked_until = NULL, updated_at = now() WHERE id = $1 AND locked_by = $2",
         job_id,
         worker,
         error,
     )
+    return bool(result == "UPDATE 1")
 
 
 async def list_jobs(conn: Connection, *, status: str | None, limit: int) -> list[JobRecord]:

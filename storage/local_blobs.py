@@ -39,14 +39,13 @@ class LocalBlobStore:
         return self._root / prefix / name[:2] / name[2:4] / name
 
     async def put_file(self, key: str, path: Path) -> bool:
+        """Move an already fsynced local file into place (a rename, then a directory fsync)."""
         return await asyncio.to_thread(self._put_file, key, path)
 
     def _put_file(self, key: str, path: Path) -> bool:
         dest = self.path_of(key)
         dest.parent.mkdir(parents=True, exist_ok=True)
         created = not dest.exists()
-        with path.open("rb") as fh:
-            os.fsync(fh.fileno())
         os.replace(path, dest)
         _fsync_dir(dest.parent)
         return created
@@ -59,6 +58,8 @@ class LocalBlobStore:
         try:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
             return self._put_file(key, Path(tmp))
         finally:
             Path(tmp).unlink(missing_ok=True)

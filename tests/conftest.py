@@ -56,7 +56,7 @@ async def database_url(postgres: PostgresForTests) -> AsyncIterator[str]:
 
 def make_settings(data_dir: Path, database_url: str, **sections: dict[str, Any]) -> Settings:
     overrides: dict[str, dict[str, Any]] = {
-        "server": {"data_dir": str(data_dir), "secret_key": "test-secret-key"},
+        "server": {"data_dir": str(data_dir), "secret_key": "test-secret-key-0123456789"},
         "database": {"url": database_url, "pool_max": 5},
         "jobs": {"poll_interval": 0.2, "lease_seconds": 5, "backoff_base": 1.1},
     }

@@ -40,7 +40,7 @@ def _start(
         "PICSHARE_JOBS_ENABLED": "true" if jobs else "false",
         "PICSHARE_JOBS_LEASE_SECONDS": "5",
         "PICSHARE_MEDIA_WORKERS": "1",
-        "PICSHARE_SECRET_KEY": "recovery-test",
+        "PICSHARE_SECRET_KEY": "recovery-test-secret-key",
     }
     return subprocess.Popen(
         [

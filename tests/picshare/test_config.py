@@ -56,3 +56,16 @@ def test_unknown_setting_in_toml_is_refused(tmp_path: Path) -> None:
     bad.write_text("[server]\nprot = 1\n")
     with pytest.raises(SettingsError, match=r"server\.prot"):
         load_settings(files=[bad], env={})
+
+
+def test_secret_key_is_made_once_and_must_be_long(tmp_path: Path) -> None:
+    from picshare.secret import load_secret_key
+
+    settings = load_settings(env={}, overrides={"server": {"data_dir": str(tmp_path)}})
+    first = load_secret_key(settings)
+    assert len(first) >= 32
+    assert load_secret_key(settings) == first
+    assert (tmp_path / "secret_key").stat().st_mode & 0o077 == 0
+    short = settings.replace(server={"secret_key": "short"})
+    with pytest.raises(SettingsError, match="secret_key"):
+        load_secret_key(short)
