@@ -23,6 +23,7 @@ STATUS_OF: dict[type[errors.DomainError], int] = {
     errors.TooLarge: 413,
     errors.UnsupportedMedia: 415,
     errors.Unprocessable: 422,
+    errors.Unavailable: 503,
 }
 
 
@@ -56,11 +57,11 @@ def problem(
 
 
 def from_domain(exc: errors.DomainError, instance: str | None = None) -> web.Response:
-    headers = (
-        {"WWW-Authenticate": 'Bearer realm="picshare"'}
-        if isinstance(exc, errors.Unauthenticated)
-        else None
-    )
+    headers: dict[str, str] | None = None
+    if isinstance(exc, errors.Unauthenticated):
+        headers = {"WWW-Authenticate": 'Bearer realm="picshare"'}
+    elif isinstance(exc, errors.Unavailable):
+        headers = {"Retry-After": "1"}
     return problem(
         status_of(exc), exc.detail, field_errors=exc.errors, headers=headers, instance=instance
     )

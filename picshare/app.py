@@ -7,7 +7,6 @@ in reverse: jobs stop before the pool they use closes.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Executor
@@ -26,7 +25,7 @@ from picshare import keys
 from picshare.config import Settings
 from picshare.database import database_url
 from picshare.jobs import JobRunner
-from picshare.media import create_media_pool
+from picshare.media import MediaWorkers
 from picshare.media_urls import MediaUrls
 from picshare.notifications import NotificationService
 from picshare.photos import PhotoService
@@ -74,10 +73,10 @@ def create_app(settings: Settings, *, media_pool: Executor | None = None) -> web
     setup_routes(app)
     app.on_response_prepare.append(middlewares.security_headers)
     if media_pool is not None:
-        app[keys.MEDIA_POOL] = media_pool
+        app[keys.MEDIA_WORKERS] = MediaWorkers(media_pool, owned=False)
         app.cleanup_ctx.extend([_database, _blobs, _services])
     else:
-        app.cleanup_ctx.extend([_database, _blobs, _media_pool, _services])
+        app.cleanup_ctx.extend([_database, _blobs, _media_workers, _services])
     return app
 
 
@@ -119,13 +118,13 @@ async def _blobs(app: web.Application) -> AsyncIterator[None]:
     yield
 
 
-async def _media_pool(app: web.Application) -> AsyncIterator[None]:
-    pool = create_media_pool(app[keys.SETTINGS].media.workers)
-    app[keys.MEDIA_POOL] = pool
+async def _media_workers(app: web.Application) -> AsyncIterator[None]:
+    workers = MediaWorkers(workers=app[keys.SETTINGS].media.workers)
+    app[keys.MEDIA_WORKERS] = workers
     try:
         yield
     finally:
-        await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
+        await workers.close()
 
 
 async def _services(app: web.Application) -> AsyncIterator[None]:
@@ -137,10 +136,10 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     photos = PhotoService(
         pool=pool,
         blobs=app[keys.BLOBS],
-        media_pool=app[keys.MEDIA_POOL],
+        media=app[keys.MEDIA_WORKERS],
         jobs=runner,
         uploads=settings.uploads,
-        media=settings.media,
+        renditions=settings.media,
     )
     runner.register(photos.job_kinds())
     app[keys.JOBS] = runner

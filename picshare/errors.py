@@ -57,6 +57,10 @@ class Unprocessable(DomainError):
     """Well-formed but unusable, e.g. a truncated image or a decompression bomb (422)."""
 
 
+class Unavailable(DomainError):
+    """A dependency is briefly unavailable; the client may retry (503)."""
+
+
 class TimedOut(DomainError):
     """The client took too long to send the request (408)."""
 

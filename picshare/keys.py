@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from concurrent.futures import Executor
-
 from aiohttp import web
 
 from picshare.config import Settings
 from picshare.jobs import JobRunner
+from picshare.media import MediaWorkers
 from picshare.media_urls import MediaUrls
 from picshare.notifications import NotificationService
 from picshare.photos import PhotoService
@@ -22,7 +21,7 @@ SETTINGS = web.AppKey("settings", Settings)
 SECRET_KEY = web.AppKey("secret_key", bytes)
 DB_POOL = web.AppKey("db_pool", Pool)
 BLOBS = web.AppKey("blobs", BlobStore)
-MEDIA_POOL = web.AppKey("media_pool", Executor)
+MEDIA_WORKERS = web.AppKey("media_workers", MediaWorkers)
 JOBS = web.AppKey("jobs", JobRunner)
 USERS = web.AppKey("users", UserService)
 PHOTOS = web.AppKey("photos", PhotoService)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from concurrent.futures import Executor
 from typing import Any
 
 from picshare.config import MediaSettings, UploadSettings
@@ -14,11 +13,20 @@ from picshare.errors import (
     Forbidden,
     InvalidInput,
     NotFound,
+    Unavailable,
     Unprocessable,
     UnsupportedMedia,
 )
 from picshare.jobs import JobKind, JobRunner, PermanentJobError
-from picshare.media import MediaError, ProbeResult, RenditionSpec, probe_image, render_renditions
+from picshare.media import (
+    MediaError,
+    MediaWorkers,
+    ProbeResult,
+    RenditionSpec,
+    WorkersRestarted,
+    probe_image,
+    render_renditions,
+)
 from picshare.pagination import Page, decode_cursor, page_of
 from picshare.staging import StagedUpload
 from picshare.text import clean_caption, normalize_tag, parse_tags
@@ -35,29 +43,28 @@ NOTIFY_JOB = "photo.notify_followers"
 
 
 class PhotoService:
-    __slots__ = ("_blobs", "_jobs", "_media", "_media_pool", "_pool", "_spec", "_uploads")
+    __slots__ = ("_blobs", "_jobs", "_media", "_pool", "_spec", "_uploads")
 
     def __init__(
         self,
         *,
         pool: Pool,
         blobs: BlobStore,
-        media_pool: Executor,
+        media: MediaWorkers,
         jobs: JobRunner,
         uploads: UploadSettings,
-        media: MediaSettings,
+        renditions: MediaSettings,
     ) -> None:
         self._pool = pool
         self._blobs = blobs
-        self._media_pool = media_pool
+        self._media = media
         self._jobs = jobs
         self._uploads = uploads
-        self._media = media
         self._spec = RenditionSpec(
-            large_width=media.large_width,
-            medium_width=media.medium_width,
-            thumb_size=media.thumb_size,
-            jpeg_quality=media.jpeg_quality,
+            large_width=renditions.large_width,
+            medium_width=renditions.medium_width,
+            thumb_size=renditions.thumb_size,
+            jpeg_quality=renditions.jpeg_quality,
             max_pixels=uploads.max_pixels,
         )
 
@@ -118,11 +125,10 @@ class PhotoService:
         return photo
 
     async def _probe(self, staged: StagedUpload) -> ProbeResult:
-        loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(
-                self._media_pool, probe_image, str(staged.path), self._uploads.max_pixels
-            )
+            return await self._media.run(probe_image, str(staged.path), self._uploads.max_pixels)
+        except WorkersRestarted as exc:
+            raise Unavailable(str(exc)) from None
         except MediaError as exc:
             if exc.kind == "unsupported":
                 raise UnsupportedMedia(exc.message, field="file") from None
@@ -221,11 +227,8 @@ class PhotoService:
         if photo is None or photo.status != "processing":
             return  # deleted meanwhile, or a repeat of a job that already finished
         source = await self._blobs.local_copy(photo.upload_key)
-        loop = asyncio.get_running_loop()
         try:
-            result = await loop.run_in_executor(
-                self._media_pool, render_renditions, str(source), self._spec
-            )
+            result = await self._media.run(render_renditions, str(source), self._spec)
         except MediaError as exc:
             raise PermanentJobError(exc.message) from None
         keys = await asyncio.to_thread(_rendition_keys, result.renditions)

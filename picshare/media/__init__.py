@@ -2,7 +2,8 @@
 
 - ``probe_image``: content-based type detection, pixel limit, decode check.
 - ``render_renditions`` / ``render_three``: metadata-free sRGB JPEG renditions.
-- ``create_media_pool``: the worker processes both run in.
+- ``create_media_pool``: the worker processes both run in; ``MediaWorkers``
+  replaces that pool when a worker dies.
 
 All failures caused by the uploaded file are ``MediaError`` with a ``kind``
 the web layer maps to a status code.
@@ -18,13 +19,16 @@ from picshare.media.renditions import (
     render_renditions,
     render_three,
 )
+from picshare.media.workers import MediaWorkers, WorkersRestarted
 
 __all__ = [
     "ACCEPTED",
     "MediaError",
+    "MediaWorkers",
     "ProbeResult",
     "RenderResult",
     "RenditionSpec",
+    "WorkersRestarted",
     "create_media_pool",
     "encode_blurhash",
     "ensure_plugins",

@@ -122,3 +122,20 @@ def test_renditions_from_the_pool_are_plain_jpegs(
         assert imaging.jpeg_metadata(data) == []
         with Image.open(write(tmp_path, data, "out.jpg")) as image:
             assert image.format == "JPEG"
+
+
+async def test_media_workers_replace_a_broken_pool() -> None:
+    import os
+
+    import pytest
+
+    from picshare.media import MediaWorkers, WorkersRestarted
+
+    workers = MediaWorkers(workers=1)
+    try:
+        with pytest.raises(WorkersRestarted):
+            await workers.run(os._exit, 1)  # a worker dies, as on a decoder crash
+        assert workers.restarts == 1
+        assert await workers.run(os.getpid) != os.getpid()  # the new pool works
+    finally:
+        await workers.close()
