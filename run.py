@@ -22,8 +22,10 @@ from aiohttp.log import access_logger as web_log
 from picshare.app import create_app
 from picshare.config import Settings, SettingsError, load_settings
 from picshare.database import database_url
+from picshare.seed import SEED_PASSWORD, SeedPlan, seed
 from storage import jobs_repo
 from storage.db import create_pool
+from storage.local_blobs import LocalBlobStore
 from storage.migrate import migrate
 
 ROOT = Path(__file__).resolve().parent
@@ -42,6 +44,13 @@ def main(argv: list[str] | None = None) -> int:
         if name == "jobs":
             cmd.add_argument("--status", choices=["queued", "running", "done", "failed"])
             cmd.add_argument("--limit", type=int, default=50)
+    seed = sub.add_parser("seed", help="load a realistic volume of demo data (COPY)")
+    seed.add_argument("--data-dir")
+    seed.add_argument("--users", type=int, default=20_000)
+    seed.add_argument("--photos", type=int, default=200_000)
+    seed.add_argument("--likes", type=int, default=1_000_000)
+    seed.add_argument("--follows-per-user", type=int, default=30)
+    seed.add_argument("--comments", type=int, default=50_000)
     sub.add_parser("bench", help="run the benchmarks in bench/ (options: --quick, --only NAME)")
     # The benchmark's own options pass through untouched.
     args, extra = parser.parse_known_args(argv)
@@ -62,6 +71,15 @@ def main(argv: list[str] | None = None) -> int:
         return _serve(settings)
     if args.command == "migrate":
         return uvloop.run(_migrate(settings))
+    if args.command == "seed":
+        plan = SeedPlan(
+            users=args.users,
+            photos=args.photos,
+            likes=args.likes,
+            follows_per_user=args.follows_per_user,
+            comments=args.comments,
+        )
+        return uvloop.run(_seed(settings, plan))
     return uvloop.run(_list_jobs(settings, args.status, args.limit))
 
 
@@ -96,6 +114,26 @@ async def _migrate(settings: Settings) -> int:
     return 0
 
 
+async def _seed(settings: Settings, plan: SeedPlan) -> int:
+    if plan.users < 2 or plan.photos < 1:
+        print("picshare: seed needs at least 2 users and 1 photo", file=sys.stderr)
+        return 2
+    async with database_url(settings) as dsn:
+        # Bulk statements (a recount over a million likes) outlast a request's timeout.
+        pool = await _pool(dsn, settings, command_timeout=600)
+        async with pool:
+            async with pool.acquire() as conn:
+                await migrate(conn, shard_id=settings.database.shard_id)
+            blobs = LocalBlobStore(settings.data_path / "blobs")
+            report = await seed(pool, blobs, plan)
+    print(
+        f"seeded {report.users:,} users, {report.photos:,} photos, {report.follows:,} follows, "
+        f"{report.likes:,} likes, {report.comments:,} comments in {report.seconds:.1f} s "
+        f"(password of every seeded user: {SEED_PASSWORD})"
+    )
+    return 0
+
+
 async def _list_jobs(settings: Settings, status: str | None, limit: int) -> int:
     async with database_url(settings) as dsn:
         pool = await _pool(dsn, settings)
@@ -112,12 +150,12 @@ async def _list_jobs(settings: Settings, status: str | None, limit: int) -> int:
     return 0
 
 
-async def _pool(dsn: str, settings: Settings) -> Any:
+async def _pool(dsn: str, settings: Settings, *, command_timeout: float | None = None) -> Any:
     return await create_pool(
         dsn,
         min_size=1,
         max_size=2,
-        command_timeout=settings.database.command_timeout,
+        command_timeout=command_timeout or settings.database.command_timeout,
         connect_timeout=settings.database.connect_timeout,
     )
 

@@ -28,7 +28,7 @@ from typing import Any  # noqa: E402
 
 import uvloop  # noqa: E402
 
-from bench import renditions, upload  # noqa: E402
+from bench import renditions, social, upload  # noqa: E402
 from bench import requests as requests_bench  # noqa: E402
 from bench._common import Options, Row, say  # noqa: E402
 from bench.loadgen import TOOLS  # noqa: E402
@@ -38,6 +38,7 @@ BENCHES: dict[str, Bench] = {
     "renditions": renditions.run,
     "upload": upload.run,
     "requests": requests_bench.run,
+    "social": social.run,
 }
 
 

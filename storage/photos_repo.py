@@ -27,6 +27,30 @@ VISIBLE = (
 # 2^63 - 1: "no cursor yet" without a second query text.
 _MAX_ID = 9_223_372_036_854_775_807
 
+# The list queries, as constants so the benchmarks can EXPLAIN exactly these.
+# $1 viewer, $2 tag, $3 before, $4 limit
+TAGGED_SQL = (
+    _SELECT + f"WHERE p.tags @> ARRAY[$2::text] AND p.id < $3 AND {VISIBLE} "
+    "ORDER BY p.id DESC LIMIT $4"
+)
+# $1 viewer, $2 owner, $3 before, $4 limit, $5 tag or NULL
+BY_OWNER_SQL = (
+    _SELECT + f"WHERE p.owner_id = $2 AND p.id < $3 AND {VISIBLE} "
+    "AND ($5::text IS NULL OR p.tags @> ARRAY[$5::text]) "
+    "ORDER BY p.id DESC LIMIT $4"
+)
+# $1 viewer, $2 before, $3 limit
+HOME_FEED_SQL = (
+    f"SELECT {_COLUMNS} FROM ("
+    "  SELECT $1::bigint AS owner_id"
+    "  UNION ALL SELECT followee_id FROM follows WHERE follower_id = $1"
+    ") o CROSS JOIN LATERAL ("
+    "  SELECT * FROM photos q WHERE q.owner_id = o.owner_id AND q.status = 'ready'"
+    "  AND q.id < $2 ORDER BY q.id DESC LIMIT $3"
+    ") p JOIN users u ON u.id = p.owner_id "
+    "ORDER BY p.id DESC LIMIT $3"
+)
+
 
 async def insert_photo(
     conn: Connection,
@@ -93,8 +117,7 @@ async def list_tagged(
 ) -> list[PhotoRecord]:
     """Photos with a tag that this viewer may see, newest first."""
     rows = await conn.fetch(
-        _SELECT + f"WHERE p.tags @> ARRAY[$2::text] AND p.id < $3 AND {VISIBLE} "
-        "ORDER BY p.id DESC LIMIT $4",
+        TAGGED_SQL,
         viewer_id,
         tag,
         before or _MAX_ID,
@@ -113,9 +136,7 @@ async def list_by_owner(
     tag: str | None = None,
 ) -> list[PhotoRecord]:
     rows = await conn.fetch(
-        _SELECT + f"WHERE p.owner_id = $2 AND p.id < $3 AND {VISIBLE} "
-        "AND ($5::text IS NULL OR p.tags @> ARRAY[$5::text]) "
-        "ORDER BY p.id DESC LIMIT $4",
+        BY_OWNER_SQL,
         viewer_id,
         owner_id,
         before or _MAX_ID,
@@ -136,14 +157,7 @@ async def home_feed(
     followees x limit index probes, whatever the table's size.
     """
     rows = await conn.fetch(
-        f"SELECT {_COLUMNS} FROM ("
-        "  SELECT $1::bigint AS owner_id"
-        "  UNION ALL SELECT followee_id FROM follows WHERE follower_id = $1"
-        ") o CROSS JOIN LATERAL ("
-        "  SELECT * FROM photos q WHERE q.owner_id = o.owner_id AND q.status = 'ready'"
-        "  AND q.id < $2 ORDER BY q.id DESC LIMIT $3"
-        ") p JOIN users u ON u.id = p.owner_id "
-        "ORDER BY p.id DESC LIMIT $3",
+        HOME_FEED_SQL,
         viewer_id,
         before or _MAX_ID,
         limit,

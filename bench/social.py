@@ -1,0 +1,211 @@
+"""The social read paths at volume: feed, profile, tag page and search latency,
+each beside the plain EXPLAIN ANALYZE time of the same SQL with the same values.
+
+Seeds 20k users, 200k photos and 1M likes (`--quick`: a tenth) with
+`run.py seed` into a fresh database: the machine's PostgreSQL when reachable
+(PICSHARE_BENCH_DATABASE_URL, default 127.0.0.1:5432), else an embedded one.
+Latency is measured over HTTP against a real `run.py serve` (access log off),
+one request at a time; the ratio HTTP p50 / EXPLAIN p50 is the app's overhead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import statistics
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import asyncpg
+
+from bench._common import PYTHON, ROOT, Options, Row, picshare_server, say
+from picshare.seed import SEED_PASSWORD
+from storage import photos_repo, search_repo
+from storage.embedded import EmbeddedPostgres
+
+SERVICE_URL = os.environ.get(
+    "PICSHARE_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+BIG = 2**62
+
+
+def _with_db(dsn: str, name: str) -> str:
+    head, sep, query = dsn.partition("?")
+    return f"{head.rsplit('/', 1)[0]}/{name}{sep}{query}"
+
+
+@contextlib.asynccontextmanager
+async def _fresh_database(tmp: Path) -> AsyncIterator[str]:
+    """A new, empty database; dropped (or its embedded server stopped) afterwards."""
+    name = f"picshare_bench_{uuid.uuid4().hex[:8]}"
+    server: EmbeddedPostgres | None = None
+    try:
+        admin_dsn = SERVICE_URL
+        admin = await asyncpg.connect(admin_dsn, timeout=5)
+    except (OSError, asyncpg.PostgresError, TimeoutError):
+        say("  no PostgreSQL service reachable: using an embedded one")
+        server = EmbeddedPostgres(tmp / "pg")
+        admin_dsn = await asyncio.to_thread(server.start)
+        admin = await asyncpg.connect(admin_dsn, timeout=10)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        yield _with_db(admin_dsn, name)
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+        if server is not None:
+            await asyncio.to_thread(server.stop)
+
+
+def _percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+async def _http_latencies(
+    session: aiohttp.ClientSession, url: str, headers: dict[str, str], n: int
+) -> list[float]:
+    for _ in range(5):  # warm the connection, the prepared statements and the cache
+        async with session.get(url, headers=headers) as resp:
+            await resp.read()
+    out = []
+    for _ in range(n):
+        start = time.perf_counter()
+        async with session.get(url, headers=headers) as resp:
+            await resp.read()
+            if resp.status != 200:
+                raise RuntimeError(f"{url} answered {resp.status}")
+        out.append(time.perf_counter() - start)
+    return out
+
+
+async def _explain_ms(
+    conn: asyncpg.Connection, sql: str, args: tuple[Any, ...], n: int
+) -> list[float]:
+    out = []
+    for _ in range(n):
+        raw = await conn.fetchval(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}", *args)
+        plan = (json.loads(raw) if isinstance(raw, str) else raw)[0]
+        out.append(
+            float(plan["Execution Time"]) / 1000 + float(plan.get("Planning Time", 0)) / 1000
+        )
+    return out
+
+
+async def run(opts: Options) -> list[Row]:
+    scale = 10 if opts.quick else 1
+    users, photos, likes = 20_000 // scale, 200_000 // scale, 1_000_000 // scale
+    n = 50 if opts.quick else 300
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory(prefix="picshare-bench-social-") as tmp_name:
+        tmp = Path(tmp_name)
+        async with _fresh_database(tmp) as dsn:
+            data = tmp / "data"
+            env = {**os.environ, "PICSHARE_DATABASE_URL": dsn}
+            started = time.monotonic()
+            await asyncio.to_thread(
+                subprocess.run,
+                [
+                    PYTHON,
+                    str(ROOT / "run.py"),
+                    "seed",
+                    "--data-dir",
+                    str(data),
+                    "--users",
+                    str(users),
+                    "--photos",
+                    str(photos),
+                    "--likes",
+                    str(likes),
+                    "--comments",
+                    str(photos // 4),
+                ],
+                env=env,
+                check=True,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            seconds = time.monotonic() - started
+            rows.append(
+                (
+                    f"seed {users:,} users, {photos:,} photos, {likes:,} likes (COPY)",
+                    f"{seconds:.1f} s",
+                )
+            )
+            conn = await asyncpg.connect(dsn)
+            try:
+                heavy = await conn.fetchrow(
+                    "SELECT id, username, following_count FROM users "
+                    "ORDER BY following_count DESC LIMIT 1"
+                )
+                owner = await conn.fetchrow(
+                    "SELECT id, username, photo_count FROM users WHERE NOT private "
+                    "ORDER BY photo_count DESC LIMIT 1"
+                )
+                assert heavy is not None
+                assert owner is not None
+                rows.append(("feed user follows", f"{heavy['following_count']:,} accounts"))
+                server, base = picshare_server(
+                    data, env={"PICSHARE_DATABASE_URL": dsn, "PICSHARE_SERVER_ACCESS_LOG": "false"}
+                )
+                async with server, aiohttp.ClientSession() as session:
+                    async with session.post(
+                        f"{base}/api/v1/auth/login",
+                        json={"username": heavy["username"], "password": SEED_PASSWORD},
+                    ) as resp:
+                        token = (await resp.json())["token"]
+                    headers = {"Authorization": f"Bearer {token}"}
+                    cases = [
+                        (
+                            "feed (1,000 followed)",
+                            "/api/v1/feed",
+                            photos_repo.HOME_FEED_SQL,
+                            (heavy["id"], BIG, 21),
+                        ),
+                        (
+                            f"profile ({owner['photo_count']} photos)",
+                            f"/api/v1/users/{owner['username']}/photos",
+                            photos_repo.BY_OWNER_SQL,
+                            (heavy["id"], owner["id"], BIG, 21, None),
+                        ),
+                        (
+                            "tag page #travel",
+                            "/api/v1/tags/travel/photos",
+                            photos_repo.TAGGED_SQL,
+                            (heavy["id"], "travel", BIG, 21),
+                        ),
+                        (
+                            "search photos 'harbour'",
+                            "/api/v1/search?q=harbour",
+                            search_repo.PHOTOS_SQL,
+                            (heavy["id"], "harbour:*", 10),
+                        ),
+                    ]
+                    for label, path, sql, args in cases:
+                        http = await _http_latencies(session, base + path, headers, n)
+                        plain = await _explain_ms(conn, sql, args, min(n, 100))
+                        p50, p99 = _percentile(http, 50), _percentile(http, 99)
+                        e50 = statistics.median(plain)
+                        rows.append(
+                            (
+                                f"{label}  HTTP p50 / p99",
+                                f"{p50 * 1000:.2f} ms / {p99 * 1000:.2f} ms",
+                            )
+                        )
+                        rows.append(
+                            (
+                                f"{label}  EXPLAIN ANALYZE p50",
+                                f"{e50 * 1000:.2f} ms  (HTTP/SQL {p50 / e50:.1f}x)",
+                            )
+                        )
+            finally:
+                await conn.close()
+    return rows
