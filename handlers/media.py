@@ -11,11 +11,12 @@ import re
 
 from aiohttp import web
 
+from handlers.problems import problem
 from picshare import keys
 from storage.blobs import PUBLIC_KEY_PATTERN
 
 CACHE_FOREVER = "public, max-age=31536000, immutable"
-_RANGE = re.compile(r"bytes=(\d{0,18})-(\d{0,18})")
+_RANGE = re.compile(r"bytes=([0-9]{0,18})-([0-9]{0,18})")
 
 
 async def serve_media(request: web.Request) -> web.StreamResponse:
@@ -41,12 +42,18 @@ async def serve_media(request: web.Request) -> web.StreamResponse:
     if _etag_matches(request.headers.get("If-None-Match"), etag):
         return web.Response(status=304, headers=headers)
     start, end, status = 0, info.size, 200
-    range_header = request.headers.get("Range")
-    if range_header and _etag_matches(request.headers.get("If-Range", etag), etag):
+    range_header = request.headers.get("Range", "")
+    # RFC 9110: a range unit we do not know is ignored (the whole body), and a
+    # stale If-Range means the whole body too.
+    if range_header.startswith("bytes=") and _etag_matches(
+        request.headers.get("If-Range", etag), etag
+    ):
         parsed = _parse_range(range_header, info.size)
         if parsed is None:
-            return web.Response(
-                status=416, headers={**headers, "Content-Range": f"bytes */{info.size}"}
+            return problem(
+                416,
+                f"the range is outside the {info.size} bytes of this file",
+                headers={"Content-Range": f"bytes */{info.size}", "Accept-Ranges": "bytes"},
             )
         start, end = parsed
         status = 206

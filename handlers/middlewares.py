@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+NO_AUTH_PREFIXES = ("/media/", "/static/")
+NO_AUTH_PATHS = frozenset({"/healthz", "/readyz"})
 
 
 def wants_html(request: web.Request) -> bool:
@@ -81,7 +83,7 @@ def _http_error(request: web.Request, exc: web.HTTPException) -> web.StreamRespo
 def _error_response(request: web.Request, status: int, exc: DomainError) -> web.StreamResponse:
     if wants_html(request):
         return _render(request, status, exc.detail)
-    return problems.from_domain(exc, instance=request.path)
+    return problems.from_domain(exc, instance=request.rel_url.raw_path)
 
 
 def _render(request: web.Request, status: int, detail: str) -> web.StreamResponse:
@@ -99,12 +101,16 @@ def _render(request: web.Request, status: int, detail: str) -> web.StreamRespons
             },
             status=status,
         )
-    return problems.problem(status, detail, instance=request.path)
+    return problems.problem(status, detail, instance=request.rel_url.raw_path)
 
 
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Find who is asking: a bearer token, else the session cookie."""
+    if request.path.startswith(NO_AUTH_PREFIXES) or request.path in NO_AUTH_PATHS:
+        # Probes, static files and media: nobody's identity is needed (private
+        # media carry their own signature), and no database work per request.
+        return await handler(request)
     app = request.app
     users = app[keys.USERS]
     session: sessions.Session | None = None
@@ -113,7 +119,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     authorization = request.headers.get("Authorization", "")
     if authorization:
         scheme, _, token = authorization.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
+        if scheme.lower() != "bearer" or not token.strip() or not token.isascii():
             raise Unauthenticated("the Authorization header must be 'Bearer <token>'")
         user = await users.authenticate(token.strip(), "api")
         if user is None:

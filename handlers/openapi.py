@@ -13,7 +13,11 @@ from handlers.routes_meta import SCHEMAS
 _STRING = {"type": "string"}
 _QUERY: dict[str, dict[str, Any]] = {
     "limit": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20},
-    "cursor": {"type": "string", "description": "next_cursor of the previous page"},
+    "cursor": {
+        "type": "string",
+        "pattern": "^[A-Za-z0-9_-]+$",
+        "description": "next_cursor of the previous page",
+    },
     "user": {"type": "string", "description": "only this user's photos"},
     "tag": {"type": "string", "description": "only photos with this tag"},
     "q": {"type": "string", "maxLength": 100, "description": "what to look for"},
@@ -144,7 +148,14 @@ def _operation(route: Any, raw: str) -> dict[str, Any]:
             else {"application/json": {}}
         )
         responses[str(route.status)] = {"description": "Success", "content": content}
-    for status in route.errors:
+    errors = set(route.errors)
+    if raw.startswith("/api/"):
+        errors.add(401)  # any API call that sends a bad bearer token
+    if route.auth and route.method != "GET":
+        errors.add(403)  # cookie sessions without the CSRF header
+    if route.body and route.body != "multipart":
+        errors.add(413)  # JSON bodies over 64 KiB
+    for status in sorted(errors):
         responses[str(status)] = _PROBLEM
     op["responses"] = responses
     return op

@@ -64,7 +64,10 @@ SCHEMAS: dict[str, Any] = {
     "LoginRequest": {
         "type": "object",
         "required": ["username", "password"],
-        "properties": {"username": {"type": "string"}, "password": {"type": "string"}},
+        "properties": {
+            "username": {"type": "string", "minLength": 1},
+            "password": {"type": "string", "minLength": 1},
+        },
     },
     "User": {"type": "object", "properties": _USER_PROPS},
     "Me": {

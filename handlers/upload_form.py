@@ -10,6 +10,7 @@ import asyncio
 from dataclasses import dataclass
 
 from aiohttp import BodyPartReader, ClientPayloadError, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from picshare import keys
 from picshare.errors import TimedOut, TooLarge, UnsupportedMedia, invalid
@@ -46,7 +47,7 @@ async def receive_upload(request: web.Request, staged: StagedUpload) -> UploadFo
             return await _read_parts(request, staged, settings.chunk_bytes)
     except TimeoutError:
         raise TimedOut("the upload took too long; try again", field="file") from None
-    except (ValueError, AssertionError, ClientPayloadError):
+    except (ValueError, AssertionError, ClientPayloadError, HttpProcessingError):
         # aiohttp's multipart reader says "malformed" with these.
         raise invalid("body", "is not a well-formed multipart body") from None
 

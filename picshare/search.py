@@ -33,6 +33,8 @@ class SearchService:
         text = unicodedata.normalize("NFKC", (query or "").strip())
         if not text:
             raise invalid("q", "is required")
+        if "\x00" in text:
+            raise invalid("q", "must not contain NUL")
         if len(text) > MAX_QUERY:
             raise invalid("q", f"must be at most {MAX_QUERY} characters")
         username = text.lstrip("@").lower()

@@ -28,7 +28,9 @@ def parse_tags(
         if len(tag) > max_chars:
             errors.append(FieldError("tags", f"a tag must be at most {max_chars} characters"))
             return []
-        if not all(ch.isalnum() or ch == "_" for ch in tag):
+        # Letters, digits, _ and combining marks (Devanagari vowel signs, the dot
+        # that casefold leaves on İ): what a #hashtag can hold.
+        if not all(ch.isalnum() or ch == "_" or unicodedata.category(ch)[0] == "M" for ch in tag):
             errors.append(FieldError("tags", f"{tag!r} may hold only letters, digits and _"))
             return []
         if tag not in found:

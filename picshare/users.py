@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from storage.records import UserRecord
 
 USERNAME = re.compile(r"^[a-z0-9_.]{3,30}$")
 # Deliberately loose: one @, something on both sides, a dot in the domain.
-EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
+EMAIL = re.compile(r"^[^@\s\x00-\x1f\x7f]{1,64}@[^@\s\x00-\x1f\x7f]+\.[^@\s\x00-\x1f\x7f]+$")
 LOGIN_FAILED = "wrong username or password"
 MAX_SETTINGS_BYTES = 16 * 1024
 MAX_DISPLAY_NAME = 64
@@ -102,10 +103,9 @@ class UserService:
                     errors.append(FieldError(key, "must be true or false"))
                 clean[key] = value
             elif key == "settings":
-                if not isinstance(value, dict):
-                    errors.append(FieldError(key, "must be a JSON object"))
-                elif len(orjson.dumps(value)) > MAX_SETTINGS_BYTES:
-                    errors.append(FieldError(key, f"must be at most {MAX_SETTINGS_BYTES} bytes"))
+                problem = _settings_problem(value)
+                if problem:
+                    errors.append(FieldError(key, problem))
                 clean[key] = value
             else:
                 errors.append(FieldError(key, "is not a field you can change"))
@@ -148,6 +148,46 @@ class UserService:
                 )
             )
         return password
+
+
+MAX_SETTINGS_DEPTH = 8
+INT64 = 2**63
+
+
+def _settings_problem(value: Any) -> str | None:
+    """Why `settings` cannot be stored and read back as it was, or None."""
+    if not isinstance(value, dict):
+        return "must be a JSON object"
+
+    def bad(node: Any, depth: int) -> str | None:
+        if depth > MAX_SETTINGS_DEPTH:
+            return f"may nest at most {MAX_SETTINGS_DEPTH} levels"
+        if isinstance(node, dict):
+            for k, v in node.items():
+                if len(k) > 100 or "\x00" in k:
+                    return "keys must be at most 100 characters, without NUL"
+                if found := bad(v, depth + 1):
+                    return found
+        elif isinstance(node, list):
+            for v in node:
+                if found := bad(v, depth + 1):
+                    return found
+        elif isinstance(node, str) and "\x00" in node:
+            return "strings must not contain NUL"
+        elif isinstance(node, bool) or node is None:
+            pass
+        elif isinstance(node, int) and not -INT64 <= node < INT64:
+            # jsonb keeps 1e20 as an exact integer that JSON encoders then refuse.
+            return "numbers must fit in 64 bits"
+        elif isinstance(node, float) and not math.isfinite(node):
+            return "numbers must be finite"
+        return None
+
+    if found := bad(value, 1):
+        return found
+    if len(orjson.dumps(value)) > MAX_SETTINGS_BYTES:
+        return f"must be at most {MAX_SETTINGS_BYTES} bytes"
+    return None
 
 
 def _normalize_username(value: Any, errors: list[FieldError]) -> str:

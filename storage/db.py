@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TypeAlias
 
 import asyncpg
+import orjson
 from asyncpg.pool import PoolConnectionProxy
 
 Pool: TypeAlias = asyncpg.Pool
@@ -16,8 +16,16 @@ Connection: TypeAlias = asyncpg.Connection | PoolConnectionProxy
 
 
 async def _init_connection(conn: Connection) -> None:
-    # jsonb columns come back as Python objects, not strings.
-    await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+    # jsonb columns come back as Python objects, not strings; orjson both ways,
+    # so what is read back can always be written out again (json.loads would
+    # turn a stored 1e20 into an integer orjson cannot encode).
+    await conn.set_type_codec(
+        "jsonb", encoder=_jsonb_encode, decoder=orjson.loads, schema="pg_catalog"
+    )
+
+
+def _jsonb_encode(value: object) -> str:
+    return orjson.dumps(value).decode()
 
 
 async def _keep_session(conn: Connection) -> None:

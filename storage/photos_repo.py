@@ -116,6 +116,8 @@ async def list_tagged(
     conn: Connection, *, viewer_id: int | None, tag: str, before: int | None, limit: int
 ) -> list[PhotoRecord]:
     """Photos with a tag that this viewer may see, newest first."""
+    if "\x00" in tag:
+        return []  # no stored tag can hold NUL
     rows = await conn.fetch(
         TAGGED_SQL,
         viewer_id,

@@ -48,6 +48,8 @@ async def user_by_id(conn: Connection, user_id: int) -> UserRecord | None:
 
 
 async def user_by_username(conn: Connection, username: str) -> UserRecord | None:
+    if "\x00" in username:
+        return None  # PostgreSQL text cannot hold NUL, so no name has one
     row = await conn.fetchrow(
         f"SELECT {_USER_COLUMNS} FROM users WHERE lower(username) = lower($1)", username
     )

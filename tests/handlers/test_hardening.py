@@ -103,3 +103,83 @@ async def test_a_revoked_session_can_log_in_again(client: Client) -> None:
         allow_redirects=False,
     )
     assert resp.status == 303
+
+
+async def test_settings_that_cannot_round_trip_are_refused(client: Client) -> None:
+    token = await signup(client, "settler")
+    deep: dict[str, Any] = {}
+    node = deep
+    for _ in range(20):
+        node["n"] = {}
+        node = node["n"]
+    # A huge number is a valid JSON number: it is stored and read back as one.
+    resp = await client.patch("/api/v1/me", json={"settings": {"x": 10**20}}, headers=bearer(token))
+    assert resp.status == 200
+    assert (await resp.json())["settings"]["x"] == 1e20
+    for bad in ({"a": "\u0000"}, {"\u0000": 1}, deep):
+        resp = await client.patch("/api/v1/me", json={"settings": bad}, headers=bearer(token))
+        assert resp.status == 400, bad
+        assert (await resp.json())["errors"][0]["field"] == "settings"
+    me = await client.get("/api/v1/me", headers=bearer(token))
+    assert me.status == 200  # nothing of it was stored
+
+
+async def test_nul_and_control_characters_never_reach_the_database(client: Client) -> None:
+    await signup(client, "nulls")
+    for url in (
+        "/api/v1/photos?tag=a%00",
+        "/api/v1/users/a%00b/photos",
+        "/api/v1/photos?user=a%00",
+        "/api/v1/tags/a%00/photos",
+        "/api/v1/users/a%00",
+    ):
+        resp = await client.get(url)
+        assert resp.status in (200, 404), url
+    resp = await client.get("/api/v1/search?q=a%00")
+    assert resp.status == 400
+    resp = await client.post("/api/v1/auth/login", json={"username": "a\u0000", "password": "x"})
+    assert resp.status == 401
+    resp = await client.post(
+        "/api/v1/auth/signup",
+        json={"username": "ctrl_user", "email": "a\u0001b@example.com", "password": "x" * 10},
+    )
+    assert resp.status == 400
+    resp = await client.get("/api/v1/me", headers={"Authorization": "Bearer caf\u00e9"})
+    assert resp.status == 401
+
+
+async def test_multipart_with_a_bad_part_header_is_400(client: Client) -> None:
+    token = await signup(client, "parts")
+    body = b'--XX\r\nContent-Disposition: form-data; name="a\x01"\r\n\r\nv\r\n--XX--\r\n'
+    resp = await client.post(
+        "/api/v1/upload",
+        data=body,
+        headers={**bearer(token), "Content-Type": "multipart/form-data; boundary=XX"},
+    )
+    assert resp.status == 400
+
+
+async def test_tags_keep_combining_marks(client: Client) -> None:
+    from tests.conftest import upload
+
+    token = await signup(client, "hindi")
+    resp = await upload(client, token, imaging.jpeg_bytes(32, 32), tags="हिन्दी İstanbul")
+    assert resp.status == 201, await resp.text()
+    assert len((await resp.json())["tags"]) == 2
+
+
+async def test_unknown_range_unit_is_ignored_and_416_is_a_problem(client: Client) -> None:
+    token = await signup(client, "ranger")
+    photo = await upload_ready(client, token, imaging.jpeg_bytes(64, 64))
+    url = photo["urls"]["large"]
+    assert (await client.get(url, headers={"Range": "items=0-4"})).status == 200
+    resp = await client.get(url, headers={"Range": "bytes=99999999-"})
+    assert resp.status == 416
+    assert resp.content_type == "application/problem+json"
+    assert "immutable" not in resp.headers.get("Cache-Control", "")
+
+
+async def test_probes_and_media_ignore_a_bad_bearer(client: Client) -> None:
+    headers = {"Authorization": "Bearer nope"}
+    assert (await client.get("/healthz", headers=headers)).status == 200
+    assert (await client.get("/readyz", headers=headers)).status == 200
