@@ -100,6 +100,13 @@ async def _explain_ms(
     return out
 
 
+async def _login(session: aiohttp.ClientSession, base: str, username: str) -> dict[str, str]:
+    body = {"username": username, "password": SEED_PASSWORD}
+    async with session.post(f"{base}/api/v1/auth/login", json=body) as resp:
+        token = (await resp.json())["token"]
+    return {"Authorization": f"Bearer {token}"}
+
+
 async def run(opts: Options) -> list[Row]:
     scale = 10 if opts.quick else 1
     users, photos, likes = 20_000 // scale, 200_000 // scale, 1_000_000 // scale
@@ -146,11 +153,16 @@ async def run(opts: Options) -> list[Row]:
                     "SELECT id, username, following_count FROM users "
                     "ORDER BY following_count DESC LIMIT 1"
                 )
+                typical = await conn.fetchrow(
+                    "SELECT id, username, following_count FROM users "
+                    "WHERE following_count BETWEEN 20 AND 40 LIMIT 1"
+                )
                 owner = await conn.fetchrow(
                     "SELECT id, username, photo_count FROM users WHERE NOT private "
                     "ORDER BY photo_count DESC LIMIT 1"
                 )
                 assert heavy is not None
+                assert typical is not None
                 assert owner is not None
                 rows.append(("feed user follows", f"{heavy['following_count']:,} accounts"))
                 server, base = picshare_server(

@@ -140,6 +140,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         jobs=runner,
         uploads=settings.uploads,
         renditions=settings.media,
+        feed=settings.feed,
     )
     runner.register(photos.job_kinds())
     app[keys.JOBS] = runner

@@ -88,6 +88,12 @@ class AuthSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class FeedSettings:
+    # Viewers following at least this many accounts get the newest-first plan.
+    dense_following: int = 300
+
+
+@dataclass(frozen=True, slots=True)
 class PaginationSettings:
     default_limit: int = 20
     max_limit: int = 100
@@ -102,6 +108,7 @@ class Settings:
     jobs: JobSettings = field(default_factory=JobSettings)
     auth: AuthSettings = field(default_factory=AuthSettings)
     pagination: PaginationSettings = field(default_factory=PaginationSettings)
+    feed: FeedSettings = field(default_factory=FeedSettings)
 
     @property
     def data_path(self) -> Path:
@@ -253,6 +260,7 @@ def _validate(s: Settings) -> None:
         (s.media.workers >= 0, "media.workers must be >= 0"),
         (s.media.signed_url_ttl >= 60, "media.signed_url_ttl must be at least 60 seconds"),
         (s.jobs.concurrency >= 1, "jobs.concurrency must be at least 1"),
+        (s.feed.dense_following >= 1, "feed.dense_following must be at least 1"),
         (s.jobs.max_attempts >= 1, "jobs.max_attempts must be at least 1"),
         (s.jobs.lease_seconds >= 5, "jobs.lease_seconds must be at least 5"),
         (s.auth.password_min >= 8, "auth.password_min must be at least 8"),

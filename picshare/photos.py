@@ -7,7 +7,7 @@ import hashlib
 import logging
 from typing import Any
 
-from picshare.config import MediaSettings, UploadSettings
+from picshare.config import FeedSettings, MediaSettings, UploadSettings
 from picshare.errors import (
     FieldError,
     Forbidden,
@@ -43,7 +43,7 @@ NOTIFY_JOB = "photo.notify_followers"
 
 
 class PhotoService:
-    __slots__ = ("_blobs", "_jobs", "_media", "_pool", "_spec", "_uploads")
+    __slots__ = ("_blobs", "_feed", "_jobs", "_media", "_pool", "_spec", "_uploads")
 
     def __init__(
         self,
@@ -54,8 +54,10 @@ class PhotoService:
         jobs: JobRunner,
         uploads: UploadSettings,
         renditions: MediaSettings,
+        feed: FeedSettings,
     ) -> None:
         self._pool = pool
+        self._feed = feed
         self._blobs = blobs
         self._media = media
         self._jobs = jobs
@@ -189,10 +191,15 @@ class PhotoService:
         return page_of(rows, limit)
 
     async def feed(self, *, viewer_id: int, cursor: str | None, limit: int) -> Page[PhotoRecord]:
+        """Fan-out on read, with the plan chosen by how many accounts the viewer
+        follows (README, "The home feed"): per-followee probes for most people,
+        a newest-first scan for those who follow very many."""
         before = decode_cursor(cursor)
         async with self._pool.acquire() as conn:
+            viewer = await users_repo.user_by_id(conn, viewer_id)
+            dense = viewer is not None and viewer.following_count >= self._feed.dense_following
             rows = await photos_repo.home_feed(
-                conn, viewer_id=viewer_id, before=before, limit=limit + 1
+                conn, viewer_id=viewer_id, before=before, limit=limit + 1, dense=dense
             )
         return page_of(rows, limit)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
 from aiohttp.test_utils import TestClient
 
 from picshare import keys
@@ -42,7 +43,15 @@ async def test_feed_holds_followed_and_own_photos_only(client: Client) -> None:
     assert (await client.get("/api/v1/feed")).status == 401
 
 
-async def test_feed_pages_have_no_gaps_or_duplicates_while_photos_arrive(client: Client) -> None:
+@pytest.mark.parametrize("dense", [False, True])
+async def test_feed_pages_have_no_gaps_or_duplicates_while_photos_arrive(
+    settings: Any, media_pool: Any, aiohttp_client: Any, dense: bool
+) -> None:
+    from picshare.app import create_app
+
+    # Both feed plans: per-followee probes, and the newest-first scan.
+    tuned = settings.replace(feed={"dense_following": 1 if dense else 10_000})
+    client = await aiohttp_client(create_app(tuned, media_pool=media_pool))
     me = await signup(client, "scroller")
     pool = client.app[keys.DB_POOL]
     owners = []

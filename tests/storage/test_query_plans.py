@@ -70,6 +70,9 @@ async def test_hot_queries_use_indexes(database_url: str, seeded: dict[str, Any]
         feed = await _plan(conn, photos_repo.HOME_FEED_SQL, seeded["heavy"], 2**62, 21)
         assert "photos_owner_ready" in indexes(feed)
         assert "photos" not in seq_scanned(feed)
+        dense = await _plan(conn, photos_repo.HOME_FEED_DENSE_SQL, seeded["heavy"], 2**62, 21)
+        assert "photos_ready_id" in indexes(dense)
+        assert "photos" not in seq_scanned(dense)
         profile = await _plan(
             conn, photos_repo.BY_OWNER_SQL, seeded["heavy"], seeded["owner"], 2**62, 21, None
         )
