@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs the Debian packages PicShare's own build needs: the image headers
-# Pillow-SIMD compiles against. Runs only what is missing, so a second call
-# is instant; `make` calls it before creating the virtual environment.
+# Pillow-SIMD compiles against, and chromium, the browser the browser tests
+# drive through Playwright. Runs only what is missing, so a second call is
+# instant; `make` calls it before creating the virtual environment.
 set -euo pipefail
 packages=(gcc python3-dev libjpeg62-turbo-dev zlib1g-dev libwebp-dev libtiff-dev
-          liblcms2-dev libopenjp2-7-dev)
+          liblcms2-dev libopenjp2-7-dev chromium)
 packages+=("$@")
 missing=()
 for p in "${packages[@]}"; do

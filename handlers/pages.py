@@ -1,36 +1,78 @@
-"""HTML pages, server-rendered with aiohttp-jinja2. Forms work without JavaScript:
-each carries the CSRF token and answers with POST-redirect-GET."""
+"""HTML pages, server-rendered with aiohttp-jinja2: the shared helpers, the
+account pages (sign-up, log-in, log-out), the home page and the upload form.
+
+Forms work without JavaScript: each carries the CSRF token and answers with
+POST-redirect-GET. The social pages live beside this module
+(`pages_photo.py`, `pages_profile.py`, `pages_browse.py`).
+"""
 
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlencode
 
 import aiohttp_jinja2
 from aiohttp import web
 
 from handlers import sessions
-from handlers.api_photos import photo_id_of
 from handlers.auth import current_user, viewer_id
+from handlers.problems import status_of
 from handlers.serialize import photo
 from handlers.upload_form import receive_upload
 from picshare import keys
 from picshare.errors import DomainError, Forbidden
 from picshare.staging import StagedUpload
+from storage.records import PhotoRecord, UserRecord
 
-PAGE_SIZE = 24
+PAGE_SIZE = 24  # photos in a grid
+FEED_SIZE = 12  # photo cards on the home feed
 
 
-def _context(request: web.Request, **values: Any) -> dict[str, Any]:
-    return {
+def _ago(iso_time: str) -> str:
+    """'5 min' style age of a serialized timestamp (the exact time is in <time datetime>)."""
+    seconds = int((datetime.now(UTC) - datetime.fromisoformat(iso_time)).total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds // size} {unit}"
+    return "now"
+
+
+async def render(
+    request: web.Request, template: str, *, status: int = 200, **values: Any
+) -> web.Response:
+    """A page with what every page needs: the viewer, the CSRF token, the unread count."""
+    me = current_user(request)
+    unread = await request.app[keys.NOTIFICATIONS].unread(me.id) if me is not None else 0
+    context = {
         "request": request,
-        "me": current_user(request),
+        "me": me,
         "csrf_token": request.get(keys.CSRF_TOKEN, ""),
+        "unread": unread,
+        "ago": _ago,
         **values,
     }
+    return aiohttp_jinja2.render_template(template, request, context, status=status)
 
 
-def _check_csrf(request: web.Request, submitted: str | None) -> None:
+async def form_error(
+    request: web.Request, template: str, exc: DomainError, values: dict[str, Any], **extra: Any
+) -> web.Response:
+    """The form again, with the error by its fields and the error's own status."""
+    safe = {k: v for k, v in values.items() if k not in {"password", sessions.CSRF_FIELD}}
+    return await render(
+        request,
+        template,
+        status=status_of(exc),
+        error=exc.detail,
+        field_errors=exc.errors,
+        values=safe,
+        **extra,
+    )
+
+
+def check_csrf(request: web.Request, submitted: str | None) -> None:
     expected = request.get(keys.CSRF_TOKEN)
     if not expected or not sessions.csrf_matches(expected, submitted):
         raise Forbidden(
@@ -39,9 +81,10 @@ def _check_csrf(request: web.Request, submitted: str | None) -> None:
         )
 
 
-async def _form(request: web.Request) -> dict[str, str]:
+async def read_form(request: web.Request) -> dict[str, str]:
+    """The urlencoded form's text fields, after its CSRF token checked out."""
     data = await request.post()
-    _check_csrf(request, str(data.get(sessions.CSRF_FIELD, "")))
+    check_csrf(request, str(data.get(sessions.CSRF_FIELD, "")))
     return {k: v for k, v in data.items() if isinstance(v, str)}
 
 
@@ -55,13 +98,38 @@ def local_path(candidate: str) -> str:
     return candidate if _LOCAL_PATH.fullmatch(candidate) else "/"
 
 
-def _redirect(request: web.Request, location: str) -> web.HTTPSeeOther:
+def back_to(form: dict[str, str], default: str) -> str:
+    """Where a form goes after its POST: its local `next` field, else `default`."""
+    candidate = form.get("next", "")
+    return local_path(candidate) if candidate else default
+
+
+def see_other(location: str) -> web.HTTPSeeOther:
+    """POST-redirect-GET: raise it."""
     return web.HTTPSeeOther(location)
+
+
+def login_first(next_path: str) -> web.HTTPSeeOther:
+    return see_other("/login?" + urlencode({"next": local_path(next_path)}))
+
+
+def page_user(request: web.Request, next_path: str | None = None) -> UserRecord:
+    """The signed-in user; anyone else is sent to log in and come back."""
+    user = current_user(request)
+    if user is None:
+        raise login_first(next_path or request.raw_path)
+    return user
+
+
+def photos_of(request: web.Request, records: list[PhotoRecord]) -> list[dict[str, Any]]:
+    # Always the serializer's URLs: private accounts' media URLs are signed.
+    media = request.app[keys.MEDIA_URLS]
+    return [photo(p, urls=media) for p in records]
 
 
 def _signed_in(request: web.Request, token: str, location: str) -> web.HTTPSeeOther:
     """Redirect with a fresh session cookie (a new CSRF secret too: no fixation)."""
-    response = _redirect(request, location)
+    response = web.HTTPSeeOther(location)
     sessions.set_cookie(
         response,
         sessions.new_session(token),
@@ -73,29 +141,34 @@ def _signed_in(request: web.Request, token: str, location: str) -> web.HTTPSeeOt
 
 
 async def index(request: web.Request) -> web.Response:
-    page = await request.app[keys.PHOTOS].list_public(
-        cursor=request.query.get("cursor"),
-        limit=PAGE_SIZE,
-        viewer_id=viewer_id(request),
-    )
-    media = request.app[keys.MEDIA_URLS]
-    return aiohttp_jinja2.render_template(
-        "index.html",
+    """The home feed when signed in, the newest public photos otherwise (and with
+    `?view=new`, and below a feed that is still empty)."""
+    photos = request.app[keys.PHOTOS]
+    cursor = request.query.get("cursor")
+    me = current_user(request)
+    feed: list[dict[str, Any]] | None = None
+    if me is not None and request.query.get("view") != "new":
+        page = await photos.feed(viewer_id=me.id, cursor=cursor, limit=FEED_SIZE)
+        feed = photos_of(request, page.items)
+        if feed or cursor:
+            return await render(request, "index.html", feed=feed, next_cursor=page.next_cursor)
+    page = await photos.list_public(cursor=cursor, limit=PAGE_SIZE, viewer_id=viewer_id(request))
+    return await render(
         request,
-        _context(
-            request,
-            photos=[photo(p, urls=media) for p in page.items],
-            next_cursor=page.next_cursor,
-        ),
+        "index.html",
+        feed=feed,
+        photos=photos_of(request, page.items),
+        next_cursor=page.next_cursor,
+        more_base="/?view=new&" if me is not None else "/?",
     )
 
 
 async def signup_form(request: web.Request) -> web.Response:
-    return aiohttp_jinja2.render_template("signup.html", request, _context(request, values={}))
+    return await render(request, "signup.html", values={})
 
 
 async def signup_submit(request: web.Request) -> web.StreamResponse:
-    form = await _form(request)
+    form = await read_form(request)
     try:
         result = await request.app[keys.USERS].signup(
             username=form.get("username", ""),
@@ -104,35 +177,35 @@ async def signup_submit(request: web.Request) -> web.StreamResponse:
             kind="session",
         )
     except DomainError as exc:
-        return _form_error(request, "signup.html", exc, form)
+        return await form_error(request, "signup.html", exc, form)
     raise _signed_in(request, result.token, "/")
 
 
 async def login_form(request: web.Request) -> web.Response:
-    return aiohttp_jinja2.render_template("login.html", request, _context(request, values={}))
+    return await render(request, "login.html", values={})
 
 
 async def login_submit(request: web.Request) -> web.StreamResponse:
-    form = await _form(request)
+    form = await read_form(request)
     try:
         result = await request.app[keys.USERS].login(
             username=form.get("username", ""), password=form.get("password", ""), kind="session"
         )
     except DomainError as exc:
-        return _form_error(request, "login.html", exc, form)
+        return await form_error(request, "login.html", exc, form)
     raise _signed_in(request, result.token, local_path(form.get("next", "/")))
 
 
 async def logout_form(request: web.Request) -> web.Response:
     # GET never logs out (a link or an <img> could); it shows a button that POSTs.
-    return aiohttp_jinja2.render_template("logout.html", request, _context(request))
+    return await render(request, "logout.html")
 
 
 async def logout_submit(request: web.Request) -> web.StreamResponse:
-    await _form(request)
+    await read_form(request)
     if request.get(keys.AUTH_KIND) == "session":
         await request.app[keys.USERS].logout(request[keys.CREDENTIAL])
-    response = _redirect(request, "/")
+    response = web.HTTPSeeOther("/")
     sessions.set_cookie(
         response,
         sessions.new_session(),
@@ -144,11 +217,8 @@ async def logout_submit(request: web.Request) -> web.StreamResponse:
 
 
 async def upload_form(request: web.Request) -> web.StreamResponse:
-    if current_user(request) is None:
-        raise _redirect(request, "/login?next=/upload")
-    return aiohttp_jinja2.render_template(
-        "upload.html", request, _context(request, values={}, max_bytes=_max_bytes(request))
-    )
+    page_user(request, "/upload")
+    return await render(request, "upload.html", values={}, max_bytes=_max_bytes(request))
 
 
 def _max_bytes(request: web.Request) -> int:
@@ -156,9 +226,7 @@ def _max_bytes(request: web.Request) -> int:
 
 
 async def upload_submit(request: web.Request) -> web.StreamResponse:
-    user = current_user(request)
-    if user is None:
-        raise _redirect(request, "/login?next=/upload")
+    user = page_user(request, "/upload")
     photos = request.app[keys.PHOTOS]
     values: dict[str, str] = {}
     try:
@@ -167,33 +235,11 @@ async def upload_submit(request: web.Request) -> web.StreamResponse:
         ) as staged:
             form = await receive_upload(request, staged)
             values = {"caption": form.caption, "tags": form.tags}
-            _check_csrf(request, form.csrf_token)
+            check_csrf(request, form.csrf_token)
             caption, tags = photos.check_text(form.caption, form.tags)
             created = await photos.create(
                 owner_id=user.id, staged=staged, caption=caption, tags=tags
             )
     except DomainError as exc:
-        return _form_error(request, "upload.html", exc, values, max_bytes=_max_bytes(request))
-    raise _redirect(request, f"/p/{created.id}")
-
-
-async def photo_page(request: web.Request) -> web.Response:
-    found = await request.app[keys.PHOTOS].get(photo_id_of(request), viewer_id(request))
-    media = request.app[keys.MEDIA_URLS]
-    return aiohttp_jinja2.render_template(
-        "photo.html", request, _context(request, photo=photo(found, urls=media))
-    )
-
-
-def _form_error(
-    request: web.Request, template: str, exc: DomainError, values: dict[str, str], **extra: Any
-) -> web.Response:
-    from handlers.problems import status_of
-
-    safe = {k: v for k, v in values.items() if k not in {"password", sessions.CSRF_FIELD}}
-    return aiohttp_jinja2.render_template(
-        template,
-        request,
-        _context(request, error=exc.detail, field_errors=exc.errors, values=safe, **extra),
-        status=status_of(exc),
-    )
+        return await form_error(request, "upload.html", exc, values, max_bytes=_max_bytes(request))
+    raise see_other(f"/p/{created.id}")

@@ -11,7 +11,18 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from handlers import api_account, api_inbox, api_photos, api_social, media, ops, pages
+from handlers import (
+    api_account,
+    api_inbox,
+    api_photos,
+    api_social,
+    media,
+    ops,
+    pages,
+    pages_browse,
+    pages_photo,
+    pages_profile,
+)
 
 API = "/api/v1"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -33,6 +44,43 @@ class Route:
     query: tuple[str, ...] = ()
     in_api: bool = True
     aliases: tuple[str, ...] = field(default=())
+
+
+def _page(method: str, path: str, handler: Handler, name: str, summary: str) -> Route:
+    return Route(method, path, handler, name, summary, "pages", in_api=False)
+
+
+# Social pages and their forms (HTML; every POST answers 303 See Other).
+# fmt: off
+PAGE_ROUTES: tuple[Route, ...] = (
+    _page("GET", "/p/{id}", pages_photo.photo_page, "page.photo", "A photo with its comments"),
+    _page("POST", "/p/{id}/like", pages_photo.like, "page.photo.like", "Like"),
+    _page("POST", "/p/{id}/unlike", pages_photo.unlike, "page.photo.unlike", "Unlike"),
+    _page("POST", "/p/{id}/comments", pages_photo.add_comment, "page.comment.add", "Comment"),
+    _page("POST", "/p/{id}/delete", pages_photo.delete_photo, "page.photo.delete",
+          "Delete your photo"),
+    _page("POST", "/comments/{id}/delete", pages_photo.delete_comment, "page.comment.delete",
+          "Delete a comment"),
+    _page("GET", "/u/{username}", pages_profile.profile_page, "page.profile", "A profile"),
+    _page("POST", "/u/{username}/follow", pages_profile.follow, "page.follow",
+          "Follow, or ask to"),
+    _page("POST", "/u/{username}/unfollow", pages_profile.unfollow, "page.unfollow",
+          "Unfollow, or withdraw the request"),
+    _page("POST", "/u/{username}/requests/{requester}/approve", pages_profile.approve_request,
+          "page.request.approve", "Approve a follow request"),
+    _page("POST", "/u/{username}/requests/{requester}/decline", pages_profile.decline_request,
+          "page.request.decline", "Decline a follow request"),
+    _page("GET", "/tags/{tag}", pages_browse.tag_page, "page.tag", "A tag's photos"),
+    _page("GET", "/search", pages_browse.search_page, "page.search", "Search"),
+    _page("GET", "/notifications", pages_browse.notifications_page, "page.notifications",
+          "Your notifications"),
+    _page("POST", "/notifications/read", pages_browse.mark_read, "page.notifications.read",
+          "Mark notifications read"),
+    _page("GET", "/settings", pages_profile.settings_page, "page.settings", "Your settings"),
+    _page("POST", "/settings", pages_profile.settings_submit, "page.settings.submit",
+          "Save your settings"),
+)
+# fmt: on
 
 
 # fmt: off
@@ -258,7 +306,7 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/logout", pages.logout_submit, "page.logout.submit", "", "pages", in_api=False),
     Route("GET", "/upload", pages.upload_form, "page.upload", "Upload", "pages", in_api=False),
     Route("POST", "/upload", pages.upload_submit, "page.upload.submit", "", "pages", in_api=False),
-    Route("GET", "/p/{id}", pages.photo_page, "page.photo", "A photo", "pages", in_api=False),
+    *PAGE_ROUTES,
 )
 
 

@@ -217,7 +217,8 @@ def _text(
     if not isinstance(value, str):
         errors.append(FieldError(field, "must be a string"))
         return ""
-    text = unicodedata.normalize("NFC", value.strip())
+    # Browsers send a textarea's line breaks as CRLF; store plain newlines.
+    text = unicodedata.normalize("NFC", value.replace("\r\n", "\n").strip())
     if single_line and ("\n" in text or "\r" in text):
         errors.append(FieldError(field, "must be one line"))
     if len(text) > limit:
