@@ -169,40 +169,47 @@ async def run(opts: Options) -> list[Row]:
                     data, env={"PICSHARE_DATABASE_URL": dsn, "PICSHARE_SERVER_ACCESS_LOG": "false"}
                 )
                 async with server, aiohttp.ClientSession() as session:
-                    async with session.post(
-                        f"{base}/api/v1/auth/login",
-                        json={"username": heavy["username"], "password": SEED_PASSWORD},
-                    ) as resp:
-                        token = (await resp.json())["token"]
-                    headers = {"Authorization": f"Bearer {token}"}
+                    headers = await _login(session, base, heavy["username"])
+                    typical_headers = await _login(session, base, typical["username"])
                     cases = [
                         (
                             "feed (1,000 followed)",
                             "/api/v1/feed",
-                            photos_repo.HOME_FEED_SQL,
+                            photos_repo.HOME_FEED_DENSE_SQL,
                             (heavy["id"], BIG, 21),
+                            headers,
+                        ),
+                        (
+                            f"feed ({typical['following_count']} followed)",
+                            "/api/v1/feed",
+                            photos_repo.HOME_FEED_SQL,
+                            (typical["id"], BIG, 21),
+                            typical_headers,
                         ),
                         (
                             f"profile ({owner['photo_count']} photos)",
                             f"/api/v1/users/{owner['username']}/photos",
                             photos_repo.BY_OWNER_SQL,
                             (heavy["id"], owner["id"], BIG, 21, None),
+                            headers,
                         ),
                         (
                             "tag page #travel",
                             "/api/v1/tags/travel/photos",
                             photos_repo.TAGGED_SQL,
                             (heavy["id"], "travel", BIG, 21),
+                            headers,
                         ),
                         (
                             "search photos 'harbour'",
                             "/api/v1/search?q=harbour",
                             search_repo.PHOTOS_SQL,
                             (heavy["id"], "harbour:*", 10),
+                            headers,
                         ),
                     ]
-                    for label, path, sql, args in cases:
-                        http = await _http_latencies(session, base + path, headers, n)
+                    for label, path, sql, args, auth in cases:
+                        http = await _http_latencies(session, base + path, auth, n)
                         plain = await _explain_ms(conn, sql, args, min(n, 100))
                         p50, p99 = _percentile(http, 50), _percentile(http, 99)
                         e50 = statistics.median(plain)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 
@@ -25,7 +26,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 NO_AUTH_PREFIXES = ("/media/", "/static/")
-NO_AUTH_PATHS = frozenset({"/healthz", "/readyz"})
+NO_AUTH_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
 def wants_html(request: web.Request) -> bool:
@@ -36,6 +37,25 @@ def wants_html(request: web.Request) -> bool:
     }:
         return False
     return "text/html" in request.headers.get("Accept", "")
+
+
+@web.middleware
+async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Count and time every request by route name (bounded label values)."""
+    metrics = request.app[keys.METRICS]
+    route = request.match_info.route.name or "unmatched"
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    finally:
+        metrics.http_latency.labels(route, request.method).observe(time.perf_counter() - started)
+        metrics.http_requests.labels(route, request.method, str(status)).inc()
 
 
 @web.middleware

@@ -11,6 +11,8 @@ from aiohttp import web
 from handlers.jsonio import json_response
 from handlers.openapi import build_spec
 from picshare import keys
+from picshare.metrics import CONTENT_TYPE_LATEST
+from storage import jobs_repo
 
 log = logging.getLogger(__name__)
 READY_TIMEOUT = 2.0
@@ -39,6 +41,14 @@ async def readyz(request: web.Request) -> web.Response:
     return json_response(
         {"status": "ok" if ok else "unavailable", "checks": checks}, status=200 if ok else 503
     )
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus text: requests and latency per route, jobs, sockets, cache, limits."""
+    registry = request.app[keys.METRICS]
+    async with request.app[keys.DB_POOL].acquire(timeout=READY_TIMEOUT) as conn:
+        registry.jobs_queued.set(await jobs_repo.queue_depth(conn))
+    return web.Response(body=registry.render(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 async def openapi_json(request: web.Request) -> web.Response:

@@ -277,6 +277,7 @@ ROUTES: tuple[Route, ...] = (
         response="Health",
         errors=(503,),
     ),
+    Route("GET", "/metrics", ops.metrics, "metrics", "Prometheus metrics", "operations"),
     Route("GET", "/openapi.json", ops.openapi_json, "openapi", "This document", "operations"),
     Route(
         "GET",

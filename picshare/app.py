@@ -16,6 +16,7 @@ import aiohttp_jinja2
 import aiojobs
 import jinja2
 from aiohttp import web
+from redis.asyncio import Redis
 
 from handlers import middlewares
 from handlers.proxies import forwarded_middleware
@@ -27,6 +28,7 @@ from picshare.database import database_url
 from picshare.jobs import JobRunner
 from picshare.media import MediaWorkers
 from picshare.media_urls import MediaUrls
+from picshare.metrics import Metrics
 from picshare.notifications import NotificationService
 from picshare.photos import PhotoService
 from picshare.search import SearchService
@@ -49,6 +51,7 @@ def create_app(settings: Settings, *, media_pool: Executor | None = None) -> web
     pool between many apps; the app then neither starts nor stops it."""
     app = web.Application(
         middlewares=[
+            middlewares.metrics_middleware,
             forwarded_middleware(settings.server.trusted_proxies),
             middlewares.request_id_middleware,
             middlewares.error_middleware,
@@ -57,6 +60,7 @@ def create_app(settings: Settings, *, media_pool: Executor | None = None) -> web
         client_max_size=CLIENT_MAX_SIZE,
     )
     app[keys.SETTINGS] = settings
+    app[keys.METRICS] = Metrics()
     app[keys.SECRET_KEY] = load_secret_key(settings)
     app[keys.MEDIA_URLS] = MediaUrls(
         prefix=settings.media.url_prefix,
@@ -74,9 +78,9 @@ def create_app(settings: Settings, *, media_pool: Executor | None = None) -> web
     app.on_response_prepare.append(middlewares.security_headers)
     if media_pool is not None:
         app[keys.MEDIA_WORKERS] = MediaWorkers(media_pool, owned=False)
-        app.cleanup_ctx.extend([_database, _blobs, _services])
+        app.cleanup_ctx.extend([_database, _redis, _blobs, _services])
     else:
-        app.cleanup_ctx.extend([_database, _blobs, _media_workers, _services])
+        app.cleanup_ctx.extend([_database, _redis, _blobs, _media_workers, _services])
     return app
 
 
@@ -110,6 +114,26 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
                 log.info("migrations applied: %s", ", ".join(applied))
             app[keys.DB_POOL] = pool
             yield
+
+
+async def _redis(app: web.Application) -> AsyncIterator[None]:
+    """One Redis client (a connection pool) for cache, limits and events."""
+    settings = app[keys.SETTINGS].redis
+    if not settings.url:
+        app[keys.REDIS] = None
+        yield
+        return
+    client = Redis.from_url(
+        settings.url,
+        socket_timeout=settings.timeout,
+        socket_connect_timeout=settings.timeout,
+        health_check_interval=30,
+    )
+    app[keys.REDIS] = client
+    try:
+        yield
+    finally:
+        await client.aclose()
 
 
 async def _blobs(app: web.Application) -> AsyncIterator[None]:

@@ -88,6 +88,26 @@ class AuthSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class RedisSettings:
+    # Empty: cache, rate limits and live events stay in this process.
+    url: str = ""
+    # Seconds; every Redis call has a timeout.
+    timeout: float = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class WsSettings:
+    # Seconds between pings; a peer silent for twice that is dropped.
+    heartbeat: float = 30.0
+    # Events waiting for one socket; past this it is a slow consumer and closed.
+    send_queue: int = 256
+    # At most this many missed notifications replayed on `?since=`.
+    replay_limit: int = 200
+    # Origins allowed for cookie-authenticated sockets besides the site itself.
+    allowed_origins: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class FeedSettings:
     # Viewers following at least this many accounts get the newest-first plan.
     dense_following: int = 300
@@ -109,6 +129,8 @@ class Settings:
     auth: AuthSettings = field(default_factory=AuthSettings)
     pagination: PaginationSettings = field(default_factory=PaginationSettings)
     feed: FeedSettings = field(default_factory=FeedSettings)
+    redis: RedisSettings = field(default_factory=RedisSettings)
+    ws: WsSettings = field(default_factory=WsSettings)
 
     @property
     def data_path(self) -> Path:
@@ -125,6 +147,7 @@ class Settings:
 # Short names operators already know, mapped to their section and key.
 ALIASES: dict[str, tuple[str, str]] = {
     "PICSHARE_DATABASE_URL": ("database", "url"),
+    "PICSHARE_REDIS_URL": ("redis", "url"),
     "PICSHARE_DATA_DIR": ("server", "data_dir"),
     "PICSHARE_HOST": ("server", "host"),
     "PICSHARE_PORT": ("server", "port"),
@@ -261,6 +284,13 @@ def _validate(s: Settings) -> None:
         (s.media.signed_url_ttl >= 60, "media.signed_url_ttl must be at least 60 seconds"),
         (s.jobs.concurrency >= 1, "jobs.concurrency must be at least 1"),
         (s.feed.dense_following >= 1, "feed.dense_following must be at least 1"),
+        (
+            s.redis.url == "" or s.redis.url.startswith(("redis://", "rediss://", "unix://")),
+            "redis.url must be a redis:// URL",
+        ),
+        (s.redis.timeout > 0, "redis.timeout must be positive"),
+        (s.ws.heartbeat >= 1, "ws.heartbeat must be at least 1 second"),
+        (s.ws.send_queue >= 1, "ws.send_queue must be at least 1"),
         (s.jobs.max_attempts >= 1, "jobs.max_attempts must be at least 1"),
         (s.jobs.lease_seconds >= 5, "jobs.lease_seconds must be at least 5"),
         (s.auth.password_min >= 8, "auth.password_min must be at least 8"),

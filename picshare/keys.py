@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from aiohttp import web
+from redis.asyncio import Redis
 
 from picshare.config import Settings
 from picshare.jobs import JobRunner
 from picshare.media import MediaWorkers
 from picshare.media_urls import MediaUrls
+from picshare.metrics import Metrics
 from picshare.notifications import NotificationService
 from picshare.photos import PhotoService
 from picshare.search import SearchService
@@ -26,6 +28,9 @@ JOBS = web.AppKey("jobs", JobRunner)
 USERS = web.AppKey("users", UserService)
 PHOTOS = web.AppKey("photos", PhotoService)
 MEDIA_URLS = web.AppKey("media_urls", MediaUrls)
+METRICS = web.AppKey("metrics", Metrics)
+# The shared Redis client, or None when redis.url is empty (one process).
+REDIS: web.AppKey[Redis | None] = web.AppKey("redis")
 SOCIAL = web.AppKey("social", SocialService)
 NOTIFICATIONS = web.AppKey("notifications", NotificationService)
 SEARCH = web.AppKey("search", SearchService)

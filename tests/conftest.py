@@ -18,7 +18,8 @@ from aiohttp.test_utils import TestClient
 from picshare.app import create_app
 from picshare.config import Settings, load_settings
 from picshare.media import create_media_pool
-from tests.harness import PostgresForTests, start_postgres, with_database
+from tests.harness import REQUIRE_SERVICES, PostgresForTests, start_postgres, with_database
+from tests.redis_harness import redis_server
 
 AiohttpClient = Any  # pytest-aiohttp's factory fixture has no public type
 
@@ -38,6 +39,27 @@ def postgres() -> Iterator[PostgresForTests]:
         if server is not None:
             server.stop()
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def redis_service() -> Iterator[str | None]:
+    with redis_server() as url:
+        yield url
+
+
+@pytest.fixture
+def redis_url(redis_service: str | None) -> str:
+    """A Redis URL with an empty database, or a skip (a failure in CI)."""
+    if redis_service is None:
+        if REQUIRE_SERVICES:
+            pytest.fail("no Redis: set PICSHARE_TEST_REDIS_URL or install redis-server")
+        pytest.skip("no Redis server available")
+    import redis
+
+    client = redis.Redis.from_url(redis_service)
+    client.flushdb()
+    client.close()
+    return redis_service
 
 
 @pytest.fixture(scope="session")

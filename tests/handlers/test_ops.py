@@ -49,3 +49,15 @@ async def test_request_id_is_echoed(client: Client) -> None:
     assert resp.headers["X-Request-ID"] == "abc-123"
     resp = await client.get("/healthz", headers={"X-Request-ID": "bad id <script>"})
     assert resp.headers["X-Request-ID"] != "bad id <script>"
+
+
+async def test_metrics_count_requests_per_route(client: Client) -> None:
+    await client.get("/healthz")
+    await client.get("/api/v1/nope")
+    resp = await client.get("/metrics")
+    assert resp.status == 200
+    text = await resp.text()
+    assert 'picshare_http_requests_total{method="GET",route="healthz",status="200"}' in text
+    assert 'route="unmatched",status="404"' in text
+    assert "picshare_jobs_queue_depth" in text
+    assert "picshare_http_request_seconds_bucket" in text

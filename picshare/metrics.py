@@ -1,0 +1,56 @@
+"""Prometheus metrics: one registry per app (tests build many apps), exposed at /metrics.
+
+Components get the `Metrics` object from the factory and update the series
+that concern them; nothing registers into prometheus_client's global registry.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+__all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
+
+
+class Metrics:
+    """Every series PicShare exports, in one place."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.http_requests = Counter(
+            "picshare_http_requests", "HTTP requests", ["route", "method", "status"], registry=r
+        )
+        self.http_latency = Histogram(
+            "picshare_http_request_seconds",
+            "HTTP request latency",
+            ["route", "method"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
+            registry=r,
+        )
+        self.jobs_queued = Gauge("picshare_jobs_queue_depth", "Jobs queued or running", registry=r)
+        self.ws_connections = Gauge(
+            "picshare_ws_connections", "Open WebSocket connections in this process", registry=r
+        )
+        self.ws_events = Counter("picshare_ws_events_sent", "Events pushed to sockets", registry=r)
+        self.ws_slow_disconnects = Counter(
+            "picshare_ws_slow_consumer_disconnects", "Sockets closed for a full buffer", registry=r
+        )
+        self.cache_requests = Counter(
+            "picshare_cache_requests", "Cache lookups", ["cache", "result"], registry=r
+        )
+        self.cache_recomputes = Counter(
+            "picshare_cache_recomputes", "Values recomputed after a miss", ["cache"], registry=r
+        )
+        self.cache_errors = Counter(
+            "picshare_cache_errors", "Cache backend errors (served from the database)", registry=r
+        )
+        self.ratelimit_decisions = Counter(
+            "picshare_ratelimit_decisions", "Rate limit decisions", ["policy", "result"], registry=r
+        )
+        self.ratelimit_errors = Counter(
+            "picshare_ratelimit_backend_errors", "Rate limiter backend errors", registry=r
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
