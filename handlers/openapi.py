@@ -21,6 +21,15 @@ _QUERY: dict[str, dict[str, Any]] = {
     "user": {"type": "string", "description": "only this user's photos"},
     "tag": {"type": "string", "description": "only photos with this tag"},
     "q": {"type": "string", "maxLength": 100, "description": "what to look for"},
+    "since": {
+        "type": "string",
+        "pattern": "^[0-9]{1,19}$",
+        "description": "replay notifications newer than this id first",
+    },
+    "token": {
+        "type": "string",
+        "description": "a bearer token, for clients that cannot set headers",
+    },
 }
 
 
@@ -137,6 +146,8 @@ def _operation(route: Any, raw: str) -> dict[str, Any]:
         return op
     if route.status == 204:
         responses["204"] = {"description": "Done, no body"}
+    elif route.name == "ws":
+        responses["101"] = {"description": "Switching to the WebSocket protocol"}
     elif route.name == "media":
         responses["200"] = {"description": "The image", "content": {"image/jpeg": {}}}
         responses["206"] = {"description": "Part of the image (Range)"}

@@ -23,6 +23,7 @@ from handlers import (
     pages_photo,
     pages_profile,
 )
+from ws import handler as ws_handler
 
 API = "/api/v1"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -278,6 +279,17 @@ ROUTES: tuple[Route, ...] = (
         errors=(503,),
     ),
     Route("GET", "/metrics", ops.metrics, "metrics", "Prometheus metrics", "operations"),
+    Route(
+        "GET",
+        "/ws",
+        ws_handler.websocket,
+        "ws",
+        "Live notifications over a WebSocket (JSON text frames; ?since=, ?token=)",
+        "notifications",
+        auth=True,
+        errors=(400, 401, 403),
+        query=("since", "token"),
+    ),
     Route("GET", "/openapi.json", ops.openapi_json, "openapi", "This document", "operations"),
     Route(
         "GET",

@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from picshare.media_urls import MediaUrls
+from picshare.notifications import event_of
 from picshare.pagination import Page
 from picshare.social import Profile
 from storage.records import (
@@ -112,13 +113,4 @@ def comment_page(page: Page[CommentRecord]) -> dict[str, Any]:
 
 
 def notification(n: NotificationRecord) -> dict[str, Any]:
-    return {
-        "type": "notification",
-        "id": str(n.id),
-        "kind": n.kind,
-        "actor": {"username": n.actor_username},
-        "photo_id": None if n.photo_id is None else str(n.photo_id),
-        "text": n.text,
-        "read": n.read_at is not None,
-        "created_at": iso(n.created_at),
-    }
+    return event_of(n)

@@ -25,6 +25,7 @@ from handlers.template_filters import blurhash_color
 from picshare import keys
 from picshare.config import Settings
 from picshare.database import database_url
+from picshare.events import EventBus, InProcessBus
 from picshare.jobs import JobRunner
 from picshare.media import MediaWorkers
 from picshare.media_urls import MediaUrls
@@ -38,6 +39,8 @@ from picshare.users import UserService
 from storage.db import create_pool
 from storage.local_blobs import LocalBlobStore
 from storage.migrate import migrate
+from storage.redis_bus import RedisBus
+from ws.hub import Hub
 
 log = logging.getLogger(__name__)
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
@@ -78,9 +81,10 @@ def create_app(settings: Settings, *, media_pool: Executor | None = None) -> web
     app.on_response_prepare.append(middlewares.security_headers)
     if media_pool is not None:
         app[keys.MEDIA_WORKERS] = MediaWorkers(media_pool, owned=False)
-        app.cleanup_ctx.extend([_database, _redis, _blobs, _services])
+        app.cleanup_ctx.extend([_database, _redis, _events, _blobs, _services])
     else:
-        app.cleanup_ctx.extend([_database, _redis, _blobs, _media_workers, _services])
+        app.cleanup_ctx.extend([_database, _redis, _events, _blobs, _media_workers, _services])
+    app.on_shutdown.append(_close_sockets)
     return app
 
 
@@ -136,6 +140,39 @@ async def _redis(app: web.Application) -> AsyncIterator[None]:
         await client.aclose()
 
 
+async def _events(app: web.Application) -> AsyncIterator[None]:
+    """The bus (Redis pub/sub across processes, else in-process) feeding this process's hub."""
+    metrics = app[keys.METRICS]
+    hub = Hub(
+        on_count=metrics.ws_connections.set,
+        on_sent=metrics.ws_events.inc,
+        on_slow=metrics.ws_slow_disconnects.inc,
+    )
+    client = app[keys.REDIS]
+    bus: EventBus
+    if client is not None:
+        redis_bus = RedisBus(client)
+        redis_bus.subscribe(hub.deliver)
+        await redis_bus.start()
+        bus = redis_bus
+    else:
+        bus = InProcessBus()
+        bus.subscribe(hub.deliver)
+    app[keys.HUB] = hub
+    app[keys.BUS] = bus
+    try:
+        yield
+    finally:
+        if isinstance(bus, RedisBus):
+            await bus.close()
+
+
+async def _close_sockets(app: web.Application) -> None:
+    """on_shutdown (before cleanup): sockets get 1001 GOING_AWAY, not a dropped TCP."""
+    if keys.HUB in app:
+        await app[keys.HUB].close_all()
+
+
 async def _blobs(app: web.Application) -> AsyncIterator[None]:
     store = LocalBlobStore(app[keys.SETTINGS].data_path / "blobs")
     app[keys.BLOBS] = store
@@ -165,11 +202,12 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         uploads=settings.uploads,
         renditions=settings.media,
         feed=settings.feed,
+        bus=app[keys.BUS],
     )
     runner.register(photos.job_kinds())
     app[keys.JOBS] = runner
     app[keys.PHOTOS] = photos
-    app[keys.SOCIAL] = SocialService(pool=pool)
+    app[keys.SOCIAL] = SocialService(pool=pool, bus=app[keys.BUS])
     app[keys.NOTIFICATIONS] = NotificationService(pool=pool)
     app[keys.SEARCH] = SearchService(pool=pool)
     if settings.jobs.enabled:

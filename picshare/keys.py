@@ -6,6 +6,7 @@ from aiohttp import web
 from redis.asyncio import Redis
 
 from picshare.config import Settings
+from picshare.events import EventBus
 from picshare.jobs import JobRunner
 from picshare.media import MediaWorkers
 from picshare.media_urls import MediaUrls
@@ -18,6 +19,7 @@ from picshare.users import UserService
 from storage.blobs import BlobStore
 from storage.db import Pool
 from storage.records import UserRecord
+from ws.hub import Hub
 
 SETTINGS = web.AppKey("settings", Settings)
 SECRET_KEY = web.AppKey("secret_key", bytes)
@@ -31,6 +33,8 @@ MEDIA_URLS = web.AppKey("media_urls", MediaUrls)
 METRICS = web.AppKey("metrics", Metrics)
 # The shared Redis client, or None when redis.url is empty (one process).
 REDIS: web.AppKey[Redis | None] = web.AppKey("redis")
+BUS = web.AppKey("bus", EventBus)
+HUB = web.AppKey("hub", Hub)
 SOCIAL = web.AppKey("social", SocialService)
 NOTIFICATIONS = web.AppKey("notifications", NotificationService)
 SEARCH = web.AppKey("search", SearchService)

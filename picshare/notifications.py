@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
+from picshare.events import EventBus
 from picshare.pagination import Page, decode_cursor, page_of
 from storage import notifications_repo
 from storage.db import Pool
@@ -15,6 +17,27 @@ from storage.records import NotificationRecord
 class Inbox:
     page: Page[NotificationRecord]
     unread: int
+
+
+def event_of(n: NotificationRecord) -> dict[str, Any]:
+    """A notification as API lists and WebSocket frames carry it (CONTRACT.md)."""
+    return {
+        "type": "notification",
+        "id": str(n.id),
+        "kind": n.kind,
+        "actor": {"username": n.actor_username},
+        "photo_id": None if n.photo_id is None else str(n.photo_id),
+        "text": n.text,
+        "read": n.read_at is not None,
+        "created_at": n.created_at.isoformat().replace("+00:00", "Z"),
+    }
+
+
+async def publish(bus: EventBus, records: list[NotificationRecord | None]) -> None:
+    """After the writing transaction committed: push each new notification live."""
+    for record in records:
+        if record is not None:
+            await bus.publish(record.user_id, event_of(record))
 
 
 class NotificationService:
@@ -37,3 +60,8 @@ class NotificationService:
     async def mark_read(self, user_id: int, up_to: int | None) -> int:
         async with self._pool.acquire() as conn:
             return await notifications_repo.mark_read(conn, user_id, up_to)
+
+    async def since(self, user_id: int, after: int, limit: int) -> list[NotificationRecord]:
+        """What a reconnecting socket missed: newer than `after`, oldest first."""
+        async with self._pool.acquire() as conn:
+            return await notifications_repo.since(conn, user_id, after, limit)

@@ -17,6 +17,7 @@ from picshare.errors import (
     Unprocessable,
     UnsupportedMedia,
 )
+from picshare.events import EventBus
 from picshare.jobs import JobKind, JobRunner, PermanentJobError
 from picshare.media import (
     MediaError,
@@ -27,6 +28,7 @@ from picshare.media import (
     probe_image,
     render_renditions,
 )
+from picshare.notifications import publish
 from picshare.pagination import Page, decode_cursor, page_of
 from picshare.staging import StagedUpload
 from picshare.text import clean_caption, normalize_tag, parse_tags
@@ -43,7 +45,7 @@ NOTIFY_JOB = "photo.notify_followers"
 
 
 class PhotoService:
-    __slots__ = ("_blobs", "_feed", "_jobs", "_media", "_pool", "_spec", "_uploads")
+    __slots__ = ("_blobs", "_bus", "_feed", "_jobs", "_media", "_pool", "_spec", "_uploads")
 
     def __init__(
         self,
@@ -55,7 +57,9 @@ class PhotoService:
         uploads: UploadSettings,
         renditions: MediaSettings,
         feed: FeedSettings,
+        bus: EventBus,
     ) -> None:
+        self._bus = bus
         self._pool = pool
         self._feed = feed
         self._blobs = blobs
@@ -268,13 +272,15 @@ class PhotoService:
             photo = await photos_repo.photo_by_id(conn, int(payload["photo_id"]))
             if photo is None or photo.status != "ready":
                 return
-            await notifications_repo.add_for_followers(
+            notes = await notifications_repo.add_for_followers(
                 conn,
                 actor_id=photo.owner_id,
                 actor_username=photo.owner_username,
                 photo_id=photo.id,
                 text=f"{photo.owner_username} posted a photo",
             )
+        # A retried job finds the rows already there (ON CONFLICT) and sends nothing twice.
+        await publish(self._bus, list(notes))
 
     async def _collect_job(self, payload: dict[str, Any]) -> None:
         await self._collect([str(k) for k in payload["keys"]])

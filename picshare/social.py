@@ -11,6 +11,8 @@ import unicodedata
 from dataclasses import dataclass
 
 from picshare.errors import Forbidden, InvalidInput, NotFound, invalid
+from picshare.events import EventBus
+from picshare.notifications import publish
 from picshare.pagination import Page, decode_cursor, page_of
 from picshare.photos import can_see_account
 from storage import notifications_repo, photos_repo, social_repo, users_repo
@@ -34,10 +36,11 @@ class Profile:
 
 
 class SocialService:
-    __slots__ = ("_pool",)
+    __slots__ = ("_bus", "_pool")
 
-    def __init__(self, *, pool: Pool) -> None:
+    def __init__(self, *, pool: Pool, bus: EventBus) -> None:
         self._pool = pool
+        self._bus = bus
 
     # -- likes ----------------------------------------------------------------
 
@@ -47,8 +50,9 @@ class SocialService:
             if photo is None or photo.status != "ready":
                 raise NotFound("no such photo")
             added, count = await social_repo.like(conn, photo_id, user.id)
+            note = None
             if added:
-                await notifications_repo.add(
+                note = await notifications_repo.add(
                     conn,
                     user_id=photo.owner_id,
                     kind="like",
@@ -57,6 +61,7 @@ class SocialService:
                     photo_id=photo_id,
                     text=f"{user.username} liked your photo",
                 )
+        await publish(self._bus, [note])
         return LikeState(count, True)
 
     async def unlike(self, photo_id: int, user: UserRecord) -> LikeState:
@@ -95,7 +100,7 @@ class SocialService:
                 text=clean,
             )
             snippet = clean if len(clean) <= 60 else clean[:59] + "…"
-            await notifications_repo.add(
+            note = await notifications_repo.add(
                 conn,
                 user_id=photo.owner_id,
                 kind="comment",
@@ -105,6 +110,7 @@ class SocialService:
                 comment_id=comment.id,
                 text=f"{user.username} commented: {snippet}",
             )
+        await publish(self._bus, [note])
         return comment
 
     async def delete_comment(self, comment_id: int, user_id: int) -> None:
@@ -133,6 +139,7 @@ class SocialService:
         return Profile(user, relation, can_see)
 
     async def follow(self, username: str, user: UserRecord) -> Profile:
+        note = None
         async with transaction(self._pool) as conn:
             target = await _user(conn, username)
             if target.id == user.id:
@@ -140,7 +147,7 @@ class SocialService:
             if target.private:
                 following = (await social_repo.relationship(conn, user.id, target.id)).following
                 if not following and await social_repo.request_follow(conn, user.id, target.id):
-                    await notifications_repo.add(
+                    note = await notifications_repo.add(
                         conn,
                         user_id=target.id,
                         kind="follow_request",
@@ -149,7 +156,7 @@ class SocialService:
                         text=f"{user.username} asked to follow you",
                     )
             elif await social_repo.follow(conn, user.id, target.id):
-                await notifications_repo.add(
+                note = await notifications_repo.add(
                     conn,
                     user_id=target.id,
                     kind="follow",
@@ -157,6 +164,7 @@ class SocialService:
                     actor_username=user.username,
                     text=f"{user.username} started following you",
                 )
+        await publish(self._bus, [note])
         return await self.profile(username, user.id)
 
     async def unfollow(self, username: str, user: UserRecord) -> Profile:

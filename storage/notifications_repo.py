@@ -42,18 +42,18 @@ async def add(
 
 async def add_for_followers(
     conn: Connection, *, actor_id: int, actor_username: str, photo_id: int, text: str
-) -> int:
+) -> list[NotificationRecord]:
     """A new photo: one notification for each follower, in one statement."""
-    result = await conn.execute(
+    rows = await conn.fetch(
         "INSERT INTO notifications (user_id, kind, actor_id, actor_username, photo_id, text) "
         "SELECT follower_id, 'photo', $1, $2, $3, $4 FROM follows WHERE followee_id = $1 "
-        "ON CONFLICT DO NOTHING",
+        f"ON CONFLICT DO NOTHING RETURNING {_COLUMNS}",
         actor_id,
         actor_username,
         photo_id,
         text,
     )
-    return int(result.split()[-1])
+    return [NotificationRecord.from_row(r) for r in rows]
 
 
 async def remove(conn: Connection, *, user_id: int, actor_id: int, kind: str) -> None:
@@ -94,3 +94,15 @@ async def mark_read(conn: Connection, user_id: int, up_to: int | None) -> int:
         up_to,
     )
     return int(result.split()[-1])
+
+
+async def since(conn: Connection, user_id: int, after: int, limit: int) -> list[NotificationRecord]:
+    """Notifications newer than `after`, oldest first (a socket's replay)."""
+    rows = await conn.fetch(
+        f"SELECT {_COLUMNS} FROM (SELECT {_COLUMNS} FROM notifications "
+        "WHERE user_id = $1 AND id > $2 ORDER BY id DESC LIMIT $3) n ORDER BY id",
+        user_id,
+        after,
+        limit,
+    )
+    return [NotificationRecord.from_row(r) for r in rows]
