@@ -6,6 +6,7 @@ from aiohttp import web
 
 from handlers.auth import require_user
 from handlers.jsonio import json_response, read_json_object
+from handlers.ratelimit import limit_login
 from handlers.serialize import private_user
 from picshare import keys
 
@@ -27,6 +28,7 @@ async def signup(request: web.Request) -> web.Response:
 
 async def login(request: web.Request) -> web.Response:
     body = await read_json_object(request)
+    await limit_login(request, body.get("username"))
     result = await request.app[keys.USERS].login(
         username=body.get("username"), password=body.get("password"), kind="api"
     )

@@ -162,6 +162,7 @@ def _operation(route: Any, raw: str) -> dict[str, Any]:
     errors = set(route.errors)
     if raw.startswith("/api/"):
         errors.add(401)  # any API call that sends a bad bearer token
+        errors.add(429)  # every API route class has a rate-limit policy
     if route.auth and route.method != "GET":
         errors.add(403)  # cookie sessions without the CSRF header
     if route.body and route.body != "multipart":

@@ -19,6 +19,7 @@ from aiohttp import web
 from handlers import sessions
 from handlers.auth import current_user, viewer_id
 from handlers.problems import status_of
+from handlers.ratelimit import limit_login
 from handlers.serialize import photo
 from handlers.upload_form import receive_upload
 from picshare import keys
@@ -187,6 +188,7 @@ async def login_form(request: web.Request) -> web.Response:
 
 async def login_submit(request: web.Request) -> web.StreamResponse:
     form = await read_form(request)
+    await limit_login(request, form.get("username", ""))  # a 429 page, not a form error
     try:
         result = await request.app[keys.USERS].login(
             username=form.get("username", ""), password=form.get("password", ""), kind="session"

@@ -23,6 +23,7 @@ STATUS_OF: dict[type[errors.DomainError], int] = {
     errors.TooLarge: 413,
     errors.UnsupportedMedia: 415,
     errors.Unprocessable: 422,
+    errors.RateLimited: 429,
     errors.Unavailable: 503,
 }
 
@@ -62,6 +63,8 @@ def from_domain(exc: errors.DomainError, instance: str | None = None) -> web.Res
         headers = {"WWW-Authenticate": 'Bearer realm="picshare"'}
     elif isinstance(exc, errors.Unavailable):
         headers = {"Retry-After": "1"}
+    elif isinstance(exc, errors.RateLimited):
+        headers = {"Retry-After": str(exc.retry_after)}
     return problem(
         status_of(exc), exc.detail, field_errors=exc.errors, headers=headers, instance=instance
     )

@@ -17,12 +17,16 @@ import aiojobs
 import jinja2
 from aiohttp import web
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from handlers import middlewares
 from handlers.proxies import forwarded_middleware
+from handlers.ratelimit import ratelimit_middleware
 from handlers.routes import setup_routes
 from handlers.template_filters import blurhash_color
 from picshare import keys
+from picshare.caching import CachedReads, CacheTtls
 from picshare.config import Settings
 from picshare.database import database_url
 from picshare.events import EventBus, InProcessBus
@@ -32,10 +36,12 @@ from picshare.media_urls import MediaUrls
 from picshare.metrics import Metrics
 from picshare.notifications import NotificationService
 from picshare.photos import PhotoService
+from picshare.ratelimit import FallbackLimiter, MemoryLimiter, RateLimiter, RedisLimiter
 from picshare.search import SearchService
 from picshare.secret import load_secret_key
 from picshare.social import SocialService
 from picshare.users import UserService
+from storage.cache import Cache, MemoryCache, RedisCache
 from storage.db import create_pool
 from storage.local_blobs import LocalBlobStore
 from storage.migrate import migrate
@@ -59,6 +65,7 @@ def create_app(settings: Settings, *, media_pool: Executor | None = None) -> web
             middlewares.request_id_middleware,
             middlewares.error_middleware,
             middlewares.auth_middleware,
+            ratelimit_middleware,
         ],
         client_max_size=CLIENT_MAX_SIZE,
     )
@@ -81,9 +88,11 @@ def create_app(settings: Settings, *, media_pool: Executor | None = None) -> web
     app.on_response_prepare.append(middlewares.security_headers)
     if media_pool is not None:
         app[keys.MEDIA_WORKERS] = MediaWorkers(media_pool, owned=False)
-        app.cleanup_ctx.extend([_database, _redis, _events, _blobs, _services])
+        app.cleanup_ctx.extend([_database, _redis, _ratelimit, _events, _blobs, _services])
     else:
-        app.cleanup_ctx.extend([_database, _redis, _events, _blobs, _media_workers, _services])
+        app.cleanup_ctx.extend(
+            [_database, _redis, _ratelimit, _events, _blobs, _media_workers, _services]
+        )
     app.on_shutdown.append(_close_sockets)
     return app
 
@@ -132,12 +141,32 @@ async def _redis(app: web.Application) -> AsyncIterator[None]:
         socket_timeout=settings.timeout,
         socket_connect_timeout=settings.timeout,
         health_check_interval=30,
+        # One quick retry, not redis-py's default backoff series: callers bound
+        # their own waits (cache, limiter, bus) and must fail fast to the database.
+        retry=Retry(NoBackoff(), 1),
     )
     app[keys.REDIS] = client
     try:
         yield
     finally:
         await client.aclose()
+
+
+async def _ratelimit(app: web.Application) -> AsyncIterator[None]:
+    """Shared limits in Redis (falling back per policy while it is down), else in this process."""
+    settings = app[keys.SETTINGS]
+    metrics = app[keys.METRICS]
+    local = MemoryLimiter(max_keys=settings.ratelimit.local_max_keys)
+    redis = app[keys.REDIS]
+    limiter: RateLimiter = local
+    if redis is not None:
+        limiter = FallbackLimiter(
+            primary=RedisLimiter(redis, timeout=settings.redis.timeout),
+            local=local,
+            on_error=lambda _exc: metrics.ratelimit_errors.inc(),
+        )
+    app[keys.RATE_LIMITER] = limiter
+    yield
 
 
 async def _events(app: web.Application) -> AsyncIterator[None]:
@@ -188,10 +217,32 @@ async def _media_workers(app: web.Application) -> AsyncIterator[None]:
         await workers.close()
 
 
+def _cache(app: web.Application) -> Cache:
+    """Redis when configured (shared by every process), else in this process."""
+    settings = app[keys.SETTINGS]
+    client = app[keys.REDIS]
+    if client is not None:
+        return RedisCache(
+            client, name="picshare", metrics=app[keys.METRICS], timeout=settings.redis.timeout
+        )
+    return MemoryCache(
+        name="picshare", max_entries=settings.cache.max_entries, metrics=app[keys.METRICS]
+    )
+
+
 async def _services(app: web.Application) -> AsyncIterator[None]:
     settings = app[keys.SETTINGS]
     pool = app[keys.DB_POOL]
-    app[keys.USERS] = UserService(pool=pool, auth=settings.auth)
+    cached = CachedReads(
+        pool=pool,
+        cache=_cache(app),
+        ttl=CacheTtls(
+            photo=settings.cache.photo_ttl,
+            profile=settings.cache.profile_ttl,
+            feed=settings.cache.feed_ttl,
+        ),
+    )
+    app[keys.USERS] = UserService(pool=pool, auth=settings.auth, cached=cached)
     scheduler = aiojobs.Scheduler(limit=None, close_timeout=settings.server.shutdown_timeout)
     runner = JobRunner(pool=pool, settings=settings.jobs, scheduler=scheduler, kinds={})
     photos = PhotoService(
@@ -203,11 +254,12 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         renditions=settings.media,
         feed=settings.feed,
         bus=app[keys.BUS],
+        cached=cached,
     )
     runner.register(photos.job_kinds())
     app[keys.JOBS] = runner
     app[keys.PHOTOS] = photos
-    app[keys.SOCIAL] = SocialService(pool=pool, bus=app[keys.BUS])
+    app[keys.SOCIAL] = SocialService(pool=pool, bus=app[keys.BUS], cached=cached)
     app[keys.NOTIFICATIONS] = NotificationService(pool=pool)
     app[keys.SEARCH] = SearchService(pool=pool)
     if settings.jobs.enabled:

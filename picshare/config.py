@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import os
+import re
 import tomllib
 import types
 import typing
@@ -108,6 +109,17 @@ class WsSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class CacheSettings:
+    # Seconds (about: the cache adds jitter) for photo details, profiles and
+    # the first feed page; each is also invalidated by the writes that change it.
+    photo_ttl: float = 60.0
+    profile_ttl: float = 60.0
+    feed_ttl: float = 15.0
+    # In-process cache entries (when Redis is not configured).
+    max_entries: int = 50_000
+
+
+@dataclass(frozen=True, slots=True)
 class FeedSettings:
     # Viewers following at least this many accounts get the newest-first plan.
     dense_following: int = 300
@@ -117,6 +129,69 @@ class FeedSettings:
 class PaginationSettings:
     default_limit: int = 20
     max_limit: int = 100
+
+
+# --- Rate limits (picshare/ratelimit, handlers/ratelimit.py) -----------------
+RATE_POLICIES = ("uploads", "login", "writes", "reads")
+_RATE = re.compile(r"^\s*(\d+)\s*/\s*(\d*)\s*([smh]?)\s*$")
+_RATE_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600}
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitSettings:
+    enabled: bool = True
+    # "<quota>/<window>": that many requests per window ("60s", "1m", "1h"; bare
+    # numbers are seconds), as a burst of `quota` and then one per window/quota.
+    uploads: str = "10/60s"  # per user (per client IP when anonymous)
+    login: str = "5/60s"  # per client IP, and per username tried
+    writes: str = "60/60s"
+    reads: str = "600/60s"
+    # Policies that allow requests while Redis is unreachable; the others are
+    # then limited by this process alone.
+    fail_open: tuple[str, ...] = ("reads",)
+    # Keys the in-process limiter keeps at most (one per client and policy).
+    local_max_keys: int = 100_000
+
+
+def parse_rate(text: str) -> tuple[int, int] | None:
+    """'10/60s' -> (10, 60): a quota and a window in seconds; None if malformed."""
+    match = _RATE.match(text)
+    if match is None:
+        return None
+    quota, count, unit = match.groups()
+    return int(quota), int(count or "1") * _RATE_UNITS[unit]
+
+
+def _ratelimit_checks(s: RateLimitSettings) -> list[tuple[bool, str]]:
+    checks: list[tuple[bool, str]] = []
+    for name in RATE_POLICIES:
+        text = getattr(s, name)
+        rate = parse_rate(text)
+        checks.append(
+            (
+                rate is not None,
+                f"ratelimit.{name} must be '<quota>/<window>' like '60/60s' or '5/1m',"
+                f" not {text!r}",
+            )
+        )
+        if rate is not None:
+            quota, window = rate
+            checks.append((1 <= window <= 86400, f"ratelimit.{name}: the window must be 1 s-1 day"))
+            checks.append(
+                (1 <= quota <= 1_000_000, f"ratelimit.{name}: the quota must be 1-1000000")
+            )
+    for name in s.fail_open:
+        checks.append(
+            (
+                name in RATE_POLICIES,
+                f"ratelimit.fail_open: {name!r} is not a policy ({', '.join(RATE_POLICIES)})",
+            )
+        )
+    checks.append((s.local_max_keys >= 1000, "ratelimit.local_max_keys must be at least 1000"))
+    return checks
+
+
+# --- end of rate limits ---------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +206,8 @@ class Settings:
     feed: FeedSettings = field(default_factory=FeedSettings)
     redis: RedisSettings = field(default_factory=RedisSettings)
     ws: WsSettings = field(default_factory=WsSettings)
+    cache: CacheSettings = field(default_factory=CacheSettings)
+    ratelimit: RateLimitSettings = field(default_factory=RateLimitSettings)
 
     @property
     def data_path(self) -> Path:
@@ -290,6 +367,11 @@ def _validate(s: Settings) -> None:
         ),
         (s.redis.timeout > 0, "redis.timeout must be positive"),
         (s.ws.heartbeat >= 1, "ws.heartbeat must be at least 1 second"),
+        (
+            min(s.cache.photo_ttl, s.cache.profile_ttl, s.cache.feed_ttl) > 0,
+            "cache TTLs must be positive",
+        ),
+        (s.cache.max_entries >= 1, "cache.max_entries must be at least 1"),
         (s.ws.send_queue >= 1, "ws.send_queue must be at least 1"),
         (s.jobs.max_attempts >= 1, "jobs.max_attempts must be at least 1"),
         (s.jobs.lease_seconds >= 5, "jobs.lease_seconds must be at least 5"),
@@ -303,6 +385,7 @@ def _validate(s: Settings) -> None:
             "database.url must be a postgresql:// URL",
         ),
     ]
+    checks.extend(_ratelimit_checks(s.ratelimit))
     for proxy in s.server.trusted_proxies:
         try:
             ipaddress.ip_network(proxy, strict=False)

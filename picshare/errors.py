@@ -57,6 +57,14 @@ class Unprocessable(DomainError):
     """Well-formed but unusable, e.g. a truncated image or a decompression bomb (422)."""
 
 
+class RateLimited(DomainError):
+    """Over a rate limit (429); `retry_after` is in whole seconds."""
+
+    def __init__(self, detail: str, *, retry_after: int) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
+
+
 class Unavailable(DomainError):
     """A dependency is briefly unavailable; the client may retry (503)."""
 

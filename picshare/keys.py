@@ -13,6 +13,7 @@ from picshare.media_urls import MediaUrls
 from picshare.metrics import Metrics
 from picshare.notifications import NotificationService
 from picshare.photos import PhotoService
+from picshare.ratelimit import Decision, RateLimiter
 from picshare.search import SearchService
 from picshare.social import SocialService
 from picshare.users import UserService
@@ -38,6 +39,7 @@ HUB = web.AppKey("hub", Hub)
 SOCIAL = web.AppKey("social", SocialService)
 NOTIFICATIONS = web.AppKey("notifications", NotificationService)
 SEARCH = web.AppKey("search", SearchService)
+RATE_LIMITER: web.AppKey[RateLimiter] = web.AppKey("rate_limiter")
 
 REQUEST_ID = web.RequestKey("request_id", str)
 # The signed-in user (absent when anonymous); how they signed in ("bearer" or "session").
@@ -46,3 +48,5 @@ AUTH_KIND = web.RequestKey("auth_kind", str)
 # The bearer token or session id, kept to revoke it on logout.
 CREDENTIAL = web.RequestKey("credential", str)
 CSRF_TOKEN = web.RequestKey("csrf_token", str)
+# The tightest rate-limit decision taken for this request (for its headers).
+RATELIMIT = web.RequestKey("ratelimit", Decision)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+from dataclasses import replace
 from typing import Any
 
+from picshare.caching import CachedReads, can_view
 from picshare.config import FeedSettings, MediaSettings, UploadSettings
 from picshare.errors import (
     FieldError,
@@ -45,7 +47,17 @@ NOTIFY_JOB = "photo.notify_followers"
 
 
 class PhotoService:
-    __slots__ = ("_blobs", "_bus", "_feed", "_jobs", "_media", "_pool", "_spec", "_uploads")
+    __slots__ = (
+        "_blobs",
+        "_bus",
+        "_cached",
+        "_feed",
+        "_jobs",
+        "_media",
+        "_pool",
+        "_spec",
+        "_uploads",
+    )
 
     def __init__(
         self,
@@ -58,8 +70,10 @@ class PhotoService:
         renditions: MediaSettings,
         feed: FeedSettings,
         bus: EventBus,
+        cached: CachedReads,
     ) -> None:
         self._bus = bus
+        self._cached = cached
         self._pool = pool
         self._feed = feed
         self._blobs = blobs
@@ -126,6 +140,8 @@ class PhotoService:
             await asyncio.shield(self._collect([key]))
             raise
         self._jobs.wake()
+        await self._cached.users_changed(owner_id)  # photo_count
+        await self._cached.feed_changed(owner_id)
         photo = await self._fetch(photo_id, owner_id)
         assert photo is not None
         return photo
@@ -141,10 +157,19 @@ class PhotoService:
             raise Unprocessable(exc.message, field="file") from None
 
     async def get(self, photo_id: int, viewer_id: int | None) -> PhotoRecord:
-        photo = await self._fetch(photo_id, viewer_id)
+        """From the cache; the viewer's own flags from the database (one query)."""
+        photo = await self._cached.photo(photo_id)
         if photo is None:
             raise NotFound("no such photo")
-        return photo
+        liked = follows = False
+        if viewer_id is not None:
+            async with self._pool.acquire() as conn:
+                liked, follows = await social_repo.viewer_flags(
+                    conn, viewer_id, photo.id, photo.owner_id
+                )
+        if not can_view(photo, viewer_id, follows):
+            raise NotFound("no such photo")
+        return replace(photo, liked_by_me=liked)
 
     async def list_public(
         self, *, cursor: str | None, limit: int, viewer_id: int | None
@@ -199,12 +224,19 @@ class PhotoService:
         follows (README, "The home feed"): per-followee probes for most people,
         a newest-first scan for those who follow very many."""
         before = decode_cursor(cursor)
-        async with self._pool.acquire() as conn:
-            viewer = await users_repo.user_by_id(conn, viewer_id)
-            dense = viewer is not None and viewer.following_count >= self._feed.dense_following
-            rows = await photos_repo.home_feed(
-                conn, viewer_id=viewer_id, before=before, limit=limit + 1, dense=dense
-            )
+
+        async def read() -> list[PhotoRecord]:
+            async with self._pool.acquire() as conn:
+                viewer = await users_repo.user_by_id(conn, viewer_id)
+                dense = viewer is not None and viewer.following_count >= self._feed.dense_following
+                return await photos_repo.home_feed(
+                    conn, viewer_id=viewer_id, before=before, limit=limit + 1, dense=dense
+                )
+
+        # The first page is what everyone opens: cached briefly (picshare/caching.py).
+        rows = await (
+            self._cached.feed_first_page(viewer_id, limit, read) if before is None else read()
+        )
         return page_of(rows, limit)
 
     async def delete(self, photo_id: int, user_id: int) -> None:
@@ -220,6 +252,9 @@ class PhotoService:
             keys = [photo.upload_key, *photo.rendition_keys]
             await self._jobs.enqueue(conn, COLLECT_JOB, {"keys": keys})
         self._jobs.wake()
+        await self._cached.photo_changed(photo_id)
+        await self._cached.users_changed(user_id)
+        await self._cached.feed_changed(user_id)
 
     async def media_is_public(self, key: str) -> bool:
         async with self._pool.acquire() as conn:
@@ -261,10 +296,12 @@ class PhotoService:
             else:
                 await self._jobs.enqueue(conn, COLLECT_JOB, {"keys": list(keys.values())})
         self._jobs.wake()
+        await self._cached.photo_changed(photo_id)
 
     async def _render_failed(self, payload: dict[str, Any], error: str) -> None:
         async with self._pool.acquire() as conn:
             await photos_repo.mark_failed(conn, int(payload["photo_id"]))
+        await self._cached.photo_changed(int(payload["photo_id"]))
 
     async def _notify_job(self, payload: dict[str, Any]) -> None:
         """A photo became ready: tell the owner's followers (one statement, any count)."""

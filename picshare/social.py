@@ -10,6 +10,7 @@ from __future__ import annotations
 import unicodedata
 from dataclasses import dataclass
 
+from picshare.caching import CachedReads
 from picshare.errors import Forbidden, InvalidInput, NotFound, invalid
 from picshare.events import EventBus
 from picshare.notifications import publish
@@ -36,11 +37,12 @@ class Profile:
 
 
 class SocialService:
-    __slots__ = ("_bus", "_pool")
+    __slots__ = ("_bus", "_cached", "_pool")
 
-    def __init__(self, *, pool: Pool, bus: EventBus) -> None:
+    def __init__(self, *, pool: Pool, bus: EventBus, cached: CachedReads) -> None:
         self._pool = pool
         self._bus = bus
+        self._cached = cached
 
     # -- likes ----------------------------------------------------------------
 
@@ -62,6 +64,8 @@ class SocialService:
                     text=f"{user.username} liked your photo",
                 )
         await publish(self._bus, [note])
+        await self._cached.photo_changed(photo_id)
+        await self._cached.feed_changed(user.id)  # liked_by_me in the liker's feed
         return LikeState(count, True)
 
     async def unlike(self, photo_id: int, user: UserRecord) -> LikeState:
@@ -69,6 +73,8 @@ class SocialService:
             if await photos_repo.photo_for(conn, photo_id, user.id) is None:
                 raise NotFound("no such photo")
             count = await social_repo.unlike(conn, photo_id, user.id)
+        await self._cached.photo_changed(photo_id)
+        await self._cached.feed_changed(user.id)
         return LikeState(count, False)
 
     # -- comments -------------------------------------------------------------
@@ -111,6 +117,7 @@ class SocialService:
                 text=f"{user.username} commented: {snippet}",
             )
         await publish(self._bus, [note])
+        await self._cached.photo_changed(photo_id)
         return comment
 
     async def delete_comment(self, comment_id: int, user_id: int) -> None:
@@ -126,16 +133,20 @@ class SocialService:
             if user_id not in (comment.user_id, photo.owner_id):
                 raise Forbidden("only the comment's author or the photo's owner can delete it")
             await social_repo.delete_comment(conn, comment)
+        await self._cached.photo_changed(comment.photo_id)
 
     # -- profiles and follows ---------------------------------------------------
 
     async def profile(self, username: str, viewer_id: int | None) -> Profile:
-        async with self._pool.acquire() as conn:
-            user = await _user(conn, username)
-            relation = None
-            if viewer_id is not None and viewer_id != user.id:
+        """The profile from the cache; how the viewer stands from the database."""
+        user = await self._cached.user_by_name(username)
+        if user is None:
+            raise NotFound("no such user")
+        relation = None
+        if viewer_id is not None and viewer_id != user.id:
+            async with self._pool.acquire() as conn:
                 relation = await social_repo.relationship(conn, viewer_id, user.id)
-            can_see = await can_see_account(conn, user, viewer_id)
+        can_see = not user.private or user.id == viewer_id or bool(relation and relation.following)
         return Profile(user, relation, can_see)
 
     async def follow(self, username: str, user: UserRecord) -> Profile:
@@ -165,6 +176,7 @@ class SocialService:
                     text=f"{user.username} started following you",
                 )
         await publish(self._bus, [note])
+        await self._follows_changed(user.id, target.id)
         return await self.profile(username, user.id)
 
     async def unfollow(self, username: str, user: UserRecord) -> Profile:
@@ -175,6 +187,7 @@ class SocialService:
                 await notifications_repo.remove(
                     conn, user_id=target.id, actor_id=user.id, kind="follow_request"
                 )
+        await self._follows_changed(user.id, target.id)
         return await self.profile(username, user.id)
 
     async def followers(
@@ -231,6 +244,12 @@ class SocialService:
                 actor_username=other.username,
                 text=f"{other.username} started following you",
             )
+        await self._follows_changed(other.id, user.id)
+
+    async def _follows_changed(self, follower_id: int, followee_id: int) -> None:
+        # Both counts changed, and the follower's feed has other people in it now.
+        await self._cached.users_changed(follower_id, followee_id)
+        await self._cached.feed_changed(follower_id)
 
     async def decline(self, user: UserRecord, requester: str) -> None:
         async with transaction(self._pool) as conn:

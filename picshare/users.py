@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 
 from picshare import passwords, tokens
+from picshare.caching import CachedReads
 from picshare.config import AuthSettings
 from picshare.errors import Conflict, FieldError, InvalidInput, Unauthenticated, invalid
 from storage import social_repo, users_repo
@@ -34,11 +35,14 @@ class SignedIn:
 
 
 class UserService:
-    __slots__ = ("_auth", "_pool")
+    __slots__ = ("_auth", "_cached", "_pool")
 
-    def __init__(self, *, pool: Pool, auth: AuthSettings) -> None:
+    def __init__(
+        self, *, pool: Pool, auth: AuthSettings, cached: CachedReads | None = None
+    ) -> None:
         self._pool = pool
         self._auth = auth
+        self._cached = cached
 
     async def signup(self, *, username: Any, email: Any, password: Any, kind: str) -> SignedIn:
         errors: list[FieldError] = []
@@ -119,9 +123,14 @@ class UserService:
             # Denormalized copies change with the original, in its transaction.
             if user.display_name != before.display_name:
                 await social_repo.rename_in_comments(conn, user.id, user.display_name)
+            approved: list[int] = []
             if before.private and not user.private:
                 # Going public: whoever asked to follow now follows.
-                await social_repo.approve_all_requests(conn, user.id)
+                approved = await social_repo.approve_all_requests(conn, user.id)
+        if self._cached is not None:
+            await self._cached.users_changed(user.id, *approved)
+            for follower in approved:
+                await self._cached.feed_changed(follower)
         return user
 
     async def _issue(self, conn: Any, user_id: int, kind: str) -> str:

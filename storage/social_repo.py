@@ -246,3 +246,18 @@ async def approve_all_requests(conn: Connection, target_id: int) -> list[int]:
         if await follow(conn, int(row["requester_id"]), target_id):
             approved.append(int(row["requester_id"]))
     return approved
+
+
+async def viewer_flags(
+    conn: Connection, viewer_id: int, photo_id: int, owner_id: int
+) -> tuple[bool, bool]:
+    """(the viewer likes the photo, the viewer follows its owner), in one round trip."""
+    row = await conn.fetchrow(
+        "SELECT EXISTS (SELECT 1 FROM likes WHERE photo_id = $2 AND user_id = $1) AS liked, "
+        "EXISTS (SELECT 1 FROM follows WHERE follower_id = $1 AND followee_id = $3) AS follows",
+        viewer_id,
+        photo_id,
+        owner_id,
+    )
+    assert row is not None
+    return bool(row["liked"]), bool(row["follows"])

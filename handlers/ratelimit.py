@@ -1,0 +1,136 @@
+"""Rate limits on HTTP: the middleware, the log-in check, and the headers.
+
+The middleware runs after authentication, so a signed-in user is limited by
+their id wherever they connect from, and anyone else by client IP (as the
+trusted-proxy middleware rewrote it; an IPv6 client by its /64, which one
+subscriber usually holds whole). Log-in and sign-up go by client IP, and
+`limit_login` adds a budget per username tried, which the middleware cannot
+see without reading the body.
+
+Every limited response, success or error, carries the IETF draft's
+`RateLimit-Policy` and `RateLimit` fields for the tightest decision taken;
+a refusal is a 429 problem (or error page) with `Retry-After`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import unicodedata
+from collections.abc import Awaitable, Callable
+from typing import NoReturn
+
+from aiohttp import web
+from multidict import CIMultiDict
+
+from handlers import middlewares
+from picshare import keys
+from picshare.errors import DomainError, RateLimited
+from picshare.ratelimit import Decision, Policies, Policy, route_policy
+
+__all__ = ["client_key", "limit_login", "ratelimit_middleware", "set_headers"]
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def ratelimit_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    settings = request.app[keys.SETTINGS].ratelimit
+    if not settings.enabled:
+        return await handler(request)
+    policies = Policies.from_settings(settings)
+    policy = route_policy(request.match_info.route.name, request.method, policies)
+    if policy is None:
+        return await handler(request)
+    # Log-in and sign-up go by IP even when signed in: they are about credentials.
+    key = client_key(request, by_user=policy is not policies.login)
+    decision = await _hit(request, policy, key)
+    try:
+        if not decision.allowed:
+            raise _refusal(decision)
+        response = await handler(request)
+    except web.HTTPException as exc:  # redirects and the router's errors
+        set_headers(exc.headers, request[keys.RATELIMIT])
+        raise
+    except DomainError as exc:
+        # Rendered here rather than further out, by the same code, so that the
+        # error response can carry the headers too.
+        response = await middlewares.error_middleware(request, _raising(exc))
+    if not response.prepared:
+        set_headers(response.headers, request[keys.RATELIMIT])
+    return response
+
+
+async def limit_login(request: web.Request, username: object) -> None:
+    """Count a log-in attempt against the username tried; raise `RateLimited`
+    past the login policy. Call it before checking the password."""
+    settings = request.app[keys.SETTINGS].ratelimit
+    if not settings.enabled or not isinstance(username, str):
+        return  # a missing username is the handler's 400, and costs no hash
+    # Normalised as UserService.login does, so "Alice " and "alice" share one
+    # budget; hashed so that a 1 MB username makes a short key.
+    name = unicodedata.normalize("NFKC", username.strip()).lower()
+    if not name:
+        return
+    digest = hashlib.blake2b(name.encode(), digest_size=16).hexdigest()
+    decision = await _hit(request, Policies.from_settings(settings).login, f"name:{digest}")
+    if not decision.allowed:
+        raise _refusal(decision)
+
+
+def client_key(request: web.Request, *, by_user: bool = True) -> str:
+    """Who a request is counted against: the signed-in user, else the client IP."""
+    user = request.get(keys.USER) if by_user else None
+    if user is not None:
+        return f"user:{user.id}"
+    remote = request.remote or ""
+    try:
+        ip = ipaddress.ip_address(remote)
+    except ValueError:
+        return f"ip:{remote or 'unknown'}"  # e.g. a Unix socket: one shared budget
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return f"ip:{ip.ipv4_mapped}"
+        return f"ip:{ipaddress.IPv6Network((ip, 64), strict=False)}"
+    return f"ip:{ip}"
+
+
+def set_headers(headers: CIMultiDict[str], decision: Decision) -> None:
+    """The IETF RateLimit fields (structured-field form) and, on a refusal, Retry-After."""
+    policy = decision.policy
+    headers["RateLimit-Policy"] = f'"{policy.name}";q={policy.quota};w={policy.window}'
+    if not decision.unmetered:  # nothing was counted: there is nothing true to say
+        headers["RateLimit"] = f'"{policy.name}";r={decision.remaining};t={decision.reset}'
+    if not decision.allowed:
+        headers["Retry-After"] = str(decision.retry_after)
+
+
+async def _hit(request: web.Request, policy: Policy, key: str) -> Decision:
+    decision = await request.app[keys.RATE_LIMITER].hit(key, policy)
+    result = "unmetered" if decision.unmetered else "allowed" if decision.allowed else "limited"
+    request.app[keys.METRICS].ratelimit_decisions.labels(policy.name, result).inc()
+    current = request.get(keys.RATELIMIT)
+    if current is None or _tighter(decision, current):
+        request[keys.RATELIMIT] = decision
+    return decision
+
+
+def _tighter(a: Decision, b: Decision) -> bool:
+    return (a.allowed, a.remaining, -a.reset_us) < (b.allowed, b.remaining, -b.reset_us)
+
+
+def _refusal(decision: Decision) -> RateLimited:
+    policy = decision.policy
+    wait = decision.retry_after
+    return RateLimited(
+        f"Too many requests ({policy.name}: {policy.quota} per {policy.window} s);"
+        f" retry in {wait} s.",
+        retry_after=wait,
+    )
+
+
+def _raising(exc: DomainError) -> Handler:
+    async def handler(request: web.Request) -> NoReturn:
+        raise exc
+
+    return handler
