@@ -240,9 +240,7 @@ def picshare_server(
 ) -> tuple[ServerProcess, str]:
     """PicShare started as an operator would (`run.py serve`), and its base URL."""
     port = free_port()
-    # Load benchmarks measure the request path, not the limiter (bench/ratelimit.py
-    # measures that): thousands of requests a second from one IP would be 429s.
-    full_env = {**os.environ, "PICSHARE_RATELIMIT_ENABLED": "false", **(env or {})}
+    full_env = {**os.environ, **(env or {})}
     command = [PYTHON, str(ROOT / "run.py"), "serve"]
     command += ["--host", "127.0.0.1", "--port", str(port), "--data-dir", str(data_dir)]
     base = f"http://127.0.0.1:{port}"

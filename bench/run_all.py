@@ -29,7 +29,7 @@ from typing import Any  # noqa: E402
 
 import uvloop  # noqa: E402
 
-from bench import cache, ratelimit, renditions, social, upload  # noqa: E402
+from bench import cache, cache_http, ratelimit, renditions, social, upload  # noqa: E402
 from bench import requests as requests_bench  # noqa: E402
 from bench._common import Options, Row, say  # noqa: E402
 from bench.loadgen import TOOLS  # noqa: E402
@@ -40,6 +40,7 @@ BENCHES: dict[str, Bench] = {
     "upload": upload.run,
     "requests": requests_bench.run,
     "social": social.run,
+    "cache_http": cache_http.run,
     "ratelimit": ratelimit.run,
     "cache": cache.run,
 }

@@ -89,3 +89,43 @@ async def test_since_replays_what_was_missed_then_goes_live(client: Client) -> N
         assert live["actor"]["username"] == "fan_2"
     resp = await client.get("/ws?since=abc", headers=bearer(owner))
     assert resp.status == 400
+
+
+async def test_a_socket_that_stops_reading_is_closed_not_buffered(
+    settings: Any, media_pool: Any, aiohttp_client: Any
+) -> None:
+    import base64
+    import os
+
+    from picshare import keys
+    from picshare.app import create_app
+
+    small = settings.replace(ws={"send_queue": 8})
+    client = await aiohttp_client(create_app(small, media_pool=media_pool))
+    token = await signup(client, "sleepy")
+    user_id = int(
+        await client.app[keys.DB_POOL].fetchval("SELECT id FROM users WHERE username = 'sleepy'")
+    )
+    hub, bus = client.app[keys.HUB], client.app[keys.BUS]
+    # A raw TCP client that does the handshake and then never reads: once its
+    # 64 KiB stream buffer and the kernel's are full, the server's writes block.
+    reader, writer = await asyncio.open_connection(client.host, client.port)
+    key = base64.b64encode(os.urandom(16)).decode()
+    writer.write(
+        f"GET /ws?token={token} HTTP/1.1\r\nHost: {client.host}:{client.port}\r\n"
+        f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+        "Sec-WebSocket-Version: 13\r\n\r\n".encode()
+    )
+    assert b" 101 " in await reader.readline()
+    try:
+        await asyncio.sleep(0.1)
+        assert hub.count == 1
+        event = {"type": "notification", "id": "99999999999", "kind": "like", "text": "x" * 4000}
+        async with asyncio.timeout(30):
+            while hub.count:
+                await bus.publish(user_id, event)
+                await asyncio.sleep(0)
+    finally:
+        writer.close()
+    metrics = await (await client.get("/metrics")).text()
+    assert "picshare_ws_slow_consumer_disconnects_total 1.0" in metrics
