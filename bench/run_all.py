@@ -29,7 +29,7 @@ from typing import Any  # noqa: E402
 
 import uvloop  # noqa: E402
 
-from bench import cache, cache_http, ratelimit, renditions, social, upload  # noqa: E402
+from bench import cache, cache_http, ratelimit, renditions, social, upload, ws_fanout  # noqa: E402
 from bench import requests as requests_bench  # noqa: E402
 from bench._common import Options, Row, say  # noqa: E402
 from bench.loadgen import TOOLS  # noqa: E402
@@ -43,6 +43,7 @@ BENCHES: dict[str, Bench] = {
     "cache_http": cache_http.run,
     "ratelimit": ratelimit.run,
     "cache": cache.run,
+    "ws": ws_fanout.run,
 }
 # The servers the benchmarks start send thousands of requests a second from
 # one address; under the default rate limits most would be 429s. The limiter
