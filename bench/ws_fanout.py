@@ -479,7 +479,7 @@ async def _connect_all(
         if failures:
             kinds: dict[str, int] = {}
             for exc in failures:
-                text = f"{type(exc).__name__}: {str(exc)[:160]}".rstrip(": ")
+                text = _describe(exc)
                 kinds[text] = kinds.get(text, 0) + 1
             detail = "; ".join(f"{k} (x{v})" for k, v in kinds.items())
             return sockets, (
@@ -487,6 +487,15 @@ async def _connect_all(
                 f" failed: {detail}"
             )
     return sockets, None
+
+
+def _describe(exc: BaseException) -> str:
+    """An error in a few words, without the URL (it holds the token)."""
+    if isinstance(exc, aiohttp.ClientResponseError):
+        return f"{type(exc).__name__}: HTTP {exc.status} {exc.message}"
+    if isinstance(exc, TimeoutError):
+        return f"no handshake within {CONNECT_TIMEOUT:.0f} s"
+    return f"{type(exc).__name__}: {str(exc)[:160]}".rstrip(": ")
 
 
 async def _open(session: aiohttp.ClientSession, url: str) -> aiohttp.ClientWebSocketResponse:

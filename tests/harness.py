@@ -12,6 +12,7 @@ import asyncio
 import os
 import uuid
 from pathlib import Path
+from typing import NoReturn
 
 import asyncpg
 
@@ -23,6 +24,15 @@ REQUIRE_SERVICES = os.environ.get("PICSHARE_REQUIRE_SERVICES") == "1"
 SERVICE_DATABASE_URL = os.environ.get(
     "PICSHARE_SERVICE_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
+
+
+def missing_service(reason: str) -> NoReturn:
+    """Skip on a laptop without the service; fail in CI, where it must be there."""
+    import pytest
+
+    if REQUIRE_SERVICES:
+        pytest.fail(f"PICSHARE_REQUIRE_SERVICES=1 but {reason}")
+    pytest.skip(reason)
 
 
 def with_database(dsn: str, name: str) -> str:

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 import pytest
 import redis
 
-from tests.harness import REQUIRE_SERVICES
+from tests.harness import REQUIRE_SERVICES, missing_service
 
 
 class OwnRedis:
@@ -34,7 +34,7 @@ def own_redis() -> Iterator[OwnRedis]:
     if binary is None:
         if REQUIRE_SERVICES:
             pytest.fail("PICSHARE_REQUIRE_SERVICES=1 but redis-server is not installed")
-        pytest.skip("redis-server is not installed")
+        missing_service("redis-server is not installed")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = int(s.getsockname()[1])

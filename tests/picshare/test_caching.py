@@ -21,6 +21,7 @@ import tests.imaging as imaging
 from picshare import keys
 from picshare.app import create_app
 from tests.conftest import bearer, signup, upload_ready
+from tests.harness import missing_service
 
 LONG = {"photo_ttl": 3600, "profile_ttl": 3600, "feed_ttl": 3600}
 
@@ -91,7 +92,7 @@ async def test_redis_stopped_mid_run_requests_still_succeed(
 ) -> None:
     binary = shutil.which("redis-server")
     if binary is None:
-        pytest.skip("redis-server is not installed")
+        missing_service("redis-server is not installed")
     port = _free_port()
     folder = tempfile.mkdtemp(prefix="picshare-cache-redis-")
     proc = subprocess.Popen(

@@ -18,7 +18,7 @@ from redis.asyncio import Redis
 
 from picshare.metrics import Metrics
 from storage.cache import Cache, RedisCache
-from tests.harness import REQUIRE_SERVICES
+from tests.harness import REQUIRE_SERVICES, missing_service
 from tests.redis_harness import _free_port, _reachable
 from tests.storage.cache.test_memory import Source, sample
 
@@ -340,7 +340,7 @@ def own_redis(tmp_path: Path, port: int) -> Iterator[subprocess.Popen[bytes]]:
     if binary is None:
         if REQUIRE_SERVICES:
             pytest.fail("redis-server is not installed")
-        pytest.skip("redis-server is not installed")
+        missing_service("redis-server is not installed")
     proc = subprocess.Popen(
         [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
         cwd=tmp_path,
