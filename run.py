@@ -9,6 +9,7 @@ python run.py bench [--quick]
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import subprocess
 import sys
@@ -93,11 +94,18 @@ def _overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
 
 
 def _serve(settings: Settings) -> int:
+    # Objects made at start-up live forever: freeze them out of the collector's
+    # sight, and collect the old generation less often. With 10k open sockets
+    # (~1M tracked objects) a full collection pauses the loop ~0.65 s.
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 100)
     web.run_app(
         create_app(settings),
         host=settings.server.host,
         port=settings.server.port,
         shutdown_timeout=settings.server.shutdown_timeout,
+        # Room for a reconnect storm (every socket after a deploy); aiohttp's 128 stalls it.
+        backlog=1024,
         loop=uvloop.new_event_loop(),
         access_log=web_log if settings.server.access_log else None,
         access_log_format='%a "%r" %s %b %Tf "%{User-Agent}i"',
