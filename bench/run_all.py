@@ -2,8 +2,9 @@
 
 python run.py bench [--quick] [--only NAME[,NAME]] [--loadgen auto|python|aiohttp|wrk]
 
-Names: renditions, upload, requests, social, ratelimit. --quick is a smoke run (fewer
-iterations, smaller images and files, 1 s load runs). Exit status 1 if a
+Names: renditions, upload, requests, social, cache, cache_http, ratelimit, ws.
+--quick is a smoke run (fewer iterations, smaller images and files, 1 s load
+runs). Exit status 1 if a
 benchmark failed; the others still run.
 """
 
