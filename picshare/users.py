@@ -184,7 +184,7 @@ def _settings_problem(value: Any) -> str | None:
         elif isinstance(node, str) and "\x00" in node:
             return "strings must not contain NUL"
         elif isinstance(node, bool) or node is None:
-            pass
+            pass  # bool is an int subclass: keep it out of the 64-bit check below
         elif isinstance(node, int) and not -INT64 <= node < INT64:
             # jsonb keeps 1e20 as an exact integer that JSON encoders then refuse.
             return "numbers must fit in 64 bits"

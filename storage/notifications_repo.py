@@ -10,6 +10,18 @@ _COLUMNS = (
 )
 _MAX_ID = 9_223_372_036_854_775_807
 
+# Which repeat each kind silently absorbs, by the partial unique index that
+# defines it. Anything else that collides (an id, say) must raise, not
+# vanish: so every ON CONFLICT names its target.
+_ONCE = {
+    "like": "ON CONFLICT (user_id, actor_id, photo_id) WHERE kind = 'like' DO NOTHING",
+    "follow": "ON CONFLICT (user_id, actor_id) WHERE kind IN ('follow', 'follow_request') "
+    "DO NOTHING",
+    "follow_request": "ON CONFLICT (user_id, actor_id) WHERE kind IN ('follow', 'follow_request') "
+    "DO NOTHING",
+    "photo": "ON CONFLICT (user_id, photo_id) WHERE kind = 'photo' DO NOTHING",
+}
+
 
 async def add(
     conn: Connection,
@@ -25,10 +37,11 @@ async def add(
     """Insert unless it would repeat one already there (a like after an unlike)."""
     if user_id == actor_id:
         return None  # nobody is notified of their own actions
+    # The clause comes from the fixed table above, never from input.
     row = await conn.fetchrow(
         f"INSERT INTO notifications (user_id, kind, actor_id, actor_username, photo_id, "
         f"comment_id, text) VALUES ($1, $2, $3, $4, $5, $6, $7) "
-        f"ON CONFLICT DO NOTHING RETURNING {_COLUMNS}",
+        f"{_ONCE.get(kind, '')} RETURNING {_COLUMNS}",
         user_id,
         kind,
         actor_id,
@@ -47,7 +60,7 @@ async def add_for_followers(
     rows = await conn.fetch(
         "INSERT INTO notifications (user_id, kind, actor_id, actor_username, photo_id, text) "
         "SELECT follower_id, 'photo', $1, $2, $3, $4 FROM follows WHERE followee_id = $1 "
-        f"ON CONFLICT DO NOTHING RETURNING {_COLUMNS}",
+        f"{_ONCE['photo']} RETURNING {_COLUMNS}",
         actor_id,
         actor_username,
         photo_id,

@@ -82,11 +82,9 @@ async def _wait_healthy(server: ServerProcess, log_path: Path) -> None:
         for _ in range(300):
             if server.proc.poll() is not None:
                 raise RuntimeError(f"server exited: {log_path.read_text()[-2000:]}")
-            try:
+            with contextlib.suppress(aiohttp.ClientError):
                 async with session.get(f"{server.base}/healthz") as resp:
                     if resp.status == 200:
                         return
-            except aiohttp.ClientError:
-                pass
             await asyncio.sleep(0.2)
     raise RuntimeError("server did not become healthy")
