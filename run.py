@@ -20,6 +20,7 @@ import uvloop
 from aiohttp import web
 from aiohttp.log import access_logger as web_log
 
+from handlers.access_log import AccessLog
 from picshare.app import create_app
 from picshare.config import Settings, SettingsError, load_settings
 from picshare.database import database_url
@@ -108,7 +109,7 @@ def _serve(settings: Settings) -> int:
         backlog=1024,
         loop=uvloop.new_event_loop(),
         access_log=web_log if settings.server.access_log else None,
-        access_log_format='%a "%r" %s %b %Tf "%{User-Agent}i"',
+        access_log_class=AccessLog,
     )
     return 0
 

@@ -6,7 +6,7 @@ from aiohttp import web
 
 from handlers.auth import require_user, viewer_id
 from handlers.jsonio import json_response
-from handlers.serialize import photo, photo_page
+from handlers.serialize import photo, photo_json, photo_page
 from handlers.upload_form import receive_upload
 from picshare import keys
 from picshare.errors import NotFound
@@ -71,7 +71,7 @@ async def user_photos(request: web.Request) -> web.Response:
 
 async def get_photo(request: web.Request) -> web.Response:
     found = await request.app[keys.PHOTOS].get(photo_id_of(request), viewer_id(request))
-    return json_response(photo(found, urls=media_urls(request)))
+    return json_response(photo_json(found, urls=media_urls(request)))
 
 
 async def upload(request: web.Request) -> web.Response:

@@ -1,4 +1,6 @@
-"""The middleware chain: request id -> errors -> authentication (+ CSRF).
+"""The middleware chain: observe (route, request id, metrics) -> errors ->
+authentication (+ CSRF); handlers/proxies.py and handlers/ratelimit.py add
+theirs when configured (app.py).
 
 Every error of an API request leaves as RFC 9457 problem details, including
 the router's 404 and 405 and anything unexpected (a 500 with no traceback);
@@ -7,69 +9,71 @@ a browser asking for HTML gets an error page instead.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
+import secrets
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 
 import aiohttp_jinja2
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from handlers import problems, sessions
+from handlers.route_info import RouteTable, info_of
 from picshare import keys
 from picshare.errors import DomainError, Forbidden, Unauthenticated
+from picshare.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-NO_AUTH_PREFIXES = ("/media/", "/static/")
-NO_AUTH_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
 def wants_html(request: web.Request) -> bool:
-    if request.path.startswith(("/api/", "/media/")) or request.path in {
-        "/openapi.json",
-        "/healthz",
-        "/readyz",
-    }:
-        return False
-    return "text/html" in request.headers.get("Accept", "")
+    """A browser on a page route: errors render as an HTML page, not problem+json."""
+    return request[keys.ROUTE].html_errors and "text/html" in request.headers.get("Accept", "")
 
 
-@web.middleware
-async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Count and time every request by route name (bounded label values)."""
-    metrics = request.app[keys.METRICS]
-    route = request.match_info.route.name or "unmatched"
-    started = time.perf_counter()
-    status = 500
-    try:
-        response = await handler(request)
-        status = response.status
-        return response
-    except web.HTTPException as exc:
-        status = exc.status
-        raise
-    finally:
-        metrics.http_latency.labels(route, request.method).observe(time.perf_counter() - started)
-        metrics.http_requests.labels(route, request.method, str(status)).inc()
+def observe_middleware(table: RouteTable, metrics: Metrics) -> Middleware:
+    """The outermost layer: the route's metadata, a request id, and the metrics.
 
+    Request ids are a random prefix, made once per app (so per process, after
+    any fork), and a counter: unique without a uuid4 per request.
+    """
+    prefix = secrets.token_hex(6)
+    counter = itertools.count(1)
+    observe = metrics.observe_request
 
-@web.middleware
-async def request_id_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    incoming = request.headers.get("X-Request-ID", "")
-    request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
-    request[keys.REQUEST_ID] = request_id
-    try:
-        response = await handler(request)
-    except web.HTTPException as exc:
-        exc.headers["X-Request-ID"] = request_id
-        raise
-    response.headers["X-Request-ID"] = request_id
-    return response
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        info = info_of(table, request.match_info, request.path)
+        request[keys.ROUTE] = info
+        incoming = request.headers.get("X-Request-ID")
+        request_id = (
+            incoming
+            if incoming is not None and _REQUEST_ID.match(incoming)
+            else f"{prefix}{next(counter):x}"
+        )
+        request[keys.REQUEST_ID] = request_id
+        started = time.perf_counter()
+        status = 500
+        try:
+            response = await handler(request)
+            status = response.status
+            response.headers["X-Request-ID"] = request_id
+            return response
+        except web.HTTPException as exc:
+            status = exc.status
+            exc.headers["X-Request-ID"] = request_id
+            raise
+        finally:
+            observe(info.name, request.method, status, time.perf_counter() - started)
+
+    return middleware
 
 
 @web.middleware
@@ -127,7 +131,8 @@ def _render(request: web.Request, status: int, detail: str) -> web.StreamRespons
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Find who is asking: a bearer token, else the session cookie."""
-    if request.path.startswith(NO_AUTH_PREFIXES) or request.path in NO_AUTH_PATHS:
+    info = request[keys.ROUTE]
+    if not info.credentials:
         # Probes, static files and media: nobody's identity is needed (private
         # media carry their own signature), and no database work per request.
         return await handler(request)
@@ -163,8 +168,8 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
                 stale = True
         if (
             keys.USER in request
+            and info.api
             and request.method in UNSAFE
-            and request.path.startswith("/api/")
             and session is not None
             and not sessions.csrf_matches(session.csrf, request.headers.get(sessions.CSRF_HEADER))
         ):
@@ -174,9 +179,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
             )
     # Anonymous browsers get a cookie (for the CSRF token of the login and
     # sign-up forms); API clients and media requests are left cookie-free.
-    fresh = (
-        session is None and not authorization and not request.path.startswith(("/api/", "/media/"))
-    )
+    fresh = session is None and not authorization and not info.api
     if fresh:
         session = sessions.new_session()
     if session is not None:

@@ -21,44 +21,51 @@ from collections.abc import Awaitable, Callable
 from typing import NoReturn
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 from multidict import CIMultiDict
 
 from handlers import middlewares
 from picshare import keys
 from picshare.errors import DomainError, RateLimited
-from picshare.ratelimit import Decision, Policies, Policy, route_policy
+from picshare.ratelimit import Decision, Policies, Policy, RateClass
 
 __all__ = ["client_key", "limit_login", "ratelimit_middleware", "set_headers"]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-@web.middleware
-async def ratelimit_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    settings = request.app[keys.SETTINGS].ratelimit
-    if not settings.enabled:
-        return await handler(request)
-    policies = Policies.from_settings(settings)
-    policy = route_policy(request.match_info.route.name, request.method, policies)
-    if policy is None:
-        return await handler(request)
-    # Log-in and sign-up go by IP even when signed in: they are about credentials.
-    key = client_key(request, by_user=policy is not policies.login)
-    decision = await _hit(request, policy, key)
-    try:
-        if not decision.allowed:
-            raise _refusal(decision)
-        response = await handler(request)
-    except web.HTTPException as exc:  # redirects and the router's errors
-        set_headers(exc.headers, request[keys.RATELIMIT])
-        raise
-    except DomainError as exc:
-        # Rendered here rather than further out, by the same code, so that the
-        # error response can carry the headers too.
-        response = await middlewares.error_middleware(request, _raising(exc))
-    if not response.prepared:
-        set_headers(response.headers, request[keys.RATELIMIT])
-    return response
+def ratelimit_middleware(policies: Policies) -> Middleware:
+    """Built only when limits are on; each route's policy is its class's, which
+    the route table gave (request[keys.ROUTE])."""
+    by_class: dict[RateClass, Policy] = {
+        rate: policies.of(rate) for rate in ("uploads", "login", "writes", "reads")
+    }
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        rate = request[keys.ROUTE].rate
+        if rate is None:
+            return await handler(request)
+        policy = by_class[rate]
+        # Log-in and sign-up go by IP even when signed in: they are about credentials.
+        key = client_key(request, by_user=rate != "login")
+        decision = await _hit(request, policy, key)
+        try:
+            if not decision.allowed:
+                raise _refusal(decision)
+            response = await handler(request)
+        except web.HTTPException as exc:  # redirects and the router's errors
+            set_headers(exc.headers, request[keys.RATELIMIT])
+            raise
+        except DomainError as exc:
+            # Rendered here rather than further out, by the same code, so that the
+            # error response can carry the headers too.
+            response = await middlewares.error_middleware(request, _raising(exc))
+        if not response.prepared:
+            set_headers(response.headers, request[keys.RATELIMIT])
+        return response
+
+    return middleware
 
 
 async def limit_login(request: web.Request, username: object) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Literal
 
 from aiohttp import web
 
@@ -23,10 +24,12 @@ from handlers import (
     pages_photo,
     pages_profile,
 )
+from handlers.route_info import RouteTable, register, register_static
 from ws import handler as ws_handler
 
 API = "/api/v1"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Limit = Literal["by_method", "uploads", "login", "none"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,10 +48,26 @@ class Route:
     query: tuple[str, ...] = ()
     in_api: bool = True
     aliases: tuple[str, ...] = field(default=())
+    # How the middlewares treat the route, said here once rather than guessed
+    # from its path per request (handlers/route_info.py):
+    # - surface: "page" routes answer a browser's errors with an HTML page;
+    #   "api" routes always with problem+json, and want the CSRF header on
+    #   cookie-authenticated unsafe requests.
+    # - limit: the rate-limit class; "by_method" is reads for GET and HEAD,
+    #   writes otherwise; "none" for probes and media.
+    # - credentials: read the bearer token or session cookie (probes, metrics
+    #   and media need no identity and cost no database work).
+    surface: Literal["api", "page"] = "api"
+    limit: Limit = "by_method"
+    credentials: bool = True
 
 
-def _page(method: str, path: str, handler: Handler, name: str, summary: str) -> Route:
-    return Route(method, path, handler, name, summary, "pages", in_api=False)
+def _page(
+    method: str, path: str, handler: Handler, name: str, summary: str, *, limit: Limit = "by_method"
+) -> Route:
+    return Route(
+        method, path, handler, name, summary, "pages", in_api=False, surface="page", limit=limit
+    )
 
 
 # Social pages and their forms (HTML; every POST answers 303 See Other).
@@ -155,6 +174,7 @@ ROUTES: tuple[Route, ...] = (
         response="SignedIn",
         status=201,
         errors=(400, 409),
+        limit="login",  # sign-up hashes a password too: limited per client IP
     ),
     Route(
         "POST",
@@ -166,6 +186,7 @@ ROUTES: tuple[Route, ...] = (
         body="LoginRequest",
         response="SignedIn",
         errors=(400, 401),
+        limit="login",
     ),
     Route(
         "POST",
@@ -225,6 +246,7 @@ ROUTES: tuple[Route, ...] = (
         status=201,
         errors=(400, 401, 413, 415, 422),
         aliases=(f"{API}/photos",),
+        limit="uploads",
     ),
     Route(
         "GET",
@@ -267,6 +289,8 @@ ROUTES: tuple[Route, ...] = (
         "The process is alive",
         "operations",
         response="Health",
+        limit="none",
+        credentials=False,
     ),
     Route(
         "GET",
@@ -277,8 +301,19 @@ ROUTES: tuple[Route, ...] = (
         "operations",
         response="Health",
         errors=(503,),
+        limit="none",
+        credentials=False,
     ),
-    Route("GET", "/metrics", ops.metrics, "metrics", "Prometheus metrics", "operations"),
+    Route(
+        "GET",
+        "/metrics",
+        ops.metrics,
+        "metrics",
+        "Prometheus metrics",
+        "operations",
+        limit="none",
+        credentials=False,
+    ),
     Route(
         "GET",
         "/ws",
@@ -299,6 +334,7 @@ ROUTES: tuple[Route, ...] = (
         "Human-readable API documentation",
         "operations",
         in_api=False,
+        surface="page",
     ),
     Route(
         "GET",
@@ -308,30 +344,42 @@ ROUTES: tuple[Route, ...] = (
         "A rendition (immutable; ETag, 304, Range)",
         "media",
         errors=(404, 416),
+        limit="none",
+        credentials=False,  # private media carry their own signature
     ),
     # Pages (HTML, server-rendered); they are not part of the REST API.
-    Route("GET", "/", pages.index, "page.index", "Home", "pages", in_api=False),
-    Route("GET", "/signup", pages.signup_form, "page.signup", "Sign up", "pages", in_api=False),
-    Route("POST", "/signup", pages.signup_submit, "page.signup.submit", "", "pages", in_api=False),
-    Route("GET", "/login", pages.login_form, "page.login", "Log in", "pages", in_api=False),
-    Route("POST", "/login", pages.login_submit, "page.login.submit", "", "pages", in_api=False),
-    Route("GET", "/logout", pages.logout_form, "page.logout", "Log out", "pages", in_api=False),
-    Route("POST", "/logout", pages.logout_submit, "page.logout.submit", "", "pages", in_api=False),
-    Route("GET", "/upload", pages.upload_form, "page.upload", "Upload", "pages", in_api=False),
-    Route("POST", "/upload", pages.upload_submit, "page.upload.submit", "", "pages", in_api=False),
+    _page("GET", "/", pages.index, "page.index", "Home"),
+    _page("GET", "/signup", pages.signup_form, "page.signup", "Sign up"),
+    _page("POST", "/signup", pages.signup_submit, "page.signup.submit", "", limit="login"),
+    _page("GET", "/login", pages.login_form, "page.login", "Log in"),
+    _page("POST", "/login", pages.login_submit, "page.login.submit", "", limit="login"),
+    _page("GET", "/logout", pages.logout_form, "page.logout", "Log out"),
+    _page("POST", "/logout", pages.logout_submit, "page.logout.submit", ""),
+    _page("GET", "/upload", pages.upload_form, "page.upload", "Upload"),
+    _page("POST", "/upload", pages.upload_submit, "page.upload.submit", "", limit="uploads"),
     *PAGE_ROUTES,
 )
 
 
-def setup_routes(app: web.Application) -> None:
+def setup_routes(app: web.Application, table: RouteTable) -> None:
+    """Fill the router from ROUTES, and `table` with what middlewares need of each route."""
     for route in ROUTES:
         for i, path in enumerate((route.path, *route.aliases)):
             name = route.name if i == 0 else f"{route.name}.alias{i}"
             if route.method == "GET":  # GET answers HEAD too
-                app.router.add_get(path, route.handler, name=name)
+                added = app.router.add_get(path, route.handler, name=name)
             else:
-                app.router.add_route(route.method, path, route.handler, name=name)
-    app.router.add_static("/static", _static_dir(), name="static", append_version=True)
+                added = app.router.add_route(route.method, path, route.handler, name=name)
+            register(
+                table,
+                added.resource,  # type: ignore[arg-type]
+                name=route.name,
+                surface=route.surface,
+                limit=route.limit,
+                credentials=route.credentials,
+            )
+    static = app.router.add_static("/static", _static_dir(), name="static", append_version=True)
+    register_static(table, static)
 
 
 def _static_dir() -> str:

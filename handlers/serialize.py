@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from datetime import datetime
 from typing import Any
+
+import orjson
 
 from picshare.media_urls import MediaUrls
 from picshare.notifications import event_of
@@ -18,6 +21,10 @@ from storage.records import (
 )
 
 RENDITIONS = ("original", "large", "medium", "thumb")
+_FRAGMENTS: OrderedDict[tuple[int, int], tuple[PhotoRecord, MediaUrls, orjson.Fragment]] = (
+    OrderedDict()
+)
+_FRAGMENTS_MAX = 4096
 
 
 def iso(ts: datetime) -> str:
@@ -68,9 +75,28 @@ def photo(p: PhotoRecord, *, urls: MediaUrls) -> dict[str, Any]:
     }
 
 
+def photo_json(p: PhotoRecord, *, urls: MediaUrls) -> orjson.Fragment | dict[str, Any]:
+    """`photo` for a JSON body. A public, ready photo reads the same for everyone
+    who has not liked it, and the cache hands out one shared record per photo
+    version (storage/cache/memo.py): its JSON is made once per record, here."""
+    if p.liked_by_me or p.owner_private or p.status != "ready":
+        return photo(p, urls=urls)  # per viewer, or signed URLs that expire
+    key = (id(p), id(urls))
+    hit = _FRAGMENTS.get(key)
+    # The entry holds the record and the signer, so neither id can be reused meanwhile.
+    if hit is not None and hit[0] is p and hit[1] is urls:
+        _FRAGMENTS.move_to_end(key)
+        return hit[2]
+    fragment = orjson.Fragment(orjson.dumps(photo(p, urls=urls)))
+    _FRAGMENTS[key] = (p, urls, fragment)
+    if len(_FRAGMENTS) > _FRAGMENTS_MAX:
+        _FRAGMENTS.popitem(last=False)
+    return fragment
+
+
 def photo_page(page: Page[PhotoRecord], *, urls: MediaUrls) -> dict[str, Any]:
     return {
-        "items": [photo(p, urls=urls) for p in page.items],
+        "items": [photo_json(p, urls=urls) for p in page.items],
         "next_cursor": page.next_cursor,
     }
 

@@ -16,6 +16,7 @@ import aiohttp_jinja2
 import aiojobs
 import jinja2
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -23,6 +24,7 @@ from redis.backoff import NoBackoff
 from handlers import middlewares
 from handlers.proxies import forwarded_middleware
 from handlers.ratelimit import ratelimit_middleware
+from handlers.route_info import RouteTable
 from handlers.routes import setup_routes
 from handlers.template_filters import blurhash_color
 from picshare import keys
@@ -36,7 +38,13 @@ from picshare.media_urls import MediaUrls
 from picshare.metrics import Metrics
 from picshare.notifications import NotificationService
 from picshare.photos import PhotoService
-from picshare.ratelimit import FallbackLimiter, MemoryLimiter, RateLimiter, RedisLimiter
+from picshare.ratelimit import (
+    FallbackLimiter,
+    MemoryLimiter,
+    Policies,
+    RateLimiter,
+    RedisLimiter,
+)
 from picshare.search import SearchService
 from picshare.secret import load_secret_key
 from picshare.social import SocialService
@@ -58,19 +66,15 @@ CLIENT_MAX_SIZE = 1024 * 1024
 def create_app(settings: Settings, *, media_pool: Executor | None = None) -> web.Application:
     """Build the app. `media_pool` lets a caller (the tests) share one process
     pool between many apps; the app then neither starts nor stops it."""
+    metrics = Metrics()
+    routes: RouteTable = {}
     app = web.Application(
-        middlewares=[
-            middlewares.metrics_middleware,
-            forwarded_middleware(settings.server.trusted_proxies),
-            middlewares.request_id_middleware,
-            middlewares.error_middleware,
-            middlewares.auth_middleware,
-            ratelimit_middleware,
-        ],
+        middlewares=_middlewares(settings, routes, metrics),
         client_max_size=CLIENT_MAX_SIZE,
     )
     app[keys.SETTINGS] = settings
-    app[keys.METRICS] = Metrics()
+    app[keys.METRICS] = metrics
+    app[keys.ROUTE_INFO] = routes
     app[keys.SECRET_KEY] = load_secret_key(settings)
     app[keys.MEDIA_URLS] = MediaUrls(
         prefix=settings.media.url_prefix,
@@ -84,7 +88,7 @@ def create_app(settings: Settings, *, media_pool: Executor | None = None) -> web
     )
     env.filters["blurhash_color"] = blurhash_color
     env.globals["static"] = _static_urls(app)
-    setup_routes(app)
+    setup_routes(app, routes)
     app.on_response_prepare.append(middlewares.security_headers)
     if media_pool is not None:
         app[keys.MEDIA_WORKERS] = MediaWorkers(media_pool, owned=False)
@@ -95,6 +99,19 @@ def create_app(settings: Settings, *, media_pool: Executor | None = None) -> web
         )
     app.on_shutdown.append(_close_sockets)
     return app
+
+
+def _middlewares(settings: Settings, routes: RouteTable, metrics: Metrics) -> list[Middleware]:
+    """The chain, outermost first. Layers that would do nothing with these
+    settings (no trusted proxy, limits off) are left out rather than asked
+    per request."""
+    chain: list[Middleware] = [middlewares.observe_middleware(routes, metrics)]
+    if settings.server.trusted_proxies:
+        chain.append(forwarded_middleware(settings.server.trusted_proxies))
+    chain += [middlewares.error_middleware, middlewares.auth_middleware]
+    if settings.ratelimit.enabled:
+        chain.append(ratelimit_middleware(Policies.from_settings(settings.ratelimit)))
+    return chain
 
 
 def _static_urls(app: web.Application) -> Callable[[str], str]:
@@ -240,6 +257,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
             photo=settings.cache.photo_ttl,
             profile=settings.cache.profile_ttl,
             feed=settings.cache.feed_ttl,
+            public=settings.cache.public_ttl,
         ),
     )
     app[keys.USERS] = UserService(pool=pool, auth=settings.auth, cached=cached)

@@ -28,8 +28,11 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
+import orjson
+
 from storage import photos_repo, users_repo
 from storage.cache import Cache
+from storage.cache.memo import Memo
 from storage.db import Pool
 from storage.records import PhotoRecord, UserRecord
 
@@ -52,15 +55,31 @@ class CacheTtls:
     photo: float = 60.0
     profile: float = 60.0
     feed: float = 15.0
+    public: float = 5.0
+
+
+_NULL = orjson.dumps(None)
+
+
+def _identity(data: bytes) -> Any:
+    return data
 
 
 class CachedReads:
-    __slots__ = ("_cache", "_pool", "_ttl")
+    __slots__ = ("_cache", "_joined", "_pages", "_photos", "_pool", "_ttl", "_users")
 
     def __init__(self, *, pool: Pool, cache: Cache, ttl: CacheTtls) -> None:
         self._pool = pool
         self._cache = cache
         self._ttl = ttl
+        # Decoded entries per exact bytes (storage/cache/memo.py): a hit reuses
+        # the records it made last time instead of building new ones.
+        self._photos: Memo[bytes, dict[str, Any]] = Memo(orjson.loads)
+        self._users: Memo[bytes, UserRecord] = Memo(lambda raw: _user_from(orjson.loads(raw)))
+        self._joined: Memo[tuple[bytes, bytes], PhotoRecord] = Memo(self._join)
+        self._pages: Memo[bytes, list[PhotoRecord]] = Memo(
+            lambda raw: [_photo_from(r) for r in orjson.loads(raw)], max_entries=256
+        )
 
     def __repr__(self) -> str:
         return f"<CachedReads {self._cache.name}>"
@@ -68,29 +87,21 @@ class CachedReads:
     # -- reads ----------------------------------------------------------------
 
     async def photo(self, photo_id: int) -> PhotoRecord | None:
-        """The photo with its owner's current fields; liked_by_me is False (per viewer)."""
-        row = await self._cache.get_or_compute(
-            f"photo:{photo_id}", lambda: self._photo_row(photo_id), ttl=self._ttl.photo
+        """The photo with its owner's current fields; liked_by_me is False (per viewer).
+        The same record object while neither entry changes: callers never mutate it."""
+        raw = await self._raw(
+            f"photo:{photo_id}", lambda: self._photo_row(photo_id), self._ttl.photo
         )
-        if row is None:
+        if raw == _NULL:
             return None
-        owner = await self.user(int(row["owner_id"]))
-        if owner is None:
+        owner = await self._user_raw(int(self._photos(raw)["owner_id"]))
+        if owner == _NULL:
             return None
-        return PhotoRecord(
-            **{k: v for k, v in row.items() if k != "created_at"},
-            created_at=datetime.fromisoformat(row["created_at"]),
-            owner_username=owner.username,
-            owner_display_name=owner.display_name,
-            owner_private=owner.private,
-            liked_by_me=False,
-        )
+        return self._joined((raw, owner))
 
     async def user(self, user_id: int) -> UserRecord | None:
-        row = await self._cache.get_or_compute(
-            f"user:{user_id}", lambda: self._user_row(user_id), ttl=self._ttl.profile
-        )
-        return None if row is None else _user_from(row)
+        raw = await self._user_raw(user_id)
+        return None if raw == _NULL else self._users(raw)
 
     async def user_by_name(self, username: str) -> UserRecord | None:
         key = username.lower()
@@ -98,6 +109,21 @@ class CachedReads:
             f"uname:{key}", lambda: self._user_id(key), ttl=self._ttl.profile
         )
         return None if user_id is None else await self.user(int(user_id))
+
+    async def public_first_page(
+        self, limit: int, compute: Callable[[], Awaitable[list[PhotoRecord]]]
+    ) -> list[PhotoRecord]:
+        """The first page of newest public photos as anyone signed out sees it
+        (`limit` rows), under the namespace `public`: bumped when a photo
+        joins or leaves it (ready, deleted, its owner going private or
+        renamed); like and comment counts on it are as old as the entry
+        (`cache.public_ttl`)."""
+
+        async def rows() -> list[dict[str, Any]]:
+            return [_photo_dict(p) for p in await compute()]
+
+        raw = await self._raw(f"first:{limit}", rows, self._ttl.public, namespace="public")
+        return self._pages(raw)
 
     async def feed_first_page(
         self, viewer_id: int, limit: int, compute: Callable[[], Awaitable[list[PhotoRecord]]]
@@ -123,7 +149,40 @@ class CachedReads:
     async def feed_changed(self, viewer_id: int) -> None:
         await self._cache.bump(f"feed:{viewer_id}")
 
+    async def public_changed(self) -> None:
+        await self._cache.bump("public")
+
     # -- sources ----------------------------------------------------------------
+
+    async def _user_raw(self, user_id: int) -> bytes:
+        return await self._raw(
+            f"user:{user_id}", lambda: self._user_row(user_id), self._ttl.profile
+        )
+
+    async def _raw(
+        self,
+        key: str,
+        compute: Callable[[], Awaitable[Any]],
+        ttl: float,
+        *,
+        namespace: str | None = None,
+    ) -> bytes:
+        """The entry's encoded bytes, left for this module's memos to decode."""
+        raw: bytes = await self._cache.get_or_compute(
+            key, compute, ttl=ttl, namespace=namespace, decode=_identity
+        )
+        return raw
+
+    def _join(self, entries: tuple[bytes, bytes]) -> PhotoRecord:
+        row, owner = self._photos(entries[0]), self._users(entries[1])
+        return PhotoRecord(
+            **{k: v for k, v in row.items() if k != "created_at"},
+            created_at=datetime.fromisoformat(row["created_at"]),
+            owner_username=owner.username,
+            owner_display_name=owner.display_name,
+            owner_private=owner.private,
+            liked_by_me=False,
+        )
 
     async def _photo_row(self, photo_id: int) -> dict[str, Any] | None:
         async with self._pool.acquire() as conn:

@@ -115,6 +115,9 @@ class CacheSettings:
     photo_ttl: float = 60.0
     profile_ttl: float = 60.0
     feed_ttl: float = 15.0
+    # The first page of newest public photos, for signed-out viewers: new and
+    # deleted photos show at once, like and comment counts within this.
+    public_ttl: float = 5.0
     # In-process cache entries (when Redis is not configured).
     max_entries: int = 50_000
 
@@ -368,7 +371,7 @@ def _validate(s: Settings) -> None:
         (s.redis.timeout > 0, "redis.timeout must be positive"),
         (s.ws.heartbeat >= 1, "ws.heartbeat must be at least 1 second"),
         (
-            min(s.cache.photo_ttl, s.cache.profile_ttl, s.cache.feed_ttl) > 0,
+            min(s.cache.photo_ttl, s.cache.profile_ttl, s.cache.feed_ttl, s.cache.public_ttl) > 0,
             "cache TTLs must be positive",
         ),
         (s.cache.max_entries >= 1, "cache.max_entries must be at least 1"),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from aiohttp import web
 from redis.asyncio import Redis
 
@@ -22,6 +24,9 @@ from storage.db import Pool
 from storage.records import UserRecord
 from ws.hub import Hub
 
+if TYPE_CHECKING:  # the HTTP layer's types; at run time the keys need no class
+    from handlers.route_info import RouteInfo, RouteTable
+
 SETTINGS = web.AppKey("settings", Settings)
 SECRET_KEY = web.AppKey("secret_key", bytes)
 DB_POOL = web.AppKey("db_pool", Pool)
@@ -40,7 +45,10 @@ SOCIAL = web.AppKey("social", SocialService)
 NOTIFICATIONS = web.AppKey("notifications", NotificationService)
 SEARCH = web.AppKey("search", SearchService)
 RATE_LIMITER: web.AppKey[RateLimiter] = web.AppKey("rate_limiter")
+# What the middlewares need of each route, resolved once (handlers/route_info.py).
+ROUTE_INFO: web.AppKey[RouteTable] = web.AppKey("route_info")
 
+ROUTE: web.RequestKey[RouteInfo] = web.RequestKey("route")
 REQUEST_ID = web.RequestKey("request_id", str)
 # The signed-in user (absent when anonymous); how they signed in ("bearer" or "session").
 USER = web.RequestKey("user", UserRecord)

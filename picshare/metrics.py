@@ -51,6 +51,23 @@ class Metrics:
         self.ratelimit_errors = Counter(
             "picshare_ratelimit_backend_errors", "Rate limiter backend errors", registry=r
         )
+        # Bounded: routes are a fixed table (the unmatched share one label),
+        # methods and statuses few.
+        self._http_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+
+    def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
+        """Count and time one request. The labelled children are looked up once
+        per (route, method, status) and kept: `labels()` takes a lock and builds
+        a key on every call, a measurable share of a small request."""
+        key = (route, method, status)
+        children = self._http_children.get(key)
+        if children is None:
+            children = self._http_children[key] = (
+                self.http_requests.labels(route, method, str(status)),
+                self.http_latency.labels(route, method),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

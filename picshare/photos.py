@@ -169,17 +169,25 @@ class PhotoService:
                 )
         if not can_view(photo, viewer_id, follows):
             raise NotFound("no such photo")
-        return replace(photo, liked_by_me=liked)
+        # The cached record says False: keep that shared object unless it differs.
+        return replace(photo, liked_by_me=True) if liked else photo
 
     async def list_public(
         self, *, cursor: str | None, limit: int, viewer_id: int | None
     ) -> Page[PhotoRecord]:
         before = decode_cursor(cursor)
-        async with self._pool.acquire() as conn:
-            rows = await photos_repo.list_public(
-                conn, viewer_id=viewer_id, before=before, limit=limit + 1
-            )
-        return page_of(rows, limit)
+
+        async def read() -> list[PhotoRecord]:
+            async with self._pool.acquire() as conn:
+                return await photos_repo.list_public(
+                    conn, viewer_id=viewer_id, before=before, limit=limit + 1
+                )
+
+        # The first page as a signed-out visitor sees it is the same for all of
+        # them: the front page of the site, read far more than anything else.
+        if before is None and viewer_id is None:
+            return page_of(await self._cached.public_first_page(limit + 1, read), limit)
+        return page_of(await read(), limit)
 
     async def list_tagged(
         self, *, tag: str, cursor: str | None, limit: int, viewer_id: int | None
@@ -255,6 +263,7 @@ class PhotoService:
         await self._cached.photo_changed(photo_id)
         await self._cached.users_changed(user_id)
         await self._cached.feed_changed(user_id)
+        await self._cached.public_changed()
 
     async def media_is_public(self, key: str) -> bool:
         async with self._pool.acquire() as conn:
@@ -297,6 +306,7 @@ class PhotoService:
                 await self._jobs.enqueue(conn, COLLECT_JOB, {"keys": list(keys.values())})
         self._jobs.wake()
         await self._cached.photo_changed(photo_id)
+        await self._cached.public_changed()  # a new photo on the front page
 
     async def _render_failed(self, payload: dict[str, Any], error: str) -> None:
         async with self._pool.acquire() as conn:

@@ -129,6 +129,8 @@ class UserService:
                 approved = await social_repo.approve_all_requests(conn, user.id)
         if self._cached is not None:
             await self._cached.users_changed(user.id, *approved)
+            if (user.private, user.display_name) != (before.private, before.display_name):
+                await self._cached.public_changed()  # their photos leave it, or are renamed
             for follower in approved:
                 await self._cached.feed_changed(follower)
         return user

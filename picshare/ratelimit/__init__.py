@@ -9,7 +9,7 @@ from picshare.ratelimit.fallback import FallbackLimiter
 from picshare.ratelimit.gcra import Decision, decide
 from picshare.ratelimit.limiter import BackendError, RateLimiter
 from picshare.ratelimit.memory import MemoryLimiter
-from picshare.ratelimit.policies import Policies, Policy, route_policy
+from picshare.ratelimit.policies import Policies, Policy, RateClass
 from picshare.ratelimit.redis_limiter import RedisLimiter
 
 __all__ = [
@@ -19,8 +19,8 @@ __all__ = [
     "MemoryLimiter",
     "Policies",
     "Policy",
+    "RateClass",
     "RateLimiter",
     "RedisLimiter",
     "decide",
-    "route_policy",
 ]

@@ -1,32 +1,27 @@
-"""Named rate-limit policies, built from settings, and which routes each covers.
+"""Named rate-limit policies, built from settings, one per class of route.
 
-A route belongs to one class: uploads, login (log-in and sign-up), other
-writes (any method but GET/HEAD), or reads (GET/HEAD). Probes, metrics,
-static files and media are not limited: they are cheap, and a page view
-fetching twenty thumbnails must not spend twenty reads.
+A route belongs to one class (the route table says which): uploads, login
+(log-in and sign-up), other writes (any method but GET/HEAD), or reads
+(GET/HEAD). Probes, metrics, static files and media are not limited: they
+are cheap, and a page view fetching twenty thumbnails must not spend twenty
+reads.
 """
 
 from __future__ import annotations
 
 import functools
-import re
 from dataclasses import dataclass
 from typing import Literal
 
 from picshare.config import RateLimitSettings, parse_rate
 
-__all__ = ["EXEMPT_ROUTES", "LOGIN_ROUTES", "UPLOAD_ROUTES", "Policies", "Policy", "route_policy"]
+__all__ = ["Policies", "Policy", "RateClass"]
 
 MICROSECONDS = 1_000_000
 OnBackendError = Literal["open", "local"]
-
-UPLOAD_ROUTES = frozenset({"api.upload", "page.upload.submit"})
-# Sign-up shares the log-in policy (per client IP): both are credential
-# endpoints an attacker scripts, and both hash a password.
-LOGIN_ROUTES = frozenset({"api.login", "page.login.submit", "api.signup", "page.signup.submit"})
-EXEMPT_ROUTES = frozenset({"healthz", "readyz", "metrics", "static", "media"})
-READ_METHODS = frozenset({"GET", "HEAD"})
-_ALIAS = re.compile(r"\.alias\d+$")  # handlers/routes.py names a route's extra paths so
+# The class of a route, said by the route table (handlers/routes.py): uploads,
+# login (log-in and sign-up), other writes (any method but GET/HEAD), or reads.
+RateClass = Literal["uploads", "login", "writes", "reads"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +49,14 @@ class Policies:
     writes: Policy
     reads: Policy
 
+    def of(self, rate: RateClass) -> Policy:
+        return {
+            "uploads": self.uploads,
+            "login": self.login,
+            "writes": self.writes,
+            "reads": self.reads,
+        }[rate]
+
     @staticmethod
     @functools.lru_cache(maxsize=16)
     def from_settings(settings: RateLimitSettings) -> Policies:
@@ -71,18 +74,3 @@ class Policies:
             writes=policy("writes"),
             reads=policy("reads"),
         )
-
-
-def route_policy(route_name: str | None, method: str, policies: Policies) -> Policy | None:
-    """The policy of a request to the named route, or None when it is not limited
-    (exempt routes, and unmatched requests: 404 and 405 cost nothing)."""
-    if route_name is None:
-        return None
-    name = _ALIAS.sub("", route_name)
-    if name in EXEMPT_ROUTES:
-        return None
-    if name in UPLOAD_ROUTES:
-        return policies.uploads
-    if name in LOGIN_ROUTES:
-        return policies.login
-    return policies.reads if method in READ_METHODS else policies.writes

@@ -23,7 +23,7 @@ from picshare.app import create_app
 from tests.conftest import bearer, signup, upload_ready
 from tests.harness import missing_service
 
-LONG = {"photo_ttl": 3600, "profile_ttl": 3600, "feed_ttl": 3600}
+LONG = {"photo_ttl": 3600, "profile_ttl": 3600, "feed_ttl": 3600, "public_ttl": 3600}
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -69,6 +69,38 @@ async def test_each_write_invalidates_what_it_changed(cached_client: TestClient[
     await client.delete(url, headers=bearer(owner))
     assert await get(url, owner) == 404
     assert (await get("/api/v1/users/cacheowner"))["photo_count"] == 0
+
+
+async def test_the_public_front_page_changes_with_its_photos(
+    cached_client: TestClient[Any, Any],
+) -> None:
+    """The signed-out first page is cached whole: a photo joining or leaving it,
+    or its owner's name or privacy changing, shows at once all the same."""
+    client = cached_client
+
+    async def front() -> list[tuple[str, str]]:
+        body = await (await client.get("/api/v1/photos")).json()
+        return [(p["id"], p["owner"]["display_name"]) for p in body["items"]]
+
+    owner = await signup(client, "frontowner")
+    assert await front() == []  # now cached, empty
+    first = await upload_ready(client, owner, imaging.jpeg_bytes(32, 32))
+    assert await front() == [(first["id"], "frontowner")]
+    second = await upload_ready(client, owner, imaging.jpeg_bytes(40, 40))
+    assert await front() == [(second["id"], "frontowner"), (first["id"], "frontowner")]
+    await client.patch("/api/v1/me", json={"display_name": "Front"}, headers=bearer(owner))
+    assert await front() == [(second["id"], "Front"), (first["id"], "Front")]
+    await client.delete(f"/api/v1/photos/{second['id']}", headers=bearer(owner))
+    assert await front() == [(first["id"], "Front")]
+    await client.patch("/api/v1/me", json={"private": True}, headers=bearer(owner))
+    assert await front() == []
+    # Signed in, the page is read for that viewer (liked_by_me), not from the shared entry.
+    await client.patch("/api/v1/me", json={"private": False}, headers=bearer(owner))
+    await client.put(f"/api/v1/photos/{first['id']}/like", headers=bearer(owner))
+    mine = await (await client.get("/api/v1/photos", headers=bearer(owner))).json()
+    assert [(p["id"], p["liked_by_me"], p["like_count"]) for p in mine["items"]] == [
+        (first["id"], True, 1)
+    ]
 
 
 async def test_hits_and_misses_reach_metrics(cached_client: TestClient[Any, Any]) -> None:

@@ -1,13 +1,12 @@
-"""Policies from settings, wrong settings named, and which routes each covers."""
+"""Policies from settings, and wrong settings named. Which routes each covers:
+tests/handlers/test_route_info.py."""
 
 from __future__ import annotations
 
 import pytest
 
-from handlers.routes import ROUTES
 from picshare.config import RateLimitSettings, SettingsError, load_settings, parse_rate
-from picshare.ratelimit import Policies, Policy, route_policy
-from picshare.ratelimit.policies import EXEMPT_ROUTES, LOGIN_ROUTES, UPLOAD_ROUTES
+from picshare.ratelimit import Policies, Policy
 
 
 def test_defaults() -> None:
@@ -66,42 +65,3 @@ def test_wrong_values_name_the_setting(env: dict[str, str], named: str) -> None:
 def test_policies_are_built_once_per_settings() -> None:
     s = RateLimitSettings()
     assert Policies.from_settings(s) is Policies.from_settings(RateLimitSettings())
-
-
-P = Policies.from_settings(RateLimitSettings())
-
-
-@pytest.mark.parametrize(
-    ("route", "method", "policy"),
-    [
-        ("api.upload", "POST", P.uploads),
-        ("api.upload.alias1", "POST", P.uploads),  # POST /api/v1/photos
-        ("page.upload.submit", "POST", P.uploads),
-        ("page.upload", "GET", P.reads),
-        ("api.login", "POST", P.login),
-        ("page.login.submit", "POST", P.login),
-        ("api.signup", "POST", P.login),
-        ("page.signup.submit", "POST", P.login),
-        ("api.like", "PUT", P.writes),
-        ("api.photo.delete.alias1", "DELETE", P.writes),
-        ("api.me.update", "PATCH", P.writes),
-        ("page.photo.like", "POST", P.writes),
-        ("api.photos", "GET", P.reads),
-        ("api.photos", "HEAD", P.reads),
-        ("page.index", "GET", P.reads),
-        ("healthz", "GET", None),
-        ("readyz", "GET", None),
-        ("metrics", "GET", None),
-        ("media", "GET", None),
-        ("static", "GET", None),
-        (None, "GET", None),  # unmatched: 404 / 405
-    ],
-)
-def test_route_classes(route: str | None, method: str, policy: Policy | None) -> None:
-    assert route_policy(route, method, P) == policy
-
-
-def test_every_upload_and_login_route_name_exists() -> None:
-    """A renamed route would silently fall into 'writes'."""
-    names = {r.name for r in ROUTES} | {"static"}
-    assert names >= UPLOAD_ROUTES | LOGIN_ROUTES | EXEMPT_ROUTES

@@ -1,0 +1,117 @@
+"""The access log: one line per request, written in batches.
+
+Through `logging`, a line cost about a fifth of a small request (finding
+the caller, a LogRecord, strftime, and a write and flush per line). Here a
+line is one f-string, the timestamp's second is formatted once per second,
+and lines are written together: when 64 KiB have gathered, and otherwise
+at most `FLUSH_AFTER` seconds after the first line of a batch (nginx's
+`access_log ... buffer= flush=`). A crash loses at most that fraction of a
+second of lines; a clean stop flushes them (`flush_now`, and at exit).
+
+The line reads exactly as the `logging` one did:
+`2026-11-30 08:47:08,179 INFO aiohttp.access: 127.0.0.1 "GET /p HTTP/1.1" 200 512
+0.000811 "curl/8"` (one line).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import logging
+import sys
+import time
+from typing import TextIO
+
+from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
+
+__all__ = ["AccessLog", "flush_now"]
+
+FLUSH_AFTER = 0.1
+FLUSH_BYTES = 64 * 1024
+
+
+class _Batch:
+    """The process's pending lines (aiohttp makes an `AccessLog` per connection)."""
+
+    __slots__ = ("_handle", "_lines", "_second", "_size", "_stamp", "stream")
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self._lines: list[str] = []
+        self._size = 0
+        self._handle: asyncio.TimerHandle | None = None
+        self._second = -1
+        self._stamp = ""
+
+    def stamp(self, now: float) -> str:
+        second = int(now)
+        if second != self._second:
+            self._second = second
+            self._stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second))
+        return f"{self._stamp},{int((now - second) * 1000):03d}"
+
+    def add(self, line: str) -> None:
+        self._lines.append(line)
+        self._size += len(line)
+        if self._size >= FLUSH_BYTES:
+            self.flush()
+        elif self._handle is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # not on a loop (a direct call): write at once
+                self.flush()
+                return
+            self._handle = loop.call_later(FLUSH_AFTER, self.flush)
+
+    def flush(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+        if not self._lines:
+            return
+        text = "".join(self._lines)
+        self._lines.clear()
+        self._size = 0
+        try:
+            self.stream.write(text)
+            self.stream.flush()
+        except (OSError, ValueError):
+            pass  # stderr closed or gone: the request was served, the line is lost
+
+
+_batch = _Batch(sys.stderr)
+atexit.register(_batch.flush)
+
+
+def flush_now() -> None:
+    """Write what is pending (on shutdown, and for tests that read the log)."""
+    _batch.flush()
+
+
+class AccessLog(AbstractAccessLogger):
+    """`%a "%r" %s %b %Tf "%{User-Agent}i"` under the logger's name, batched.
+    The format argument is ignored: this is the one format PicShare writes."""
+
+    __slots__ = ("_prefix",)
+
+    def __init__(self, logger: logging.Logger, log_format: str) -> None:
+        super().__init__(logger, log_format)
+        self._prefix = f" INFO {logger.name}: "
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.logger.isEnabledFor(logging.INFO))
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        version = request.version
+        agent = request.headers.get("User-Agent", "-")
+        remote = request.remote or "-"
+        _batch.add(
+            f"{_batch.stamp(_now())}{self._prefix}{remote} "
+            f'"{request.method} {request.raw_path} HTTP/{version.major}.{version.minor}" '
+            f'{response.status} {response.body_length} {time:.6f} "{agent}"\n'
+        )
+
+
+_now = time.time

@@ -1,0 +1,91 @@
+"""What the middlewares need to know of a route, resolved once at start-up.
+
+The route table (handlers/routes.py) says of each route how its errors are
+rendered, which rate-limit class it belongs to and whether the caller's
+credentials are read. `register` turns that into one `RouteInfo` per aiohttp
+route object (the HEAD twin of a GET included), so a request costs one dict
+lookup instead of path-prefix tests and name parsing in every middleware.
+Only requests that match no route (the router's 404 and 405) fall back to
+their path, since no route can speak for them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiohttp.abc import AbstractMatchInfo
+from aiohttp.web_urldispatcher import AbstractResource, AbstractRoute
+
+from picshare.ratelimit.policies import RateClass
+
+__all__ = ["RouteInfo", "RouteTable", "info_of", "register", "register_static", "unmatched"]
+
+READ_METHODS = frozenset({"GET", "HEAD"})
+
+
+@dataclass(frozen=True, slots=True)
+class RouteInfo:
+    name: str  # the route's name without its alias suffix: the metrics label
+    html_errors: bool  # a browser asking for HTML gets an error page
+    api: bool  # cookie-authenticated unsafe requests must carry the CSRF header
+    credentials: bool  # read the bearer token or session cookie
+    rate: RateClass | None  # None: not rate limited
+
+
+RouteTable = dict[AbstractRoute, RouteInfo]
+
+STATIC = RouteInfo("static", html_errors=True, api=False, credentials=False, rate=None)
+_UNMATCHED_API = RouteInfo("unmatched", html_errors=False, api=True, credentials=True, rate=None)
+_UNMATCHED_PAGE = RouteInfo("unmatched", html_errors=True, api=False, credentials=True, rate=None)
+_UNMATCHED_MEDIA = RouteInfo(
+    "unmatched", html_errors=False, api=False, credentials=False, rate=None
+)
+
+
+def register(
+    table: RouteTable,
+    resource: AbstractResource,
+    *,
+    name: str,
+    surface: str,
+    limit: str,
+    credentials: bool,
+) -> None:
+    """Record every route of `resource` (GET and its HEAD) under the route's metadata."""
+    for route in resource:
+        rate: RateClass | None
+        if limit == "none":
+            rate = None
+        elif limit == "uploads":
+            rate = "uploads"
+        elif limit == "login":
+            rate = "login"
+        else:
+            rate = "reads" if route.method in READ_METHODS else "writes"
+        table[route] = RouteInfo(
+            name,
+            html_errors=surface == "page",
+            api=surface == "api",
+            credentials=credentials,
+            rate=rate,
+        )
+
+
+def register_static(table: RouteTable, resource: AbstractResource) -> None:
+    for route in resource:
+        table[route] = STATIC
+
+
+def unmatched(path: str) -> RouteInfo:
+    """For the router's own 404 and 405 answers: judged by the path, the only clue."""
+    if path.startswith("/api/"):
+        return _UNMATCHED_API
+    if path.startswith(("/media/", "/static/")):
+        return _UNMATCHED_MEDIA
+    return _UNMATCHED_PAGE
+
+
+def info_of(table: RouteTable, match_info: AbstractMatchInfo, path: str) -> RouteInfo:
+    route = match_info.route  # type: ignore[attr-defined]
+    info = table.get(route)
+    return info if info is not None else unmatched(path)

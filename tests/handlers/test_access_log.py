@@ -1,0 +1,72 @@
+"""The batched access log: the same line `logging` wrote, written in batches."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import re
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from handlers import access_log
+from handlers.access_log import AccessLog, flush_now
+
+LINE = re.compile(
+    r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO aiohttp\.access: 127\.0\.0\.1 "
+    r'"GET /hello\?x=1 HTTP/1\.1" 200 \d+ \d+\.\d{6} "probe/1"$'
+)
+
+
+async def _serve_and_get(paths: list[str]) -> None:
+    async def hello(request: web.Request) -> web.Response:
+        return web.Response(text="hello")
+
+    app = web.Application()
+    app.router.add_get("/hello", hello)
+    runner = web.AppRunner(app, access_log_class=AccessLog)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        async with aiohttp.ClientSession(headers={"User-Agent": "probe/1"}) as session:
+            for path in paths:
+                async with session.get(f"http://127.0.0.1:{port}{path}") as resp:
+                    assert resp.status == 200
+    finally:
+        await runner.cleanup()
+
+
+@pytest.fixture
+def stream(monkeypatch: pytest.MonkeyPatch) -> io.StringIO:
+    out = io.StringIO()
+    monkeypatch.setattr(access_log._batch, "stream", out)
+    logging.getLogger("aiohttp.access").setLevel(logging.INFO)
+    return out
+
+
+async def test_line_reads_as_the_logging_format_did(stream: io.StringIO) -> None:
+    await _serve_and_get(["/hello?x=1"])
+    flush_now()
+    (line,) = stream.getvalue().splitlines()
+    assert LINE.match(line), line
+
+
+async def test_lines_are_written_in_one_batch_soon_after(stream: io.StringIO) -> None:
+    await _serve_and_get(["/hello?x=1"] * 5)
+    assert stream.getvalue() == ""  # gathered, not yet written
+    await asyncio.sleep(access_log.FLUSH_AFTER * 3)
+    assert len(stream.getvalue().splitlines()) == 5
+
+
+async def test_a_quiet_logger_writes_nothing(stream: io.StringIO) -> None:
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    try:
+        await _serve_and_get(["/hello?x=1"])
+        flush_now()
+        assert stream.getvalue() == ""
+    finally:
+        logging.getLogger("aiohttp.access").setLevel(logging.NOTSET)
