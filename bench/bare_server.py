@@ -1,34 +1,43 @@
-"""The baseline for the request benchmark: aiohttp on uvloop, one constant JSON, no access log.
+"""The reference for the request benchmark: a bare aiohttp handler on uvloop.
 
-python -m bench.bare_server --port P
+python -m bench.bare_server --port P --photo FILE --list FILE
 
-It answers the paths the benchmark requests from PicShare, so the only
-difference left is what PicShare does per request (middlewares, database,
-serialisation).
+It answers the two paths the benchmark loads with the very bytes PicShare
+answered them with (read from the files), as `application/json`, with no
+middleware and no access log: what is left of PicShare's cost above it is
+what PicShare does per request.
 """
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import uvloop
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
-BODY = b'{"id":"1","status":"ready","caption":"constant"}'
 
+def constant(body: bytes) -> Handler:
+    async def handler(request: web.Request) -> web.Response:
+        return web.Response(body=body, content_type="application/json")
 
-async def constant(request: web.Request) -> web.Response:
-    return web.Response(body=BODY, content_type="application/json")
+    return handler
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--photo", type=Path, help="the body of GET /api/v1/photos/{id}")
+    parser.add_argument("--list", type=Path, help="the body of GET /api/v1/photos")
     args = parser.parse_args()
+    small = b'{"id":"1","status":"ready","caption":"constant"}'
+    photo = args.photo.read_bytes() if args.photo else small
+    listing = args.list.read_bytes() if args.list else small
     app = web.Application()
-    app.router.add_get("/healthz", constant)
-    app.router.add_get("/api/v1/photos", constant)
-    app.router.add_get("/api/v1/photos/{id}", constant)
+    app.router.add_get("/healthz", constant(b'{"status":"ok"}'))
+    app.router.add_get("/api/v1/photos", constant(listing))
+    app.router.add_get("/api/v1/photos/{id}", constant(photo))
     web.run_app(
         app,
         host="127.0.0.1",
