@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from picshare import privacy
 from picshare.media_urls import MediaUrls
 from picshare.notifications import event_of
 from picshare.pagination import Page
@@ -43,8 +44,7 @@ def private_user(user: UserRecord) -> dict[str, Any]:
 
 
 def photo(p: PhotoRecord, *, urls: MediaUrls) -> dict[str, Any]:
-    # Public, ready photos get plain immutable URLs; the rest signed, expiring ones.
-    signed = p.owner_private or p.status != "ready"
+    signed = privacy.signed_media(p)
     keys = {
         "original": p.original_key,
         "large": p.large_key,

@@ -8,7 +8,8 @@ import logging
 from dataclasses import replace
 from typing import Any
 
-from picshare.caching import CachedReads, can_view
+from picshare import privacy
+from picshare.caching import CachedReads
 from picshare.config import FeedSettings, MediaSettings, UploadSettings
 from picshare.errors import (
     FieldError,
@@ -36,8 +37,8 @@ from picshare.staging import StagedUpload
 from picshare.text import clean_caption, normalize_tag, parse_tags
 from storage import notifications_repo, photos_repo, social_repo, users_repo
 from storage.blobs import BlobStore
-from storage.db import Connection, Pool, transaction
-from storage.records import PhotoRecord, UserRecord
+from storage.db import Pool, transaction
+from storage.records import PhotoRecord
 
 log = logging.getLogger(__name__)
 
@@ -167,7 +168,7 @@ class PhotoService:
                 liked, follows = await social_repo.viewer_flags(
                     conn, viewer_id, photo.id, photo.owner_id
                 )
-        if not can_view(photo, viewer_id, follows):
+        if not privacy.can_see_photo(photo, viewer_id, follows=follows):
             raise NotFound("no such photo")
         return replace(photo, liked_by_me=liked)
 
@@ -206,7 +207,7 @@ class PhotoService:
         before = decode_cursor(cursor)
         async with self._pool.acquire() as conn:
             owner = await users_repo.user_by_username(conn, username)
-            if owner is None or not await can_see_account(conn, owner, viewer_id):
+            if owner is None or not await privacy.may_see_account(conn, owner, viewer_id):
                 # A private account's photos are not even said to exist.
                 raise NotFound("no such user, or the account is private")
             rows = await photos_repo.list_by_owner(
@@ -246,7 +247,7 @@ class PhotoService:
             photo = await photos_repo.lock_photo(conn, photo_id)
             if photo is None:
                 raise NotFound("no such photo")
-            if photo.owner_id != user_id:
+            if not privacy.can_delete_photo(photo, user_id):
                 raise Forbidden("only the photo's owner can delete it")
             await photos_repo.delete_photo(conn, photo)
             keys = [photo.upload_key, *photo.rendition_keys]
@@ -329,15 +330,6 @@ class PhotoService:
                 await photos_repo.lock_blob_key(conn, key)
                 if not await photos_repo.key_in_use(conn, key):
                     await self._blobs.delete(key)
-
-
-async def can_see_account(conn: Connection, owner: UserRecord, viewer_id: int | None) -> bool:
-    """May this viewer see the account's photos and lists? (Public, owner, or approved follower.)"""
-    if not owner.private or owner.id == viewer_id:
-        return True
-    if viewer_id is None:
-        return False
-    return (await social_repo.relationship(conn, viewer_id, owner.id)).following
 
 
 def _rendition_keys(renditions: dict[str, bytes]) -> dict[str, str]:

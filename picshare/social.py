@@ -10,12 +10,12 @@ from __future__ import annotations
 import unicodedata
 from dataclasses import dataclass
 
+from picshare import privacy
 from picshare.caching import CachedReads
 from picshare.errors import Forbidden, InvalidInput, NotFound, invalid
 from picshare.events import EventBus
 from picshare.notifications import publish
 from picshare.pagination import Page, decode_cursor, page_of
-from picshare.photos import can_see_account
 from storage import notifications_repo, photos_repo, social_repo, users_repo
 from storage.db import Connection, Pool, transaction
 from storage.records import CommentRecord, Relationship, UserListEntry, UserRecord
@@ -49,7 +49,7 @@ class SocialService:
     async def like(self, photo_id: int, user: UserRecord) -> LikeState:
         async with transaction(self._pool) as conn:
             photo = await photos_repo.photo_for(conn, photo_id, user.id)
-            if photo is None or photo.status != "ready":
+            if photo is None or not privacy.can_react(photo):
                 raise NotFound("no such photo")
             added, count = await social_repo.like(conn, photo_id, user.id)
             note = None
@@ -95,7 +95,7 @@ class SocialService:
         clean = _comment_text(text)
         async with transaction(self._pool) as conn:
             photo = await photos_repo.photo_for(conn, photo_id, user.id)
-            if photo is None or photo.status != "ready":
+            if photo is None or not privacy.can_react(photo):
                 raise NotFound("no such photo")
             comment = await social_repo.add_comment(
                 conn,
@@ -130,7 +130,7 @@ class SocialService:
             )
             if comment is None or photo is None:
                 raise NotFound("no such comment")
-            if user_id not in (comment.user_id, photo.owner_id):
+            if not privacy.can_delete_comment(comment.user_id, photo, user_id):
                 raise Forbidden("only the comment's author or the photo's owner can delete it")
             await social_repo.delete_comment(conn, comment)
         await self._cached.photo_changed(comment.photo_id)
@@ -146,7 +146,8 @@ class SocialService:
         if viewer_id is not None and viewer_id != user.id:
             async with self._pool.acquire() as conn:
                 relation = await social_repo.relationship(conn, viewer_id, user.id)
-        can_see = not user.private or user.id == viewer_id or bool(relation and relation.following)
+        follows = relation is not None and relation.following
+        can_see = privacy.can_see_account(user.id, user.private, viewer_id, follows=follows)
         return Profile(user, relation, can_see)
 
     async def follow(self, username: str, user: UserRecord) -> Profile:
@@ -211,7 +212,7 @@ class SocialService:
         before = decode_cursor(cursor)
         async with self._pool.acquire() as conn:
             user = await _user(conn, username)
-            if not await can_see_account(conn, user, viewer_id):
+            if not await privacy.may_see_account(conn, user, viewer_id):
                 raise NotFound("no such user, or the account is private")
             rows = await fetch(conn, user.id, before=before, limit=limit + 1)
         return page_of(rows, limit)
