@@ -8,7 +8,7 @@ import logging
 from dataclasses import replace
 from typing import Any
 
-from picshare import privacy
+from picshare import notify, privacy
 from picshare.caching import CachedReads
 from picshare.config import FeedSettings, MediaSettings, UploadSettings
 from picshare.errors import (
@@ -31,11 +31,10 @@ from picshare.media import (
     probe_image,
     render_renditions,
 )
-from picshare.notifications import publish
 from picshare.pagination import Page, decode_cursor, page_of
 from picshare.staging import StagedUpload
 from picshare.text import clean_caption, normalize_tag, parse_tags
-from storage import notifications_repo, photos_repo, social_repo, users_repo
+from storage import photos_repo, social_repo, users_repo
 from storage.blobs import BlobStore
 from storage.db import Pool, transaction
 from storage.records import PhotoRecord
@@ -305,20 +304,12 @@ class PhotoService:
         await self._cached.photo_changed(int(payload["photo_id"]))
 
     async def _notify_job(self, payload: dict[str, Any]) -> None:
-        """A photo became ready: tell the owner's followers (one statement, any count)."""
-        async with transaction(self._pool) as conn:
+        """A photo became ready: tell the owner's followers."""
+        async with notify.transaction(self._pool, self._bus) as (conn, notes):
             photo = await photos_repo.photo_by_id(conn, int(payload["photo_id"]))
             if photo is None or photo.status != "ready":
                 return
-            notes = await notifications_repo.add_for_followers(
-                conn,
-                actor_id=photo.owner_id,
-                actor_username=photo.owner_username,
-                photo_id=photo.id,
-                text=f"{photo.owner_username} posted a photo",
-            )
-        # A retried job finds the rows already there (ON CONFLICT) and sends nothing twice.
-        await publish(self._bus, list(notes))
+            await notes.photo_ready(photo)
 
     async def _collect_job(self, payload: dict[str, Any]) -> None:
         await self._collect([str(k) for k in payload["keys"]])
