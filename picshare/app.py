@@ -30,6 +30,7 @@ from picshare.caching import CachedReads, CacheTtls
 from picshare.config import Settings
 from picshare.database import database_url
 from picshare.events import EventBus, InProcessBus
+from picshare.health import HealthService
 from picshare.jobs import JobRunner
 from picshare.media import MediaWorkers
 from picshare.media_urls import MediaUrls
@@ -262,6 +263,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     app[keys.SOCIAL] = SocialService(pool=pool, bus=app[keys.BUS], cached=cached)
     app[keys.NOTIFICATIONS] = NotificationService(pool=pool)
     app[keys.SEARCH] = SearchService(pool=pool)
+    app[keys.HEALTH] = HealthService(pool=pool, blobs=app[keys.BLOBS])
     if settings.jobs.enabled:
         await runner.start()
     try:

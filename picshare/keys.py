@@ -7,7 +7,9 @@ from redis.asyncio import Redis
 
 from picshare.config import Settings
 from picshare.events import EventBus
+from picshare.health import HealthService
 from picshare.jobs import JobRunner
+from picshare.live import SocketHub
 from picshare.media import MediaWorkers
 from picshare.media_urls import MediaUrls
 from picshare.metrics import Metrics
@@ -20,7 +22,6 @@ from picshare.users import UserService
 from storage.blobs import BlobStore
 from storage.db import Pool
 from storage.records import UserRecord
-from ws.hub import Hub
 
 SETTINGS = web.AppKey("settings", Settings)
 SECRET_KEY = web.AppKey("secret_key", bytes)
@@ -35,10 +36,11 @@ METRICS = web.AppKey("metrics", Metrics)
 # The shared Redis client, or None when redis.url is empty (one process).
 REDIS: web.AppKey[Redis | None] = web.AppKey("redis")
 BUS = web.AppKey("bus", EventBus)
-HUB = web.AppKey("hub", Hub)
+HUB = web.AppKey("hub", SocketHub)
 SOCIAL = web.AppKey("social", SocialService)
 NOTIFICATIONS = web.AppKey("notifications", NotificationService)
 SEARCH = web.AppKey("search", SearchService)
+HEALTH = web.AppKey("health", HealthService)
 RATE_LIMITER: web.AppKey[RateLimiter] = web.AppKey("rate_limiter")
 
 REQUEST_ID = web.RequestKey("request_id", str)

@@ -59,3 +59,9 @@ async def transaction(pool: Pool) -> AsyncIterator[Connection]:
     """A connection from the pool inside one transaction."""
     async with pool.acquire() as conn, conn.transaction():
         yield conn
+
+
+async def ping(pool: Pool, *, timeout: float) -> None:
+    """Raise unless the database answers a query within `timeout` seconds."""
+    async with pool.acquire(timeout=timeout) as conn:
+        await conn.fetchval("SELECT 1", timeout=timeout)
