@@ -22,7 +22,13 @@ from picshare.notifications import event_of
 from storage import notifications_repo
 from storage.db import Connection, Pool
 from storage.db import transaction as db_transaction
-from storage.records import CommentRecord, NotificationRecord, PhotoRecord, UserRecord
+from storage.records import (
+    CommentRecord,
+    NotificationKind,
+    NotificationRecord,
+    PhotoRecord,
+    UserRecord,
+)
 
 SNIPPET = 60  # characters of a comment quoted in its notification
 
@@ -45,7 +51,7 @@ class Notes:
             await notifications_repo.add(
                 self._conn,
                 user_id=photo.owner_id,
-                kind="like",
+                kind=NotificationKind.LIKE,
                 actor_id=liker.id,
                 actor_username=liker.username,
                 photo_id=photo.id,
@@ -62,7 +68,7 @@ class Notes:
             await notifications_repo.add(
                 self._conn,
                 user_id=photo.owner_id,
-                kind="comment",
+                kind=NotificationKind.COMMENT,
                 actor_id=author.id,
                 actor_username=author.username,
                 photo_id=photo.id,
@@ -77,7 +83,7 @@ class Notes:
             await notifications_repo.add(
                 self._conn,
                 user_id=followee.id,
-                kind="follow",
+                kind=NotificationKind.FOLLOW,
                 actor_id=follower.id,
                 actor_username=follower.username,
                 text=f"{follower.username} started following you",
@@ -90,7 +96,7 @@ class Notes:
             await notifications_repo.add(
                 self._conn,
                 user_id=target.id,
-                kind="follow_request",
+                kind=NotificationKind.FOLLOW_REQUEST,
                 actor_id=requester.id,
                 actor_username=requester.username,
                 text=f"{requester.username} asked to follow you",
@@ -99,24 +105,33 @@ class Notes:
 
     async def follow_request_withdrawn(self, target: UserRecord, requester: UserRecord) -> None:
         await notifications_repo.remove(
-            self._conn, user_id=target.id, actor_id=requester.id, kind="follow_request"
+            self._conn,
+            user_id=target.id,
+            actor_id=requester.id,
+            kind=NotificationKind.FOLLOW_REQUEST,
         )
 
     async def follow_request_declined(self, target: UserRecord, requester: UserRecord) -> None:
         await notifications_repo.remove(
-            self._conn, user_id=target.id, actor_id=requester.id, kind="follow_request"
+            self._conn,
+            user_id=target.id,
+            actor_id=requester.id,
+            kind=NotificationKind.FOLLOW_REQUEST,
         )
 
     async def follow_request_approved(self, target: UserRecord, requester: UserRecord) -> None:
         """The request's notification becomes a "follows you" one. Not pushed
         live: the one it would go to is the one who just approved."""
         await notifications_repo.remove(
-            self._conn, user_id=target.id, actor_id=requester.id, kind="follow_request"
+            self._conn,
+            user_id=target.id,
+            actor_id=requester.id,
+            kind=NotificationKind.FOLLOW_REQUEST,
         )
         await notifications_repo.add(
             self._conn,
             user_id=target.id,
-            kind="follow",
+            kind=NotificationKind.FOLLOW,
             actor_id=requester.id,
             actor_username=requester.username,
             text=f"{requester.username} started following you",

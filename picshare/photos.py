@@ -37,7 +37,7 @@ from picshare.text import clean_caption, normalize_tag, parse_tags
 from storage import photos_repo, social_repo, users_repo
 from storage.blobs import BlobStore
 from storage.db import Pool, transaction
-from storage.records import PhotoRecord
+from storage.records import PhotoRecord, PhotoStatus
 
 log = logging.getLogger(__name__)
 
@@ -270,7 +270,7 @@ class PhotoService:
         photo_id = int(payload["photo_id"])
         async with self._pool.acquire() as conn:
             photo = await photos_repo.photo_by_id(conn, photo_id)
-        if photo is None or photo.status != "processing":
+        if photo is None or photo.status != PhotoStatus.PROCESSING:
             return  # deleted meanwhile, or a repeat of a job that already finished
         source = await self._blobs.local_copy(photo.upload_key)
         try:
@@ -307,7 +307,7 @@ class PhotoService:
         """A photo became ready: tell the owner's followers."""
         async with notify.transaction(self._pool, self._bus) as (conn, notes):
             photo = await photos_repo.photo_by_id(conn, int(payload["photo_id"]))
-            if photo is None or photo.status != "ready":
+            if photo is None or photo.status != PhotoStatus.READY:
                 return
             await notes.photo_ready(photo)
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from storage import social_repo
 from storage.db import Connection
-from storage.records import PhotoRecord, UserRecord
+from storage.records import PhotoRecord, PhotoStatus, UserRecord
 from storage.visibility import PUBLIC, VISIBLE
 
 __all__ = [
@@ -60,7 +60,7 @@ async def may_see_account(conn: Connection, owner: UserRecord, viewer_id: int | 
 def can_see_photo(photo: PhotoRecord, viewer_id: int | None, *, follows: bool) -> bool:
     if photo.owner_id == viewer_id:
         return True
-    return photo.status == "ready" and can_see_account(
+    return photo.status == PhotoStatus.READY and can_see_account(
         photo.owner_id, photo.owner_private, viewer_id, follows=follows
     )
 
@@ -75,7 +75,7 @@ def signed_media(photo: PhotoRecord) -> bool:
 
 def can_react(photo: PhotoRecord) -> bool:
     """Likes and comments go to ready photos only (not to an owner's pending one)."""
-    return photo.status == "ready"
+    return photo.status == PhotoStatus.READY
 
 
 def can_delete_photo(photo: PhotoRecord, user_id: int | None) -> bool:

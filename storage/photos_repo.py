@@ -6,8 +6,8 @@ while new ones arrive (they only appear at the head)."""
 
 from __future__ import annotations
 
-from storage.db import Connection
-from storage.records import PhotoRecord
+from storage.db import Connection, sql_literal
+from storage.records import PhotoRecord, PhotoStatus
 from storage.visibility import PUBLIC, VISIBLE
 
 _COLUMNS = (
@@ -18,6 +18,9 @@ _COLUMNS = (
     "EXISTS (SELECT 1 FROM likes l WHERE l.photo_id = p.id AND l.user_id = $1) AS liked_by_me "
 )
 _SELECT = f"SELECT {_COLUMNS} FROM photos p JOIN users u ON u.id = p.owner_id "
+_READY = sql_literal(PhotoStatus.READY)
+_PROCESSING = sql_literal(PhotoStatus.PROCESSING)
+_FAILED = sql_literal(PhotoStatus.FAILED)
 
 # 2^63 - 1: "no cursor yet" without a second query text.
 _MAX_ID = 9_223_372_036_854_775_807
@@ -42,7 +45,7 @@ BY_OWNER_SQL = (
 # followees. With 1,000 followees among 20k users it reads ~500 index
 # entries for a page; with few followees it could read the whole table.
 HOME_FEED_DENSE_SQL = (
-    _SELECT + "WHERE p.status = 'ready' AND p.id < $2 AND (p.owner_id = $1 OR p.owner_id IN "
+    _SELECT + f"WHERE p.status = {_READY} AND p.id < $2 AND (p.owner_id = $1 OR p.owner_id IN "
     "(SELECT followee_id FROM follows WHERE follower_id = $1)) ORDER BY p.id DESC LIMIT $3"
 )
 # $1 viewer, $2 before, $3 limit. For everyone else: per followee, its newest
@@ -53,7 +56,7 @@ HOME_FEED_SQL = (
     "  SELECT $1::bigint AS owner_id"
     "  UNION ALL SELECT followee_id FROM follows WHERE follower_id = $1"
     ") o CROSS JOIN LATERAL ("
-    "  SELECT * FROM photos q WHERE q.owner_id = o.owner_id AND q.status = 'ready'"
+    f"  SELECT * FROM photos q WHERE q.owner_id = o.owner_id AND q.status = {_READY}"
     "  AND q.id < $2 ORDER BY q.id DESC LIMIT $3"
     ") p JOIN users u ON u.id = p.owner_id "
     "ORDER BY p.id DESC LIMIT $3"
@@ -206,9 +209,9 @@ async def mark_ready(
 ) -> bool:
     """Record the renditions; False if the photo was deleted meanwhile."""
     result = await conn.execute(
-        "UPDATE photos SET status = 'ready', original_key = $2, large_key = $3, medium_key = $4, "
-        "thumb_key = $5, width = $6, height = $7, blurhash = $8, updated_at = now() "
-        "WHERE id = $1 AND status = 'processing'",
+        f"UPDATE photos SET status = {_READY}, original_key = $2, large_key = $3, "
+        "medium_key = $4, thumb_key = $5, width = $6, height = $7, blurhash = $8, "
+        f"updated_at = now() WHERE id = $1 AND status = {_PROCESSING}",
         photo_id,
         keys["original"],
         keys["large"],
@@ -223,8 +226,8 @@ async def mark_ready(
 
 async def mark_failed(conn: Connection, photo_id: int) -> None:
     await conn.execute(
-        "UPDATE photos SET status = 'failed', updated_at = now() "
-        "WHERE id = $1 AND status = 'processing'",
+        f"UPDATE photos SET status = {_FAILED}, updated_at = now() "
+        f"WHERE id = $1 AND status = {_PROCESSING}",
         photo_id,
     )
 

@@ -8,6 +8,11 @@ tests/picshare/test_privacy_rule.py checks every surface against both.
 
 from __future__ import annotations
 
+from storage.db import sql_literal
+from storage.records import PhotoStatus
+
+_READY = sql_literal(PhotoStatus.READY)
+
 
 def photo_visible(viewer: str | None, *, photo: str = "p", owner: str = "u") -> str:
     """The predicate "the viewer may see this photo" over `photos {photo}`
@@ -17,11 +22,11 @@ def photo_visible(viewer: str | None, *, photo: str = "p", owner: str = "u") -> 
     `$1`, NULL when anonymous), or None for "whoever asks", anonymous
     included: then no follow can help, and the predicate needs no subquery.
     """
-    public = f"{photo}.status = 'ready' AND NOT {owner}.private"
+    public = f"{photo}.status = {_READY} AND NOT {owner}.private"
     if viewer is None:
         return f"({public})"
     return (
-        f"({photo}.owner_id = {viewer} OR ({photo}.status = 'ready' AND (NOT {owner}.private "
+        f"({photo}.owner_id = {viewer} OR ({photo}.status = {_READY} AND (NOT {owner}.private "
         f"OR EXISTS (SELECT 1 FROM follows f WHERE f.follower_id = {viewer} "
         f"AND f.followee_id = {photo}.owner_id))))"
     )
