@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 from redis.asyncio import Redis
 
+from picshare.caching import CachedReads
 from picshare.config import Settings
 from picshare.events import EventBus
 from picshare.health import HealthService
@@ -29,6 +30,7 @@ DB_POOL = web.AppKey("db_pool", Pool)
 BLOBS = web.AppKey("blobs", BlobStore)
 MEDIA_WORKERS = web.AppKey("media_workers", MediaWorkers)
 JOBS = web.AppKey("jobs", JobRunner)
+CACHED_READS = web.AppKey("cached_reads", CachedReads)
 USERS = web.AppKey("users", UserService)
 PHOTOS = web.AppKey("photos", PhotoService)
 MEDIA_URLS = web.AppKey("media_urls", MediaUrls)
