@@ -8,8 +8,16 @@ from aiohttp import web
 
 from handlers.api_photos import photo_id_of
 from handlers.auth import viewer_id
-from handlers.pages import back_to, form_error, page_user, read_form, render, see_other
-from handlers.serialize import comment, photo
+from handlers.pages import (
+    back_to,
+    form_error,
+    page_photo,
+    page_user,
+    read_form,
+    render,
+    see_other,
+)
+from handlers.serialize import comment
 from picshare import keys, privacy
 from picshare.errors import DomainError, NotFound
 from picshare.ids import parse_id
@@ -30,7 +38,7 @@ async def _photo_context(request: web.Request, photo_id: int) -> dict[str, Any]:
         for c in page.items
     ]
     return {
-        "photo": photo(found, urls=request.app[keys.MEDIA_URLS]),
+        "photo": page_photo(found, urls=request.app[keys.MEDIA_URLS]),
         "mine": privacy.can_delete_photo(found, viewer),
         "comments": comments,
         "next_cursor": page.next_cursor,

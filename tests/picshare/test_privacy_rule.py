@@ -176,6 +176,10 @@ async def test_every_surface_agrees_with_the_rule(client: Client, viewer: str) -
             text = await page.text()
             if p.state == "ready":  # the page shows the image only once it is ready
                 assert (f"{p.medium_key}?exp=" in text) is not everyone, where
+            # Likes and comments: signed-in viewers, on ready photos only.
+            reacts = viewer != "anonymous" and p.state == "ready"
+            assert (f'action="/p/{p.id}/like"' in text) is reacts, where
+            assert (f'action="/p/{p.id}/comments"' in text) is reacts, where
         for surface, items in lists.items():
             if not surface.endswith(f" as {p.account}"):
                 continue
