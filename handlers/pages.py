@@ -22,8 +22,9 @@ from handlers.problems import status_of
 from handlers.ratelimit import limit_login
 from handlers.serialize import photo
 from handlers.upload_form import receive_upload
-from picshare import keys
+from picshare import keys, privacy
 from picshare.errors import DomainError, Forbidden
+from picshare.media_urls import MediaUrls
 from picshare.staging import StagedUpload
 from storage.records import PhotoRecord, UserRecord
 
@@ -125,7 +126,13 @@ def page_user(request: web.Request, next_path: str | None = None) -> UserRecord:
 def photos_of(request: web.Request, records: list[PhotoRecord]) -> list[dict[str, Any]]:
     # Always the serializer's URLs: private accounts' media URLs are signed.
     media = request.app[keys.MEDIA_URLS]
-    return [photo(p, urls=media) for p in records]
+    return [page_photo(p, urls=media) for p in records]
+
+
+def page_photo(p: PhotoRecord, *, urls: MediaUrls) -> dict[str, Any]:
+    """A photo as pages show it: the API's fields, and whether it takes likes
+    and comments (the rule's answer, so templates need not decide)."""
+    return {**photo(p, urls=urls), "can_react": privacy.can_react(p)}
 
 
 def _signed_in(request: web.Request, token: str, location: str) -> web.HTTPSeeOther:

@@ -13,6 +13,7 @@ from picshare import keys
 from picshare.errors import DomainError
 from picshare.ids import parse_id
 from picshare.text import normalize_tag
+from storage.records import NotificationKind
 
 SEARCH_LIMIT = 12
 NOTIFICATIONS_PAGE = 30
@@ -52,7 +53,7 @@ def _link(n: dict[str, Any], me: str) -> str:
     """Where a notification leads: its photo, else the actor (requests: your profile)."""
     if n["photo_id"] is not None:
         return f"/p/{n['photo_id']}"
-    if n["kind"] == "follow_request":
+    if n["kind"] == NotificationKind.FOLLOW_REQUEST:
         return f"/u/{me}#requests"
     return f"/u/{n['actor']['username']}"
 

@@ -8,9 +8,17 @@ from aiohttp import web
 
 from handlers.api_photos import photo_id_of
 from handlers.auth import viewer_id
-from handlers.pages import back_to, form_error, page_user, read_form, render, see_other
-from handlers.serialize import comment, photo
-from picshare import keys
+from handlers.pages import (
+    back_to,
+    form_error,
+    page_photo,
+    page_user,
+    read_form,
+    render,
+    see_other,
+)
+from handlers.serialize import comment
+from picshare import keys, privacy
 from picshare.errors import DomainError, NotFound
 from picshare.ids import parse_id
 
@@ -26,11 +34,12 @@ async def _photo_context(request: web.Request, photo_id: int) -> dict[str, Any]:
         photo_id, viewer, cursor=request.query.get("cursor"), limit=COMMENTS_PAGE
     )
     comments = [
-        {**comment(c), "can_delete": viewer in (c.user_id, found.owner_id)} for c in page.items
+        {**comment(c), "can_delete": privacy.can_delete_comment(c.user_id, found, viewer)}
+        for c in page.items
     ]
     return {
-        "photo": photo(found, urls=request.app[keys.MEDIA_URLS]),
-        "mine": viewer == found.owner_id,
+        "photo": page_photo(found, urls=request.app[keys.MEDIA_URLS]),
+        "mine": privacy.can_delete_photo(found, viewer),
         "comments": comments,
         "next_cursor": page.next_cursor,
     }

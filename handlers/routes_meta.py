@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from storage.records import NotificationKind, PhotoStatus
+
 _ID = {"type": "string", "pattern": "^[0-9]{1,19}$", "description": "64-bit id as a string"}
 _TIME = {"type": "string", "format": "date-time"}
 _URL = {"type": ["string", "null"], "format": "uri-reference"}
@@ -119,7 +121,7 @@ SCHEMAS: dict[str, Any] = {
             "width": {"type": "integer"},
             "height": {"type": "integer"},
             "blurhash": {"type": ["string", "null"]},
-            "status": {"enum": ["processing", "ready", "rejected", "failed"]},
+            "status": {"enum": [s.value for s in PhotoStatus]},
             "like_count": {"type": "integer"},
             "comment_count": {"type": "integer"},
             "liked_by_me": {"type": "boolean"},
@@ -174,7 +176,7 @@ SCHEMAS: dict[str, Any] = {
         "properties": {
             "type": {"const": "notification"},
             "id": _ID,
-            "kind": {"enum": ["like", "comment", "follow", "follow_request", "photo"]},
+            "kind": {"enum": [k.value for k in NotificationKind]},
             "actor": {"type": "object", "properties": {"username": {"type": "string"}}},
             "photo_id": {"type": ["string", "null"]},
             "text": {"type": "string"},

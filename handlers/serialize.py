@@ -8,6 +8,7 @@ from typing import Any
 
 import orjson
 
+from picshare import privacy
 from picshare.media_urls import MediaUrls
 from picshare.notifications import event_of
 from picshare.pagination import Page
@@ -50,8 +51,7 @@ def private_user(user: UserRecord) -> dict[str, Any]:
 
 
 def photo(p: PhotoRecord, *, urls: MediaUrls) -> dict[str, Any]:
-    # Public, ready photos get plain immutable URLs; the rest signed, expiring ones.
-    signed = p.owner_private or p.status != "ready"
+    signed = privacy.signed_media(p)
     keys = {
         "original": p.original_key,
         "large": p.large_key,
@@ -79,7 +79,7 @@ def photo_json(p: PhotoRecord, *, urls: MediaUrls) -> orjson.Fragment | dict[str
     """`photo` for a JSON body. A public, ready photo reads the same for everyone
     who has not liked it, and the cache hands out one shared record per photo
     version (storage/cache/memo.py): its JSON is made once per record, here."""
-    if p.liked_by_me or p.owner_private or p.status != "ready":
+    if p.liked_by_me or privacy.signed_media(p):
         return photo(p, urls=urls)  # per viewer, or signed URLs that expire
     key = (id(p), id(urls))
     hit = _FRAGMENTS.get(key)

@@ -1,8 +1,8 @@
 """`create_app(settings)`: the one place that builds and wires everything.
 
 Each resource is one cleanup-context entry, opened with `async with` (or
-its equivalent) and registered in dependency order, so shutdown closes them
-in reverse: jobs stop before the pool they use closes.
+its equivalent) and registered in dependency order, in one list, so shutdown
+closes them in reverse: jobs stop before the pool they use closes.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Executor
 from pathlib import Path
+from typing import TypeAlias
 
 import aiohttp_jinja2
 import aiojobs
@@ -32,6 +33,7 @@ from picshare.caching import CachedReads, CacheTtls
 from picshare.config import Settings
 from picshare.database import database_url
 from picshare.events import EventBus, InProcessBus
+from picshare.health import HealthService
 from picshare.jobs import JobRunner
 from picshare.media import MediaWorkers
 from picshare.media_urls import MediaUrls
@@ -62,6 +64,8 @@ TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 # only bodies read whole (JSON, urlencoded forms).
 CLIENT_MAX_SIZE = 1024 * 1024
 
+CleanupContext: TypeAlias = Callable[[web.Application], AsyncIterator[None]]
+
 
 def create_app(settings: Settings, *, media_pool: Executor | None = None) -> web.Application:
     """Build the app. `media_pool` lets a caller (the tests) share one process
@@ -90,13 +94,20 @@ def create_app(settings: Settings, *, media_pool: Executor | None = None) -> web
     env.globals["static"] = _static_urls(app)
     setup_routes(app, routes)
     app.on_response_prepare.append(middlewares.security_headers)
-    if media_pool is not None:
-        app[keys.MEDIA_WORKERS] = MediaWorkers(media_pool, owned=False)
-        app.cleanup_ctx.extend([_database, _redis, _ratelimit, _events, _blobs, _services])
-    else:
-        app.cleanup_ctx.extend(
-            [_database, _redis, _ratelimit, _events, _blobs, _media_workers, _services]
-        )
+    app.cleanup_ctx.extend(
+        [
+            _database,
+            _redis,
+            _ratelimit,
+            _events,
+            _blobs,
+            _media_workers(media_pool),
+            _cached_reads,
+            _jobs,
+            _services,
+            _start_jobs,
+        ]
+    )
     app.on_shutdown.append(_close_sockets)
     return app
 
@@ -225,13 +236,22 @@ async def _blobs(app: web.Application) -> AsyncIterator[None]:
     yield
 
 
-async def _media_workers(app: web.Application) -> AsyncIterator[None]:
-    workers = MediaWorkers(workers=app[keys.SETTINGS].media.workers)
-    app[keys.MEDIA_WORKERS] = workers
-    try:
-        yield
-    finally:
-        await workers.close()
+def _media_workers(shared: Executor | None) -> CleanupContext:
+    """The image workers: a process pool of their own, or `shared` (which the
+    app does not stop; a pool that replaces a broken one is the app's own)."""
+
+    async def media_workers(app: web.Application) -> AsyncIterator[None]:
+        if shared is not None:
+            workers = MediaWorkers(shared, owned=False)
+        else:
+            workers = MediaWorkers(workers=app[keys.SETTINGS].media.workers)
+        app[keys.MEDIA_WORKERS] = workers
+        try:
+            yield
+        finally:
+            await workers.close()
+
+    return media_workers
 
 
 def _cache(app: web.Application) -> Cache:
@@ -247,22 +267,43 @@ def _cache(app: web.Application) -> Cache:
     )
 
 
-async def _services(app: web.Application) -> AsyncIterator[None]:
-    settings = app[keys.SETTINGS]
-    pool = app[keys.DB_POOL]
-    cached = CachedReads(
-        pool=pool,
+async def _cached_reads(app: web.Application) -> AsyncIterator[None]:
+    """The cache-aside reads the services share (picshare/caching.py)."""
+    settings = app[keys.SETTINGS].cache
+    app[keys.CACHED_READS] = CachedReads(
+        pool=app[keys.DB_POOL],
         cache=_cache(app),
         ttl=CacheTtls(
-            photo=settings.cache.photo_ttl,
-            profile=settings.cache.profile_ttl,
-            feed=settings.cache.feed_ttl,
-            public=settings.cache.public_ttl,
+            photo=settings.photo_ttl,
+            profile=settings.profile_ttl,
+            feed=settings.feed_ttl,
+            public=settings.public_ttl,
         ),
     )
-    app[keys.USERS] = UserService(pool=pool, auth=settings.auth, cached=cached)
+    yield
+
+
+async def _jobs(app: web.Application) -> AsyncIterator[None]:
+    """The job runner on its aiojobs scheduler; closing the scheduler stops the jobs.
+    Services register their kinds next; `_start_jobs` starts it after them."""
+    settings = app[keys.SETTINGS]
     scheduler = aiojobs.Scheduler(limit=None, close_timeout=settings.server.shutdown_timeout)
-    runner = JobRunner(pool=pool, settings=settings.jobs, scheduler=scheduler, kinds={})
+    app[keys.JOBS] = JobRunner(
+        pool=app[keys.DB_POOL], settings=settings.jobs, scheduler=scheduler, kinds={}
+    )
+    try:
+        yield
+    finally:
+        await scheduler.close()
+
+
+async def _services(app: web.Application) -> AsyncIterator[None]:
+    """The domain services: plain objects over the resources above (nothing to close)."""
+    settings = app[keys.SETTINGS]
+    pool = app[keys.DB_POOL]
+    cached = app[keys.CACHED_READS]
+    runner = app[keys.JOBS]
+    app[keys.USERS] = UserService(pool=pool, auth=settings.auth, cached=cached)
     photos = PhotoService(
         pool=pool,
         blobs=app[keys.BLOBS],
@@ -275,14 +316,16 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         cached=cached,
     )
     runner.register(photos.job_kinds())
-    app[keys.JOBS] = runner
     app[keys.PHOTOS] = photos
     app[keys.SOCIAL] = SocialService(pool=pool, bus=app[keys.BUS], cached=cached)
     app[keys.NOTIFICATIONS] = NotificationService(pool=pool)
     app[keys.SEARCH] = SearchService(pool=pool)
-    if settings.jobs.enabled:
-        await runner.start()
-    try:
-        yield
-    finally:
-        await scheduler.close()
+    app[keys.HEALTH] = HealthService(pool=pool, blobs=app[keys.BLOBS])
+    yield
+
+
+async def _start_jobs(app: web.Application) -> AsyncIterator[None]:
+    """Last: jobs run once every service has registered its kinds."""
+    if app[keys.SETTINGS].jobs.enabled:
+        await app[keys.JOBS].start()
+    yield

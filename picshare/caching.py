@@ -235,10 +235,3 @@ def _user_from(row: dict[str, Any]) -> UserRecord:
         following_count=int(row["following_count"]),
         created_at=datetime.fromisoformat(row["created_at"]),
     )
-
-
-def can_view(photo: PhotoRecord, viewer_id: int | None, follows_owner: bool) -> bool:
-    """The privacy rule of storage/photos_repo.VISIBLE, for cached photos."""
-    if photo.owner_id == viewer_id:
-        return True
-    return photo.status == "ready" and (not photo.owner_private or follows_owner)

@@ -7,9 +7,12 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 from redis.asyncio import Redis
 
+from picshare.caching import CachedReads
 from picshare.config import Settings
 from picshare.events import EventBus
+from picshare.health import HealthService
 from picshare.jobs import JobRunner
+from picshare.live import SocketHub
 from picshare.media import MediaWorkers
 from picshare.media_urls import MediaUrls
 from picshare.metrics import Metrics
@@ -22,7 +25,6 @@ from picshare.users import UserService
 from storage.blobs import BlobStore
 from storage.db import Pool
 from storage.records import UserRecord
-from ws.hub import Hub
 
 if TYPE_CHECKING:  # the HTTP layer's types; at run time the keys need no class
     from handlers.route_info import RouteInfo, RouteTable
@@ -33,6 +35,7 @@ DB_POOL = web.AppKey("db_pool", Pool)
 BLOBS = web.AppKey("blobs", BlobStore)
 MEDIA_WORKERS = web.AppKey("media_workers", MediaWorkers)
 JOBS = web.AppKey("jobs", JobRunner)
+CACHED_READS = web.AppKey("cached_reads", CachedReads)
 USERS = web.AppKey("users", UserService)
 PHOTOS = web.AppKey("photos", PhotoService)
 MEDIA_URLS = web.AppKey("media_urls", MediaUrls)
@@ -40,10 +43,11 @@ METRICS = web.AppKey("metrics", Metrics)
 # The shared Redis client, or None when redis.url is empty (one process).
 REDIS: web.AppKey[Redis | None] = web.AppKey("redis")
 BUS = web.AppKey("bus", EventBus)
-HUB = web.AppKey("hub", Hub)
+HUB = web.AppKey("hub", SocketHub)
 SOCIAL = web.AppKey("social", SocialService)
 NOTIFICATIONS = web.AppKey("notifications", NotificationService)
 SEARCH = web.AppKey("search", SearchService)
+HEALTH = web.AppKey("health", HealthService)
 RATE_LIMITER: web.AppKey[RateLimiter] = web.AppKey("rate_limiter")
 # What the middlewares need of each route, resolved once (handlers/route_info.py).
 ROUTE_INFO: web.AppKey[RouteTable] = web.AppKey("route_info")

@@ -1,12 +1,11 @@
 """The notification inbox: rows written by the actions that cause them
-(likes, comments, follows, requests, new photos), listed and marked read here."""
+(picshare/notify.py), listed and marked read here; and their wire format."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
 
-from picshare.events import EventBus
 from picshare.pagination import Page, decode_cursor, page_of
 from storage import notifications_repo
 from storage.db import Pool
@@ -31,13 +30,6 @@ def event_of(n: NotificationRecord) -> dict[str, Any]:
         "read": n.read_at is not None,
         "created_at": n.created_at.isoformat().replace("+00:00", "Z"),
     }
-
-
-async def publish(bus: EventBus, records: list[NotificationRecord | None]) -> None:
-    """After the writing transaction committed: push each new notification live."""
-    for record in records:
-        if record is not None:
-            await bus.publish(record.user_id, event_of(record))
 
 
 class NotificationService:

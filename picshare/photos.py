@@ -8,7 +8,8 @@ import logging
 from dataclasses import replace
 from typing import Any
 
-from picshare.caching import CachedReads, can_view
+from picshare import notify, privacy
+from picshare.caching import CachedReads
 from picshare.config import FeedSettings, MediaSettings, UploadSettings
 from picshare.errors import (
     FieldError,
@@ -30,14 +31,13 @@ from picshare.media import (
     probe_image,
     render_renditions,
 )
-from picshare.notifications import publish
 from picshare.pagination import Page, decode_cursor, page_of
 from picshare.staging import StagedUpload
 from picshare.text import clean_caption, normalize_tag, parse_tags
-from storage import notifications_repo, photos_repo, social_repo, users_repo
+from storage import photos_repo, social_repo, users_repo
 from storage.blobs import BlobStore
-from storage.db import Connection, Pool, transaction
-from storage.records import PhotoRecord, UserRecord
+from storage.db import Pool, transaction
+from storage.records import PhotoRecord, PhotoStatus
 
 log = logging.getLogger(__name__)
 
@@ -167,7 +167,7 @@ class PhotoService:
                 liked, follows = await social_repo.viewer_flags(
                     conn, viewer_id, photo.id, photo.owner_id
                 )
-        if not can_view(photo, viewer_id, follows):
+        if not privacy.can_see_photo(photo, viewer_id, follows=follows):
             raise NotFound("no such photo")
         # The cached record says False: keep that shared object unless it differs.
         return replace(photo, liked_by_me=True) if liked else photo
@@ -214,7 +214,7 @@ class PhotoService:
         before = decode_cursor(cursor)
         async with self._pool.acquire() as conn:
             owner = await users_repo.user_by_username(conn, username)
-            if owner is None or not await can_see_account(conn, owner, viewer_id):
+            if owner is None or not await privacy.may_see_account(conn, owner, viewer_id):
                 # A private account's photos are not even said to exist.
                 raise NotFound("no such user, or the account is private")
             rows = await photos_repo.list_by_owner(
@@ -254,7 +254,7 @@ class PhotoService:
             photo = await photos_repo.lock_photo(conn, photo_id)
             if photo is None:
                 raise NotFound("no such photo")
-            if photo.owner_id != user_id:
+            if not privacy.can_delete_photo(photo, user_id):
                 raise Forbidden("only the photo's owner can delete it")
             await photos_repo.delete_photo(conn, photo)
             keys = [photo.upload_key, *photo.rendition_keys]
@@ -279,7 +279,7 @@ class PhotoService:
         photo_id = int(payload["photo_id"])
         async with self._pool.acquire() as conn:
             photo = await photos_repo.photo_by_id(conn, photo_id)
-        if photo is None or photo.status != "processing":
+        if photo is None or photo.status != PhotoStatus.PROCESSING:
             return  # deleted meanwhile, or a repeat of a job that already finished
         source = await self._blobs.local_copy(photo.upload_key)
         try:
@@ -314,20 +314,12 @@ class PhotoService:
         await self._cached.photo_changed(int(payload["photo_id"]))
 
     async def _notify_job(self, payload: dict[str, Any]) -> None:
-        """A photo became ready: tell the owner's followers (one statement, any count)."""
-        async with transaction(self._pool) as conn:
+        """A photo became ready: tell the owner's followers."""
+        async with notify.transaction(self._pool, self._bus) as (conn, notes):
             photo = await photos_repo.photo_by_id(conn, int(payload["photo_id"]))
-            if photo is None or photo.status != "ready":
+            if photo is None or photo.status != PhotoStatus.READY:
                 return
-            notes = await notifications_repo.add_for_followers(
-                conn,
-                actor_id=photo.owner_id,
-                actor_username=photo.owner_username,
-                photo_id=photo.id,
-                text=f"{photo.owner_username} posted a photo",
-            )
-        # A retried job finds the rows already there (ON CONFLICT) and sends nothing twice.
-        await publish(self._bus, list(notes))
+            await notes.photo_ready(photo)
 
     async def _collect_job(self, payload: dict[str, Any]) -> None:
         await self._collect([str(k) for k in payload["keys"]])
@@ -339,15 +331,6 @@ class PhotoService:
                 await photos_repo.lock_blob_key(conn, key)
                 if not await photos_repo.key_in_use(conn, key):
                     await self._blobs.delete(key)
-
-
-async def can_see_account(conn: Connection, owner: UserRecord, viewer_id: int | None) -> bool:
-    """May this viewer see the account's photos and lists? (Public, owner, or approved follower.)"""
-    if not owner.private or owner.id == viewer_id:
-        return True
-    if viewer_id is None:
-        return False
-    return (await social_repo.relationship(conn, viewer_id, owner.id)).following
 
 
 def _rendition_keys(renditions: dict[str, bytes]) -> dict[str, str]:

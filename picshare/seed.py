@@ -22,6 +22,7 @@ from picshare.media import RenditionSpec, render_renditions
 from storage import seed_repo
 from storage.blobs import BlobStore
 from storage.db import Pool
+from storage.records import PhotoStatus
 
 SEED_PASSWORD = "seed-password"  # noqa: S105 - documented, for seeded demo users only
 HEAVY_USER = "seed_heavy"
@@ -293,7 +294,7 @@ def _photos(
             owner,
             caption,
             tags,
-            "ready",
+            PhotoStatus.READY.value,
             "image/jpeg",
             image["width"],
             image["height"],

@@ -2,7 +2,7 @@
 
 Every write checks that the actor may see what they act on (a photo of a
 private account is 404 to a stranger, as if it did not exist), and writes the
-notification it causes in the same transaction.
+notification it causes in the same transaction (picshare/notify.py).
 """
 
 from __future__ import annotations
@@ -10,13 +10,12 @@ from __future__ import annotations
 import unicodedata
 from dataclasses import dataclass
 
+from picshare import notify, privacy
 from picshare.caching import CachedReads
 from picshare.errors import Forbidden, InvalidInput, NotFound, invalid
 from picshare.events import EventBus
-from picshare.notifications import publish
 from picshare.pagination import Page, decode_cursor, page_of
-from picshare.photos import can_see_account
-from storage import notifications_repo, photos_repo, social_repo, users_repo
+from storage import photos_repo, social_repo, users_repo
 from storage.db import Connection, Pool, transaction
 from storage.records import CommentRecord, Relationship, UserListEntry, UserRecord
 
@@ -47,23 +46,13 @@ class SocialService:
     # -- likes ----------------------------------------------------------------
 
     async def like(self, photo_id: int, user: UserRecord) -> LikeState:
-        async with transaction(self._pool) as conn:
+        async with notify.transaction(self._pool, self._bus) as (conn, notes):
             photo = await photos_repo.photo_for(conn, photo_id, user.id)
-            if photo is None or photo.status != "ready":
+            if photo is None or not privacy.can_react(photo):
                 raise NotFound("no such photo")
             added, count = await social_repo.like(conn, photo_id, user.id)
-            note = None
             if added:
-                note = await notifications_repo.add(
-                    conn,
-                    user_id=photo.owner_id,
-                    kind="like",
-                    actor_id=user.id,
-                    actor_username=user.username,
-                    photo_id=photo_id,
-                    text=f"{user.username} liked your photo",
-                )
-        await publish(self._bus, [note])
+                await notes.liked(photo, user)
         await self._cached.photo_changed(photo_id)
         await self._cached.feed_changed(user.id)  # liked_by_me in the liker's feed
         return LikeState(count, True)
@@ -93,9 +82,9 @@ class SocialService:
 
     async def add_comment(self, photo_id: int, user: UserRecord, text: object) -> CommentRecord:
         clean = _comment_text(text)
-        async with transaction(self._pool) as conn:
+        async with notify.transaction(self._pool, self._bus) as (conn, notes):
             photo = await photos_repo.photo_for(conn, photo_id, user.id)
-            if photo is None or photo.status != "ready":
+            if photo is None or not privacy.can_react(photo):
                 raise NotFound("no such photo")
             comment = await social_repo.add_comment(
                 conn,
@@ -105,18 +94,7 @@ class SocialService:
                 display_name=user.display_name,
                 text=clean,
             )
-            snippet = clean if len(clean) <= 60 else clean[:59] + "…"
-            note = await notifications_repo.add(
-                conn,
-                user_id=photo.owner_id,
-                kind="comment",
-                actor_id=user.id,
-                actor_username=user.username,
-                photo_id=photo_id,
-                comment_id=comment.id,
-                text=f"{user.username} commented: {snippet}",
-            )
-        await publish(self._bus, [note])
+            await notes.commented(photo, user, comment)
         await self._cached.photo_changed(photo_id)
         return comment
 
@@ -130,7 +108,7 @@ class SocialService:
             )
             if comment is None or photo is None:
                 raise NotFound("no such comment")
-            if user_id not in (comment.user_id, photo.owner_id):
+            if not privacy.can_delete_comment(comment.user_id, photo, user_id):
                 raise Forbidden("only the comment's author or the photo's owner can delete it")
             await social_repo.delete_comment(conn, comment)
         await self._cached.photo_changed(comment.photo_id)
@@ -146,47 +124,30 @@ class SocialService:
         if viewer_id is not None and viewer_id != user.id:
             async with self._pool.acquire() as conn:
                 relation = await social_repo.relationship(conn, viewer_id, user.id)
-        can_see = not user.private or user.id == viewer_id or bool(relation and relation.following)
+        follows = relation is not None and relation.following
+        can_see = privacy.can_see_account(user.id, user.private, viewer_id, follows=follows)
         return Profile(user, relation, can_see)
 
     async def follow(self, username: str, user: UserRecord) -> Profile:
-        note = None
-        async with transaction(self._pool) as conn:
+        async with notify.transaction(self._pool, self._bus) as (conn, notes):
             target = await _user(conn, username)
             if target.id == user.id:
                 raise invalid("username", "you cannot follow yourself")
             if target.private:
                 following = (await social_repo.relationship(conn, user.id, target.id)).following
                 if not following and await social_repo.request_follow(conn, user.id, target.id):
-                    note = await notifications_repo.add(
-                        conn,
-                        user_id=target.id,
-                        kind="follow_request",
-                        actor_id=user.id,
-                        actor_username=user.username,
-                        text=f"{user.username} asked to follow you",
-                    )
+                    await notes.follow_requested(target, user)
             elif await social_repo.follow(conn, user.id, target.id):
-                note = await notifications_repo.add(
-                    conn,
-                    user_id=target.id,
-                    kind="follow",
-                    actor_id=user.id,
-                    actor_username=user.username,
-                    text=f"{user.username} started following you",
-                )
-        await publish(self._bus, [note])
+                await notes.followed(target, user)
         await self._follows_changed(user.id, target.id)
         return await self.profile(username, user.id)
 
     async def unfollow(self, username: str, user: UserRecord) -> Profile:
-        async with transaction(self._pool) as conn:
+        async with notify.transaction(self._pool, self._bus) as (conn, notes):
             target = await _user(conn, username)
             await social_repo.unfollow(conn, user.id, target.id)
             if await social_repo.cancel_request(conn, user.id, target.id):
-                await notifications_repo.remove(
-                    conn, user_id=target.id, actor_id=user.id, kind="follow_request"
-                )
+                await notes.follow_request_withdrawn(target, user)
         await self._follows_changed(user.id, target.id)
         return await self.profile(username, user.id)
 
@@ -211,7 +172,7 @@ class SocialService:
         before = decode_cursor(cursor)
         async with self._pool.acquire() as conn:
             user = await _user(conn, username)
-            if not await can_see_account(conn, user, viewer_id):
+            if not await privacy.may_see_account(conn, user, viewer_id):
                 raise NotFound("no such user, or the account is private")
             rows = await fetch(conn, user.id, before=before, limit=limit + 1)
         return page_of(rows, limit)
@@ -227,23 +188,12 @@ class SocialService:
         return page_of(rows, limit)
 
     async def approve(self, user: UserRecord, requester: str) -> None:
-        async with transaction(self._pool) as conn:
+        async with notify.transaction(self._pool, self._bus) as (conn, notes):
             other = await _user(conn, requester)
             if not await social_repo.cancel_request(conn, other.id, user.id):
                 raise NotFound("no follow request from that user")
             await social_repo.follow(conn, other.id, user.id)
-            # The request notification becomes a "follows you" one.
-            await notifications_repo.remove(
-                conn, user_id=user.id, actor_id=other.id, kind="follow_request"
-            )
-            await notifications_repo.add(
-                conn,
-                user_id=user.id,
-                kind="follow",
-                actor_id=other.id,
-                actor_username=other.username,
-                text=f"{other.username} started following you",
-            )
+            await notes.follow_request_approved(user, other)
         await self._follows_changed(other.id, user.id)
 
     async def _follows_changed(self, follower_id: int, followee_id: int) -> None:
@@ -252,13 +202,11 @@ class SocialService:
         await self._cached.feed_changed(follower_id)
 
     async def decline(self, user: UserRecord, requester: str) -> None:
-        async with transaction(self._pool) as conn:
+        async with notify.transaction(self._pool, self._bus) as (conn, notes):
             other = await _user(conn, requester)
             if not await social_repo.cancel_request(conn, other.id, user.id):
                 raise NotFound("no follow request from that user")
-            await notifications_repo.remove(
-                conn, user_id=user.id, actor_id=other.id, kind="follow_request"
-            )
+            await notes.follow_request_declined(user, other)
 
 
 async def _user(conn: Connection, username: str) -> UserRecord:

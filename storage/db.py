@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from enum import StrEnum
 from typing import TypeAlias
 
 import asyncpg
@@ -59,3 +60,15 @@ async def transaction(pool: Pool) -> AsyncIterator[Connection]:
     """A connection from the pool inside one transaction."""
     async with pool.acquire() as conn, conn.transaction():
         yield conn
+
+
+async def ping(pool: Pool, *, timeout: float) -> None:
+    """Raise unless the database answers a query within `timeout` seconds."""
+    async with pool.acquire(timeout=timeout) as conn:
+        await conn.fetchval("SELECT 1", timeout=timeout)
+
+
+def sql_literal(value: StrEnum) -> str:
+    """A status or kind as an SQL literal, for predicates that must match a
+    partial index's own (WHERE status = 'ready'): a parameter would not."""
+    return "'" + value.replace("'", "''") + "'"

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from storage.db import Connection
-from storage.records import NotificationRecord
+from storage.db import Connection, sql_literal
+from storage.records import NotificationKind, NotificationRecord
 
 _COLUMNS = (
     "id, user_id, kind, actor_id, actor_username, photo_id, comment_id, text, read_at, created_at"
@@ -13,13 +13,22 @@ _MAX_ID = 9_223_372_036_854_775_807
 # Which repeat each kind silently absorbs, by the partial unique index that
 # defines it. Anything else that collides (an id, say) must raise, not
 # vanish: so every ON CONFLICT names its target.
+_LIKE, _FOLLOW, _REQUEST, _PHOTO = (
+    sql_literal(k)
+    for k in (
+        NotificationKind.LIKE,
+        NotificationKind.FOLLOW,
+        NotificationKind.FOLLOW_REQUEST,
+        NotificationKind.PHOTO,
+    )
+)
+_FOLLOWS_ONCE = f"ON CONFLICT (user_id, actor_id) WHERE kind IN ({_FOLLOW}, {_REQUEST}) DO NOTHING"
 _ONCE = {
-    "like": "ON CONFLICT (user_id, actor_id, photo_id) WHERE kind = 'like' DO NOTHING",
-    "follow": "ON CONFLICT (user_id, actor_id) WHERE kind IN ('follow', 'follow_request') "
+    NotificationKind.LIKE: f"ON CONFLICT (user_id, actor_id, photo_id) WHERE kind = {_LIKE} "
     "DO NOTHING",
-    "follow_request": "ON CONFLICT (user_id, actor_id) WHERE kind IN ('follow', 'follow_request') "
-    "DO NOTHING",
-    "photo": "ON CONFLICT (user_id, photo_id) WHERE kind = 'photo' DO NOTHING",
+    NotificationKind.FOLLOW: _FOLLOWS_ONCE,
+    NotificationKind.FOLLOW_REQUEST: _FOLLOWS_ONCE,
+    NotificationKind.PHOTO: f"ON CONFLICT (user_id, photo_id) WHERE kind = {_PHOTO} DO NOTHING",
 }
 
 
@@ -27,7 +36,7 @@ async def add(
     conn: Connection,
     *,
     user_id: int,
-    kind: str,
+    kind: NotificationKind,
     actor_id: int,
     actor_username: str,
     text: str,
@@ -59,8 +68,8 @@ async def add_for_followers(
     """A new photo: one notification for each follower, in one statement."""
     rows = await conn.fetch(
         "INSERT INTO notifications (user_id, kind, actor_id, actor_username, photo_id, text) "
-        "SELECT follower_id, 'photo', $1, $2, $3, $4 FROM follows WHERE followee_id = $1 "
-        f"{_ONCE['photo']} RETURNING {_COLUMNS}",
+        f"SELECT follower_id, {_PHOTO}, $1, $2, $3, $4 FROM follows WHERE followee_id = $1 "
+        f"{_ONCE[NotificationKind.PHOTO]} RETURNING {_COLUMNS}",
         actor_id,
         actor_username,
         photo_id,
@@ -69,7 +78,7 @@ async def add_for_followers(
     return [NotificationRecord.from_row(r) for r in rows]
 
 
-async def remove(conn: Connection, *, user_id: int, actor_id: int, kind: str) -> None:
+async def remove(conn: Connection, *, user_id: int, actor_id: int, kind: NotificationKind) -> None:
     await conn.execute(
         "DELETE FROM notifications WHERE user_id = $1 AND actor_id = $2 AND kind = $3",
         user_id,

@@ -1,12 +1,14 @@
-"""SQL for photos. Every read takes the viewer as `$1` and applies one privacy
-rule (`VISIBLE`), so no list, page or search can forget it. Lists are
+"""SQL for photos. Every read takes the viewer as `$1` and applies the privacy
+rule (picshare/privacy.py, in SQL from storage/visibility.py), so no list,
+page or search can forget it. Lists are
 keyset-paginated on the time-ordered id: pages never skip or repeat a photo
 while new ones arrive (they only appear at the head)."""
 
 from __future__ import annotations
 
-from storage.db import Connection
-from storage.records import PhotoRecord
+from storage.db import Connection, sql_literal
+from storage.records import PhotoRecord, PhotoStatus
+from storage.visibility import PUBLIC, VISIBLE
 
 _COLUMNS = (
     "p.id, p.owner_id, u.username AS owner_username, "
@@ -16,14 +18,10 @@ _COLUMNS = (
     "EXISTS (SELECT 1 FROM likes l WHERE l.photo_id = p.id AND l.user_id = $1) AS liked_by_me "
 )
 _SELECT = f"SELECT {_COLUMNS} FROM photos p JOIN users u ON u.id = p.owner_id "
+_READY = sql_literal(PhotoStatus.READY)
+_PROCESSING = sql_literal(PhotoStatus.PROCESSING)
+_FAILED = sql_literal(PhotoStatus.FAILED)
 
-# Who may see a photo ($1 is the viewer, NULL when anonymous): its owner
-# always; others once it is ready, if the account is public or they are an
-# approved follower. Rejected photos (moderation) stay with their owner.
-VISIBLE = (
-    "(p.owner_id = $1 OR (p.status = 'ready' AND (NOT u.private OR EXISTS "
-    "(SELECT 1 FROM follows f WHERE f.follower_id = $1 AND f.followee_id = p.owner_id))))"
-)
 # 2^63 - 1: "no cursor yet" without a second query text.
 _MAX_ID = 9_223_372_036_854_775_807
 
@@ -39,12 +37,15 @@ BY_OWNER_SQL = (
     "AND ($5::text IS NULL OR p.tags @> ARRAY[$5::text]) "
     "ORDER BY p.id DESC LIMIT $4"
 )
+# The home feed shows ready photos of the viewer and of accounts they follow:
+# all visible to them by the privacy rule, which these two plans therefore
+# need not repeat (and must not: it would cost them their index plans).
 # $1 viewer, $2 before, $3 limit. For viewers who follow many accounts: walk
 # the newest ready photos (photos_ready_id, backwards) and keep those of
 # followees. With 1,000 followees among 20k users it reads ~500 index
 # entries for a page; with few followees it could read the whole table.
 HOME_FEED_DENSE_SQL = (
-    _SELECT + "WHERE p.status = 'ready' AND p.id < $2 AND (p.owner_id = $1 OR p.owner_id IN "
+    _SELECT + f"WHERE p.status = {_READY} AND p.id < $2 AND (p.owner_id = $1 OR p.owner_id IN "
     "(SELECT followee_id FROM follows WHERE follower_id = $1)) ORDER BY p.id DESC LIMIT $3"
 )
 # $1 viewer, $2 before, $3 limit. For everyone else: per followee, its newest
@@ -55,7 +56,7 @@ HOME_FEED_SQL = (
     "  SELECT $1::bigint AS owner_id"
     "  UNION ALL SELECT followee_id FROM follows WHERE follower_id = $1"
     ") o CROSS JOIN LATERAL ("
-    "  SELECT * FROM photos q WHERE q.owner_id = o.owner_id AND q.status = 'ready'"
+    f"  SELECT * FROM photos q WHERE q.owner_id = o.owner_id AND q.status = {_READY}"
     "  AND q.id < $2 ORDER BY q.id DESC LIMIT $3"
     ") p JOIN users u ON u.id = p.owner_id "
     "ORDER BY p.id DESC LIMIT $3"
@@ -111,10 +112,9 @@ async def photo_by_id(conn: Connection, photo_id: int) -> PhotoRecord | None:
 async def list_public(
     conn: Connection, *, viewer_id: int | None, before: int | None, limit: int
 ) -> list[PhotoRecord]:
-    """Newest ready photos of public accounts."""
+    """Newest photos that everyone may see (ready, of public accounts)."""
     rows = await conn.fetch(
-        _SELECT + "WHERE p.status = 'ready' AND NOT u.private AND p.id < $2 "
-        "ORDER BY p.id DESC LIMIT $3",
+        _SELECT + f"WHERE {PUBLIC} AND p.id < $2 ORDER BY p.id DESC LIMIT $3",
         viewer_id,
         before or _MAX_ID,
         limit,
@@ -209,9 +209,9 @@ async def mark_ready(
 ) -> bool:
     """Record the renditions; False if the photo was deleted meanwhile."""
     result = await conn.execute(
-        "UPDATE photos SET status = 'ready', original_key = $2, large_key = $3, medium_key = $4, "
-        "thumb_key = $5, width = $6, height = $7, blurhash = $8, updated_at = now() "
-        "WHERE id = $1 AND status = 'processing'",
+        f"UPDATE photos SET status = {_READY}, original_key = $2, large_key = $3, "
+        "medium_key = $4, thumb_key = $5, width = $6, height = $7, blurhash = $8, "
+        f"updated_at = now() WHERE id = $1 AND status = {_PROCESSING}",
         photo_id,
         keys["original"],
         keys["large"],
@@ -226,8 +226,8 @@ async def mark_ready(
 
 async def mark_failed(conn: Connection, photo_id: int) -> None:
     await conn.execute(
-        "UPDATE photos SET status = 'failed', updated_at = now() "
-        "WHERE id = $1 AND status = 'processing'",
+        f"UPDATE photos SET status = {_FAILED}, updated_at = now() "
+        f"WHERE id = $1 AND status = {_PROCESSING}",
         photo_id,
     )
 
@@ -243,11 +243,11 @@ async def key_in_use(conn: Connection, key: str) -> bool:
 
 
 async def key_is_public(conn: Connection, key: str) -> bool:
-    """Does a ready photo of a public account use this rendition?"""
+    """Does a photo that everyone may see use this rendition?"""
     return bool(
         await conn.fetchval(
             "SELECT EXISTS (SELECT 1 FROM photos p JOIN users u ON u.id = p.owner_id "
-            "WHERE p.status = 'ready' AND NOT u.private AND (p.original_key = $1 "
+            f"WHERE {PUBLIC} AND (p.original_key = $1 "
             "OR p.large_key = $1 OR p.medium_key = $1 OR p.thumb_key = $1))",
             key,
         )

@@ -1,12 +1,35 @@
-"""Rows as typed, immutable records: what repositories hand to the services."""
+"""Rows as typed, immutable records: what repositories hand to the services;
+and the closed sets of values their text columns hold (the migrations' CHECK
+constraints), named once for every layer."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 import asyncpg
+
+
+class PhotoStatus(StrEnum):
+    PROCESSING = "processing"  # uploaded; its renditions are being made
+    READY = "ready"  # renditions exist: others may see it (picshare/privacy.py)
+    REJECTED = "rejected"  # by moderation: only its owner sees it
+    FAILED = "failed"  # could not be rendered
+
+
+class NotificationKind(StrEnum):
+    LIKE = "like"
+    COMMENT = "comment"
+    FOLLOW = "follow"
+    FOLLOW_REQUEST = "follow_request"
+    PHOTO = "photo"  # someone one follows posted a photo
+
+
+# Text -> member with one dict lookup: rows are converted on every list read.
+_PHOTO_STATUS = {s.value: s for s in PhotoStatus}
+_NOTIFICATION_KIND = {k.value: k for k in NotificationKind}
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +61,7 @@ class PhotoRecord:
     owner_private: bool
     caption: str
     tags: list[str]
-    status: str
+    status: PhotoStatus
     mime: str
     width: int
     height: int
@@ -56,7 +79,9 @@ class PhotoRecord:
 
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> PhotoRecord:
-        return cls(**{name: row[name] for name in cls.__slots__})
+        fields = {name: row[name] for name in cls.__slots__}
+        fields["status"] = _PHOTO_STATUS[fields["status"]]
+        return cls(**fields)
 
     @property
     def rendition_keys(self) -> list[str]:
@@ -118,7 +143,7 @@ class UserListEntry:
 class NotificationRecord:
     id: int
     user_id: int
-    kind: str
+    kind: NotificationKind
     actor_id: int
     actor_username: str
     photo_id: int | None
@@ -129,7 +154,9 @@ class NotificationRecord:
 
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> NotificationRecord:
-        return cls(**{name: row[name] for name in cls.__slots__})
+        fields = {name: row[name] for name in cls.__slots__}
+        fields["kind"] = _NOTIFICATION_KIND[fields["kind"]]
+        return cls(**fields)
 
 
 @dataclass(frozen=True, slots=True)

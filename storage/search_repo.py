@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from storage.db import Connection
 from storage.photos_repo import _COLUMNS as PHOTO_COLUMNS
-from storage.photos_repo import VISIBLE
 from storage.records import PhotoRecord, UserListEntry
+from storage.visibility import VISIBLE
 
 # $1 query, $2 LIKE prefix, $3 limit
 USERS_SQL = (

@@ -17,6 +17,8 @@ from typing import Any
 
 from aiohttp import WSCloseCode
 
+from picshare.live import Socket
+
 log = logging.getLogger(__name__)
 
 SLOW_CONSUMER = WSCloseCode.POLICY_VIOLATION  # 1008
@@ -81,7 +83,7 @@ class Connection:
 
 
 class Hub:
-    """Connections by user id, in this process."""
+    """Connections by user id, in this process (picshare.live.SocketHub)."""
 
     __slots__ = ("_by_user", "_closing", "_count", "_on_count", "_on_sent", "_on_slow")
 
@@ -92,7 +94,7 @@ class Hub:
         on_sent: Callable[[], None] = lambda: None,
         on_slow: Callable[[], None] = lambda: None,
     ) -> None:
-        self._by_user: defaultdict[int, set[Connection]] = defaultdict(set)
+        self._by_user: defaultdict[int, set[Socket]] = defaultdict(set)
         # Kept as it changes: summing over 10k users on every connect costs ~1 s.
         self._count = 0
         # Closes in flight, referenced so they are not garbage-collected mid-way.
@@ -108,14 +110,14 @@ class Hub:
     def count(self) -> int:
         return self._count
 
-    def add(self, conn: Connection) -> None:
+    def add(self, conn: Socket) -> None:
         conns = self._by_user[conn.user_id]
         if conn not in conns:
             conns.add(conn)
             self._count += 1
         self._on_count(self._count)
 
-    def discard(self, conn: Connection) -> None:
+    def discard(self, conn: Socket) -> None:
         conns = self._by_user.get(conn.user_id)
         if conns is not None and conn in conns:
             conns.discard(conn)

@@ -9,7 +9,7 @@ import orjson
 
 from handlers.serialize import photo, photo_json
 from picshare.media_urls import MediaUrls
-from storage.records import PhotoRecord
+from storage.records import PhotoRecord, PhotoStatus
 
 URLS = MediaUrls(prefix="/media", secret=b"k" * 32, ttl=3600)
 PHOTO = PhotoRecord(
@@ -20,7 +20,7 @@ PHOTO = PhotoRecord(
     owner_private=False,
     caption="hi",
     tags=["sea"],
-    status="ready",
+    status=PhotoStatus.READY,
     mime="image/jpeg",
     width=10,
     height=10,
@@ -48,7 +48,7 @@ def test_per_viewer_and_signed_photos_are_made_each_time() -> None:
     for changed in (
         dataclasses.replace(PHOTO, liked_by_me=True),
         dataclasses.replace(PHOTO, owner_private=True),
-        dataclasses.replace(PHOTO, status="processing"),
+        dataclasses.replace(PHOTO, status=PhotoStatus.PROCESSING),
     ):
         assert isinstance(photo_json(changed, urls=URLS), dict)
 

@@ -1,0 +1,166 @@
+"""Notifications: one function per event that causes (or withdraws) one, each
+writing its rows in the transaction of the action that caused it; what was
+written is pushed live once that transaction commits.
+
+    async with notify.transaction(pool, bus) as (conn, notes):
+        ...  # the action's own writes on `conn`
+        await notes.liked(photo, user)
+    # committed: the like's notification is on the bus now
+
+Publishing after the commit means a listener never sees a notification that
+then rolls back; a process that dies in between loses only the live push
+(the row is there, and `?since=` replays it, picshare/events.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from picshare.events import EventBus
+from picshare.notifications import event_of
+from storage import notifications_repo
+from storage.db import Connection, Pool
+from storage.db import transaction as db_transaction
+from storage.records import (
+    CommentRecord,
+    NotificationKind,
+    NotificationRecord,
+    PhotoRecord,
+    UserRecord,
+)
+
+SNIPPET = 60  # characters of a comment quoted in its notification
+
+
+class Notes:
+    """The notifications of one transaction: the events, and what they wrote."""
+
+    __slots__ = ("_conn", "written")
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self.written: list[NotificationRecord] = []
+
+    def __repr__(self) -> str:
+        return f"<Notes written={len(self.written)}>"
+
+    async def liked(self, photo: PhotoRecord, liker: UserRecord) -> None:
+        """A new like (not a repeat after an unlike: the repository absorbs those)."""
+        self._keep(
+            await notifications_repo.add(
+                self._conn,
+                user_id=photo.owner_id,
+                kind=NotificationKind.LIKE,
+                actor_id=liker.id,
+                actor_username=liker.username,
+                photo_id=photo.id,
+                text=f"{liker.username} liked your photo",
+            )
+        )
+
+    async def commented(
+        self, photo: PhotoRecord, author: UserRecord, comment: CommentRecord
+    ) -> None:
+        text = comment.text
+        snippet = text if len(text) <= SNIPPET else text[: SNIPPET - 1] + "…"
+        self._keep(
+            await notifications_repo.add(
+                self._conn,
+                user_id=photo.owner_id,
+                kind=NotificationKind.COMMENT,
+                actor_id=author.id,
+                actor_username=author.username,
+                photo_id=photo.id,
+                comment_id=comment.id,
+                text=f"{author.username} commented: {snippet}",
+            )
+        )
+
+    async def followed(self, followee: UserRecord, follower: UserRecord) -> None:
+        """A new follow of a public account."""
+        self._keep(
+            await notifications_repo.add(
+                self._conn,
+                user_id=followee.id,
+                kind=NotificationKind.FOLLOW,
+                actor_id=follower.id,
+                actor_username=follower.username,
+                text=f"{follower.username} started following you",
+            )
+        )
+
+    async def follow_requested(self, target: UserRecord, requester: UserRecord) -> None:
+        """A new request to follow a private account."""
+        self._keep(
+            await notifications_repo.add(
+                self._conn,
+                user_id=target.id,
+                kind=NotificationKind.FOLLOW_REQUEST,
+                actor_id=requester.id,
+                actor_username=requester.username,
+                text=f"{requester.username} asked to follow you",
+            )
+        )
+
+    async def follow_request_withdrawn(self, target: UserRecord, requester: UserRecord) -> None:
+        await notifications_repo.remove(
+            self._conn,
+            user_id=target.id,
+            actor_id=requester.id,
+            kind=NotificationKind.FOLLOW_REQUEST,
+        )
+
+    async def follow_request_declined(self, target: UserRecord, requester: UserRecord) -> None:
+        await notifications_repo.remove(
+            self._conn,
+            user_id=target.id,
+            actor_id=requester.id,
+            kind=NotificationKind.FOLLOW_REQUEST,
+        )
+
+    async def follow_request_approved(self, target: UserRecord, requester: UserRecord) -> None:
+        """The request's notification becomes a "follows you" one. Not pushed
+        live: the one it would go to is the one who just approved."""
+        await notifications_repo.remove(
+            self._conn,
+            user_id=target.id,
+            actor_id=requester.id,
+            kind=NotificationKind.FOLLOW_REQUEST,
+        )
+        await notifications_repo.add(
+            self._conn,
+            user_id=target.id,
+            kind=NotificationKind.FOLLOW,
+            actor_id=requester.id,
+            actor_username=requester.username,
+            text=f"{requester.username} started following you",
+        )
+
+    async def photo_ready(self, photo: PhotoRecord) -> None:
+        """A photo became ready: each of its owner's followers, in one statement.
+        A repeat (a retried job) finds the rows there and sends nothing twice."""
+        self.written.extend(
+            await notifications_repo.add_for_followers(
+                self._conn,
+                actor_id=photo.owner_id,
+                actor_username=photo.owner_username,
+                photo_id=photo.id,
+                text=f"{photo.owner_username} posted a photo",
+            )
+        )
+
+    def _keep(self, record: NotificationRecord | None) -> None:
+        # None: nobody is told of their own action, and repeats are absorbed.
+        if record is not None:
+            self.written.append(record)
+
+
+@asynccontextmanager
+async def transaction(pool: Pool, bus: EventBus) -> AsyncIterator[tuple[Connection, Notes]]:
+    """A transaction whose notifications go live once it commits."""
+    async with db_transaction(pool) as conn:
+        notes = Notes(conn)
+        yield conn, notes
+    for record in notes.written:
+        await bus.publish(record.user_id, event_of(record))
