@@ -21,10 +21,11 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from handlers import problems, sessions
-from handlers.route_info import RouteTable, info_of
+from handlers.route_info import info_of
 from picshare import keys
 from picshare.errors import DomainError, Forbidden, Unauthenticated
 from picshare.metrics import Metrics
+from picshare.routing import RouteTable
 
 log = logging.getLogger(__name__)
 

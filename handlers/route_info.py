@@ -11,28 +11,16 @@ their path, since no route can speak for them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from aiohttp.abc import AbstractMatchInfo
-from aiohttp.web_urldispatcher import AbstractResource, AbstractRoute
+from aiohttp.web_urldispatcher import AbstractResource
 
 from picshare.ratelimit.policies import RateClass
+from picshare.routing import RouteInfo, RouteTable
 
 __all__ = ["RouteInfo", "RouteTable", "info_of", "register", "register_static", "unmatched"]
 
 READ_METHODS = frozenset({"GET", "HEAD"})
 
-
-@dataclass(frozen=True, slots=True)
-class RouteInfo:
-    name: str  # the route's name without its alias suffix: the metrics label
-    html_errors: bool  # a browser asking for HTML gets an error page
-    api: bool  # cookie-authenticated unsafe requests must carry the CSRF header
-    credentials: bool  # read the bearer token or session cookie
-    rate: RateClass | None  # None: not rate limited
-
-
-RouteTable = dict[AbstractRoute, RouteInfo]
 
 STATIC = RouteInfo("static", html_errors=True, api=False, credentials=False, rate=None)
 _UNMATCHED_API = RouteInfo("unmatched", html_errors=False, api=True, credentials=True, rate=None)

@@ -24,7 +24,8 @@ from handlers import (
     pages_photo,
     pages_profile,
 )
-from handlers.route_info import RouteTable, register, register_static
+from handlers.route_info import register, register_static
+from picshare.routing import RouteTable
 from ws import handler as ws_handler
 
 API = "/api/v1"

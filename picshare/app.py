@@ -25,7 +25,6 @@ from redis.backoff import NoBackoff
 from handlers import middlewares
 from handlers.proxies import forwarded_middleware
 from handlers.ratelimit import ratelimit_middleware
-from handlers.route_info import RouteTable
 from handlers.routes import setup_routes
 from handlers.template_filters import blurhash_color
 from picshare import keys
@@ -47,6 +46,7 @@ from picshare.ratelimit import (
     RateLimiter,
     RedisLimiter,
 )
+from picshare.routing import RouteTable
 from picshare.search import SearchService
 from picshare.secret import load_secret_key
 from picshare.social import SocialService

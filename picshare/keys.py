@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from aiohttp import web
 from redis.asyncio import Redis
 
@@ -19,15 +17,13 @@ from picshare.metrics import Metrics
 from picshare.notifications import NotificationService
 from picshare.photos import PhotoService
 from picshare.ratelimit import Decision, RateLimiter
+from picshare.routing import RouteInfo, RouteTable
 from picshare.search import SearchService
 from picshare.social import SocialService
 from picshare.users import UserService
 from storage.blobs import BlobStore
 from storage.db import Pool
 from storage.records import UserRecord
-
-if TYPE_CHECKING:  # the HTTP layer's types; at run time the keys need no class
-    from handlers.route_info import RouteInfo, RouteTable
 
 SETTINGS = web.AppKey("settings", Settings)
 SECRET_KEY = web.AppKey("secret_key", bytes)
@@ -52,7 +48,7 @@ RATE_LIMITER: web.AppKey[RateLimiter] = web.AppKey("rate_limiter")
 # What the middlewares need of each route, resolved once (handlers/route_info.py).
 ROUTE_INFO: web.AppKey[RouteTable] = web.AppKey("route_info")
 
-ROUTE: web.RequestKey[RouteInfo] = web.RequestKey("route")
+ROUTE = web.RequestKey("route", RouteInfo)
 REQUEST_ID = web.RequestKey("request_id", str)
 # The signed-in user (absent when anonymous); how they signed in ("bearer" or "session").
 USER = web.RequestKey("user", UserRecord)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 from aiohttp import web
 
-from handlers.route_info import RouteInfo, RouteTable, unmatched
+from handlers.route_info import unmatched
 from handlers.routes import setup_routes
+from picshare.routing import RouteInfo, RouteTable
 
 
 @pytest.fixture(scope="module")
