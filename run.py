@@ -110,6 +110,12 @@ def _serve(settings: Settings) -> int:
 async def _serve_until_stopped(settings: Settings) -> None:
     """What web.run_app does, with a site that bounds slow clients (handlers/slow_clients.py)."""
     server = settings.server
+    # Set before start-up, so a signal during it (a slow first initdb) stops
+    # the server cleanly once it is up rather than killing it half-made.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
     runner = web.AppRunner(
         create_app(settings),
         handle_signals=False,
@@ -130,10 +136,6 @@ async def _serve_until_stopped(settings: Settings) -> None:
         )
         await site.start()
         print(f"======== Running on {site.name} ========\n(Press CTRL+C to quit)", flush=True)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, stop.set)
         await stop.wait()
     finally:
         await runner.cleanup()
