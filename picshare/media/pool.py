@@ -6,9 +6,10 @@ hostile input, so it lives in separate processes. They are started with
 process (the 'fork' default on Linux) can copy held locks into the child.
 
 Workers must not outlive the server: a server killed with SIGKILL cannot shut
-its pool down, and its idle workers would wait for work forever (each holds
-the write end of its own task queue, so it never sees end-of-file). Each
-worker therefore watches two parents (see `_die_with_parents`).
+its pool down, and its idle workers would wait for work forever (they hold
+the task queue's write end themselves, so it never reads end-of-file, and
+they keep the forkserver alive in turn). Each worker therefore watches both
+its parents (see `_die_with_parents`).
 """
 
 from __future__ import annotations
