@@ -9,8 +9,10 @@ python run.py bench [--quick]
 from __future__ import annotations
 
 import argparse
+import asyncio
 import gc
 import logging
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -20,7 +22,8 @@ import uvloop
 from aiohttp import web
 from aiohttp.log import access_logger as web_log
 
-from handlers.access_log import AccessLog
+from handlers.access_log import AccessLog, flush_now
+from handlers.slow_clients import GuardedTCPSite
 from picshare.app import create_app
 from picshare.config import Settings, SettingsError, load_settings
 from picshare.database import database_url
@@ -100,18 +103,44 @@ def _serve(settings: Settings) -> int:
     # (~1M tracked objects) a full collection pauses the loop ~0.65 s.
     gc.freeze()
     gc.set_threshold(50_000, 50, 100)
-    web.run_app(
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(_serve_until_stopped(settings))
+    return 0
+
+
+async def _serve_until_stopped(settings: Settings) -> None:
+    """What web.run_app does, with a site that bounds slow clients (handlers/slow_clients.py)."""
+    server = settings.server
+    # Set before start-up, so a signal during it (a slow first initdb) stops
+    # the server cleanly once it is up rather than killing it half-made.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    runner = web.AppRunner(
         create_app(settings),
-        host=settings.server.host,
-        port=settings.server.port,
-        shutdown_timeout=settings.server.shutdown_timeout,
-        # Room for a reconnect storm (every socket after a deploy); aiohttp's 128 stalls it.
-        backlog=1024,
-        loop=uvloop.new_event_loop(),
-        access_log=web_log if settings.server.access_log else None,
+        handle_signals=False,
+        shutdown_timeout=server.shutdown_timeout,
+        access_log=web_log if server.access_log else None,
         access_log_class=AccessLog,
     )
-    return 0
+    await runner.setup()
+    try:
+        site = GuardedTCPSite(
+            runner,
+            server.host,
+            server.port,
+            header_timeout=server.header_timeout,
+            body_timeout=server.body_timeout,
+            # Room for a reconnect storm (every socket after a deploy); aiohttp's 128 stalls it.
+            backlog=1024,
+        )
+        await site.start()
+        print(f"======== Running on {site.name} ========\n(Press CTRL+C to quit)", flush=True)
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+        flush_now()  # the access log's last lines
 
 
 async def _migrate(settings: Settings) -> int:

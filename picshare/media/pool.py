@@ -4,14 +4,24 @@ Decoding is CPU-bound and runs in C code that may hold the GIL or crash on
 hostile input, so it lives in separate processes. They are started with
 'forkserver': the parent runs an asyncio loop and threads, and forking such a
 process (the 'fork' default on Linux) can copy held locks into the child.
+
+Workers must not outlive the server: a server killed with SIGKILL cannot shut
+its pool down, and its idle workers would wait for work forever (they hold
+the task queue's write end themselves, so it never reads end-of-file, and
+they keep the forkserver alive in turn). Each worker therefore watches both
+its parents (see `_die_with_parents`).
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import ctypes
 import multiprocessing
+import multiprocessing.process
 import os
 import signal
+import sys
+import threading
 
 from PIL import ImageFile
 
@@ -19,9 +29,13 @@ from picshare.media.probe import ensure_plugins
 
 __all__ = ["create_media_pool", "init_worker"]
 
+# <linux/prctl.h>: deliver a signal to this process when its parent dies.
+_PR_SET_PDEATHSIG = 1
+
 
 def init_worker() -> None:
     """Runs once in every worker process before its first task."""
+    _die_with_parents()
     # Ctrl-C goes to the whole process group; the parent decides how to shut
     # the pool down, so workers must not die mid-task with a traceback.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -41,3 +55,42 @@ def create_media_pool(workers: int) -> concurrent.futures.ProcessPoolExecutor:
         mp_context=multiprocessing.get_context("forkserver"),
         initializer=init_worker,
     )
+
+
+def _die_with_parents() -> None:
+    """End this worker when the forkserver or the server that started it dies.
+
+    The OS parent of a worker is the forkserver: the kernel kills the worker
+    when it goes (PR_SET_PDEATHSIG; the forkserver is single-threaded, so the
+    signal cannot fire early because a forking thread ended). The server is
+    only the logical parent, so the kernel does not help there: a daemon
+    thread waits on the server's sentinel, a pipe whose write end only the
+    server holds, and which therefore reads end-of-file the moment the server
+    dies, however it dies. The forkserver and the resource tracker exit by
+    themselves once no server or worker holds their pipes.
+    """
+    forkserver = os.getppid()
+    _set_parent_death_signal(signal.SIGKILL)
+    if os.getppid() != forkserver:
+        # The forkserver died between fork and prctl: the signal will never come.
+        os._exit(1)
+    server = multiprocessing.parent_process()
+    if server is not None:
+        threading.Thread(
+            target=_exit_when_gone, args=(server,), name="server-watch", daemon=True
+        ).start()
+
+
+def _set_parent_death_signal(sig: signal.Signals) -> None:
+    if not sys.platform.startswith("linux"):
+        return  # the server watch below still applies
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0) != 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, f"prctl(PR_SET_PDEATHSIG): {os.strerror(errno)}")
+
+
+def _exit_when_gone(parent: multiprocessing.process.BaseProcess) -> None:
+    parent.join()  # returns once the parent's sentinel reads end-of-file
+    # No cleanup: the task in hand has nobody to return to.
+    os._exit(1)
