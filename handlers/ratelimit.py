@@ -28,6 +28,7 @@ from handlers import middlewares
 from picshare import keys
 from picshare.errors import DomainError, RateLimited
 from picshare.ratelimit import Decision, Policies, Policy, RateClass
+from storage.cache.memo import Memo
 
 __all__ = ["client_key", "limit_login", "ratelimit_middleware", "set_headers"]
 
@@ -90,7 +91,10 @@ def client_key(request: web.Request, *, by_user: bool = True) -> str:
     user = request.get(keys.USER) if by_user else None
     if user is not None:
         return f"user:{user.id}"
-    remote = request.remote or ""
+    return _address_key(request.remote or "")
+
+
+def _ip_key(remote: str) -> str:
     try:
         ip = ipaddress.ip_address(remote)
     except ValueError:
@@ -102,10 +106,15 @@ def client_key(request: web.Request, *, by_user: bool = True) -> str:
     return f"ip:{ip}"
 
 
+# Parsing an address costs more than the rest of a limit decision: each
+# address is parsed once while it keeps sending.
+_address_key: Memo[str, str] = Memo(_ip_key, max_entries=65536)
+
+
 def set_headers(headers: CIMultiDict[str], decision: Decision) -> None:
     """The IETF RateLimit fields (structured-field form) and, on a refusal, Retry-After."""
     policy = decision.policy
-    headers["RateLimit-Policy"] = f'"{policy.name}";q={policy.quota};w={policy.window}'
+    headers["RateLimit-Policy"] = policy.header
     if not decision.unmetered:  # nothing was counted: there is nothing true to say
         headers["RateLimit"] = f'"{policy.name}";r={decision.remaining};t={decision.reset}'
     if not decision.allowed:
@@ -115,7 +124,7 @@ def set_headers(headers: CIMultiDict[str], decision: Decision) -> None:
 async def _hit(request: web.Request, policy: Policy, key: str) -> Decision:
     decision = await request.app[keys.RATE_LIMITER].hit(key, policy)
     result = "unmetered" if decision.unmetered else "allowed" if decision.allowed else "limited"
-    request.app[keys.METRICS].ratelimit_decisions.labels(policy.name, result).inc()
+    request.app[keys.METRICS].count_decision(policy.name, result)
     current = request.get(keys.RATELIMIT)
     if current is None or _tighter(decision, current):
         request[keys.RATELIMIT] = decision

@@ -54,6 +54,7 @@ class Metrics:
         # Bounded: routes are a fixed table (the unmatched share one label),
         # methods and statuses few.
         self._http_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+        self._decision_children: dict[tuple[str, str], Counter] = {}
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
         """Count and time one request. The labelled children are looked up once
@@ -68,6 +69,15 @@ class Metrics:
             )
         children[0].inc()
         children[1].observe(seconds)
+
+    def count_decision(self, policy: str, result: str) -> None:
+        """A rate-limit decision, with its labelled child kept as in `observe_request`."""
+        child = self._decision_children.get((policy, result))
+        if child is None:
+            child = self._decision_children[(policy, result)] = self.ratelimit_decisions.labels(
+                policy, result
+            )
+        child.inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -10,7 +10,7 @@ reads.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from picshare.config import RateLimitSettings, parse_rate
@@ -34,6 +34,11 @@ class Policy:
     window: int
     # While the shared backend is down: allow ("open") or limit in this process ("local").
     on_backend_error: OnBackendError = "local"
+    # The IETF `RateLimit-Policy` field: the same on every response, made once.
+    header: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "header", f'"{self.name}";q={self.quota};w={self.window}')
 
     @property
     def interval(self) -> int:
