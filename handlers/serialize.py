@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from datetime import datetime
 from typing import Any
 
@@ -13,6 +12,7 @@ from picshare.media_urls import MediaUrls
 from picshare.notifications import event_of
 from picshare.pagination import Page
 from picshare.social import Profile
+from storage.cache.memo import IdentityMemo
 from storage.records import (
     CommentRecord,
     NotificationRecord,
@@ -22,10 +22,11 @@ from storage.records import (
 )
 
 RENDITIONS = ("original", "large", "medium", "thumb")
-_FRAGMENTS: OrderedDict[tuple[int, int], tuple[PhotoRecord, MediaUrls, orjson.Fragment]] = (
-    OrderedDict()
+# JSON made once per shared record or page (photo_json, photo_page).
+_PHOTOS: IdentityMemo[PhotoRecord, tuple[MediaUrls, orjson.Fragment]] = IdentityMemo()
+_PAGES: IdentityMemo[Page[PhotoRecord], tuple[MediaUrls, orjson.Fragment]] = IdentityMemo(
+    max_entries=256
 )
-_FRAGMENTS_MAX = 4096
 
 
 def iso(ts: datetime) -> str:
@@ -81,24 +82,26 @@ def photo_json(p: PhotoRecord, *, urls: MediaUrls) -> orjson.Fragment | dict[str
     version (storage/cache/memo.py): its JSON is made once per record, here."""
     if p.liked_by_me or privacy.signed_media(p):
         return photo(p, urls=urls)  # per viewer, or signed URLs that expire
-    key = (id(p), id(urls))
-    hit = _FRAGMENTS.get(key)
-    # The entry holds the record and the signer, so neither id can be reused meanwhile.
-    if hit is not None and hit[0] is p and hit[1] is urls:
-        _FRAGMENTS.move_to_end(key)
-        return hit[2]
-    fragment = orjson.Fragment(orjson.dumps(photo(p, urls=urls)))
-    _FRAGMENTS[key] = (p, urls, fragment)
-    if len(_FRAGMENTS) > _FRAGMENTS_MAX:
-        _FRAGMENTS.popitem(last=False)
+    signer, fragment = _PHOTOS(p, lambda p: (urls, _fragment(photo(p, urls=urls))))
+    if signer is not urls:  # another app's URLs (tests build many)
+        fragment = _fragment(photo(p, urls=urls))
     return fragment
 
 
-def photo_page(page: Page[PhotoRecord], *, urls: MediaUrls) -> dict[str, Any]:
-    return {
-        "items": [photo_json(p, urls=urls) for p in page.items],
-        "next_cursor": page.next_cursor,
-    }
+def photo_page(page: Page[PhotoRecord], *, urls: MediaUrls) -> orjson.Fragment:
+    """A page of photos as a JSON body; made once per shared page (the
+    signed-out front page, see PhotoService.list_public)."""
+
+    def make(page: Page[PhotoRecord]) -> tuple[MediaUrls, orjson.Fragment]:
+        items = [photo_json(p, urls=urls) for p in page.items]
+        return urls, _fragment({"items": items, "next_cursor": page.next_cursor})
+
+    signer, fragment = _PAGES(page, make)
+    return fragment if signer is urls else make(page)[1]
+
+
+def _fragment(data: Any) -> orjson.Fragment:
+    return orjson.Fragment(orjson.dumps(data))
 
 
 def profile(p: Profile) -> dict[str, Any]:

@@ -36,6 +36,7 @@ from picshare.staging import StagedUpload
 from picshare.text import clean_caption, normalize_tag, parse_tags
 from storage import photos_repo, social_repo, users_repo
 from storage.blobs import BlobStore
+from storage.cache.memo import IdentityMemo
 from storage.db import Pool, transaction
 from storage.records import PhotoRecord, PhotoStatus
 
@@ -52,6 +53,7 @@ class PhotoService:
         "_bus",
         "_cached",
         "_feed",
+        "_front_pages",
         "_jobs",
         "_media",
         "_pool",
@@ -74,6 +76,9 @@ class PhotoService:
     ) -> None:
         self._bus = bus
         self._cached = cached
+        self._front_pages: IdentityMemo[list[PhotoRecord], Page[PhotoRecord]] = IdentityMemo(
+            max_entries=16
+        )
         self._pool = pool
         self._feed = feed
         self._blobs = blobs
@@ -186,7 +191,10 @@ class PhotoService:
         # The first page as a signed-out visitor sees it is the same for all of
         # them: the front page of the site, read far more than anything else.
         if before is None and viewer_id is None:
-            return page_of(await self._cached.public_first_page(limit + 1, read), limit)
+            rows = await self._cached.public_first_page(limit + 1, read)
+            # The same rows object while the entry holds: so is the page, and
+            # the JSON made of it (handlers/serialize.py).
+            return self._front_pages(rows, lambda rows: page_of(rows, limit))
         return page_of(await read(), limit)
 
     async def list_tagged(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from storage.cache.memo import Memo
+from storage.cache.memo import IdentityMemo, Memo
 
 
 def test_same_bytes_give_the_same_object_made_once() -> None:
@@ -36,3 +36,13 @@ def test_bounded_least_recently_used_goes_first() -> None:
 def test_needs_room() -> None:
     with pytest.raises(ValueError, match="max_entries"):
         Memo(str, max_entries=0)
+
+
+def test_identity_memo_per_object_not_per_value() -> None:
+    memo: IdentityMemo[list[int], str] = IdentityMemo(max_entries=2)
+    a, b = [1], [1]  # equal, and unhashable
+    made_a = memo(a, lambda x: f"a{id(x)}")
+    assert memo(a, lambda x: "again") is made_a
+    assert memo(b, lambda x: "b") == "b"  # an equal list is another object
+    memo([2], lambda x: "c")  # pushes out a
+    assert memo(a, lambda x: "new") == "new"
