@@ -23,6 +23,7 @@ from handlers import (
     pages_photo,
     pages_profile,
 )
+from handlers.static_files import StaticFiles
 from ws import handler as ws_handler
 
 API = "/api/v1"
@@ -331,7 +332,8 @@ def setup_routes(app: web.Application) -> None:
                 app.router.add_get(path, route.handler, name=name)
             else:
                 app.router.add_route(route.method, path, route.handler, name=name)
-    app.router.add_static("/static", _static_dir(), name="static", append_version=True)
+    static = StaticFiles("/static", _static_dir(), name="static", append_version=True)
+    app.router.register_resource(static)
 
 
 def _static_dir() -> str:
