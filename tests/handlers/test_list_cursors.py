@@ -6,10 +6,12 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import pytest
 from aiohttp.test_utils import TestClient
 
 import tests.imaging as imaging
 from handlers.routes import ROUTES
+from picshare.errors import InvalidInput
 from picshare.pagination import decode_cursor, encode_cursor
 from tests.conftest import bearer, signup, upload
 
@@ -29,12 +31,9 @@ def test_cursors_round_trip_and_nothing_else_decodes() -> None:
     assert decode_cursor(None) is None
     assert decode_cursor(encode_cursor(123456789)) == 123456789
     for bad in ("", " ", "dj.E6MTIz", "djE6MTIz=", "djE6MTIz\n", "a" * 65, "0"):
-        try:
+        with pytest.raises(InvalidInput) as caught:
             decode_cursor(bad)
-        except Exception as exc:
-            assert getattr(exc, "errors", [None])[0].field == "cursor", bad
-        else:
-            raise AssertionError(f"{bad!r} decoded")
+        assert caught.value.errors[0].field == "cursor", bad
 
 
 async def test_an_empty_or_foreign_cursor_is_a_400_on_every_list(client: Client) -> None:
