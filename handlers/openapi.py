@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 import picshare
 from handlers.routes_meta import SCHEMAS
 
+if TYPE_CHECKING:
+    from handlers.routes import Route
+
 _STRING = {"type": "string"}
 _QUERY: dict[str, dict[str, Any]] = {
     "limit": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20},
     "cursor": {
         "type": "string",
+        "minLength": 1,
+        "maxLength": 64,
         "pattern": "^[A-Za-z0-9_-]+$",
         "description": "next_cursor of the previous page",
     },
@@ -30,6 +35,11 @@ _QUERY: dict[str, dict[str, Any]] = {
         "type": "string",
         "description": "a bearer token, for clients that cannot set headers",
     },
+    "exp": {"type": "string", "description": "a signed media URL's expiry"},
+    "sig": {"type": "string", "description": "a signed media URL's signature"},
+    "view": {"type": "string", "description": "'new': the newest public photos, not the feed"},
+    "next": {"type": "string", "description": "a local path to go to after logging in"},
+    "saved": {"type": "string", "description": "'1': say that the settings were saved"},
 }
 
 
@@ -62,7 +72,7 @@ def template_path(path: str) -> str:
 
 
 def build_spec(app: web.Application) -> dict[str, Any]:
-    from handlers.routes import ROUTES
+    from handlers.routes import ROUTES  # it imports the handlers, which import this
 
     paths: dict[str, dict[str, Any]] = {
         "/static/{filename}": {
@@ -78,7 +88,8 @@ def build_spec(app: web.Application) -> dict[str, Any]:
                         "schema": {"type": "string"},
                     }
                 ],
-                "responses": {"200": {"description": "The file"}, "404": _PROBLEM},
+                # aiohttp answers a missing file itself, with an empty body.
+                "responses": {"200": {"description": "The file"}, "404": {"description": "None"}},
             }
         }
     }
@@ -106,7 +117,7 @@ def build_spec(app: web.Application) -> dict[str, Any]:
     }
 
 
-def _operation(route: Any, raw: str) -> dict[str, Any]:
+def _operation(route: Route, raw: str) -> dict[str, Any]:
     op: dict[str, Any] = {
         "operationId": route.name + ("" if raw == route.path else ".alias"),
         "summary": route.summary,
@@ -116,10 +127,7 @@ def _operation(route: Any, raw: str) -> dict[str, Any]:
         {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
         for name in re.findall(r"\{([a-z_]+)\}", template_path(raw))
     ]
-    params += [
-        {"name": name, "in": "query", "required": False, "schema": _QUERY[name]}
-        for name in route.query
-    ]
+    params += [_query_parameter(name, name in route.required_query) for name in route.query]
     if params:
         op["parameters"] = params
     if route.auth:
@@ -129,25 +137,81 @@ def _operation(route: Any, raw: str) -> dict[str, Any]:
             "required": True,
             "content": {"multipart/form-data": {"schema": {"$ref": "#/components/schemas/Upload"}}},
         }
+    elif route.body and not route.in_api:
+        # A page form: browsers send it urlencoded; forms.py reads multipart too.
+        media: tuple[str, ...] = ("multipart/form-data",)
+        if route.body != "UploadForm":
+            media = ("application/x-www-form-urlencoded", *media)
+        op["requestBody"] = {
+            "required": True,
+            "content": {m: {"schema": _ref(route.body)} for m in media},
+        }
     elif route.body:
         op["requestBody"] = {
             "required": True,
             "content": {"application/json": {"schema": _ref(route.body)}},
         }
+    op["responses"] = _page_responses(route) if not route.in_api else _api_responses(route, raw)
+    for status in sorted(_common_errors(route)):
+        op["responses"].setdefault(str(status), _PROBLEM if route.in_api else _PAGE_ERROR)
+    return op
+
+
+def _query_parameter(name: str, required: bool) -> dict[str, Any]:
+    schema = _QUERY[name]
+    if required:
+        # Blank is as good as missing: `\S` asks for one character that is not.
+        schema = {**schema, "minLength": 1, "pattern": r"\S"}
+    return {"name": name, "in": "query", "required": required, "schema": schema}
+
+
+def _common_errors(route: Route) -> set[int]:
+    """Statuses that come from the middlewares or the request's shape rather
+    than from the handler: every route that reads them may answer them."""
+    errors: set[int] = set()
+    if route.credentials:
+        errors.add(401)  # a bad `Authorization` header, on any route that reads it
+    if route.limit != "none":
+        errors.add(429)  # every other route class has a rate-limit policy
+    if {"limit", "cursor"} & set(route.query) or route.required_query:
+        errors.add(400)
+    if route.body and not route.in_api:
+        errors.update((400, 403, 413, 415))  # forms.py, then the CSRF token
+    elif route.auth and route.method != "GET":
+        errors.add(403)  # cookie sessions without the CSRF header
+    if route.body and route.body != "multipart":
+        errors.add(413)  # JSON bodies over 64 KiB
+    return errors
+
+
+def _page_responses(route: Route) -> dict[str, Any]:
+    """A page: HTML for browsers. Its errors are an error page for browsers
+    (or the form again, with the error by its field) and problem details for
+    other clients."""
     responses: dict[str, Any] = {}
-    if not route.in_api:
-        # A page: HTML for browsers (forms answer 303 See Other on success).
-        html = {"text/html": {"schema": {"type": "string"}}}
-        ok = "303" if route.method == "POST" else "200"
-        responses[ok] = {"description": "The page" if ok == "200" else "Redirect after the form"}
-        if ok == "200":
-            responses[ok]["content"] = html
-        op["responses"] = responses
-        return op
+    if route.method == "GET":
+        responses["200"] = {"description": "The page", "content": _HTML}
+    if route.method == "POST" or 303 in route.errors:
+        responses["303"] = {
+            "description": "Redirect after the form"
+            if route.method == "POST"
+            else "Sign in first: to the log-in page, and back after it",
+            "headers": {"Location": {"schema": {"type": "string"}}},
+        }
+    for status in sorted(set(route.errors) - {303}):
+        responses[str(status)] = _PAGE_ERROR
+    return responses
+
+
+def _api_responses(route: Route, raw: str) -> dict[str, Any]:
+    responses: dict[str, Any] = {}
     if route.status == 204:
         responses["204"] = {"description": "Done, no body"}
     elif route.name == "ws":
         responses["101"] = {"description": "Switching to the WebSocket protocol"}
+    elif route.name == "metrics":
+        text = {"text/plain": {"schema": {"type": "string"}}}
+        responses["200"] = {"description": "Prometheus text format", "content": text}
     elif route.name == "media":
         responses["200"] = {"description": "The image", "content": {"image/jpeg": {}}}
         responses["206"] = {"description": "Part of the image (Range)"}
@@ -159,23 +223,17 @@ def _operation(route: Any, raw: str) -> dict[str, Any]:
             else {"application/json": {}}
         )
         responses[str(route.status)] = {"description": "Success", "content": content}
-    errors = set(route.errors)
-    if raw.startswith("/api/"):
-        errors.add(401)  # any API call that sends a bad bearer token
-        errors.add(429)  # every API route class has a rate-limit policy
-    if route.auth and route.method != "GET":
-        errors.add(403)  # cookie sessions without the CSRF header
-    if route.body and route.body != "multipart":
-        errors.add(413)  # JSON bodies over 64 KiB
-    for status in sorted(errors):
+    for status in sorted(route.errors):
         responses[str(status)] = _PROBLEM
-    op["responses"] = responses
-    return op
+    return responses
 
 
-_PROBLEM = {
-    "description": "Problem details",
-    "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}},
+_HTML = {"text/html": {"schema": {"type": "string"}}}
+_PROBLEM_JSON = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+_PROBLEM = {"description": "Problem details", "content": _PROBLEM_JSON}
+_PAGE_ERROR = {
+    "description": "An error page (or the form again) for browsers, problem details otherwise",
+    "content": {**_HTML, **_PROBLEM_JSON},
 }
 
 

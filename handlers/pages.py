@@ -18,6 +18,7 @@ from aiohttp import web
 
 from handlers import sessions
 from handlers.auth import current_user, viewer_id
+from handlers.forms import read_fields
 from handlers.problems import status_of
 from handlers.ratelimit import limit_login
 from handlers.serialize import photo
@@ -84,10 +85,11 @@ def check_csrf(request: web.Request, submitted: str | None) -> None:
 
 
 async def read_form(request: web.Request) -> dict[str, str]:
-    """The urlencoded form's text fields, after its CSRF token checked out."""
-    data = await request.post()
-    check_csrf(request, str(data.get(sessions.CSRF_FIELD, "")))
-    return {k: v for k, v in data.items() if isinstance(v, str)}
+    """The form's text fields, after its CSRF token checked out (a bad body is a
+    4xx from `forms.read_fields` first)."""
+    fields = await read_fields(request)
+    check_csrf(request, fields.get(sessions.CSRF_FIELD, ""))
+    return fields
 
 
 # A local path: one leading slash, then plain URL characters only. Anything

@@ -25,6 +25,7 @@ from handlers import (
     pages_profile,
 )
 from handlers.route_info import register, register_static
+from handlers.static_files import StaticFiles
 from picshare.routing import RouteTable
 from ws import handler as ws_handler
 
@@ -47,6 +48,7 @@ class Route:
     status: int = 200
     errors: tuple[int, ...] = ()
     query: tuple[str, ...] = ()
+    required_query: tuple[str, ...] = ()
     in_api: bool = True
     aliases: tuple[str, ...] = field(default=())
     # How the middlewares treat the route, said here once rather than guessed
@@ -64,43 +66,77 @@ class Route:
 
 
 def _page(
-    method: str, path: str, handler: Handler, name: str, summary: str, *, limit: Limit = "by_method"
+    method: str,
+    path: str,
+    handler: Handler,
+    name: str,
+    summary: str,
+    *,
+    body: str | None = None,
+    errors: tuple[int, ...] = (),
+    query: tuple[str, ...] = (),
+    limit: Limit = "by_method",
 ) -> Route:
+    """An HTML page. `body` names its form's schema; `errors` are the statuses
+    it may answer besides 200 (GET) or 303 (a form's POST-redirect-GET), 303
+    included for pages that send anonymous visitors to log in first. What
+    every page or form answers (400/403/413/415 of a form, 401, 429) is added
+    by `handlers/openapi.py`."""
     return Route(
-        method, path, handler, name, summary, "pages", in_api=False, surface="page", limit=limit
+        method,
+        path,
+        handler,
+        name,
+        summary,
+        "pages",
+        body=body,
+        errors=errors,
+        query=query,
+        in_api=False,
+        surface="page",
+        limit=limit,
     )
 
 
 # Social pages and their forms (HTML; every POST answers 303 See Other).
 # fmt: off
 PAGE_ROUTES: tuple[Route, ...] = (
-    _page("GET", "/p/{id}", pages_photo.photo_page, "page.photo", "A photo with its comments"),
-    _page("POST", "/p/{id}/like", pages_photo.like, "page.photo.like", "Like"),
-    _page("POST", "/p/{id}/unlike", pages_photo.unlike, "page.photo.unlike", "Unlike"),
-    _page("POST", "/p/{id}/comments", pages_photo.add_comment, "page.comment.add", "Comment"),
+    _page("GET", "/p/{id}", pages_photo.photo_page, "page.photo", "A photo with its comments",
+          errors=(404,), query=("cursor",)),
+    _page("POST", "/p/{id}/like", pages_photo.like, "page.photo.like", "Like",
+          body="NextForm", errors=(404,)),
+    _page("POST", "/p/{id}/unlike", pages_photo.unlike, "page.photo.unlike", "Unlike",
+          body="NextForm", errors=(404,)),
+    _page("POST", "/p/{id}/comments", pages_photo.add_comment, "page.comment.add", "Comment",
+          body="CommentForm", errors=(404,)),
     _page("POST", "/p/{id}/delete", pages_photo.delete_photo, "page.photo.delete",
-          "Delete your photo"),
+          "Delete your photo", body="CsrfForm", errors=(404,)),
     _page("POST", "/comments/{id}/delete", pages_photo.delete_comment, "page.comment.delete",
-          "Delete a comment"),
-    _page("GET", "/u/{username}", pages_profile.profile_page, "page.profile", "A profile"),
+          "Delete a comment", body="NextForm", errors=(404,)),
+    _page("GET", "/u/{username}", pages_profile.profile_page, "page.profile", "A profile",
+          errors=(404,), query=("cursor",)),
     _page("POST", "/u/{username}/follow", pages_profile.follow, "page.follow",
-          "Follow, or ask to"),
+          "Follow, or ask to", body="NextForm", errors=(404,)),
     _page("POST", "/u/{username}/unfollow", pages_profile.unfollow, "page.unfollow",
-          "Unfollow, or withdraw the request"),
+          "Unfollow, or withdraw the request", body="NextForm", errors=(404,)),
     _page("POST", "/u/{username}/requests/{requester}/approve", pages_profile.approve_request,
-          "page.request.approve", "Approve a follow request"),
+          "page.request.approve", "Approve a follow request", body="CsrfForm", errors=(404,)),
     _page("POST", "/u/{username}/requests/{requester}/decline", pages_profile.decline_request,
-          "page.request.decline", "Decline a follow request"),
-    _page("GET", "/tags/{tag}", pages_browse.tag_page, "page.tag", "A tag's photos"),
-    _page("GET", "/search", pages_browse.search_page, "page.search", "Search"),
+          "page.request.decline", "Decline a follow request", body="CsrfForm", errors=(404,)),
+    _page("GET", "/tags/{tag}", pages_browse.tag_page, "page.tag", "A tag's photos",
+          errors=(404,), query=("cursor",)),
+    _page("GET", "/search", pages_browse.search_page, "page.search", "Search",
+          errors=(400,), query=("q",)),
     _page("GET", "/notifications", pages_browse.notifications_page, "page.notifications",
-          "Your notifications"),
+          "Your notifications", errors=(303,), query=("cursor",)),
     _page("POST", "/notifications/read", pages_browse.mark_read, "page.notifications.read",
-          "Mark notifications read"),
-    _page("GET", "/settings", pages_profile.settings_page, "page.settings", "Your settings"),
+          "Mark notifications read", body="MarkReadForm"),
+    _page("GET", "/settings", pages_profile.settings_page, "page.settings", "Your settings",
+          errors=(303,), query=("saved",)),
     _page("POST", "/settings", pages_profile.settings_submit, "page.settings.submit",
-          "Save your settings"),
+          "Save your settings", body="SettingsForm"),
 )
+
 # fmt: on
 
 
@@ -151,7 +187,7 @@ SOCIAL_ROUTES: tuple[Route, ...] = (
           errors=(401, 404)),
     Route("GET", f"{API}/search", api_inbox.search, "api.search",
           "Users, tags and photos matching q", "search", response="SearchResult",
-          errors=(400,), query=("q",)),
+          errors=(400,), query=("q",), required_query=("q",)),
     Route("GET", f"{API}/notifications", api_inbox.notifications, "api.notifications",
           "Your notifications, newest first, with the unread count", "notifications",
           auth=True, response="NotificationPage", errors=(400, 401), query=("limit", "cursor")),
@@ -345,19 +381,49 @@ ROUTES: tuple[Route, ...] = (
         "A rendition (immutable; ETag, 304, Range)",
         "media",
         errors=(404, 416),
+        query=("exp", "sig"),
         limit="none",
         credentials=False,  # private media carry their own signature
     ),
-    # Pages (HTML, server-rendered); they are not part of the REST API.
-    _page("GET", "/", pages.index, "page.index", "Home"),
+    # Pages (HTML, server-rendered); described in the document beside the API.
+    _page("GET", "/", pages.index, "page.index", "Home", query=("cursor", "view")),
     _page("GET", "/signup", pages.signup_form, "page.signup", "Sign up"),
-    _page("POST", "/signup", pages.signup_submit, "page.signup.submit", "", limit="login"),
-    _page("GET", "/login", pages.login_form, "page.login", "Log in"),
-    _page("POST", "/login", pages.login_submit, "page.login.submit", "", limit="login"),
+    _page(
+        "POST",
+        "/signup",
+        pages.signup_submit,
+        "page.signup.submit",
+        "Create an account",
+        body="SignupForm",
+        errors=(409,),
+        limit="login",
+    ),
+    _page("GET", "/login", pages.login_form, "page.login", "Log in", query=("next",)),
+    _page(
+        "POST",
+        "/login",
+        pages.login_submit,
+        "page.login.submit",
+        "Sign in",
+        body="LoginForm",
+        errors=(401,),
+        limit="login",
+    ),
     _page("GET", "/logout", pages.logout_form, "page.logout", "Log out"),
-    _page("POST", "/logout", pages.logout_submit, "page.logout.submit", ""),
-    _page("GET", "/upload", pages.upload_form, "page.upload", "Upload"),
-    _page("POST", "/upload", pages.upload_submit, "page.upload.submit", "", limit="uploads"),
+    _page(
+        "POST", "/logout", pages.logout_submit, "page.logout.submit", "Sign out", body="CsrfForm"
+    ),
+    _page("GET", "/upload", pages.upload_form, "page.upload", "Upload", errors=(303,)),
+    _page(
+        "POST",
+        "/upload",
+        pages.upload_submit,
+        "page.upload.submit",
+        "Upload a photo",
+        body="UploadForm",
+        errors=(408, 422),
+        limit="uploads",
+    ),
     *PAGE_ROUTES,
 )
 
@@ -379,7 +445,8 @@ def setup_routes(app: web.Application, table: RouteTable) -> None:
                 limit=route.limit,
                 credentials=route.credentials,
             )
-    static = app.router.add_static("/static", _static_dir(), name="static", append_version=True)
+    static = StaticFiles("/static", _static_dir(), name="static", append_version=True)
+    app.router.register_resource(static)
     register_static(table, static)
 
 

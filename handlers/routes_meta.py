@@ -1,4 +1,4 @@
-"""JSON Schemas of the REST API's bodies (OpenAPI 3.1 components)."""
+"""JSON Schemas of the REST API's bodies and the pages' forms (OpenAPI 3.1 components)."""
 
 from __future__ import annotations
 
@@ -33,6 +33,41 @@ def _page(item: str) -> dict[str, Any]:
         },
     }
 
+
+def _form(required: tuple[str, ...] = (), **fields: dict[str, Any]) -> dict[str, Any]:
+    """A page form: its fields, and the CSRF token every form carries."""
+    return {
+        "type": "object",
+        "required": ["csrf_token", *required],
+        "properties": {
+            "csrf_token": {"type": "string", "description": "from the page the form is on"},
+            **fields,
+        },
+    }
+
+
+_NEXT = {"type": "string", "description": "a local path to go back to"}
+_TEXT = {"type": "string"}
+
+FORMS: dict[str, Any] = {
+    "CsrfForm": _form(),
+    "NextForm": _form(next=_NEXT),
+    "CommentForm": _form(("text",), text=_TEXT, next=_NEXT),
+    "MarkReadForm": _form(up_to={"type": "string", "description": "the newest id shown"}),
+    "SettingsForm": _form(
+        display_name=_TEXT, bio=_TEXT, private={"type": "string", "description": "ticked: 'on'"}
+    ),
+    "SignupForm": _form(
+        ("username", "email", "password"), username=_TEXT, email=_TEXT, password=_TEXT
+    ),
+    "LoginForm": _form(("username", "password"), username=_TEXT, password=_TEXT, next=_NEXT),
+    "UploadForm": _form(
+        ("file",),
+        file={"type": "string", "contentMediaType": "application/octet-stream"},
+        caption=_TEXT,
+        tags=_TEXT,
+    ),
+}
 
 SCHEMAS: dict[str, Any] = {
     "Problem": {
@@ -217,4 +252,5 @@ SCHEMAS: dict[str, Any] = {
         "type": "object",
         "properties": {"status": {"type": "string"}, "checks": {"type": "object"}},
     },
+    **FORMS,
 }

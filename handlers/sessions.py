@@ -87,4 +87,7 @@ def set_cookie(
 
 
 def csrf_matches(expected: str, submitted: str | None) -> bool:
-    return bool(submitted) and hmac.compare_digest(expected, submitted or "")
+    # As bytes: compare_digest refuses text that is not ASCII, and a form or
+    # a header may carry anything (headers' raw bytes as surrogate escapes).
+    given = (submitted or "").encode("utf-8", "surrogateescape")
+    return bool(submitted) and hmac.compare_digest(expected.encode(), given)

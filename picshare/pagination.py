@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
@@ -29,10 +30,19 @@ def encode_cursor(last_id: int) -> str:
     return base64.urlsafe_b64encode(f"v1:{last_id}".encode()).decode().rstrip("=")
 
 
+# What encode_cursor makes (unpadded URL-safe base64), as openapi.json says.
+# Checked first: the decoder would skip other characters, and an empty
+# `?cursor=` is a client's mistake, not "the first page".
+_CURSOR = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
 def decode_cursor(cursor: str | None) -> int | None:
-    """The id to continue before; a malformed cursor is a 400 naming `cursor`."""
-    if not cursor:
+    """The id to continue before (None: the first page); a malformed cursor,
+    the empty one included, is a 400 naming `cursor`."""
+    if cursor is None:
         return None
+    if not _CURSOR.fullmatch(cursor):
+        raise invalid("cursor", "is not a cursor this server made")
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError):

@@ -183,3 +183,39 @@ async def test_probes_and_media_ignore_a_bad_bearer(client: Client) -> None:
     headers = {"Authorization": "Bearer nope"}
     assert (await client.get("/healthz", headers=headers)).status == 200
     assert (await client.get("/readyz", headers=headers)).status == 200
+
+
+async def test_a_non_ascii_csrf_token_is_a_403_not_a_500(client: Client) -> None:
+    # Found by fuzzing the pages: hmac.compare_digest refuses non-ASCII text.
+    await client.get("/login")  # the anonymous session cookie, with its CSRF secret
+    for form in ({"csrf_token": "é"}, {"csrf_token": "\u00bb", "username": "x", "password": "y"}):
+        resp = await client.post("/login", data=form, allow_redirects=False)
+        assert resp.status == 403, await resp.text()
+    # The API's header too, for a cookie-authenticated request (raw bytes in a
+    # header arrive as surrogate escapes).
+    await signup(client, "headers")
+    form = {"csrf_token": await _csrf(client), "username": "headers", "password": "correct horse"}
+    login = await client.post("/login", data=form, allow_redirects=False)
+    assert login.status == 303
+    resp = await client.patch(
+        "/api/v1/me", json={"bio": "x"}, headers={"X-CSRF-Token": "\u00e9t\u00e9"}
+    )
+    assert resp.status == 403
+
+
+async def _csrf(client: Client) -> str:
+    import re
+
+    page = await (await client.get("/login", headers={"Accept": "text/html"})).text()
+    match = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    assert match
+    return match.group(1)
+
+
+async def test_a_static_name_too_long_for_the_file_system_is_404(client: Client) -> None:
+    # Found by fuzzing: the file system's ENAMETOOLONG escaped aiohttp's static handler.
+    resp = await client.get("/static/" + "a" * 300)
+    assert resp.status == 404
+    resp = await client.get("/static/" + "\u1e70\u033a" * 100 + "/x.css")
+    assert resp.status == 404
+    assert (await client.get("/static/app.css")).status == 200
