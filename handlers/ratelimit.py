@@ -27,7 +27,8 @@ from multidict import CIMultiDict
 from handlers import middlewares
 from picshare import keys
 from picshare.errors import DomainError, RateLimited
-from picshare.ratelimit import Decision, Policies, Policy, RateClass
+from picshare.metrics import Metrics
+from picshare.ratelimit import Decision, MemoryLimiter, Policies, Policy, RateClass
 from storage.cache.memo import Memo
 
 __all__ = ["client_key", "limit_login", "ratelimit_middleware", "set_headers"]
@@ -35,7 +36,7 @@ __all__ = ["client_key", "limit_login", "ratelimit_middleware", "set_headers"]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def ratelimit_middleware(policies: Policies) -> Middleware:
+def ratelimit_middleware(policies: Policies, metrics: Metrics) -> Middleware:
     """Built only when limits are on; each route's policy is its class's, which
     the route table gave (request[keys.ROUTE])."""
     by_class: dict[RateClass, Policy] = {
@@ -50,7 +51,14 @@ def ratelimit_middleware(policies: Policies) -> Middleware:
         policy = by_class[rate]
         # Log-in and sign-up go by IP even when signed in: they are about credentials.
         key = client_key(request, by_user=rate != "login")
-        decision = await _hit(request, policy, key)
+        limiter = request.app[keys.RATE_LIMITER]
+        # In-process (no Redis), the decision needs no coroutine.
+        if type(limiter) is MemoryLimiter:
+            decision = limiter.hit_now(key, policy)
+        else:
+            decision = await limiter.hit(key, policy)
+        metrics.count_decision(policy.name, _result(decision))
+        request[keys.RATELIMIT] = decision  # the first of this request: the tightest yet
         try:
             if not decision.allowed:
                 raise _refusal(decision)
@@ -123,12 +131,15 @@ def set_headers(headers: CIMultiDict[str], decision: Decision) -> None:
 
 async def _hit(request: web.Request, policy: Policy, key: str) -> Decision:
     decision = await request.app[keys.RATE_LIMITER].hit(key, policy)
-    result = "unmetered" if decision.unmetered else "allowed" if decision.allowed else "limited"
-    request.app[keys.METRICS].count_decision(policy.name, result)
+    request.app[keys.METRICS].count_decision(policy.name, _result(decision))
     current = request.get(keys.RATELIMIT)
     if current is None or _tighter(decision, current):
         request[keys.RATELIMIT] = decision
     return decision
+
+
+def _result(decision: Decision) -> str:
+    return "unmetered" if decision.unmetered else "allowed" if decision.allowed else "limited"
 
 
 def _tighter(a: Decision, b: Decision) -> bool:

@@ -121,7 +121,7 @@ def _middlewares(settings: Settings, routes: RouteTable, metrics: Metrics) -> li
         chain.append(forwarded_middleware(settings.server.trusted_proxies))
     chain += [middlewares.error_middleware, middlewares.auth_middleware]
     if settings.ratelimit.enabled:
-        chain.append(ratelimit_middleware(Policies.from_settings(settings.ratelimit)))
+        chain.append(ratelimit_middleware(Policies.from_settings(settings.ratelimit), metrics))
     return chain
 
 

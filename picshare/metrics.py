@@ -6,8 +6,10 @@ that concern them; nothing registers into prometheus_client's global registry.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from picshare.request_metrics import RequestMetrics
 
 __all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
 
@@ -18,16 +20,8 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.http_requests = Counter(
-            "picshare_http_requests", "HTTP requests", ["route", "method", "status"], registry=r
-        )
-        self.http_latency = Histogram(
-            "picshare_http_request_seconds",
-            "HTTP request latency",
-            ["route", "method"],
-            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
-            registry=r,
-        )
+        self.requests = RequestMetrics()
+        r.register(self.requests)
         self.jobs_queued = Gauge("picshare_jobs_queue_depth", "Jobs queued or running", registry=r)
         self.ws_connections = Gauge(
             "picshare_ws_connections", "Open WebSocket connections in this process", registry=r
@@ -53,22 +47,11 @@ class Metrics:
         )
         # Bounded: routes are a fixed table (the unmatched share one label),
         # methods and statuses few.
-        self._http_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
         self._decision_children: dict[tuple[str, str], Counter] = {}
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
-        """Count and time one request. The labelled children are looked up once
-        per (route, method, status) and kept: `labels()` takes a lock and builds
-        a key on every call, a measurable share of a small request."""
-        key = (route, method, status)
-        children = self._http_children.get(key)
-        if children is None:
-            children = self._http_children[key] = (
-                self.http_requests.labels(route, method, str(status)),
-                self.http_latency.labels(route, method),
-            )
-        children[0].inc()
-        children[1].observe(seconds)
+        """Count and time one request (picshare/request_metrics.py: no locks)."""
+        self.requests.observe(route, method, status, seconds)
 
     def count_decision(self, policy: str, result: str) -> None:
         """A rate-limit decision, with its labelled child kept as in `observe_request`."""
