@@ -23,6 +23,7 @@ from aiohttp.typedefs import Middleware
 from handlers import problems, sessions
 from handlers.route_info import info_of
 from picshare import keys
+from picshare.config import AuthSettings
 from picshare.errors import DomainError, Forbidden, Unauthenticated
 from picshare.metrics import Metrics
 from picshare.routing import RouteTable
@@ -129,77 +130,83 @@ def _render(request: web.Request, status: int, detail: str) -> web.StreamRespons
     return problems.problem(status, detail, instance=request.rel_url.raw_path)
 
 
-@web.middleware
-async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+def auth_middleware(auth: AuthSettings) -> Middleware:
     """Find who is asking: a bearer token, else the session cookie."""
-    info = request[keys.ROUTE]
-    if not info.credentials:
-        # Probes, static files and media: nobody's identity is needed (private
-        # media carry their own signature), and no database work per request.
-        return await handler(request)
-    app = request.app
-    users = app[keys.USERS]
-    session: sessions.Session | None = None
-    stale = False
-    cookie_name = app[keys.SETTINGS].auth.session_cookie
-    authorization = request.headers.get("Authorization", "")
-    if authorization:
-        scheme, _, token = authorization.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip() or not token.isascii():
-            raise Unauthenticated("the Authorization header must be 'Bearer <token>'")
-        user = await users.authenticate(token.strip(), "api")
-        if user is None:
-            raise Unauthenticated("the token is unknown, expired or revoked")
-        request[keys.USER] = user
-        request[keys.AUTH_KIND] = "bearer"
-        request[keys.CREDENTIAL] = token.strip()
-    else:
-        raw = request.cookies.get(cookie_name)
-        session = sessions.unsign(raw, app[keys.SECRET_KEY]) if raw else None
-        if session is not None and session.sid is not None:
-            user = await users.authenticate(session.sid, "session")
-            if user is not None:
-                request[keys.USER] = user
-                request[keys.AUTH_KIND] = "session"
-                request[keys.CREDENTIAL] = session.sid
-            else:
-                # Expired or revoked: keep the CSRF secret (open forms still
-                # work), drop the session id, and send the cookie again.
-                session = sessions.Session(None, session.csrf)
-                stale = True
+    cookie_name = auth.session_cookie
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        info = request[keys.ROUTE]
+        if not info.credentials:
+            # Probes, static files and media: nobody's identity is needed (private
+            # media carry their own signature), and no database work per request.
+            return await handler(request)
+        app = request.app
+        users = app[keys.USERS]
+        session: sessions.Session | None = None
+        stale = False
+        authorization = request.headers.get("Authorization", "")
+        if authorization:
+            scheme, _, token = authorization.partition(" ")
+            if scheme.lower() != "bearer" or not token.strip() or not token.isascii():
+                raise Unauthenticated("the Authorization header must be 'Bearer <token>'")
+            user = await users.authenticate(token.strip(), "api")
+            if user is None:
+                raise Unauthenticated("the token is unknown, expired or revoked")
+            request[keys.USER] = user
+            request[keys.AUTH_KIND] = "bearer"
+            request[keys.CREDENTIAL] = token.strip()
+        else:
+            raw = request.cookies.get(cookie_name)
+            session = sessions.unsign(raw, app[keys.SECRET_KEY]) if raw else None
+            if session is not None and session.sid is not None:
+                user = await users.authenticate(session.sid, "session")
+                if user is not None:
+                    request[keys.USER] = user
+                    request[keys.AUTH_KIND] = "session"
+                    request[keys.CREDENTIAL] = session.sid
+                else:
+                    # Expired or revoked: keep the CSRF secret (open forms still
+                    # work), drop the session id, and send the cookie again.
+                    session = sessions.Session(None, session.csrf)
+                    stale = True
+            if (
+                keys.USER in request
+                and info.api
+                and request.method in UNSAFE
+                and session is not None
+                and not sessions.csrf_matches(
+                    session.csrf, request.headers.get(sessions.CSRF_HEADER)
+                )
+            ):
+                raise Forbidden(
+                    f"cookie-authenticated requests must send the {sessions.CSRF_HEADER} header",
+                    field=sessions.CSRF_HEADER,
+                )
+        # Anonymous browsers get a cookie (for the CSRF token of the login and
+        # sign-up forms); API clients and media requests are left cookie-free.
+        fresh = session is None and not authorization and not info.api
+        if fresh:
+            session = sessions.new_session()
+        if session is not None:
+            request[keys.CSRF_TOKEN] = session.csrf
+        response = await handler(request)
         if (
-            keys.USER in request
-            and info.api
-            and request.method in UNSAFE
+            (fresh or stale)
             and session is not None
-            and not sessions.csrf_matches(session.csrf, request.headers.get(sessions.CSRF_HEADER))
+            and not response.prepared
+            and not _sets_cookie(response, cookie_name)
         ):
-            raise Forbidden(
-                f"cookie-authenticated requests must send the {sessions.CSRF_HEADER} header",
-                field=sessions.CSRF_HEADER,
+            sessions.set_cookie(
+                response,
+                session,
+                secret=app[keys.SECRET_KEY],
+                auth=auth,
+                secure=request.secure,
             )
-    # Anonymous browsers get a cookie (for the CSRF token of the login and
-    # sign-up forms); API clients and media requests are left cookie-free.
-    fresh = session is None and not authorization and not info.api
-    if fresh:
-        session = sessions.new_session()
-    if session is not None:
-        request[keys.CSRF_TOKEN] = session.csrf
-    response = await handler(request)
-    if (
-        (fresh or stale)
-        and session is not None
-        and not response.prepared
-        and not _sets_cookie(response, cookie_name)
-    ):
-        sessions.set_cookie(
-            response,
-            session,
-            secret=app[keys.SECRET_KEY],
-            auth=app[keys.SETTINGS].auth,
-            secure=request.secure,
-        )
-    return response
+        return response
+
+    return middleware
 
 
 def _sets_cookie(response: web.StreamResponse, name: str) -> bool:

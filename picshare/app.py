@@ -119,7 +119,7 @@ def _middlewares(settings: Settings, routes: RouteTable, metrics: Metrics) -> li
     chain: list[Middleware] = [middlewares.observe_middleware(routes, metrics)]
     if settings.server.trusted_proxies:
         chain.append(forwarded_middleware(settings.server.trusted_proxies))
-    chain += [middlewares.error_middleware, middlewares.auth_middleware]
+    chain += [middlewares.error_middleware, middlewares.auth_middleware(settings.auth)]
     if settings.ratelimit.enabled:
         chain.append(ratelimit_middleware(Policies.from_settings(settings.ratelimit), metrics))
     return chain
