@@ -93,7 +93,10 @@ class PhotoService:
     def job_kinds(self) -> dict[str, JobKind]:
         return {
             RENDER_JOB: JobKind(self._render_job, self._render_failed),
-            ORIGINAL_JOB: JobKind(self._original_job),
+            # One at a time: a rotated 24 MP original is a full decode and
+            # re-encode; the other job slots and media workers stay free for
+            # the next photos' renditions and uploads.
+            ORIGINAL_JOB: JobKind(self._original_job, max_running=1),
             COLLECT_JOB: JobKind(self._collect_job),
             NOTIFY_JOB: JobKind(self._notify_job),
         }
