@@ -238,6 +238,7 @@ def _decode_reduced(fp: IO[bytes], spec: RenditionSpec) -> _Source:
     else:
         load_checked(image)
         orientation = exif_orientation(image)
+        icc = image.info.get("icc_profile")  # some formats carry it after the pixels
     return _Source(image, icc, orientation, stored_size)
 
 
