@@ -17,6 +17,7 @@ or here by ``render_renditions`` when all four are wanted at once.
 
 from __future__ import annotations
 
+import concurrent.futures
 import functools
 import io
 import math
@@ -109,7 +110,7 @@ def render_three(path: str, spec: RenditionSpec) -> dict[str, bytes]:
     """The 'large', 'medium' and 'thumb' JPEGs of the image at ``path``."""
     with open(path, "rb") as fp:
         source = _decode_reduced(fp, spec)
-    return _encode_small(_derive(source, spec), spec)
+    return _render_small(source, spec)[1]
 
 
 def render_display(path: str, spec: RenditionSpec) -> DisplayResult:
@@ -119,13 +120,13 @@ def render_display(path: str, spec: RenditionSpec) -> DisplayResult:
     """
     with open(path, "rb") as fp:
         source = _decode_reduced(fp, spec)
-    images = _derive(source, spec)
+    images, jpegs = _render_small(source, spec)
     width, height = source.full_size
     return DisplayResult(
         width=width,
         height=height,
         blurhash=encode_blurhash(images["medium"]),
-        renditions=_encode_small(images, spec),
+        renditions=jpegs,
     )
 
 
@@ -136,8 +137,7 @@ def render_renditions(path: str, spec: RenditionSpec) -> RenderResult:
     """
     with open(path, "rb") as fp:
         source = _decode_reduced(fp, spec)
-        images = _derive(source, spec)
-        small = _encode_small(images, spec)
+        images, small = _render_small(source, spec)
         blurhash = encode_blurhash(images["medium"])
         if source.is_full_size:
             full = source.oriented()
@@ -293,11 +293,41 @@ def _resize(
     return image.resize(size, resample, reducing_gap=_REDUCING_GAP)
 
 
-def _derive(source: _Source, spec: RenditionSpec) -> dict[str, Image.Image]:
-    """large from the decoded base, medium from large, thumb from the smallest that covers it."""
+def _render_small(
+    source: _Source, spec: RenditionSpec
+) -> tuple[dict[str, Image.Image], dict[str, bytes]]:
+    """large, medium and thumb, as images and as JPEGs.
+
+    Pillow lets go of the GIL while it encodes, so 'large' (half of the
+    encoding work) is written on a second thread while the main one makes
+    and writes medium and thumb: ~10% off the whole render.
+    """
+    large = _large(source, spec)
+    large.info = {}  # what _encode does, done before two threads share the image
+    pending = _encoder().submit(_encode, large, spec.jpeg_quality)
+    try:
+        smaller = _smaller(source, spec, large)
+        jpegs = {name: _encode(image, spec.jpeg_quality) for name, image in smaller.items()}
+    finally:
+        large_jpeg = pending.result()  # both threads only read `large`
+    return {"large": large, **smaller}, {"large": large_jpeg, **jpegs}
+
+
+@functools.cache
+def _encoder() -> concurrent.futures.ThreadPoolExecutor:
+    # Made on first use, so in each worker process after it has started.
+    return concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="jpeg-encode")
+
+
+def _large(source: _Source, spec: RenditionSpec) -> Image.Image:
+    """'large', from the decoded base: the one big resize of the pipeline."""
     large_size = _fit_width(source.full_size, spec.large_width)
+    return source.finish(_resize(source.base, source.stored(large_size), _RESAMPLE_LARGE))
+
+
+def _smaller(source: _Source, spec: RenditionSpec, large: Image.Image) -> dict[str, Image.Image]:
+    """medium from large, thumb from the smallest image that covers it."""
     medium_size = _fit_width(source.full_size, spec.medium_width)
-    large = source.finish(_resize(source.base, source.stored(large_size), _RESAMPLE_LARGE))
     if medium_size[0] <= large.width:
         medium = _resize(large, medium_size)
     else:  # a spec with medium wider than large
@@ -308,11 +338,7 @@ def _derive(source: _Source, spec: RenditionSpec) -> dict[str, Image.Image]:
     )
     side = spec.thumb_size
     thumb = ImageOps.fit(thumb_from, (side, side), method=_RESAMPLE, centering=(0.5, 0.5))
-    return {"large": large, "medium": medium, "thumb": thumb}
-
-
-def _encode_small(images: dict[str, Image.Image], spec: RenditionSpec) -> dict[str, bytes]:
-    return {name: _encode(image, spec.jpeg_quality) for name, image in images.items()}
+    return {"medium": medium, "thumb": thumb}
 
 
 def _encode(image: Image.Image, quality: int, *, progressive: bool = False) -> bytes:
