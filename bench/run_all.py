@@ -2,7 +2,7 @@
 
 python run.py bench [--quick] [--only NAME[,NAME]] [--loadgen auto|python|aiohttp|wrk]
 
-Names: renditions, upload, requests, social, cache, cache_http, ratelimit, ws.
+Names: renditions, ready, upload, requests, social, cache, cache_http, ratelimit, ws.
 --quick is a smoke run (fewer iterations, smaller images and files, 1 s load
 runs). Exit status 1 if a
 benchmark failed; the others still run.
@@ -30,7 +30,16 @@ from typing import Any  # noqa: E402
 
 import uvloop  # noqa: E402
 
-from bench import cache, cache_http, ratelimit, renditions, social, upload, ws_fanout  # noqa: E402
+from bench import (  # noqa: E402
+    cache,
+    cache_http,
+    ratelimit,
+    ready,
+    renditions,
+    social,
+    upload,
+    ws_fanout,
+)
 from bench import requests as requests_bench  # noqa: E402
 from bench._common import Options, Row, say  # noqa: E402
 from bench.loadgen import TOOLS  # noqa: E402
@@ -38,6 +47,7 @@ from bench.loadgen import TOOLS  # noqa: E402
 Bench = Callable[[Options], Coroutine[Any, Any, list[Row]]]
 BENCHES: dict[str, Bench] = {
     "renditions": renditions.run,
+    "ready": ready.run,
     "upload": upload.run,
     "requests": requests_bench.run,
     "social": social.run,

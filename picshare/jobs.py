@@ -40,10 +40,13 @@ class JobKind:
     run: Callable[[dict[str, Any]], Awaitable[None]]
     # Called once when the job is parked as failed, to leave state consistent.
     on_failed: Callable[[dict[str, Any], str], Awaitable[None]] | None = None
+    # At most this many of the kind at once in one runner: a slow kind then
+    # cannot take every slot while quick jobs queue behind it.
+    max_running: int | None = None
 
 
 class JobRunner:
-    __slots__ = ("_in_flight", "_kinds", "_pool", "_scheduler", "_settings", "_wake", "worker_id")
+    __slots__ = ("_kinds", "_pool", "_running", "_scheduler", "_settings", "_wake", "worker_id")
 
     def __init__(
         self,
@@ -58,11 +61,11 @@ class JobRunner:
         self._scheduler = scheduler
         self._kinds = kinds
         self._wake = asyncio.Event()
-        self._in_flight: set[int] = set()
+        self._running: dict[int, str] = {}  # job id -> kind, of the jobs running here
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
     def __repr__(self) -> str:
-        return f"<JobRunner {self.worker_id} in_flight={len(self._in_flight)}>"
+        return f"<JobRunner {self.worker_id} running={len(self._running)}>"
 
     def register(self, kinds: dict[str, JobKind]) -> None:
         self._kinds.update(kinds)
@@ -96,34 +99,57 @@ class JobRunner:
             self._wake.clear()
 
     async def _claim_and_spawn(self) -> None:
-        free = self._settings.concurrency - len(self._in_flight)
-        if free <= 0:
-            return
-        async with transaction(self._pool) as conn:
-            jobs = await jobs_repo.claim(
-                conn,
-                worker=self.worker_id,
-                limit=free,
-                lease_seconds=self._settings.lease_seconds,
-                running_here=list(self._in_flight),
-            )
-        for job in jobs:
-            self._in_flight.add(job.id)
-            await self._scheduler.spawn(self._execute(job))
+        while (free := self._settings.concurrency - len(self._running)) > 0:
+            full, room = self._kinds_room()
+            # One claim takes up to `free` jobs of any kind that is not full;
+            # when a kind has less room than that, one job at a time, so it
+            # never gets more than its room.
+            limit = free if room >= free else 1
+            async with transaction(self._pool) as conn:
+                jobs = await jobs_repo.claim(
+                    conn,
+                    worker=self.worker_id,
+                    limit=limit,
+                    lease_seconds=self._settings.lease_seconds,
+                    running_here=list(self._running),
+                    skip_kinds=full,
+                )
+            for job in jobs:
+                self._running[job.id] = job.kind
+                await self._scheduler.spawn(self._execute(job))
+            if len(jobs) < limit:
+                return  # nothing more is due
+
+    def _kinds_room(self) -> tuple[list[str], int]:
+        """The kinds at their max_running, and the least room left among the others."""
+        counts: dict[str, int] = {}
+        for running in self._running.values():
+            counts[running] = counts.get(running, 0) + 1
+        full: list[str] = []
+        room = self._settings.concurrency
+        for name, kind in self._kinds.items():
+            if kind.max_running is None:
+                continue
+            left = kind.max_running - counts.get(name, 0)
+            if left <= 0:
+                full.append(name)
+            else:
+                room = min(room, left)
+        return full, room
 
     async def _heartbeat_loop(self) -> None:
         # Extending leases while jobs run lets the lease be short, so a crashed
         # process's jobs are taken up again soon after a restart.
         while True:
             await asyncio.sleep(self._settings.lease_seconds / 3)
-            if not self._in_flight:
+            if not self._running:
                 continue
             try:
                 async with self._pool.acquire() as conn:
                     await jobs_repo.extend_leases(
                         conn,
                         worker=self.worker_id,
-                        job_ids=list(self._in_flight),
+                        job_ids=list(self._running),
                         lease_seconds=self._settings.lease_seconds,
                     )
             except asyncio.CancelledError:
@@ -142,7 +168,7 @@ class JobRunner:
             else:
                 await self._run(job, kind)
         finally:
-            self._in_flight.discard(job.id)
+            self._running.pop(job.id, None)
             self._wake.set()
 
     async def _run(self, job: JobRecord, kind: JobKind) -> None:

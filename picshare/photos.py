@@ -28,8 +28,9 @@ from picshare.media import (
     ProbeResult,
     RenditionSpec,
     WorkersRestarted,
+    make_original,
     probe_image,
-    render_renditions,
+    render_display,
 )
 from picshare.pagination import Page, decode_cursor, page_of
 from picshare.staging import StagedUpload
@@ -43,6 +44,7 @@ from storage.records import PhotoRecord, PhotoStatus
 log = logging.getLogger(__name__)
 
 RENDER_JOB = "photo.render"
+ORIGINAL_JOB = "photo.original"
 COLLECT_JOB = "blobs.collect"
 NOTIFY_JOB = "photo.notify_followers"
 
@@ -96,6 +98,10 @@ class PhotoService:
     def job_kinds(self) -> dict[str, JobKind]:
         return {
             RENDER_JOB: JobKind(self._render_job, self._render_failed),
+            # One at a time: a rotated 24 MP original is a full decode and
+            # re-encode; the other job slots and media workers stay free for
+            # the next photos' renditions and uploads.
+            ORIGINAL_JOB: JobKind(self._original_job, max_running=1),
             COLLECT_JOB: JobKind(self._collect_job),
             NOTIFY_JOB: JobKind(self._notify_job),
         }
@@ -284,6 +290,13 @@ class PhotoService:
     # -- jobs ---------------------------------------------------------------
 
     async def _render_job(self, payload: dict[str, Any]) -> None:
+        """Make what the photo needs to be shown, then mark it `ready`.
+
+        The full-size original is not on this path (it costs more than the
+        rest together): the same transaction enqueues ORIGINAL_JOB for it,
+        so it is as durable as the photo being ready. Until it is made, the
+        photo's 'original' is its 'large' rendition, a real metadata-free image.
+        """
         photo_id = int(payload["photo_id"])
         async with self._pool.acquire() as conn:
             photo = await photos_repo.photo_by_id(conn, photo_id)
@@ -291,15 +304,17 @@ class PhotoService:
             return  # deleted meanwhile, or a repeat of a job that already finished
         source = await self._blobs.local_copy(photo.upload_key)
         try:
-            result = await self._media.run(render_renditions, str(source), self._spec)
+            result = await self._media.run(render_display, str(source), self._spec)
         except MediaError as exc:
             raise PermanentJobError(exc.message) from None
-        keys = await asyncio.to_thread(_rendition_keys, result.renditions)
+        # A few hundred KB: hashing them takes well under a millisecond.
+        keys = {name: _blob_key(data) for name, data in result.renditions.items()}
+        blobs = {keys[name]: data for name, data in result.renditions.items()}
+        keys["original"] = keys["large"]
         async with transaction(self._pool) as conn:
-            for key in sorted(set(keys.values())):  # one order: no lock-order deadlocks
+            for key in sorted(blobs):  # one order: no lock-order deadlocks
                 await photos_repo.lock_blob_key(conn, key)
-            for name, key in keys.items():
-                await self._blobs.put_bytes(key, result.renditions[name])
+            await self._put_all(blobs)
             ready = await photos_repo.mark_ready(
                 conn,
                 photo_id,
@@ -309,12 +324,42 @@ class PhotoService:
                 blurhash=result.blurhash,
             )
             if ready:
+                await self._jobs.enqueue(conn, ORIGINAL_JOB, {"photo_id": photo_id})
                 await self._jobs.enqueue(conn, NOTIFY_JOB, {"photo_id": photo_id})
             else:
-                await self._jobs.enqueue(conn, COLLECT_JOB, {"keys": list(keys.values())})
-        self._jobs.wake()
+                await self._jobs.enqueue(conn, COLLECT_JOB, {"keys": sorted(blobs)})
+        # Readers first: the jobs just enqueued can start a moment later.
         await self._cached.photo_changed(photo_id)
         await self._cached.public_changed()  # a new photo on the front page
+        self._jobs.wake()
+
+    async def _put_all(self, blobs: dict[str, bytes]) -> None:
+        # Each write waits for its own fsync: side by side, they overlap.
+        await asyncio.gather(*(self._blobs.put_bytes(key, data) for key, data in blobs.items()))
+
+    async def _original_job(self, payload: dict[str, Any]) -> None:
+        """Replace the stand-in original ('large') of a ready photo with the real one."""
+        photo_id = int(payload["photo_id"])
+        async with self._pool.acquire() as conn:
+            photo = await photos_repo.photo_by_id(conn, photo_id)
+        if photo is None or photo.original_key != photo.large_key:
+            return  # deleted meanwhile, or a repeat of a job that already finished
+        source = await self._blobs.local_copy(photo.upload_key)
+        try:
+            original = await self._media.run(make_original, str(source), self._spec)
+        except MediaError as exc:
+            raise PermanentJobError(exc.message) from None
+        # The full-size original can be tens of MB: hashed in a thread, not on the loop.
+        key = await asyncio.to_thread(_blob_key, original.data)
+        async with transaction(self._pool) as conn:
+            await photos_repo.lock_blob_key(conn, key)
+            await self._blobs.put_bytes(key, original.data)
+            made = await photos_repo.set_original(conn, photo_id, key)
+            if not made:
+                await self._jobs.enqueue(conn, COLLECT_JOB, {"keys": [key]})
+        await self._cached.photo_changed(photo_id)
+        if not made:
+            self._jobs.wake()
 
     async def _render_failed(self, payload: dict[str, Any], error: str) -> None:
         async with self._pool.acquire() as conn:
@@ -341,6 +386,5 @@ class PhotoService:
                     await self._blobs.delete(key)
 
 
-def _rendition_keys(renditions: dict[str, bytes]) -> dict[str, str]:
-    # The full-size original can be tens of MB: hashed in a thread, not on the loop.
-    return {name: f"r/{hashlib.sha256(data).hexdigest()}.jpg" for name, data in renditions.items()}
+def _blob_key(rendition: bytes) -> str:
+    return f"r/{hashlib.sha256(rendition).hexdigest()}.jpg"

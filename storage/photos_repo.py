@@ -224,6 +224,14 @@ async def mark_ready(
     return bool(result == "UPDATE 1")
 
 
+async def set_original(conn: Connection, photo_id: int, key: str) -> bool:
+    """Point a photo at its metadata-free original; False if it was deleted meanwhile."""
+    result = await conn.execute(
+        "UPDATE photos SET original_key = $2, updated_at = now() WHERE id = $1", photo_id, key
+    )
+    return bool(result == "UPDATE 1")
+
+
 async def mark_failed(conn: Connection, photo_id: int) -> None:
     await conn.execute(
         f"UPDATE photos SET status = {_FAILED}, updated_at = now() "

@@ -16,18 +16,24 @@ from __future__ import annotations
 
 import concurrent.futures
 import ctypes
+import io
 import multiprocessing
 import multiprocessing.process
 import os
 import signal
 import sys
 import threading
+import time
 
-from PIL import ImageFile
+from PIL import Image, ImageFile
 
 from picshare.media.probe import ensure_plugins
 
-__all__ = ["create_media_pool", "init_worker"]
+__all__ = ["create_media_pool", "init_worker", "warm_up", "worker_count"]
+
+# How long a warm-up task holds its worker: long enough that the pool hands
+# the next warm-up to a new process instead of this idle one.
+_WARM_HOLD = 0.2
 
 # <linux/prctl.h>: deliver a signal to this process when its parent dies.
 _PR_SET_PDEATHSIG = 1
@@ -45,13 +51,32 @@ def init_worker() -> None:
     ImageFile.LOAD_TRUNCATED_IMAGES = False
 
 
-def create_media_pool(workers: int) -> concurrent.futures.ProcessPoolExecutor:
-    """A pool of ``workers`` processes (0 means one per CPU)."""
+def warm_up() -> None:
+    """A new worker's first task, so that no upload waits for what it does.
+
+    The pool starts its processes on demand: the first upload after a start
+    (or a restart) would pay for the process, the imports of Pillow and its
+    plugins, and the first touch of libjpeg's code and tables.
+    """
+    out = io.BytesIO()
+    Image.new("RGB", (64, 48), (40, 120, 200)).save(out, format="JPEG")
+    with Image.open(out) as image:
+        image.draft("YCbCr", (32, 24))
+        image.load()
+    time.sleep(_WARM_HOLD)
+
+
+def worker_count(workers: int) -> int:
+    """How many processes the pool for a ``workers`` setting has (0 means one per CPU)."""
     if workers < 0:
         raise ValueError(f"workers must be >= 0, not {workers}")
-    count = workers or os.cpu_count() or 1
+    return workers or os.cpu_count() or 1
+
+
+def create_media_pool(workers: int) -> concurrent.futures.ProcessPoolExecutor:
+    """A pool of ``workers`` processes (0 means one per CPU)."""
     return concurrent.futures.ProcessPoolExecutor(
-        max_workers=count,
+        max_workers=worker_count(workers),
         mp_context=multiprocessing.get_context("forkserver"),
         initializer=init_worker,
     )

@@ -14,6 +14,7 @@ from PIL import Image
 import tests.imaging as imaging
 from picshare import keys
 from tests.conftest import bearer, signup, upload, upload_ready, wait_ready
+from tests.picshare.media.test_photo_jobs import wait_original
 
 Client = TestClient[Any, Any]
 
@@ -138,7 +139,7 @@ async def test_delete_owner_only_and_blobs_go(client: Client) -> None:
     alice = await signup(client, "alice")
     bob = await signup(client, "bob")
     resp = await upload(client, alice, imaging.jpeg_bytes(300, 300))
-    photo = await wait_ready(client, alice, (await resp.json())["id"])
+    photo = await wait_original(client, alice, (await resp.json())["id"])
     # The upload and each distinct rendition (for a small image, large and
     # medium are the same bytes, so the same content-addressed file).
     assert len(blob_files(client)) == 1 + len(set(photo["urls"].values()))

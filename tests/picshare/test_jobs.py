@@ -147,3 +147,77 @@ async def test_two_runners_never_run_one_job_twice(database_url: str) -> None:
             await s.close()
         await pool.close()
     assert sorted(seen) == list(range(40))
+
+
+async def test_a_kind_with_max_running_leaves_the_other_slots_free(database_url: str) -> None:
+    # Slow jobs (a photo's full-size original) must not take every slot
+    # while quick ones (the next photo's renditions) queue behind them.
+    pool = await _pool(database_url)
+    release = asyncio.Event()
+    running: list[str] = []
+    most_slow = 0
+    quick_done = asyncio.Event()
+
+    async def slow(payload: dict[str, Any]) -> None:
+        nonlocal most_slow
+        running.append("slow")
+        most_slow = max(most_slow, running.count("slow"))
+        await release.wait()
+        running.remove("slow")
+
+    async def quick(payload: dict[str, Any]) -> None:
+        quick_done.set()
+
+    scheduler = aiojobs.Scheduler(limit=None)
+    runner = JobRunner(
+        pool=pool,
+        settings=_settings(concurrency=2, poll_interval=30),
+        scheduler=scheduler,
+        kinds={"slow": JobKind(slow, max_running=1), "quick": JobKind(quick)},
+    )
+    async with transaction(pool) as conn:
+        for n in range(3):
+            await runner.enqueue(conn, "slow", {"n": n})
+        quick_id = await runner.enqueue(conn, "quick", {})
+    await runner.start()
+    try:
+        async with asyncio.timeout(5):
+            await quick_done.wait()  # ran beside a slow one, not after all three
+        assert most_slow == 1
+        release.set()
+        async with asyncio.timeout(10):
+            while await pool.fetchval("SELECT count(*) FROM jobs WHERE status <> 'done'"):
+                await asyncio.sleep(0.05)
+        assert most_slow == 1
+        assert (await _wait_status(pool, quick_id, "done"))["attempts"] == 1
+    finally:
+        release.set()
+        await scheduler.close()
+        await pool.close()
+
+
+async def test_a_committed_job_starts_at_once_not_at_the_next_poll(database_url: str) -> None:
+    pool = await _pool(database_url)
+    started = asyncio.Event()
+
+    async def work(payload: dict[str, Any]) -> None:
+        started.set()
+
+    scheduler = aiojobs.Scheduler(limit=None)
+    runner = JobRunner(
+        pool=pool,
+        settings=_settings(poll_interval=30),
+        scheduler=scheduler,
+        kinds={"work": JobKind(work)},
+    )
+    await runner.start()
+    try:
+        await asyncio.sleep(0.2)  # the runner has polled once and sleeps for 30 s
+        async with transaction(pool) as conn:
+            await runner.enqueue(conn, "work", {})
+        runner.wake()
+        async with asyncio.timeout(2):
+            await started.wait()
+    finally:
+        await scheduler.close()
+        await pool.close()

@@ -139,3 +139,30 @@ async def test_media_workers_replace_a_broken_pool() -> None:
         assert await workers.run(os.getpid) != os.getpid()  # the new pool works
     finally:
         await workers.close()
+
+
+async def test_media_workers_start_warm() -> None:
+    import asyncio
+
+    import psutil
+
+    from picshare.media import MediaWorkers
+
+    def processes() -> set[int]:
+        return {child.pid for child in psutil.Process().children(recursive=True)}
+
+    before = processes()
+    workers = MediaWorkers(workers=2)
+    try:
+        # Both processes start before any upload asks for one.
+        for _ in range(100):
+            started = processes() - before
+            if len(started) >= 2:
+                break
+            await asyncio.sleep(0.1)
+        assert len(started) >= 2
+        pids = await asyncio.gather(*(workers.run(os.getpid) for _ in range(4)))
+        assert set(pids) <= started
+        assert len(set(pids)) >= 1
+    finally:
+        await workers.close()

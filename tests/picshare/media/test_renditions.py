@@ -12,7 +12,13 @@ import piexif
 import pytest
 from PIL import Image, ImageCms, JpegImagePlugin
 
-from picshare.media import MediaError, RenditionSpec, render_renditions, render_three
+from picshare.media import (
+    MediaError,
+    RenditionSpec,
+    render_display,
+    render_renditions,
+    render_three,
+)
 from tests import imaging
 
 SPEC = RenditionSpec()
@@ -321,6 +327,44 @@ def test_three_renditions_come_from_one_reduced_decode(
     render_renditions(path, SPEC)
     # ...and only the 'original' needs the full decode, done afterwards.
     assert jpeg_loads == [(2000, 1500), (4000, 3000)]
+
+
+def test_display_renditions_need_no_full_size_work(
+    write: Write, jpeg_loads: list[tuple[int, int]]
+) -> None:
+    path = write(imaging.photo_jpeg_bytes(4000, 3000))
+    result = render_display(path, SPEC)
+    assert jpeg_loads == [(2000, 1500)]  # the one reduced decode, nothing at full size
+    assert (result.width, result.height) == (4000, 3000)
+    assert {name: opened(data).size for name, data in result.renditions.items()} == {
+        "large": (1080, 810),
+        "medium": (640, 480),
+        "thumb": (150, 150),
+    }
+    assert blurhash.components(result.blurhash) == (4, 3)
+    for jpeg in result.renditions.values():
+        assert_no_metadata(jpeg)
+
+
+def without_jfif(jpeg: bytes) -> bytes:
+    """The JPEG with its APP0 JFIF header removed, as many cameras write them."""
+    assert jpeg[2:4] == b"\xff\xe0"
+    return jpeg[:2] + jpeg[4 + int.from_bytes(jpeg[4:6], "big") :]
+
+
+@pytest.mark.parametrize("jfif", [True, False])
+def test_ycbcr_jpeg_keeps_its_colours(write: Write, jfif: bool) -> None:
+    # Decoded and encoded as YCbCr, never converted: colours and corner still right.
+    data = imaging.jpeg_bytes(2400, 1600, orientation=6, corner=imaging.CORNER)
+    result = render_display(write(data if jfif else without_jfif(data)), SPEC)
+    thumb = opened(result.renditions["thumb"])
+    assert close_to(thumb.getpixel((75, 75)), imaging.COLOR)  # a centre crop: no corner
+    for name in ("large", "medium"):
+        image = opened(result.renditions[name])
+        assert image.mode == "RGB"
+        colours = corner_colours(image)
+        assert close_to(colours[(image.width - 1, 0)], imaging.CORNER), name
+        assert close_to(colours[(0, image.height - 1)], imaging.COLOR), name
 
 
 def test_portrait_decode_is_reduced_in_stored_orientation(
