@@ -11,6 +11,7 @@ import re
 
 from aiohttp import web
 
+from handlers.middlewares import security_headers
 from handlers.problems import problem
 from picshare import keys
 from storage.blobs import PUBLIC_KEY_PATTERN
@@ -61,6 +62,8 @@ async def serve_media(request: web.Request) -> web.StreamResponse:
     response = web.StreamResponse(status=status, headers=headers)
     response.content_type = "image/jpeg"
     response.content_length = end - start
+    response.headers["X-Request-ID"] = request[keys.REQUEST_ID]
+    security_headers(response.headers)  # prepared here, before the middleware sees it
     await response.prepare(request)
     if request.method != "HEAD":
         # aclosing: a client that hangs up mid-stream must not leak the open file.

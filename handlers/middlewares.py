@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 import aiohttp_jinja2
 from aiohttp import web
 from aiohttp.typedefs import Middleware
+from multidict import CIMultiDict
 
 from handlers import problems, sessions
 from handlers.route_info import info_of
@@ -66,11 +67,15 @@ def observe_middleware(table: RouteTable, metrics: Metrics) -> Middleware:
         try:
             response = await handler(request)
             status = response.status
-            response.headers["X-Request-ID"] = request_id
+            if not response.prepared:
+                headers = response.headers
+                headers["X-Request-ID"] = request_id
+                security_headers(headers)
             return response
         except web.HTTPException as exc:
             status = exc.status
             exc.headers["X-Request-ID"] = request_id
+            security_headers(exc.headers)
             raise
         finally:
             observe(info.name, request.method, status, time.perf_counter() - started)
@@ -213,14 +218,19 @@ def _sets_cookie(response: web.StreamResponse, name: str) -> bool:
     return name in response.cookies
 
 
-async def security_headers(request: web.Request, response: web.StreamResponse) -> None:
-    """on_response_prepare: headers every answer carries."""
-    response.headers.setdefault("X-Content-Type-Options", "nosniff")
-    response.headers.setdefault("Referrer-Policy", "same-origin")
-    if response.content_type == "text/html":
-        response.headers.setdefault("X-Frame-Options", "DENY")
-        response.headers.setdefault(
-            "Content-Security-Policy",
-            "default-src 'self'; img-src 'self' data: blob:; style-src 'self' 'unsafe-inline'; "
-            "frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
-        )
+_CSP = (
+    "default-src 'self'; img-src 'self' data: blob:; style-src 'self' 'unsafe-inline'; "
+    "frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
+)
+
+
+def security_headers(headers: CIMultiDict[str]) -> None:
+    """Headers every answer carries, and pages more. Set by `observe_middleware`
+    on what leaves the chain; a handler that prepares its own response (media)
+    calls it first. (Not an on_response_prepare signal: that costs a coroutine
+    per response.)"""
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    headers.setdefault("Referrer-Policy", "same-origin")
+    if headers.get("Content-Type", "").startswith("text/html"):
+        headers.setdefault("X-Frame-Options", "DENY")
+        headers.setdefault("Content-Security-Policy", _CSP)

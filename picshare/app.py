@@ -93,7 +93,6 @@ def create_app(settings: Settings, *, media_pool: Executor | None = None) -> web
     env.filters["blurhash_color"] = blurhash_color
     env.globals["static"] = _static_urls(app)
     setup_routes(app, routes)
-    app.on_response_prepare.append(middlewares.security_headers)
     app.cleanup_ctx.extend(
         [
             _database,

@@ -219,3 +219,28 @@ async def test_a_static_name_too_long_for_the_file_system_is_404(client: Client)
     resp = await client.get("/static/" + "\u1e70\u033a" * 100 + "/x.css")
     assert resp.status == 404
     assert (await client.get("/static/app.css")).status == 200
+
+
+async def test_every_kind_of_answer_carries_the_security_headers(client: Client) -> None:
+    """Set where the answer leaves the chain (or, for media, before the
+    handler sends it): JSON, pages, redirects, errors, files and media."""
+    token = await signup(client, "headers")
+    photo = await upload_ready(client, token, imaging.jpeg_bytes(64, 48))
+    media = str(photo["urls"]["thumb"])
+    answers = {
+        "json": await client.get(f"/api/v1/photos/{photo['id']}"),
+        "page": await client.get("/", headers={"Accept": "text/html"}),
+        "redirect": await client.get("/upload", allow_redirects=False),
+        "404 page": await client.get("/nowhere", headers={"Accept": "text/html"}),
+        "404 problem": await client.get("/api/v1/nowhere"),
+        "media": await client.get(media),
+        "304": await client.get(media, headers={"If-None-Match": "*"}),
+    }
+    for name, resp in answers.items():
+        assert resp.headers.get("X-Content-Type-Options") == "nosniff", name
+        assert resp.headers.get("Referrer-Policy") == "same-origin", name
+        assert resp.headers.get("X-Request-ID"), name
+    for name in ("page", "404 page"):
+        assert answers[name].headers.get("X-Frame-Options") == "DENY", name
+        assert "frame-ancestors 'none'" in answers[name].headers["Content-Security-Policy"]
+    assert "Content-Security-Policy" not in answers["json"].headers
