@@ -12,7 +12,7 @@ their path, since no route can speak for them.
 from __future__ import annotations
 
 from aiohttp.abc import AbstractMatchInfo
-from aiohttp.web_urldispatcher import AbstractResource
+from aiohttp.web_urldispatcher import AbstractResource, AbstractRoute
 
 from picshare.ratelimit.policies import RateClass
 from picshare.routing import RouteInfo, RouteTable
@@ -32,31 +32,30 @@ _UNMATCHED_MEDIA = RouteInfo(
 
 def register(
     table: RouteTable,
-    resource: AbstractResource,
+    route: AbstractRoute,
     *,
     name: str,
     surface: str,
     limit: str,
     credentials: bool,
 ) -> None:
-    """Record every route of `resource` (GET and its HEAD) under the route's metadata."""
-    for route in resource:
-        rate: RateClass | None
-        if limit == "none":
-            rate = None
-        elif limit == "uploads":
-            rate = "uploads"
-        elif limit == "login":
-            rate = "login"
-        else:
-            rate = "reads" if route.method in READ_METHODS else "writes"
-        table[route] = RouteInfo(
-            name,
-            html_errors=surface == "page",
-            api=surface == "api",
-            credentials=credentials,
-            rate=rate,
-        )
+    """Record one aiohttp route under its table entry's metadata."""
+    rate: RateClass | None
+    if limit == "none":
+        rate = None
+    elif limit == "uploads":
+        rate = "uploads"
+    elif limit == "login":
+        rate = "login"
+    else:
+        rate = "reads" if route.method in READ_METHODS else "writes"
+    table[route] = RouteInfo(
+        name,
+        html_errors=surface == "page",
+        api=surface == "api",
+        credentials=credentials,
+        rate=rate,
+    )
 
 
 def register_static(table: RouteTable, resource: AbstractResource) -> None:

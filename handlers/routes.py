@@ -429,22 +429,31 @@ ROUTES: tuple[Route, ...] = (
 
 
 def setup_routes(app: web.Application, table: RouteTable) -> None:
-    """Fill the router from ROUTES, and `table` with what middlewares need of each route."""
+    """Fill the router from ROUTES, and `table` with what middlewares need of each route.
+
+    Routes of one path share one resource (named after the first route on
+    it): the router tries candidate resources one by one, each a coroutine
+    and a regex, so `GET /api/v1/photos/{id}` would otherwise first be tried
+    against the like, unlike and comment routes beside it."""
+    resources: dict[str, web.Resource] = {}
     for route in ROUTES:
         for i, path in enumerate((route.path, *route.aliases)):
-            name = route.name if i == 0 else f"{route.name}.alias{i}"
+            resource = resources.get(path)
+            if resource is None:
+                name = route.name if i == 0 else f"{route.name}.alias{i}"
+                resource = resources[path] = app.router.add_resource(path, name=name)
+            added = [resource.add_route(route.method, route.handler)]
             if route.method == "GET":  # GET answers HEAD too
-                added = app.router.add_get(path, route.handler, name=name)
-            else:
-                added = app.router.add_route(route.method, path, route.handler, name=name)
-            register(
-                table,
-                added.resource,  # type: ignore[arg-type]
-                name=route.name,
-                surface=route.surface,
-                limit=route.limit,
-                credentials=route.credentials,
-            )
+                added.append(resource.add_route("HEAD", route.handler))
+            for aiohttp_route in added:
+                register(
+                    table,
+                    aiohttp_route,
+                    name=route.name,
+                    surface=route.surface,
+                    limit=route.limit,
+                    credentials=route.credentials,
+                )
     static = StaticFiles("/static", _static_dir(), name="static", append_version=True)
     app.router.register_resource(static)
     register_static(table, static)
