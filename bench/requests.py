@@ -91,22 +91,7 @@ async def _load_all(
     async with aiohttp.ClientSession() as session:
         for url in urls.values():
             await _check(session, url)
-    results = {}
-    for name, url in urls.items():
-        r = results[name] = await measure(
-            url,
-            tool=tool,
-            connections=CONNECTIONS,
-            duration=duration,
-            server_pid=server.pid,
-            related=related,
-        )
-        errors = f", {r.errors} ERRORS" if r.errors else ""
-        say(
-            f"  {url}: {r.rps:,.0f} req/s ({r.requests} in {r.seconds:.1f} s{errors};"
-            f" cores used: server {r.server_cores:.2f}, {r.others})"
-        )
-    return results
+    return {name: await _load(server, url, tool, duration, related) for name, url in urls.items()}
 
 
 async def run(opts: Options) -> list[Row]:

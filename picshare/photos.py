@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
+from typing import Any, TypeVar
 
 from picshare import notify, privacy
 from picshare.caching import CachedReads
@@ -40,6 +41,8 @@ from storage.blobs import BlobStore
 from storage.cache.memo import IdentityMemo
 from storage.db import Pool, transaction
 from storage.records import PhotoRecord, PhotoStatus
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -302,11 +305,7 @@ class PhotoService:
             photo = await photos_repo.photo_by_id(conn, photo_id)
         if photo is None or photo.status != PhotoStatus.PROCESSING:
             return  # deleted meanwhile, or a repeat of a job that already finished
-        source = await self._blobs.local_copy(photo.upload_key)
-        try:
-            result = await self._media.run(render_display, str(source), self._spec)
-        except MediaError as exc:
-            raise PermanentJobError(exc.message) from None
+        result = await self._render(render_display, photo)
         # A few hundred KB: hashing them takes well under a millisecond.
         keys = {name: _blob_key(data) for name, data in result.renditions.items()}
         blobs = {keys[name]: data for name, data in result.renditions.items()}
@@ -337,6 +336,15 @@ class PhotoService:
         # Each write waits for its own fsync: side by side, they overlap.
         await asyncio.gather(*(self._blobs.put_bytes(key, data) for key, data in blobs.items()))
 
+    async def _render(self, fn: Callable[[str, RenditionSpec], T], photo: PhotoRecord) -> T:
+        """Run a media function on the photo's upload in a worker; a file it
+        cannot read fails the job for good (retrying would not help)."""
+        source = await self._blobs.local_copy(photo.upload_key)
+        try:
+            return await self._media.run(fn, str(source), self._spec)
+        except MediaError as exc:
+            raise PermanentJobError(exc.message) from None
+
     async def _original_job(self, payload: dict[str, Any]) -> None:
         """Replace the stand-in original ('large') of a ready photo with the real one."""
         photo_id = int(payload["photo_id"])
@@ -344,11 +352,7 @@ class PhotoService:
             photo = await photos_repo.photo_by_id(conn, photo_id)
         if photo is None or photo.original_key != photo.large_key:
             return  # deleted meanwhile, or a repeat of a job that already finished
-        source = await self._blobs.local_copy(photo.upload_key)
-        try:
-            original = await self._media.run(make_original, str(source), self._spec)
-        except MediaError as exc:
-            raise PermanentJobError(exc.message) from None
+        original = await self._render(make_original, photo)
         # The full-size original can be tens of MB: hashed in a thread, not on the loop.
         key = await asyncio.to_thread(_blob_key, original.data)
         async with transaction(self._pool) as conn:
