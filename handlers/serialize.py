@@ -76,11 +76,14 @@ def photo(p: PhotoRecord, *, urls: MediaUrls) -> dict[str, Any]:
     }
 
 
-def photo_json(p: PhotoRecord, *, urls: MediaUrls) -> orjson.Fragment | dict[str, Any]:
+def photo_json(
+    p: PhotoRecord, *, urls: MediaUrls, shared: bool = True
+) -> orjson.Fragment | dict[str, Any]:
     """`photo` for a JSON body. A public, ready photo reads the same for everyone
     who has not liked it, and the cache hands out one shared record per photo
-    version (storage/cache/memo.py): its JSON is made once per record, here."""
-    if p.liked_by_me or privacy.signed_media(p):
+    version (storage/cache/memo.py): its JSON is made once per record, here.
+    `shared=False`: a record read for this request alone, not worth keeping."""
+    if not shared or p.liked_by_me or privacy.signed_media(p):
         return photo(p, urls=urls)  # per viewer, or signed URLs that expire
     signer, fragment = _PHOTOS(p, lambda p: (urls, _fragment(photo(p, urls=urls))))
     if signer is not urls:  # another app's URLs (tests build many)
@@ -93,9 +96,11 @@ def photo_page(page: Page[PhotoRecord], *, urls: MediaUrls) -> orjson.Fragment:
     signed-out front page, see PhotoService.list_public)."""
 
     def make(page: Page[PhotoRecord]) -> tuple[MediaUrls, orjson.Fragment]:
-        items = [photo_json(p, urls=urls) for p in page.items]
+        items = [photo_json(p, urls=urls, shared=page.shared) for p in page.items]
         return urls, _fragment({"items": items, "next_cursor": page.next_cursor})
 
+    if not page.shared:
+        return make(page)[1]
     signer, fragment = _PAGES(page, make)
     return fragment if signer is urls else make(page)[1]
 

@@ -24,6 +24,9 @@ T = TypeVar("T", bound=HasId)
 class Page(Generic[T]):
     items: list[T]
     next_cursor: str | None
+    # One object handed to every reader while its cache entry holds (the
+    # signed-out front page): what is made from it may be kept with it.
+    shared: bool = False
 
 
 def encode_cursor(last_id: int) -> str:
@@ -62,8 +65,8 @@ def parse_limit(raw: str | None, *, default: int, maximum: int) -> int:
     return int(raw)
 
 
-def page_of(rows: list[T], limit: int) -> Page[T]:
+def page_of(rows: list[T], limit: int, *, shared: bool = False) -> Page[T]:
     """`rows` was fetched with limit+1: the extra row only says there is more."""
     items = rows[:limit]
     has_more = len(rows) > limit and bool(items)
-    return Page(items, encode_cursor(items[-1].id) if has_more else None)
+    return Page(items, encode_cursor(items[-1].id) if has_more else None, shared)

@@ -203,7 +203,7 @@ class PhotoService:
             rows = await self._cached.public_first_page(limit + 1, read)
             # The same rows object while the entry holds: so is the page, and
             # the JSON made of it (handlers/serialize.py).
-            return self._front_pages(rows, lambda rows: page_of(rows, limit))
+            return self._front_pages(rows, lambda rows: page_of(rows, limit, shared=True))
         return page_of(await read(), limit)
 
     async def list_tagged(

@@ -7,8 +7,9 @@ from datetime import UTC, datetime
 
 import orjson
 
-from handlers.serialize import photo, photo_json
+from handlers.serialize import photo, photo_json, photo_page
 from picshare.media_urls import MediaUrls
+from picshare.pagination import Page
 from storage.records import PhotoRecord, PhotoStatus
 
 URLS = MediaUrls(prefix="/media", secret=b"k" * 32, ttl=3600)
@@ -56,3 +57,12 @@ def test_per_viewer_and_signed_photos_are_made_each_time() -> None:
 def test_another_signer_gets_its_own_json() -> None:
     other = MediaUrls(prefix="https://cdn.example", secret=b"k" * 32, ttl=3600)
     assert b"https://cdn.example/l" in orjson.dumps(photo_json(PHOTO, urls=other))
+
+
+def test_only_shared_pages_are_kept() -> None:
+    shared = Page([PHOTO], None, shared=True)
+    assert photo_page(shared, urls=URLS) is photo_page(shared, urls=URLS)
+    alone = Page([PHOTO], None)
+    first = photo_page(alone, urls=URLS)
+    assert photo_page(alone, urls=URLS) is not first  # made for one request, not kept
+    assert orjson.dumps(first) == orjson.dumps(photo_page(shared, urls=URLS))
