@@ -1,6 +1,7 @@
-"""The middleware chain: observe (route, request id, metrics) -> errors ->
-authentication (+ CSRF); handlers/proxies.py and handlers/ratelimit.py add
-theirs when configured (app.py).
+"""The middleware chain: observe (route, request id, metrics, errors) ->
+authentication (+ CSRF); handlers/proxies.py (before observe) and
+handlers/ratelimit.py (after authentication) add theirs when configured
+(app.py).
 
 Every error of an API request leaves as RFC 9457 problem details, including
 the router's 404 and 405 and anything unexpected (a 500 with no traceback);
@@ -65,37 +66,40 @@ def observe_middleware(table: RouteTable, metrics: Metrics) -> Middleware:
         started = time.perf_counter()
         status = 500
         try:
-            response = await handler(request)
+            # Errors are answered here too (one frame less than a layer of
+            # their own): problem details, or an error page for browsers.
+            try:
+                response = await handler(request)
+            except web.HTTPException as exc:
+                if exc.status < 400:  # redirects and 304s are answers, not errors
+                    status = exc.status
+                    exc.headers["X-Request-ID"] = request_id
+                    security_headers(exc.headers)
+                    raise
+                response = error_answer(request, exc)
+            except Exception as exc:
+                response = error_answer(request, exc)
             status = response.status
             if not response.prepared:
                 headers = response.headers
                 headers["X-Request-ID"] = request_id
                 security_headers(headers)
             return response
-        except web.HTTPException as exc:
-            status = exc.status
-            exc.headers["X-Request-ID"] = request_id
-            security_headers(exc.headers)
-            raise
         finally:
             observe(info.name, request.method, status, time.perf_counter() - started)
 
     return middleware
 
 
-@web.middleware
-async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except DomainError as exc:
+def error_answer(request: web.Request, exc: Exception) -> web.StreamResponse:
+    """The answer to an error a handler raised. Call it in the `except` block
+    (an unexpected error is logged with its traceback)."""
+    if isinstance(exc, DomainError):
         return _error_response(request, problems.status_of(exc), exc)
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise  # redirects and 304s are answers, not errors
+    if isinstance(exc, web.HTTPException):
         return _http_error(request, exc)
-    except Exception:
-        log.exception("unhandled error in %s %s", request.method, request.path)
-        return _render(request, 500, "Something went wrong on our side; it has been logged.")
+    log.exception("unhandled error in %s %s", request.method, request.path)
+    return _render(request, 500, "Something went wrong on our side; it has been logged.")
 
 
 def _http_error(request: web.Request, exc: web.HTTPException) -> web.StreamResponse:

@@ -18,7 +18,6 @@ import hashlib
 import ipaddress
 import unicodedata
 from collections.abc import Awaitable, Callable
-from typing import NoReturn
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
@@ -69,7 +68,7 @@ def ratelimit_middleware(policies: Policies, metrics: Metrics) -> Middleware:
         except DomainError as exc:
             # Rendered here rather than further out, by the same code, so that the
             # error response can carry the headers too.
-            response = await middlewares.error_middleware(request, _raising(exc))
+            response = middlewares.error_answer(request, exc)
         if not response.prepared:
             set_headers(response.headers, request[keys.RATELIMIT])
         return response
@@ -154,10 +153,3 @@ def _refusal(decision: Decision) -> RateLimited:
         f" retry in {wait} s.",
         retry_after=wait,
     )
-
-
-def _raising(exc: DomainError) -> Handler:
-    async def handler(request: web.Request) -> NoReturn:
-        raise exc
-
-    return handler

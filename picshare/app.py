@@ -115,10 +115,15 @@ def _middlewares(settings: Settings, routes: RouteTable, metrics: Metrics) -> li
     """The chain, outermost first. Layers that would do nothing with these
     settings (no trusted proxy, limits off) are left out rather than asked
     per request."""
-    chain: list[Middleware] = [middlewares.observe_middleware(routes, metrics)]
+    chain: list[Middleware] = []
     if settings.server.trusted_proxies:
+        # First, so every later layer (error pages included) sees the client's
+        # address and scheme on the one request object they all share.
         chain.append(forwarded_middleware(settings.server.trusted_proxies))
-    chain += [middlewares.error_middleware, middlewares.auth_middleware(settings.auth)]
+    chain += [
+        middlewares.observe_middleware(routes, metrics),
+        middlewares.auth_middleware(settings.auth),
+    ]
     if settings.ratelimit.enabled:
         chain.append(ratelimit_middleware(Policies.from_settings(settings.ratelimit), metrics))
     return chain
