@@ -26,6 +26,10 @@ ROOT = Path(__file__).resolve().parent.parent
 PYTHON = str(ROOT / ".venv" / "bin" / "python") if (ROOT / ".venv").is_dir() else sys.executable
 
 Row = tuple[str, str]
+# The photos the image benchmarks use: 12 MP and 24 MP, a phone's and a
+# camera's; smaller with --quick.
+PHOTO_SIZES = ((4000, 3000), (6000, 4000))
+QUICK_PHOTO_SIZES = ((2000, 1500), (3000, 2000))
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,8 @@ import aiohttp
 from PIL import Image
 
 from bench._common import (
+    PHOTO_SIZES,
+    QUICK_PHOTO_SIZES,
     Options,
     Row,
     photo_like,
@@ -32,8 +34,6 @@ from bench._common import (
 )
 
 TARGET = 1.5
-SIZES = ((4000, 3000), (6000, 4000))  # 12 MP and 24 MP, a phone's and a camera's
-QUICK_SIZES = ((2000, 1500), (3000, 2000))
 POLL = 0.005  # seconds between two polls of the photo
 
 
@@ -137,7 +137,7 @@ async def run(opts: Options) -> list[Row]:
     with tempfile.TemporaryDirectory(prefix="picshare-bench-") as tmp:
         files = [
             _camera_jpeg(size, seed, Path(tmp) / f"{size[0]}x{size[1]}.jpg")
-            for seed, size in enumerate(QUICK_SIZES if opts.quick else SIZES)
+            for seed, size in enumerate(QUICK_PHOTO_SIZES if opts.quick else PHOTO_SIZES)
         ]
         warmup = _camera_jpeg((1024, 768), 9, Path(tmp) / "warmup.jpg")
         server, base = picshare_server(Path(tmp) / "data")

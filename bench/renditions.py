@@ -23,6 +23,8 @@ import pyvips
 from PIL import Image
 
 from bench._common import (
+    PHOTO_SIZES,
+    QUICK_PHOTO_SIZES,
     Options,
     Row,
     median_seconds,
@@ -40,8 +42,6 @@ from picshare.media import (
 )
 
 TARGET = 0.7
-SIZES = ((4000, 3000), (6000, 4000))  # 12 MP and 24 MP, a phone's and a camera's
-QUICK_SIZES = ((2000, 1500), (3000, 2000))
 # No vips-vs-Pillow figure is worth a cached result.
 pyvips.cache_set_max(0)
 
@@ -72,7 +72,7 @@ async def run(opts: Options) -> list[Row]:
     cores = os.cpu_count() or 1
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="picshare-bench-") as tmp:
-        for seed, size in enumerate(QUICK_SIZES if opts.quick else SIZES):
+        for seed, size in enumerate(QUICK_PHOTO_SIZES if opts.quick else PHOTO_SIZES):
             mp = size[0] * size[1] / 1e6
             path = save_jpeg(photo_like(size, seed), Path(tmp) / f"{size[0]}x{size[1]}.jpg")
             name = str(path)

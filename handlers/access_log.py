@@ -28,6 +28,8 @@ from aiohttp.abc import AbstractAccessLogger
 __all__ = ["AccessLog", "flush_now"]
 
 FLUSH_AFTER = 0.1
+# `AccessLog.log` takes a parameter named `time` (aiohttp's signature).
+_now = time.time
 FLUSH_BYTES = 64 * 1024
 
 
@@ -112,6 +114,3 @@ class AccessLog(AbstractAccessLogger):
             f'"{request.method} {request.raw_path} HTTP/{version.major}.{version.minor}" '
             f'{response.status} {response.body_length} {time:.6f} "{agent}"\n'
         )
-
-
-_now = time.time

@@ -27,7 +27,7 @@ from handlers import middlewares
 from picshare import keys
 from picshare.errors import DomainError, RateLimited
 from picshare.metrics import Metrics
-from picshare.ratelimit import Decision, MemoryLimiter, Policies, Policy, RateClass
+from picshare.ratelimit import Decision, Policies, Policy, RateClass
 from storage.cache.memo import Memo
 
 __all__ = ["client_key", "limit_login", "ratelimit_middleware", "set_headers"]
@@ -50,12 +50,7 @@ def ratelimit_middleware(policies: Policies, metrics: Metrics) -> Middleware:
         policy = by_class[rate]
         # Log-in and sign-up go by IP even when signed in: they are about credentials.
         key = client_key(request, by_user=rate != "login")
-        limiter = request.app[keys.RATE_LIMITER]
-        # In-process (no Redis), the decision needs no coroutine.
-        if type(limiter) is MemoryLimiter:
-            decision = limiter.hit_now(key, policy)
-        else:
-            decision = await limiter.hit(key, policy)
+        decision = await request.app[keys.RATE_LIMITER].hit(key, policy)
         metrics.count_decision(policy.name, _result(decision))
         request[keys.RATELIMIT] = decision  # the first of this request: the tightest yet
         try:

@@ -15,7 +15,6 @@ class Socket(Protocol):
 
     def offer(self, event: dict[str, Any]) -> bool:
         """Queue an event; False when the socket cannot take more (a slow consumer)."""
-        ...
 
     async def close(self, code: int, reason: str) -> None: ...
 
@@ -32,8 +31,6 @@ class SocketHub(Protocol):
 
     async def deliver(self, user_id: int, event: dict[str, Any]) -> None:
         """The bus listener: push `event` to each of that user's sockets here."""
-        ...
 
     async def close_all(self) -> None:
         """Close every socket with GOING_AWAY (shutdown)."""
-        ...

@@ -104,30 +104,15 @@ class Notes:
         )
 
     async def follow_request_withdrawn(self, target: UserRecord, requester: UserRecord) -> None:
-        await notifications_repo.remove(
-            self._conn,
-            user_id=target.id,
-            actor_id=requester.id,
-            kind=NotificationKind.FOLLOW_REQUEST,
-        )
+        await self._drop_request(target, requester)
 
     async def follow_request_declined(self, target: UserRecord, requester: UserRecord) -> None:
-        await notifications_repo.remove(
-            self._conn,
-            user_id=target.id,
-            actor_id=requester.id,
-            kind=NotificationKind.FOLLOW_REQUEST,
-        )
+        await self._drop_request(target, requester)
 
     async def follow_request_approved(self, target: UserRecord, requester: UserRecord) -> None:
         """The request's notification becomes a "follows you" one. Not pushed
         live: the one it would go to is the one who just approved."""
-        await notifications_repo.remove(
-            self._conn,
-            user_id=target.id,
-            actor_id=requester.id,
-            kind=NotificationKind.FOLLOW_REQUEST,
-        )
+        await self._drop_request(target, requester)
         await notifications_repo.add(
             self._conn,
             user_id=target.id,
@@ -148,6 +133,15 @@ class Notes:
                 photo_id=photo.id,
                 text=f"{photo.owner_username} posted a photo",
             )
+        )
+
+    async def _drop_request(self, target: UserRecord, requester: UserRecord) -> None:
+        """A follow request is gone (withdrawn, declined, approved): so is its notification."""
+        await notifications_repo.remove(
+            self._conn,
+            user_id=target.id,
+            actor_id=requester.id,
+            kind=NotificationKind.FOLLOW_REQUEST,
         )
 
     def _keep(self, record: NotificationRecord | None) -> None:

@@ -23,11 +23,8 @@ from __future__ import annotations
 from storage import social_repo
 from storage.db import Connection
 from storage.records import PhotoRecord, PhotoStatus, UserRecord
-from storage.visibility import PUBLIC, VISIBLE
 
 __all__ = [
-    "PUBLIC",
-    "VISIBLE",
     "can_delete_comment",
     "can_delete_photo",
     "can_react",

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from picshare import passwords
-from picshare.media import RenditionSpec, render_renditions
+from picshare.media import RenditionSpec, make_original, render_display
 from storage import seed_repo
 from storage.blobs import BlobStore
 from storage.db import Pool
@@ -240,9 +240,11 @@ async def _images(blobs: BlobStore, count: int, rng: random.Random) -> list[dict
         upload_key = f"uploads/{hashlib.sha256(raw).hexdigest()}"
         await blobs.put_bytes(upload_key, raw)
         path = await blobs.local_copy(upload_key)
-        result = await asyncio.to_thread(render_renditions, str(path), RenditionSpec())
+        # The way uploads are rendered: display renditions, then the original.
+        result = await asyncio.to_thread(render_display, str(path), RenditionSpec())
+        original = await asyncio.to_thread(make_original, str(path), RenditionSpec())
         keys = {}
-        for name, data in result.renditions.items():
+        for name, data in {**result.renditions, "original": original.data}.items():
             keys[name] = f"r/{hashlib.sha256(data).hexdigest()}.jpg"
             await blobs.put_bytes(keys[name], data)
         made.append(
