@@ -49,6 +49,15 @@ class DatabaseSettings:
     command_timeout: float = 10.0
     connect_timeout: float = 10.0
     shard_id: int = 1
+    # Streaming replicas of `url`, in order: "replica-1", "replica-2"...
+    replicas: tuple[str, ...] = ()
+    replica_policy: str = "round_robin"
+    # A replica further behind than this (seconds) serves no reads until it catches up.
+    max_replica_lag: float = 5.0
+    # How often each database's WAL position is polled (its health task).
+    replica_poll_interval: float = 0.25
+    # How long a user's last-write position is kept for read-your-writes.
+    read_your_writes_ttl: float = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -360,6 +369,17 @@ def _validate(s: Settings) -> None:
         (s.database.pool_min >= 1, "database.pool_min must be at least 1"),
         (s.database.pool_max >= s.database.pool_min, "database.pool_max must be >= pool_min"),
         (s.database.command_timeout > 0, "database.command_timeout must be positive"),
+        (
+            s.database.replica_policy in ("round_robin", "least_conn", "hash"),
+            "database.replica_policy must be round_robin, least_conn or hash",
+        ),
+        (s.database.max_replica_lag >= 0, "database.max_replica_lag must be >= 0"),
+        (s.database.replica_poll_interval > 0, "database.replica_poll_interval must be positive"),
+        (s.database.read_your_writes_ttl > 0, "database.read_your_writes_ttl must be positive"),
+        (
+            all(r.startswith(("postgres://", "postgresql://")) for r in s.database.replicas),
+            "database.replicas must be postgresql:// URLs",
+        ),
         (0 <= s.database.shard_id < 8192, "database.shard_id must fit 13 bits (0-8191)"),
         (s.uploads.max_bytes > 0, "uploads.max_bytes must be positive"),
         (s.uploads.max_pixels > 0, "uploads.max_pixels must be positive"),

@@ -1,0 +1,79 @@
+"""Opening the storage router: a pool per database, a watcher per database,
+all closed in reverse on the way out."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+
+from storage.db import create_pool
+from storage.node import Node, Role
+from storage.replicas import replica_policy
+from storage.router import Databases
+from storage.wal_marks import WalMarks
+from storage.watch import LagClock, Watcher
+
+
+@dataclass(frozen=True, slots=True)
+class PoolSizes:
+    min_size: int
+    max_size: int
+    command_timeout: float
+    connect_timeout: float
+
+
+@asynccontextmanager
+async def open_databases(
+    primary_dsn: str,
+    replica_dsns: Sequence[str],
+    *,
+    sizes: PoolSizes,
+    policy: str,
+    max_lag: float,
+    poll_interval: float,
+    marks: WalMarks,
+) -> AsyncIterator[Databases]:
+    async with AsyncExitStack() as stack:
+        primary_pool = await create_pool(
+            primary_dsn,
+            min_size=sizes.min_size,
+            max_size=sizes.max_size,
+            command_timeout=sizes.command_timeout,
+            connect_timeout=sizes.connect_timeout,
+        )
+        stack.push_async_callback(primary_pool.close)
+        nodes = [Node("primary", Role.PRIMARY, primary_pool)]
+        for i, dsn in enumerate(replica_dsns, start=1):
+            # min_size 0: a replica that is down at start does not stop the site.
+            pool = await create_pool(
+                dsn,
+                min_size=0,
+                max_size=sizes.max_size,
+                command_timeout=sizes.command_timeout,
+                connect_timeout=sizes.connect_timeout,
+            )
+            stack.push_async_callback(pool.close)
+            nodes.append(Node(f"replica-{i}", Role.REPLICA, pool))
+        clock = LagClock()
+        databases = Databases(
+            nodes[0],
+            nodes[1:],
+            policy=replica_policy(policy),
+            marks=marks,
+            clock=clock,
+            max_lag=max_lag,
+            acquire_timeout=sizes.connect_timeout,
+        )
+        if replica_dsns:
+            # With no replica nothing reads WAL positions: no task, no extra connection.
+            watcher = Watcher(
+                nodes,
+                [primary_dsn, *replica_dsns],
+                clock,
+                interval=poll_interval,
+                timeout=min(sizes.connect_timeout, max(1.0, poll_interval * 8)),
+            )
+            await watcher.start()
+            stack.push_async_callback(watcher.close)
+        yield databases

@@ -1,0 +1,230 @@
+"""The storage router: the one object services hold (DESIGN.md, "The storage
+router"). Services ask it for a connection by intent, never for a pool:
+
+- `write()` / `transaction()`: the primary, always (every transaction).
+- `read(consistency)`: `PRIMARY`, `ANY`, or `read_your_writes(user_id)`.
+
+Behind it, one primary and its replicas, a replica policy (storage/replicas)
+and a watcher per database (storage/watch.py). The single-database default is
+this same code with no replicas: every read goes to the primary.
+
+Availability over consistency for reads (CAP): while the primary is down, every
+read is served by a replica that answers, however far behind, and the request
+is marked stale. Writes fail fast with `DatabaseUnavailable` (503)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Literal
+
+import asyncpg
+
+from storage import scope as request_scope
+from storage.db import Connection
+from storage.lsn import parse_lsn
+from storage.node import Node
+from storage.replicas import ReplicaPolicy
+from storage.wal_marks import WalMarks
+from storage.watch import LagClock
+
+log = logging.getLogger(__name__)
+
+Isolation = Literal["read_committed", "repeatable_read", "serializable"]
+
+# What "the server is gone" looks like from asyncpg: refused or reset sockets,
+# a closed connection, a server shutting down or not yet accepting, a timeout.
+CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.ConnectionDoesNotExistError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+)
+
+
+class DatabaseUnavailable(Exception):
+    """The database this needs cannot be reached now; retrying later may work (503)."""
+
+    def __init__(self, label: str) -> None:
+        super().__init__(f"the {label} database is unavailable")
+        self.label = label
+
+
+@dataclass(frozen=True, slots=True)
+class Consistency:
+    """How fresh a read must be. Build with PRIMARY, ANY or read_your_writes()."""
+
+    kind: Literal["primary", "any", "ryw"]
+    user_id: int | None = None
+
+
+PRIMARY = Consistency("primary")
+ANY = Consistency("any")
+
+
+def read_your_writes(user_id: int | None) -> Consistency:
+    """Whatever `user_id` wrote is visible (anonymous readers: ANY)."""
+    return ANY if user_id is None else Consistency("ryw", user_id)
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseStatus:
+    label: str
+    role: str
+    up: bool
+    lag_seconds: float
+    lsn: int
+    in_use: int
+    size: int
+    error: str
+
+
+class Databases:
+    __slots__ = ("_clock", "_marks", "_max_lag", "_policy", "_timeout", "primary", "replicas")
+
+    def __init__(
+        self,
+        primary: Node,
+        replicas: Sequence[Node] = (),
+        *,
+        policy: ReplicaPolicy,
+        marks: WalMarks,
+        clock: LagClock,
+        max_lag: float,
+        acquire_timeout: float,
+    ) -> None:
+        self.primary = primary
+        self.replicas = tuple(replicas)
+        self._policy = policy
+        self._marks = marks
+        self._clock = clock
+        self._max_lag = max_lag
+        self._timeout = acquire_timeout
+
+    def __repr__(self) -> str:
+        return f"<Databases primary+{len(self.replicas)} replicas>"
+
+    # -- writing ---------------------------------------------------------------
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[Connection]:
+        """A primary connection, outside a transaction (autocommit statements)."""
+        async with self._on(self.primary) as conn:
+            yield conn
+            await self._remember_write(conn)
+
+    @asynccontextmanager
+    async def transaction(self, *, isolation: Isolation = "read_committed") -> AsyncIterator[Connection]:
+        """A primary connection inside one transaction."""
+        async with self._on(self.primary) as conn:
+            async with conn.transaction(isolation=isolation):
+                yield conn
+            await self._remember_write(conn)
+
+    async def _remember_write(self, conn: Connection) -> None:
+        # Only worth a round trip when a replica could serve this user stale data.
+        if not self.replicas:
+            return
+        scope = request_scope.current()
+        if scope is None or scope.actor is None:
+            return
+        lsn = parse_lsn(await conn.fetchval("SELECT pg_current_wal_lsn()::text"))
+        self._clock.saw(lsn)
+        scope.wrote_lsn = max(scope.wrote_lsn, lsn)
+        try:
+            await self._marks.put(scope.actor, lsn)
+        except Exception as exc:  # the mark store is down: the cookie and the primary still hold
+            log.warning("could not keep a read-your-writes mark: %s", exc)
+
+    # -- reading ---------------------------------------------------------------
+
+    @asynccontextmanager
+    async def read(self, consistency: Consistency = ANY) -> AsyncIterator[Connection]:
+        """A connection for reading, from a replica when one is fresh enough."""
+        node = await self._node_for_read(consistency)
+        scope = request_scope.current()
+        if scope is not None and not self.primary.up:
+            scope.stale = True
+        async with self._on(node) as conn:
+            yield conn
+
+    async def _node_for_read(self, consistency: Consistency) -> Node:
+        primary = self.primary
+        if not self.replicas:
+            return primary
+        if primary.up and consistency.kind == "primary":
+            return primary
+        if not primary.up:
+            return self._any_replica() or primary
+        need = 0
+        scope = request_scope.current()
+        if scope is not None:
+            need = scope.min_lsn
+        if consistency.kind == "ryw" and consistency.user_id is not None:
+            try:
+                need = max(need, await self._marks.get(consistency.user_id))
+            except Exception as exc:  # unknown mark: only the primary is safe
+                log.warning("could not read a read-your-writes mark: %s", exc)
+                return primary
+        candidates = [
+            n for n in self.replicas if n.up and n.lag <= self._max_lag and n.lsn >= need
+        ]
+        if not candidates:
+            return primary
+        return self._policy.choose(candidates, consistency.user_id)
+
+    def _any_replica(self) -> Node | None:
+        """With the primary down: any replica that answers, the freshest first."""
+        live = [n for n in self.replicas if n.up]
+        if not live:
+            return None
+        return self._policy.choose(live, None) if len(live) > 1 else live[0]
+
+    # -- both ------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def _on(self, node: Node) -> AsyncIterator[Connection]:
+        if not node.up and node is self.primary:
+            # The watcher brings it back; until then fail fast rather than
+            # wait out a connect timeout per request.
+            raise DatabaseUnavailable(node.label)
+        try:
+            conn = await node.pool.acquire(timeout=self._timeout)
+        except CONNECTION_ERRORS as exc:
+            node.mark_down(exc)
+            raise DatabaseUnavailable(node.label) from exc
+        try:
+            scope = request_scope.current()
+            if scope is not None:
+                scope.note(node.label)
+            try:
+                yield conn
+            except CONNECTION_ERRORS as exc:
+                if not isinstance(exc, TimeoutError):  # slow is not gone
+                    node.mark_down(exc)
+                raise DatabaseUnavailable(node.label) from exc
+        finally:
+            await node.pool.release(conn)
+
+    def status(self) -> list[DatabaseStatus]:
+        return [
+            DatabaseStatus(
+                label=n.label,
+                role=n.role.value,
+                up=n.up,
+                lag_seconds=round(n.lag, 3),
+                lsn=n.lsn,
+                in_use=n.in_use(),
+                size=n.pool.get_size(),
+                error=n.last_error,
+            )
+            for n in (self.primary, *self.replicas)
+        ]
+
+    def pools(self) -> list[asyncpg.Pool]:
+        return [n.pool for n in (self.primary, *self.replicas)]

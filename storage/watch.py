@@ -1,0 +1,127 @@
+"""The health task per database: polls WAL positions on a connection of its
+own, so choosing a replica for a read costs no round trip.
+
+The primary reports `pg_current_wal_lsn()`; each replica
+`pg_last_wal_replay_lsn()`. Lag is time, measured against the primary's
+history: how long ago the primary first stood past the position the replica
+has replayed. A replica that has replayed everything lags 0 s however long
+the primary has been idle."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+
+import asyncpg
+
+from storage.lsn import parse_lsn
+from storage.node import Node, Role
+
+log = logging.getLogger(__name__)
+
+_PRIMARY_SQL = "SELECT pg_current_wal_lsn()::text"
+_REPLICA_SQL = "SELECT pg_last_wal_replay_lsn()::text"
+
+
+class LagClock:
+    """When the primary was first seen at each WAL position (a bounded history)."""
+
+    __slots__ = ("_samples",)
+
+    def __init__(self, keep: int = 4096) -> None:
+        self._samples: deque[tuple[int, float]] = deque(maxlen=keep)
+
+    def saw(self, lsn: int, at: float | None = None) -> None:
+        if not self._samples or lsn > self._samples[-1][0]:
+            self._samples.append((lsn, time.monotonic() if at is None else at))
+
+    def latest(self) -> int:
+        return self._samples[-1][0] if self._samples else 0
+
+    def lag(self, replayed: int, now: float | None = None) -> float:
+        """Seconds since the primary first stood past `replayed` (0: caught up)."""
+        for lsn, at in self._samples:
+            if lsn > replayed:
+                return max(0.0, (time.monotonic() if now is None else now) - at)
+        return 0.0
+
+
+class Watcher:
+    """One polling task per node; `close()` stops them."""
+
+    __slots__ = ("_clock", "_dsns", "_interval", "_nodes", "_tasks", "_timeout")
+
+    def __init__(
+        self,
+        nodes: list[Node],
+        dsns: list[str],
+        clock: LagClock,
+        *,
+        interval: float,
+        timeout: float,
+    ) -> None:
+        self._nodes = nodes
+        self._dsns = dsns
+        self._clock = clock
+        self._interval = interval
+        self._timeout = timeout
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        # One poll of each first, so the first reads already know who is usable.
+        await asyncio.gather(*(self._poll_once(n, d, None) for n, d in zip(self._nodes, self._dsns)))
+        self._tasks = [
+            asyncio.create_task(self._run(node, dsn), name=f"watch-{node.label}")
+            for node, dsn in zip(self._nodes, self._dsns)
+        ]
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+
+    async def _run(self, node: Node, dsn: str) -> None:
+        conn: asyncpg.Connection | None = None
+        try:
+            while True:
+                conn = await self._poll_once(node, dsn, conn)
+                await asyncio.sleep(self._interval)
+        finally:
+            if conn is not None:
+                conn.terminate()
+
+    async def _poll_once(
+        self, node: Node, dsn: str, conn: asyncpg.Connection | None
+    ) -> asyncpg.Connection | None:
+        try:
+            if conn is None or conn.is_closed():
+                conn = await asyncpg.connect(
+                    dsn, timeout=self._timeout, server_settings={"application_name": "picshare-watch"}
+                )
+            sql = _PRIMARY_SQL if node.role is Role.PRIMARY else _REPLICA_SQL
+            text = await conn.fetchval(sql, timeout=self._timeout)
+        except (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            if node.up:
+                log.warning("database %s is down: %s", node.label, exc)
+            node.mark_down(exc)
+            if conn is not None:
+                conn.terminate()
+            return None
+        now = time.monotonic()
+        node.lsn = parse_lsn(text)
+        node.checked_at = now
+        if node.role is Role.PRIMARY:
+            self._clock.saw(node.lsn, now)
+        else:
+            node.lag = self._clock.lag(node.lsn, now)
+        if not node.up:
+            log.info("database %s is up again", node.label)
+            node.up = True
+            node.last_error = ""
+        return conn
