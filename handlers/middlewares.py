@@ -26,15 +26,23 @@ from handlers import problems, sessions
 from handlers.route_info import info_of
 from picshare import keys
 from picshare.config import AuthSettings
-from picshare.errors import DomainError, Forbidden, Unauthenticated
+from picshare.errors import DomainError, Forbidden, Unauthenticated, Unavailable
 from picshare.metrics import Metrics
 from picshare.routing import RouteTable
+from storage import scope as db_scope
+from storage.lsn import format_lsn, parse_lsn
+from storage.router import DatabaseUnavailable
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# A browser's own last-write WAL position (read-your-writes across processes
+# without a shared store). Unsigned on purpose: a forged value can only send
+# that browser's reads to the primary.
+WAL_COOKIE = "picshare_wal"
+_LSN = re.compile(r"^[0-9A-F]{1,8}/[0-9A-F]{1,8}$")
 
 
 def wants_html(request: web.Request) -> bool:
@@ -42,8 +50,10 @@ def wants_html(request: web.Request) -> bool:
     return request[keys.ROUTE].html_errors and "text/html" in request.headers.get("Accept", "")
 
 
-def observe_middleware(table: RouteTable, metrics: Metrics) -> Middleware:
-    """The outermost layer: the route's metadata, a request id, and the metrics.
+def observe_middleware(table: RouteTable, metrics: Metrics, *, wal_cookie_ttl: int) -> Middleware:
+    """The outermost layer: the route's metadata, a request id, the metrics,
+    and the storage router's scope (which databases served: `Server-Timing`;
+    read while the primary was down: `PicShare-Stale`; the browser's WAL cookie).
 
     Request ids are a random prefix, made once per app (so per process, after
     any fork), and a counter: unique without a uuid4 per request.
@@ -63,6 +73,8 @@ def observe_middleware(table: RouteTable, metrics: Metrics) -> Middleware:
             else f"{prefix}{next(counter):x}"
         )
         request[keys.REQUEST_ID] = request_id
+        wal = request.cookies.get(WAL_COOKIE)
+        scope = db_scope.open_scope(parse_lsn(wal) if wal and _LSN.match(wal) else 0)
         started = time.perf_counter()
         status = 500
         try:
@@ -84,6 +96,8 @@ def observe_middleware(table: RouteTable, metrics: Metrics) -> Middleware:
                 headers = response.headers
                 headers["X-Request-ID"] = request_id
                 security_headers(headers)
+                if scope.served:
+                    _database_headers(request, response, scope, wal_cookie_ttl)
             return response
         finally:
             observe(info.name, request.method, status, time.perf_counter() - started)
@@ -91,11 +105,33 @@ def observe_middleware(table: RouteTable, metrics: Metrics) -> Middleware:
     return middleware
 
 
+def _database_headers(
+    request: web.Request, response: web.StreamResponse, scope: db_scope.Scope, ttl: int
+) -> None:
+    headers = response.headers
+    headers["Server-Timing"] = ", ".join(f'db;desc="{label}"' for label in scope.served)
+    if scope.stale:
+        headers["PicShare-Stale"] = "1"
+    if scope.wrote_lsn and request.get(keys.AUTH_KIND) != "bearer":
+        response.set_cookie(
+            WAL_COOKIE,
+            format_lsn(scope.wrote_lsn),
+            max_age=ttl,
+            httponly=True,
+            samesite="Lax",
+            secure=request.secure,
+        )
+
+
 def error_answer(request: web.Request, exc: Exception) -> web.StreamResponse:
     """The answer to an error a handler raised. Call it in the `except` block
     (an unexpected error is logged with its traceback)."""
     if isinstance(exc, DomainError):
         return _error_response(request, problems.status_of(exc), exc)
+    if isinstance(exc, DatabaseUnavailable):
+        log.warning("%s %s: %s", request.method, request.path, exc)
+        down = Unavailable("The database is unavailable for a moment; try again shortly.")
+        return _error_response(request, 503, down)
     if isinstance(exc, web.HTTPException):
         return _http_error(request, exc)
     log.exception("unhandled error in %s %s", request.method, request.path)
@@ -199,6 +235,11 @@ def auth_middleware(auth: AuthSettings) -> Middleware:
             session = sessions.new_session()
         if session is not None:
             request[keys.CSRF_TOKEN] = session.csrf
+        user = request.get(keys.USER)
+        if user is not None:
+            scope = db_scope.current()
+            if scope is not None:
+                scope.actor = user.id  # whose writes the storage router remembers
         response = await handler(request)
         if (
             (fresh or stale)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import aiohttp_jinja2
 from aiohttp import web
 
@@ -17,18 +19,31 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """Ready when every backing store answers (within a timeout each)."""
-    checks = await request.app[keys.HEALTH].readiness()
-    ok = all(v == OK for v in checks.values())
-    return json_response(
-        {"status": "ok" if ok else "unavailable", "checks": checks}, status=200 if ok else 503
-    )
+    """Ready when the primary and the blob store answer (within a timeout each).
+
+    A replica down or lagging leaves the site "degraded" but ready (reads go
+    elsewhere); so does the primary down while a replica answers: the site
+    serves reads (marked stale) and refuses writes, and a load balancer should
+    keep sending it traffic rather than take every process out."""
+    health = request.app[keys.HEALTH]
+    checks = await health.readiness()
+    replica_ok = any(v == OK for k, v in checks.items() if k.startswith("replica-"))
+    if all(v == OK for v in checks.values()):
+        status, code = "ok", 200
+    elif checks.get("blobs") == OK and (checks.get("database") == OK or replica_ok):
+        status, code = "degraded", 200
+    else:
+        status, code = "unavailable", 503
+    databases = [asdict(d) for d in health.databases()]
+    return json_response({"status": status, "checks": checks, "databases": databases}, status=code)
 
 
 async def metrics(request: web.Request) -> web.Response:
     """Prometheus text: requests and latency per route, jobs, sockets, cache, limits."""
     registry = request.app[keys.METRICS]
-    registry.jobs_queued.set(await request.app[keys.HEALTH].jobs_queued())
+    health = request.app[keys.HEALTH]
+    registry.databases(health.databases())
+    registry.jobs_queued.set(await health.jobs_queued())
     return web.Response(body=registry.render(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 

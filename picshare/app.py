@@ -52,10 +52,11 @@ from picshare.secret import load_secret_key
 from picshare.social import SocialService
 from picshare.users import UserService
 from storage.cache import Cache, MemoryCache, RedisCache
-from storage.db import create_pool
+from storage.databases import PoolSizes, open_databases
 from storage.local_blobs import LocalBlobStore
 from storage.migrate import migrate
 from storage.redis_bus import RedisBus
+from storage.wal_marks import MemoryMarks, RedisMarks, WalMarks
 from ws.hub import Hub
 
 log = logging.getLogger(__name__)
@@ -95,8 +96,8 @@ def create_app(settings: Settings, *, media_pool: Executor | None = None) -> web
     setup_routes(app, routes)
     app.cleanup_ctx.extend(
         [
-            _database,
             _redis,
+            _database,
             _ratelimit,
             _events,
             _blobs,
@@ -121,7 +122,9 @@ def _middlewares(settings: Settings, routes: RouteTable, metrics: Metrics) -> li
         # address and scheme on the one request object they all share.
         chain.append(forwarded_middleware(settings.server.trusted_proxies))
     chain += [
-        middlewares.observe_middleware(routes, metrics),
+        middlewares.observe_middleware(
+            routes, metrics, wal_cookie_ttl=int(settings.database.read_your_writes_ttl)
+        ),
         middlewares.auth_middleware(settings.auth),
     ]
     if settings.ratelimit.enabled:
@@ -142,23 +145,33 @@ def _static_urls(app: web.Application) -> Callable[[str], str]:
 
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
+    """The storage router over the primary and its replicas (storage/router.py)."""
     settings = app[keys.SETTINGS]
-    async with database_url(settings) as dsn:
-        db = settings.database
-        pool = await create_pool(
+    db = settings.database
+    redis = app[keys.REDIS]
+    marks: WalMarks = (
+        RedisMarks(redis, ttl=db.read_your_writes_ttl, timeout=settings.redis.timeout)
+        if redis is not None
+        else MemoryMarks(ttl=db.read_your_writes_ttl)
+    )
+    async with (
+        database_url(settings) as dsn,
+        open_databases(
             dsn,
-            min_size=db.pool_min,
-            max_size=db.pool_max,
-            command_timeout=db.command_timeout,
-            connect_timeout=db.connect_timeout,
-        )
-        async with pool:
-            async with pool.acquire() as conn:
-                applied = await migrate(conn, shard_id=db.shard_id)
-            if applied:
-                log.info("migrations applied: %s", ", ".join(applied))
-            app[keys.DB_POOL] = pool
-            yield
+            db.replicas,
+            sizes=PoolSizes(db.pool_min, db.pool_max, db.command_timeout, db.connect_timeout),
+            policy=db.replica_policy,
+            max_lag=db.max_replica_lag,
+            poll_interval=db.replica_poll_interval,
+            marks=marks,
+        ) as databases,
+    ):
+        async with databases.write() as conn:
+            applied = await migrate(conn, shard_id=db.shard_id)
+        if applied:
+            log.info("migrations applied: %s", ", ".join(applied))
+        app[keys.DATABASES] = databases
+        yield
 
 
 async def _redis(app: web.Application) -> AsyncIterator[None]:
@@ -275,7 +288,7 @@ async def _cached_reads(app: web.Application) -> AsyncIterator[None]:
     """The cache-aside reads the services share (picshare/caching.py)."""
     settings = app[keys.SETTINGS].cache
     app[keys.CACHED_READS] = CachedReads(
-        pool=app[keys.DB_POOL],
+        db=app[keys.DATABASES],
         cache=_cache(app),
         ttl=CacheTtls(
             photo=settings.photo_ttl,
@@ -293,7 +306,7 @@ async def _jobs(app: web.Application) -> AsyncIterator[None]:
     settings = app[keys.SETTINGS]
     scheduler = aiojobs.Scheduler(limit=None, close_timeout=settings.server.shutdown_timeout)
     app[keys.JOBS] = JobRunner(
-        pool=app[keys.DB_POOL], settings=settings.jobs, scheduler=scheduler, kinds={}
+        db=app[keys.DATABASES], settings=settings.jobs, scheduler=scheduler, kinds={}
     )
     try:
         yield
@@ -304,12 +317,12 @@ async def _jobs(app: web.Application) -> AsyncIterator[None]:
 async def _services(app: web.Application) -> AsyncIterator[None]:
     """The domain services: plain objects over the resources above (nothing to close)."""
     settings = app[keys.SETTINGS]
-    pool = app[keys.DB_POOL]
+    db = app[keys.DATABASES]
     cached = app[keys.CACHED_READS]
     runner = app[keys.JOBS]
-    app[keys.USERS] = UserService(pool=pool, auth=settings.auth, cached=cached)
+    app[keys.USERS] = UserService(db=db, auth=settings.auth, cached=cached)
     photos = PhotoService(
-        pool=pool,
+        db=db,
         blobs=app[keys.BLOBS],
         media=app[keys.MEDIA_WORKERS],
         jobs=runner,
@@ -321,10 +334,10 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     )
     runner.register(photos.job_kinds())
     app[keys.PHOTOS] = photos
-    app[keys.SOCIAL] = SocialService(pool=pool, bus=app[keys.BUS], cached=cached)
-    app[keys.NOTIFICATIONS] = NotificationService(pool=pool)
-    app[keys.SEARCH] = SearchService(pool=pool)
-    app[keys.HEALTH] = HealthService(pool=pool, blobs=app[keys.BLOBS])
+    app[keys.SOCIAL] = SocialService(db=db, bus=app[keys.BUS], cached=cached)
+    app[keys.NOTIFICATIONS] = NotificationService(db=db)
+    app[keys.SEARCH] = SearchService(db=db)
+    app[keys.HEALTH] = HealthService(db=db, blobs=app[keys.BLOBS])
     yield
 
 

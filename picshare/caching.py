@@ -33,8 +33,8 @@ import orjson
 from storage import photos_repo, users_repo
 from storage.cache import Cache
 from storage.cache.memo import Memo
-from storage.db import Pool
 from storage.records import PhotoRecord, UserRecord
+from storage.router import PRIMARY, Databases
 
 _USER_FIELDS = (
     "id",
@@ -66,10 +66,15 @@ def _identity(data: bytes) -> Any:
 
 
 class CachedReads:
-    __slots__ = ("_cache", "_joined", "_pages", "_photos", "_pool", "_ttl", "_users")
+    __slots__ = ("_cache", "_db", "_joined", "_pages", "_photos", "_ttl", "_users")
 
-    def __init__(self, *, pool: Pool, cache: Cache, ttl: CacheTtls) -> None:
-        self._pool = pool
+    def __init__(self, *, db: Databases, cache: Cache, ttl: CacheTtls) -> None:
+        # Entries are filled from the primary (a replica only while it is
+        # down): an entry outlives the read that filled it, and a replica that
+        # has not yet replayed the write behind an invalidation would put the
+        # old value back for a whole TTL. Lists that services fill through
+        # `feed_first_page` and the like read as their service says.
+        self._db = db
         self._cache = cache
         self._ttl = ttl
         # Decoded entries per exact bytes (storage/cache/memo.py): a hit reuses
@@ -185,7 +190,7 @@ class CachedReads:
         )
 
     async def _photo_row(self, photo_id: int) -> dict[str, Any] | None:
-        async with self._pool.acquire() as conn:
+        async with self._db.read(PRIMARY) as conn:
             photo = await photos_repo.photo_by_id(conn, photo_id)
         if photo is None:
             return None
@@ -194,7 +199,7 @@ class CachedReads:
         return row
 
     async def _user_row(self, user_id: int) -> dict[str, Any] | None:
-        async with self._pool.acquire() as conn:
+        async with self._db.read(PRIMARY) as conn:
             user = await users_repo.user_by_id(conn, user_id)
         if user is None:
             return None
@@ -203,7 +208,7 @@ class CachedReads:
         return row
 
     async def _user_id(self, username: str) -> int | None:
-        async with self._pool.acquire() as conn:
+        async with self._db.read(PRIMARY) as conn:
             user = await users_repo.user_by_username(conn, username)
         return None if user is None else user.id
 

@@ -6,27 +6,32 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from storage import db, jobs_repo
+from storage import jobs_repo
 from storage.blobs import BlobStore
-from storage.db import Pool
+from storage.router import PRIMARY, Databases, DatabaseStatus
 
 log = logging.getLogger(__name__)
 OK = "ok"
 
 
 class HealthService:
-    __slots__ = ("_blobs", "_pool", "_timeout")
+    __slots__ = ("_blobs", "_db", "_timeout")
 
-    def __init__(self, *, pool: Pool, blobs: BlobStore, timeout: float = 2.0) -> None:
-        self._pool = pool
+    def __init__(self, *, db: Databases, blobs: BlobStore, timeout: float = 2.0) -> None:
+        self._db = db
         self._blobs = blobs
         self._timeout = timeout  # per check: a hung store answers "failing", not never
 
     def __repr__(self) -> str:
         return f"<HealthService timeout={self._timeout}s>"
 
+    def databases(self) -> list[DatabaseStatus]:
+        """Each database as its watcher last saw it (role, up, lag, connections)."""
+        return self._db.status()
+
     async def readiness(self) -> dict[str, str]:
-        """Each backing store's state: "ok", or "failing: <error type>"."""
+        """Each backing store's state: "ok", or "failing: <error type>"; each
+        replica's too ("ok", "down: <error>", or "lagging: <seconds>s")."""
         checks: dict[str, str] = {}
         probes = (("database", self._database), ("blobs", self._blobs.ping))
         for name, probe in probes:
@@ -36,12 +41,21 @@ class HealthService:
             except Exception as exc:
                 log.warning("readiness: %s failed: %s", name, exc)
                 checks[name] = f"failing: {type(exc).__name__}"
+        for status in self._db.status()[1:]:
+            if not status.up:
+                checks[status.label] = f"down: {status.error or 'unreachable'}"
+            elif status.lag_seconds > self._db.max_lag:
+                checks[status.label] = f"lagging: {status.lag_seconds:.1f}s"
+            else:
+                checks[status.label] = OK
         return checks
 
     async def jobs_queued(self) -> int:
         """Jobs queued or running, across every process."""
-        async with self._pool.acquire(timeout=self._timeout) as conn:
+        async with self._db.read(PRIMARY) as conn:
             return await jobs_repo.queue_depth(conn)
 
     async def _database(self) -> None:
-        await db.ping(self._pool, timeout=self._timeout)
+        """The primary answers a query (replicas are watched, not pinged)."""
+        async with self._db.write() as conn:
+            await conn.fetchval("SELECT 1", timeout=self._timeout)

@@ -22,12 +22,12 @@ from picshare.search import SearchService
 from picshare.social import SocialService
 from picshare.users import UserService
 from storage.blobs import BlobStore
-from storage.db import Pool
 from storage.records import UserRecord
+from storage.router import Databases
 
 SETTINGS = web.AppKey("settings", Settings)
 SECRET_KEY = web.AppKey("secret_key", bytes)
-DB_POOL = web.AppKey("db_pool", Pool)
+DATABASES = web.AppKey("databases", Databases)
 BLOBS = web.AppKey("blobs", BlobStore)
 MEDIA_WORKERS = web.AppKey("media_workers", MediaWorkers)
 JOBS = web.AppKey("jobs", JobRunner)

@@ -6,10 +6,13 @@ that concern them; nothing registers into prometheus_client's global registry.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from picshare.request_metrics import RequestMetrics
+from storage.router import DatabaseStatus
 
 __all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
 
@@ -45,6 +48,22 @@ class Metrics:
         self.ratelimit_errors = Counter(
             "picshare_ratelimit_backend_errors", "Rate limiter backend errors", registry=r
         )
+        labels = ["database", "role"]
+        self.database_up = Gauge(
+            "picshare_database_up", "1 while the database answers its watcher", labels, registry=r
+        )
+        self.database_lag = Gauge(
+            "picshare_database_replay_lag_seconds",
+            "How far a replica's replay is behind the primary (0 on the primary)",
+            labels,
+            registry=r,
+        )
+        self.database_in_use = Gauge(
+            "picshare_database_connections_in_use", "Pool connections lent out", labels, registry=r
+        )
+        self.database_connections = Gauge(
+            "picshare_database_connections", "Pool connections open", labels, registry=r
+        )
         # Bounded: routes are a fixed table (the unmatched share one label),
         # methods and statuses few.
         self._decision_children: dict[tuple[str, str], Counter] = {}
@@ -61,6 +80,14 @@ class Metrics:
                 policy, result
             )
         child.inc()
+
+    def databases(self, statuses: Sequence[DatabaseStatus]) -> None:
+        """Set the per-database gauges from the router's view (at scrape time)."""
+        for d in statuses:
+            self.database_up.labels(d.label, d.role).set(1 if d.up else 0)
+            self.database_lag.labels(d.label, d.role).set(d.lag_seconds)
+            self.database_in_use.labels(d.label, d.role).set(d.in_use)
+            self.database_connections.labels(d.label, d.role).set(d.size)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -2,7 +2,7 @@
 writing its rows in the transaction of the action that caused it; what was
 written is pushed live once that transaction commits.
 
-    async with notify.transaction(pool, bus) as (conn, notes):
+    async with notify.transaction(db, bus) as (conn, notes):
         ...  # the action's own writes on `conn`
         await notes.liked(photo, user)
     # committed: the like's notification is on the bus now
@@ -20,8 +20,7 @@ from contextlib import asynccontextmanager
 from picshare.events import EventBus
 from picshare.notifications import event_of
 from storage import notifications_repo
-from storage.db import Connection, Pool
-from storage.db import transaction as db_transaction
+from storage.db import Connection
 from storage.records import (
     CommentRecord,
     NotificationKind,
@@ -29,6 +28,7 @@ from storage.records import (
     PhotoRecord,
     UserRecord,
 )
+from storage.router import Databases, Isolation
 
 SNIPPET = 60  # characters of a comment quoted in its notification
 
@@ -151,9 +151,11 @@ class Notes:
 
 
 @asynccontextmanager
-async def transaction(pool: Pool, bus: EventBus) -> AsyncIterator[tuple[Connection, Notes]]:
+async def transaction(
+    db: Databases, bus: EventBus, *, isolation: Isolation = "read_committed"
+) -> AsyncIterator[tuple[Connection, Notes]]:
     """A transaction whose notifications go live once it commits."""
-    async with db_transaction(pool) as conn:
+    async with db.transaction(isolation=isolation) as conn:
         notes = Notes(conn)
         yield conn, notes
     for record in notes.written:

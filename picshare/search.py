@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from picshare.errors import invalid
 from picshare.text import normalize_tag
 from storage import search_repo
-from storage.db import Pool
 from storage.records import PhotoRecord, UserListEntry
+from storage.router import ANY, Databases
 
 MAX_QUERY = 100
 _WORD = re.compile(r"\w+")
@@ -24,10 +24,10 @@ class SearchResult:
 
 
 class SearchService:
-    __slots__ = ("_pool",)
+    __slots__ = ("_db",)
 
-    def __init__(self, *, pool: Pool) -> None:
-        self._pool = pool
+    def __init__(self, *, db: Databases) -> None:
+        self._db = db
 
     async def search(self, query: str | None, viewer_id: int | None, *, limit: int) -> SearchResult:
         text = unicodedata.normalize("NFKC", (query or "").strip())
@@ -42,7 +42,7 @@ class SearchService:
         words = [w.lower() for w in _WORD.findall(text.lstrip("#@"))][:8]
         # Each word as a prefix ("sun" finds "sunset"), all of them required.
         tsquery = " & ".join(f"{w}:*" for w in words)
-        async with self._pool.acquire() as conn:
+        async with self._db.read(ANY) as conn:
             users = await search_repo.users(conn, username, limit=limit) if username else []
             tags = await search_repo.tags(conn, tag, limit=limit) if tag else []
             photos = (

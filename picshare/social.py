@@ -16,8 +16,9 @@ from picshare.errors import Forbidden, InvalidInput, NotFound, invalid
 from picshare.events import EventBus
 from picshare.pagination import Page, decode_cursor, page_of
 from storage import photos_repo, social_repo, users_repo
-from storage.db import Connection, Pool, transaction
+from storage.db import Connection
 from storage.records import CommentRecord, Relationship, UserListEntry, UserRecord
+from storage.router import Databases, read_your_writes
 
 MAX_COMMENT = 2200
 
@@ -36,17 +37,17 @@ class Profile:
 
 
 class SocialService:
-    __slots__ = ("_bus", "_cached", "_pool")
+    __slots__ = ("_bus", "_cached", "_db")
 
-    def __init__(self, *, pool: Pool, bus: EventBus, cached: CachedReads) -> None:
-        self._pool = pool
+    def __init__(self, *, db: Databases, bus: EventBus, cached: CachedReads) -> None:
+        self._db = db
         self._bus = bus
         self._cached = cached
 
     # -- likes ----------------------------------------------------------------
 
     async def like(self, photo_id: int, user: UserRecord) -> LikeState:
-        async with notify.transaction(self._pool, self._bus) as (conn, notes):
+        async with notify.transaction(self._db, self._bus) as (conn, notes):
             photo = await photos_repo.photo_for(conn, photo_id, user.id)
             if photo is None or not privacy.can_react(photo):
                 raise NotFound("no such photo")
@@ -58,7 +59,7 @@ class SocialService:
         return LikeState(count, True)
 
     async def unlike(self, photo_id: int, user: UserRecord) -> LikeState:
-        async with transaction(self._pool) as conn:
+        async with self._db.transaction() as conn:
             if await photos_repo.photo_for(conn, photo_id, user.id) is None:
                 raise NotFound("no such photo")
             count = await social_repo.unlike(conn, photo_id, user.id)
@@ -72,7 +73,7 @@ class SocialService:
         self, photo_id: int, viewer_id: int | None, *, cursor: str | None, limit: int
     ) -> Page[CommentRecord]:
         before = decode_cursor(cursor)
-        async with self._pool.acquire() as conn:
+        async with self._db.read(read_your_writes(viewer_id)) as conn:
             if await photos_repo.photo_for(conn, photo_id, viewer_id) is None:
                 raise NotFound("no such photo")
             rows = await social_repo.list_comments(
@@ -82,7 +83,7 @@ class SocialService:
 
     async def add_comment(self, photo_id: int, user: UserRecord, text: object) -> CommentRecord:
         clean = _comment_text(text)
-        async with notify.transaction(self._pool, self._bus) as (conn, notes):
+        async with notify.transaction(self._db, self._bus) as (conn, notes):
             photo = await photos_repo.photo_for(conn, photo_id, user.id)
             if photo is None or not privacy.can_react(photo):
                 raise NotFound("no such photo")
@@ -99,7 +100,7 @@ class SocialService:
         return comment
 
     async def delete_comment(self, comment_id: int, user_id: int) -> None:
-        async with transaction(self._pool) as conn:
+        async with self._db.transaction() as conn:
             comment = await social_repo.comment_by_id(conn, comment_id)
             photo = (
                 None
@@ -122,14 +123,14 @@ class SocialService:
             raise NotFound("no such user")
         relation = None
         if viewer_id is not None and viewer_id != user.id:
-            async with self._pool.acquire() as conn:
+            async with self._db.read(read_your_writes(viewer_id)) as conn:
                 relation = await social_repo.relationship(conn, viewer_id, user.id)
         follows = relation is not None and relation.following
         can_see = privacy.can_see_account(user.id, user.private, viewer_id, follows=follows)
         return Profile(user, relation, can_see)
 
     async def follow(self, username: str, user: UserRecord) -> Profile:
-        async with notify.transaction(self._pool, self._bus) as (conn, notes):
+        async with notify.transaction(self._db, self._bus) as (conn, notes):
             target = await _user(conn, username)
             if target.id == user.id:
                 raise invalid("username", "you cannot follow yourself")
@@ -143,7 +144,7 @@ class SocialService:
         return await self.profile(username, user.id)
 
     async def unfollow(self, username: str, user: UserRecord) -> Profile:
-        async with notify.transaction(self._pool, self._bus) as (conn, notes):
+        async with notify.transaction(self._db, self._bus) as (conn, notes):
             target = await _user(conn, username)
             await social_repo.unfollow(conn, user.id, target.id)
             if await social_repo.cancel_request(conn, user.id, target.id):
@@ -170,7 +171,7 @@ class SocialService:
         fetch: social_repo.UserLister,
     ) -> Page[UserListEntry]:
         before = decode_cursor(cursor)
-        async with self._pool.acquire() as conn:
+        async with self._db.read(read_your_writes(viewer_id)) as conn:
             user = await _user(conn, username)
             if not await privacy.may_see_account(conn, user, viewer_id):
                 raise NotFound("no such user, or the account is private")
@@ -181,14 +182,14 @@ class SocialService:
         self, user_id: int, *, cursor: str | None, limit: int
     ) -> Page[UserListEntry]:
         before = decode_cursor(cursor)
-        async with self._pool.acquire() as conn:
+        async with self._db.read(read_your_writes(user_id)) as conn:
             rows = await social_repo.incoming_requests(
                 conn, user_id, before=before, limit=limit + 1
             )
         return page_of(rows, limit)
 
     async def approve(self, user: UserRecord, requester: str) -> None:
-        async with notify.transaction(self._pool, self._bus) as (conn, notes):
+        async with notify.transaction(self._db, self._bus) as (conn, notes):
             other = await _user(conn, requester)
             if not await social_repo.cancel_request(conn, other.id, user.id):
                 raise NotFound("no follow request from that user")
@@ -202,7 +203,7 @@ class SocialService:
         await self._cached.feed_changed(follower_id)
 
     async def decline(self, user: UserRecord, requester: str) -> None:
-        async with notify.transaction(self._pool, self._bus) as (conn, notes):
+        async with notify.transaction(self._db, self._bus) as (conn, notes):
             other = await _user(conn, requester)
             if not await social_repo.cancel_request(conn, other.id, user.id):
                 raise NotFound("no follow request from that user")

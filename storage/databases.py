@@ -7,11 +7,11 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
-from storage.db import create_pool
+from storage.db import Pool, create_pool
 from storage.node import Node, Role
 from storage.replicas import replica_policy
 from storage.router import Databases
-from storage.wal_marks import WalMarks
+from storage.wal_marks import MemoryMarks, WalMarks
 from storage.watch import LagClock, Watcher
 
 
@@ -77,3 +77,15 @@ async def open_databases(
             await watcher.start()
             stack.push_async_callback(watcher.close)
         yield databases
+
+
+def primary_only(pool: Pool, *, acquire_timeout: float = 10.0) -> Databases:
+    """A router over one pool the caller owns (tools and tests): no replica, no watcher."""
+    return Databases(
+        Node("primary", Role.PRIMARY, pool),
+        policy=replica_policy("round_robin"),
+        marks=MemoryMarks(ttl=1.0),
+        clock=LagClock(),
+        max_lag=0.0,
+        acquire_timeout=acquire_timeout,
+    )

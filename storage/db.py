@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from enum import StrEnum
 from typing import TypeAlias
 
@@ -53,19 +51,6 @@ async def create_pool(
     )
     assert pool is not None
     return pool
-
-
-@asynccontextmanager
-async def transaction(pool: Pool) -> AsyncIterator[Connection]:
-    """A connection from the pool inside one transaction."""
-    async with pool.acquire() as conn, conn.transaction():
-        yield conn
-
-
-async def ping(pool: Pool, *, timeout: float) -> None:
-    """Raise unless the database answers a query within `timeout` seconds."""
-    async with pool.acquire(timeout=timeout) as conn:
-        await conn.fetchval("SELECT 1", timeout=timeout)
 
 
 def sql_literal(value: StrEnum) -> str:

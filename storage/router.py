@@ -85,7 +85,7 @@ class DatabaseStatus:
 
 
 class Databases:
-    __slots__ = ("_clock", "_marks", "_max_lag", "_policy", "_timeout", "primary", "replicas")
+    __slots__ = ("_clock", "_marks", "_policy", "_timeout", "max_lag", "primary", "replicas")
 
     def __init__(
         self,
@@ -103,7 +103,7 @@ class Databases:
         self._policy = policy
         self._marks = marks
         self._clock = clock
-        self._max_lag = max_lag
+        self.max_lag = max_lag
         self._timeout = acquire_timeout
 
     def __repr__(self) -> str:
@@ -119,7 +119,9 @@ class Databases:
             await self._remember_write(conn)
 
     @asynccontextmanager
-    async def transaction(self, *, isolation: Isolation = "read_committed") -> AsyncIterator[Connection]:
+    async def transaction(
+        self, *, isolation: Isolation = "read_committed"
+    ) -> AsyncIterator[Connection]:
         """A primary connection inside one transaction."""
         async with self._on(self.primary) as conn:
             async with conn.transaction(isolation=isolation):
@@ -131,13 +133,24 @@ class Databases:
         if not self.replicas:
             return
         scope = request_scope.current()
-        if scope is None or scope.actor is None:
+        if scope is None:
             return
         lsn = parse_lsn(await conn.fetchval("SELECT pg_current_wal_lsn()::text"))
         self._clock.saw(lsn)
         scope.wrote_lsn = max(scope.wrote_lsn, lsn)
+        if scope.actor is not None:
+            await self._put_mark(scope.actor, lsn)
+
+    async def remember_writer(self, user_id: int) -> None:
+        """Count this request's writes as `user_id`'s (a sign-up: the writer
+        had no id until its own transaction made one)."""
+        scope = request_scope.current()
+        if self.replicas and scope is not None and scope.wrote_lsn:
+            await self._put_mark(user_id, scope.wrote_lsn)
+
+    async def _put_mark(self, user_id: int, lsn: int) -> None:
         try:
-            await self._marks.put(scope.actor, lsn)
+            await self._marks.put(user_id, lsn)
         except Exception as exc:  # the mark store is down: the cookie and the primary still hold
             log.warning("could not keep a read-your-writes mark: %s", exc)
 
@@ -171,9 +184,7 @@ class Databases:
             except Exception as exc:  # unknown mark: only the primary is safe
                 log.warning("could not read a read-your-writes mark: %s", exc)
                 return primary
-        candidates = [
-            n for n in self.replicas if n.up and n.lag <= self._max_lag and n.lsn >= need
-        ]
+        candidates = [n for n in self.replicas if n.up and n.lag <= self.max_lag and n.lsn >= need]
         if not candidates:
             return primary
         return self._policy.choose(candidates, consistency.user_id)

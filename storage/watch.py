@@ -72,10 +72,12 @@ class Watcher:
 
     async def start(self) -> None:
         # One poll of each first, so the first reads already know who is usable.
-        await asyncio.gather(*(self._poll_once(n, d, None) for n, d in zip(self._nodes, self._dsns)))
+        await asyncio.gather(
+            *(self._poll_once(n, d, None) for n, d in zip(self._nodes, self._dsns, strict=True))
+        )
         self._tasks = [
             asyncio.create_task(self._run(node, dsn), name=f"watch-{node.label}")
-            for node, dsn in zip(self._nodes, self._dsns)
+            for node, dsn in zip(self._nodes, self._dsns, strict=True)
         ]
 
     async def close(self) -> None:
@@ -102,11 +104,13 @@ class Watcher:
         try:
             if conn is None or conn.is_closed():
                 conn = await asyncpg.connect(
-                    dsn, timeout=self._timeout, server_settings={"application_name": "picshare-watch"}
+                    dsn,
+                    timeout=self._timeout,
+                    server_settings={"application_name": "picshare-watch"},
                 )
             sql = _PRIMARY_SQL if node.role is Role.PRIMARY else _REPLICA_SQL
             text = await conn.fetchval(sql, timeout=self._timeout)
-        except (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             if node.up:
                 log.warning("database %s is down: %s", node.label, exc)
             node.mark_down(exc)

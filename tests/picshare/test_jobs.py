@@ -10,7 +10,8 @@ import asyncpg
 
 from picshare.config import JobSettings
 from picshare.jobs import JobKind, JobRunner, PermanentJobError
-from storage.db import create_pool, transaction
+from storage.databases import primary_only
+from storage.db import create_pool
 
 
 async def _pool(url: str) -> asyncpg.Pool:
@@ -50,12 +51,12 @@ async def test_failing_job_is_retried_then_parked_with_its_error(database_url: s
 
     scheduler = aiojobs.Scheduler(limit=None)
     runner = JobRunner(
-        pool=pool,
+        db=primary_only(pool),
         settings=_settings(),
         scheduler=scheduler,
         kinds={"flaky": JobKind(flaky, on_failed)},
     )
-    async with transaction(pool) as conn:
+    async with primary_only(pool).transaction() as conn:
         job_id = await runner.enqueue(conn, "flaky", {"x": 1})
     await runner.start()
     try:
@@ -77,9 +78,12 @@ async def test_permanent_error_parks_at_once(database_url: str) -> None:
 
     scheduler = aiojobs.Scheduler(limit=None)
     runner = JobRunner(
-        pool=pool, settings=_settings(), scheduler=scheduler, kinds={"bad": JobKind(bad)}
+        db=primary_only(pool),
+        settings=_settings(),
+        scheduler=scheduler,
+        kinds={"bad": JobKind(bad)},
     )
-    async with transaction(pool) as conn:
+    async with primary_only(pool).transaction() as conn:
         job_id = await runner.enqueue(conn, "bad", {})
     await runner.start()
     try:
@@ -105,7 +109,10 @@ async def test_job_of_a_dead_worker_is_taken_up_after_its_lease(database_url: st
     )
     scheduler = aiojobs.Scheduler(limit=None)
     runner = JobRunner(
-        pool=pool, settings=_settings(), scheduler=scheduler, kinds={"work": JobKind(work)}
+        db=primary_only(pool),
+        settings=_settings(),
+        scheduler=scheduler,
+        kinds={"work": JobKind(work)},
     )
     await runner.start()
     try:
@@ -129,11 +136,14 @@ async def test_two_runners_never_run_one_job_twice(database_url: str) -> None:
     schedulers = [aiojobs.Scheduler(limit=None) for _ in range(2)]
     runners = [
         JobRunner(
-            pool=pool, settings=_settings(concurrency=4), scheduler=s, kinds={"work": JobKind(work)}
+            db=primary_only(pool),
+            settings=_settings(concurrency=4),
+            scheduler=s,
+            kinds={"work": JobKind(work)},
         )
         for s in schedulers
     ]
-    async with transaction(pool) as conn:
+    async with primary_only(pool).transaction() as conn:
         for n in range(40):
             await runners[0].enqueue(conn, "work", {"n": n})
     for r in runners:
@@ -170,12 +180,12 @@ async def test_a_kind_with_max_running_leaves_the_other_slots_free(database_url:
 
     scheduler = aiojobs.Scheduler(limit=None)
     runner = JobRunner(
-        pool=pool,
+        db=primary_only(pool),
         settings=_settings(concurrency=2, poll_interval=30),
         scheduler=scheduler,
         kinds={"slow": JobKind(slow, max_running=1), "quick": JobKind(quick)},
     )
-    async with transaction(pool) as conn:
+    async with primary_only(pool).transaction() as conn:
         for n in range(3):
             await runner.enqueue(conn, "slow", {"n": n})
         quick_id = await runner.enqueue(conn, "quick", {})
@@ -205,7 +215,7 @@ async def test_a_committed_job_starts_at_once_not_at_the_next_poll(database_url:
 
     scheduler = aiojobs.Scheduler(limit=None)
     runner = JobRunner(
-        pool=pool,
+        db=primary_only(pool),
         settings=_settings(poll_interval=30),
         scheduler=scheduler,
         kinds={"work": JobKind(work)},
@@ -213,7 +223,7 @@ async def test_a_committed_job_starts_at_once_not_at_the_next_poll(database_url:
     await runner.start()
     try:
         await asyncio.sleep(0.2)  # the runner has polled once and sleeps for 30 s
-        async with transaction(pool) as conn:
+        async with primary_only(pool).transaction() as conn:
             await runner.enqueue(conn, "work", {})
         runner.wake()
         async with asyncio.timeout(2):
