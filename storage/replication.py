@@ -230,6 +230,7 @@ def make_replica(
     *,
     primary_host: str = "127.0.0.1",
     slot: str | None = None,
+    durable: bool = True,
     start: bool = True,
 ) -> Cluster:
     """A streaming replica from a fresh base backup of the primary, started.
@@ -237,6 +238,7 @@ def make_replica(
     `primary_host` may be a Unix socket directory. With `slot`, a physical
     replication slot of that name is created on the primary (it must not
     exist), so the primary keeps the WAL this replica has not yet received.
+    `durable=False` (tests) skips syncing the copy to disk.
     """
     datadir = Path(datadir).resolve()
     _prepare_dir(datadir)
@@ -244,6 +246,8 @@ def make_replica(
     args += ["-D", str(datadir), "-R", "-X", "stream", "-c", "fast", "-w"]
     if slot is not None:
         args += ["-C", "-S", slot]
+    if not durable:
+        args.append("--no-sync")
     _run(args, timeout=BASEBACKUP_TIMEOUT)
     cluster = Cluster(datadir, port)
     if start:

@@ -18,7 +18,6 @@ import shutil
 import tempfile
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import asyncpg
@@ -43,14 +42,11 @@ class Replication:
         folder = Path(tempfile.mkdtemp(prefix="picshare-test-replication-"))
         try:
             primary = make_primary(folder / "primary", free_port(), durable=False)
-            # The base backups in parallel: most of their time is the checkpoint wait.
-            with ThreadPoolExecutor(REPLICAS) as pool:
-                replicas = list(
-                    pool.map(
-                        lambda i: make_replica(primary.port, folder / f"replica-{i}", free_port()),
-                        range(REPLICAS),
-                    )
-                )
+            # One after the other: in parallel, each waits on the other's checkpoint.
+            replicas = [
+                make_replica(primary.port, folder / f"replica-{i}", free_port(), durable=False)
+                for i in range(REPLICAS)
+            ]
         except BaseException:
             for path in folder.iterdir():
                 Cluster(path, 0).kill()

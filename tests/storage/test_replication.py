@@ -163,6 +163,12 @@ async def test_serve_replicas_runs_streaming_replicas_of_the_embedded_database(
         assert await _eventually(urls.replicas[0], NOTE, "second run") == "second run"
         assert marker.exists()
 
+    # A replica folder that is gone (or broken) is made again from a base backup.
+    await asyncio.to_thread(shutil.rmtree, data_dir / "pg-replica-1")
+    async with database_urls(settings) as urls:
+        assert await _eventually(urls.replicas[0], NOTE, "second run") == "second run"
+        assert not marker.exists()
+
     # Without replicas, the unused replica's slot goes: the primary keeps no WAL for it.
     async with database_urls(_embedded(data_dir, 0)) as urls:
         assert urls.replicas == ()
