@@ -1,6 +1,6 @@
 """PicShare's command line: serve, migrate, jobs, bench.
 
-python run.py serve [--host H] [--port P] [--data-dir D]
+python run.py serve [--host H] [--port P] [--data-dir D] [--replicas N]
 python run.py migrate
 python run.py jobs [--status queued|running|done|failed] [--limit N]
 python run.py bench [--quick]
@@ -43,6 +43,11 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
     serve.add_argument("--data-dir")
+    serve.add_argument(
+        "--replicas",
+        type=int,
+        help="with no database URL: also run N streaming replicas of the embedded database",
+    )
     for name, text in (("migrate", "apply database migrations"), ("jobs", "list jobs")):
         cmd = sub.add_parser(name, help=text)
         cmd.add_argument("--data-dir")
@@ -94,7 +99,11 @@ def _overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
         value = getattr(args, name, None)
         if value is not None:
             server[name] = value
-    return {"server": server} if server else {}
+    overrides: dict[str, dict[str, Any]] = {"server": server} if server else {}
+    replicas = getattr(args, "replicas", None)
+    if replicas is not None:
+        overrides["database"] = {"embedded_replicas": replicas}
+    return overrides
 
 
 def _serve(settings: Settings) -> int:

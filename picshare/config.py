@@ -51,6 +51,9 @@ class DatabaseSettings:
     shard_id: int = 1
     # Streaming replicas of `url`, in order: "replica-1", "replica-2"...
     replicas: tuple[str, ...] = ()
+    # With no `url`: how many streaming replicas of the embedded database to
+    # run beside it (`run.py serve --replicas N`), in <data_dir>/pg-replica-N.
+    embedded_replicas: int = 0
     replica_policy: str = "round_robin"
     # A replica further behind than this (seconds) serves no reads until it catches up.
     max_replica_lag: float = 5.0
@@ -379,6 +382,15 @@ def _validate(s: Settings) -> None:
         (
             all(r.startswith(("postgres://", "postgresql://")) for r in s.database.replicas),
             "database.replicas must be postgresql:// URLs",
+        ),
+        (
+            0 <= s.database.embedded_replicas <= 8,
+            "database.embedded_replicas (serve --replicas) must be between 0 and 8",
+        ),
+        (
+            s.database.embedded_replicas == 0 or not (s.database.url or s.database.replicas),
+            "database.embedded_replicas (serve --replicas) runs replicas of the embedded"
+            " database: it cannot be combined with database.url or database.replicas",
         ),
         (0 <= s.database.shard_id < 8192, "database.shard_id must fit 13 bits (0-8191)"),
         (s.uploads.max_bytes > 0, "uploads.max_bytes must be positive"),

@@ -1,4 +1,6 @@
-"""Which PostgreSQL to use: `database.url`, or the embedded one under the data dir."""
+"""Which PostgreSQL to use: `database.url` (and `database.replicas`), or the
+embedded one under the data dir (with `database.embedded_replicas` streaming
+replicas beside it)."""
 
 from __future__ import annotations
 
@@ -6,19 +8,58 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import NamedTuple
 
 import asyncpg
 
 from picshare.config import Settings
 from storage.embedded import EmbeddedPostgres
+from storage.embedded_replicas import EmbeddedReplicas
 
 log = logging.getLogger(__name__)
 EMBEDDED_DATABASE = "picshare"
 
 
+class DatabaseUrls(NamedTuple):
+    primary: str
+    replicas: tuple[str, ...]
+
+
+@asynccontextmanager
+async def database_urls(settings: Settings) -> AsyncIterator[DatabaseUrls]:
+    """Yield the primary's DSN and its replicas'; with no URL set, run the
+    embedded server and `database.embedded_replicas` replicas of it for the
+    duration (replicas stopped first, then the primary)."""
+    db = settings.database
+    if db.url:
+        yield DatabaseUrls(db.url, db.replicas)
+        return
+    server = EmbeddedPostgres(settings.data_path / "pg")
+    admin_dsn = await asyncio.to_thread(server.start)
+    try:
+        await _ensure_database(admin_dsn, EMBEDDED_DATABASE, db.connect_timeout)
+        replicas = EmbeddedReplicas(
+            settings.data_path,
+            db.embedded_replicas,
+            admin_dsn=admin_dsn,
+            primary=server.address(),
+            timeout=db.connect_timeout,
+        )
+        # Also with none: drops the slots of replicas an earlier start used,
+        # which would otherwise keep the primary's WAL forever.
+        async with replicas:
+            yield DatabaseUrls(
+                _with_database(admin_dsn, EMBEDDED_DATABASE),
+                tuple(replicas.dsns(EMBEDDED_DATABASE)),
+            )
+    finally:
+        await asyncio.to_thread(server.stop)
+
+
 @asynccontextmanager
 async def database_url(settings: Settings) -> AsyncIterator[str]:
-    """Yield a DSN; with no URL set, run the embedded server for the duration."""
+    """Yield the primary's DSN only (migrate, jobs, seed); with no URL set, run
+    the embedded server for the duration, never its replicas."""
     if settings.database.url:
         yield settings.database.url
         return

@@ -54,6 +54,16 @@ class EmbeddedPostgres:
         self._server = get_server(self.pgdata, cleanup_mode="stop")
         return str(self._server.get_uri("postgres"))
 
+    def address(self) -> tuple[str, int]:
+        """Where the running server listens: its Unix socket folder and port.
+
+        What a streaming replica needs to reach it (storage/embedded_replicas.py).
+        """
+        if self._server is None:
+            raise RuntimeError("the embedded PostgreSQL is not started")
+        info = self._server.get_postmaster_info()
+        return str(info.socket_dir), int(info.port or 5432)
+
     def stop(self) -> None:
         if self._server is not None:
             log.info("stopping embedded PostgreSQL")

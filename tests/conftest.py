@@ -20,6 +20,7 @@ from picshare.config import Settings, load_settings
 from picshare.media import create_media_pool
 from tests.harness import REQUIRE_SERVICES, PostgresForTests, start_postgres, with_database
 from tests.redis_harness import redis_server
+from tests.replication_harness import Replicated, Replication
 
 AiohttpClient = Any  # pytest-aiohttp's factory fixture has no public type
 
@@ -39,6 +40,27 @@ def postgres() -> Iterator[PostgresForTests]:
         if server is not None:
             server.stop()
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def replication() -> Iterator[Replication]:
+    """A primary and two streaming replicas on free ports (tests/replication_harness.py)."""
+    clusters = Replication.start()
+    try:
+        yield clusters
+    finally:
+        clusters.close()
+
+
+@pytest.fixture
+async def replicated(replication: Replication) -> AsyncIterator[Replicated]:
+    """A fresh migrated database on the primary, already on both replicas;
+    every server running and replaying again first."""
+    await replication.heal()
+    name = await replication.create_database()
+    yield Replicated(replication, name)
+    await replication.heal()
+    await replication.drop_database(name)
 
 
 @pytest.fixture(scope="session")

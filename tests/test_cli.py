@@ -97,3 +97,13 @@ def test_a_wrong_setting_stops_the_start_with_its_name() -> None:
     result = _run("serve", env={"PICSHARE_SERVER_PORT": "eighty"})
     assert result.returncode == 2
     assert "server.port" in result.stderr
+
+
+def test_serve_replicas_becomes_the_embedded_replicas_setting() -> None:
+    # Replicas of the embedded database cannot go with a database of one's own.
+    result = _run("serve", "--replicas", "1", env={"PICSHARE_DATABASE_URL": "postgresql://x/y"})
+    assert result.returncode == 2
+    assert "database.embedded_replicas" in result.stderr
+    result = _run("serve", "--replicas", "-1")
+    assert result.returncode == 2
+    assert "database.embedded_replicas" in result.stderr
