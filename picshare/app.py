@@ -30,7 +30,7 @@ from handlers.template_filters import blurhash_color
 from picshare import keys
 from picshare.caching import CachedReads, CacheTtls
 from picshare.config import Settings
-from picshare.database import database_url
+from picshare.database import database_urls
 from picshare.events import EventBus, InProcessBus
 from picshare.health import HealthService
 from picshare.jobs import JobRunner
@@ -155,10 +155,10 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
         else MemoryMarks(ttl=db.read_your_writes_ttl)
     )
     async with (
-        database_url(settings) as dsn,
+        database_urls(settings) as urls,
         open_databases(
-            dsn,
-            db.replicas,
+            urls.primary,
+            urls.replicas,
             sizes=PoolSizes(db.pool_min, db.pool_max, db.command_timeout, db.connect_timeout),
             policy=db.replica_policy,
             max_lag=db.max_replica_lag,
