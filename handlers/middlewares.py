@@ -30,7 +30,6 @@ from picshare.errors import DomainError, Forbidden, Unauthenticated, Unavailable
 from picshare.metrics import Metrics
 from picshare.routing import RouteTable
 from storage import scope as db_scope
-from storage.lsn import format_lsn, parse_lsn
 from storage.router import DatabaseUnavailable
 
 log = logging.getLogger(__name__)
@@ -42,7 +41,8 @@ UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # without a shared store). Unsigned on purpose: a forged value can only send
 # that browser's reads to the primary.
 WAL_COOKIE = "picshare_wal"
-_LSN = re.compile(r"^[0-9A-F]{1,8}/[0-9A-F]{1,8}$")
+# The position as plain hex: a "/" would make the cookie value quoted.
+_LSN = re.compile(r"^[0-9a-f]{1,16}$")
 
 
 def wants_html(request: web.Request) -> bool:
@@ -74,7 +74,7 @@ def observe_middleware(table: RouteTable, metrics: Metrics, *, wal_cookie_ttl: i
         )
         request[keys.REQUEST_ID] = request_id
         wal = request.cookies.get(WAL_COOKIE)
-        scope = db_scope.open_scope(parse_lsn(wal) if wal and _LSN.match(wal) else 0)
+        scope = db_scope.open_scope(int(wal, 16) if wal and _LSN.match(wal) else 0)
         started = time.perf_counter()
         status = 500
         try:
@@ -87,6 +87,8 @@ def observe_middleware(table: RouteTable, metrics: Metrics, *, wal_cookie_ttl: i
                     status = exc.status
                     exc.headers["X-Request-ID"] = request_id
                     security_headers(exc.headers)
+                    if scope.served:  # a redirect after a form's write
+                        _database_headers(request, exc.headers, scope, wal_cookie_ttl)
                     raise
                 response = error_answer(request, exc)
             except Exception as exc:
@@ -97,7 +99,7 @@ def observe_middleware(table: RouteTable, metrics: Metrics, *, wal_cookie_ttl: i
                 headers["X-Request-ID"] = request_id
                 security_headers(headers)
                 if scope.served:
-                    _database_headers(request, response, scope, wal_cookie_ttl)
+                    _database_headers(request, headers, scope, wal_cookie_ttl)
             return response
         finally:
             observe(info.name, request.method, status, time.perf_counter() - started)
@@ -106,21 +108,20 @@ def observe_middleware(table: RouteTable, metrics: Metrics, *, wal_cookie_ttl: i
 
 
 def _database_headers(
-    request: web.Request, response: web.StreamResponse, scope: db_scope.Scope, ttl: int
+    request: web.Request, headers: CIMultiDict[str], scope: db_scope.Scope, ttl: int
 ) -> None:
-    headers = response.headers
     headers["Server-Timing"] = ", ".join(f'db;desc="{label}"' for label in scope.served)
     if scope.stale:
         headers["PicShare-Stale"] = "1"
-    if scope.wrote_lsn and request.get(keys.AUTH_KIND) != "bearer":
-        response.set_cookie(
-            WAL_COOKIE,
-            format_lsn(scope.wrote_lsn),
-            max_age=ttl,
-            httponly=True,
-            samesite="Lax",
-            secure=request.secure,
-        )
+    # Browsers (pages, or the API with the session cookie) carry their last
+    # write's position; API clients have their user's mark instead.
+    if scope.wrote_lsn and (
+        not request[keys.ROUTE].api or request.get(keys.AUTH_KIND) == "session"
+    ):
+        cookie = f"{WAL_COOKIE}={scope.wrote_lsn:x}; Max-Age={ttl}; Path=/; HttpOnly; SameSite=Lax"
+        if request.secure:
+            cookie += "; Secure"
+        headers.add("Set-Cookie", cookie)
 
 
 def error_answer(request: web.Request, exc: Exception) -> web.StreamResponse:

@@ -187,7 +187,10 @@ class Databases:
         candidates = [n for n in self.replicas if n.up and n.lag <= self.max_lag and n.lsn >= need]
         if not candidates:
             return primary
-        return self._policy.choose(candidates, consistency.user_id)
+        key = consistency.user_id
+        if key is None and scope is not None:
+            key = scope.actor  # sticky policies keep a signed-in user's reads together
+        return self._policy.choose(candidates, key)
 
     def _any_replica(self) -> Node | None:
         """With the primary down: any replica that answers, the freshest first."""

@@ -72,12 +72,11 @@ class Watcher:
 
     async def start(self) -> None:
         # One poll of each first, so the first reads already know who is usable.
-        await asyncio.gather(
-            *(self._poll_once(n, d, None) for n, d in zip(self._nodes, self._dsns, strict=True))
-        )
+        pairs = list(zip(self._nodes, self._dsns, strict=True))
+        conns = await asyncio.gather(*(self._poll_once(n, d, None) for n, d in pairs))
         self._tasks = [
-            asyncio.create_task(self._run(node, dsn), name=f"watch-{node.label}")
-            for node, dsn in zip(self._nodes, self._dsns, strict=True)
+            asyncio.create_task(self._run(node, dsn, conn), name=f"watch-{node.label}")
+            for (node, dsn), conn in zip(pairs, conns, strict=True)
         ]
 
     async def close(self) -> None:
@@ -88,12 +87,11 @@ class Watcher:
                 await task
         self._tasks = []
 
-    async def _run(self, node: Node, dsn: str) -> None:
-        conn: asyncpg.Connection | None = None
+    async def _run(self, node: Node, dsn: str, conn: asyncpg.Connection | None) -> None:
         try:
             while True:
-                conn = await self._poll_once(node, dsn, conn)
                 await asyncio.sleep(self._interval)
+                conn = await self._poll_once(node, dsn, conn)
         finally:
             if conn is not None:
                 conn.terminate()

@@ -103,8 +103,18 @@ class Replication:
         await asyncio.to_thread(self.replicas[i].start)
 
     async def pause(self, i: int) -> None:
-        """Replica i stops replaying WAL (it still receives it): it lags from now on."""
+        """Replica i stops replaying WAL (it still receives it): it lags from now on.
+        Returns once the pause took effect (a request alone may replay a bit more)."""
         await _execute(self.replicas[i].dsn(), "SELECT pg_wal_replay_pause()")
+        conn = await asyncpg.connect(self.replicas[i].dsn(), timeout=10)
+        try:
+            deadline = time.monotonic() + 10
+            while await conn.fetchval("SELECT pg_get_wal_replay_pause_state()") != "paused":
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"replica {i} did not pause")
+                await asyncio.sleep(0.01)
+        finally:
+            await conn.close()
 
     async def resume(self, i: int) -> None:
         await _execute(self.replicas[i].dsn(), "SELECT pg_wal_replay_resume()")
