@@ -378,7 +378,11 @@ def _validate(s: Settings) -> None:
         ),
         (s.database.max_replica_lag >= 0, "database.max_replica_lag must be >= 0"),
         (s.database.replica_poll_interval > 0, "database.replica_poll_interval must be positive"),
-        (s.database.read_your_writes_ttl > 0, "database.read_your_writes_ttl must be positive"),
+        (
+            s.database.read_your_writes_ttl > s.database.max_replica_lag,
+            # A mark must outlive the lag a replica may have and still serve.
+            "database.read_your_writes_ttl must be longer than database.max_replica_lag",
+        ),
         (
             all(r.startswith(("postgres://", "postgresql://")) for r in s.database.replicas),
             "database.replicas must be postgresql:// URLs",

@@ -88,9 +88,11 @@ class UserService:
         digest = tokens.hash_token(token)
         async with self._db.read(ANY) as conn:
             user = await users_repo.user_by_token(conn, digest, kind)
-        if user is not None:
+        if user is not None and not await self._db.wrote_recently(user.id):
             return user
-        # A token issued a moment ago may not have reached the replica yet.
+        # A token issued a moment ago may not have reached the replica yet,
+        # and one revoked a moment ago (a logout: that user's write) must not
+        # keep working there: both are settled on the primary.
         async with self._db.read(PRIMARY) as conn:
             return await users_repo.user_by_token(conn, digest, kind)
 

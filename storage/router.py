@@ -140,6 +140,7 @@ class Databases:
         scope.wrote_lsn = max(scope.wrote_lsn, lsn)
         if scope.actor is not None:
             await self._put_mark(scope.actor, lsn)
+            scope.marks[scope.actor] = lsn
 
     async def remember_writer(self, user_id: int) -> None:
         """Count this request's writes as `user_id`'s (a sign-up: the writer
@@ -179,11 +180,10 @@ class Databases:
         if scope is not None:
             need = scope.min_lsn
         if consistency.kind == "ryw" and consistency.user_id is not None:
-            try:
-                need = max(need, await self._marks.get(consistency.user_id))
-            except Exception as exc:  # unknown mark: only the primary is safe
-                log.warning("could not read a read-your-writes mark: %s", exc)
+            mark = await self._mark(consistency.user_id, scope)
+            if mark is None:  # unknown: only the primary is safe
                 return primary
+            need = max(need, mark)
         candidates = [n for n in self.replicas if n.up and n.lag <= self.max_lag and n.lsn >= need]
         if not candidates:
             return primary
@@ -191,6 +191,26 @@ class Databases:
         if key is None and scope is not None:
             key = scope.actor  # sticky policies keep a signed-in user's reads together
         return self._policy.choose(candidates, key)
+
+    async def _mark(self, user_id: int, scope: request_scope.Scope | None) -> int | None:
+        """The user's last-write position (0: none kept), None when the store fails."""
+        if scope is not None and user_id in scope.marks:
+            return scope.marks[user_id]
+        try:
+            mark = await self._marks.get(user_id)
+        except Exception as exc:
+            log.warning("could not read a read-your-writes mark: %s", exc)
+            return None
+        if scope is not None:
+            scope.marks[user_id] = mark
+        return mark
+
+    async def wrote_recently(self, user_id: int) -> bool:
+        """Whether a replica might not have replayed this user's last write yet
+        (a mark is kept): then what decides access is asked of the primary."""
+        if not self.replicas or not self.primary.up:
+            return False
+        return await self._mark(user_id, request_scope.current()) != 0
 
     def _any_replica(self) -> Node | None:
         """With the primary down: any replica that answers, the freshest first."""

@@ -12,7 +12,7 @@ from contextvars import ContextVar
 
 
 class Scope:
-    __slots__ = ("actor", "min_lsn", "served", "stale", "wrote_lsn")
+    __slots__ = ("actor", "marks", "min_lsn", "served", "stale", "wrote_lsn")
 
     def __init__(self, actor: int | None = None, min_lsn: int = 0) -> None:
         self.actor = actor
@@ -22,9 +22,12 @@ class Scope:
         self.stale = False
         # The primary's WAL position after this request's last write (0: none).
         self.wrote_lsn = 0
+        # Read-your-writes marks already fetched for this request, by user id.
+        self.marks: dict[int, int] = {}
 
     def note(self, label: str) -> None:
-        if label not in self.served:
+        """One database use, in order (a header's worth: the first 16)."""
+        if len(self.served) < 16:
             self.served.append(label)
 
 

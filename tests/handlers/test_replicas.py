@@ -247,3 +247,18 @@ async def test_primary_down_reads_stay_up_and_writes_503_until_it_returns(
     assert resp.status == 200, await resp.text()
     resp = await client.get("/api/v1/users/bob/followers")
     assert "PicShare-Stale" not in resp.headers
+
+
+async def test_a_logged_out_token_stops_working_at_once(
+    make_client: MakeClient, replicated: Replicated
+) -> None:
+    client = await make_client()
+    token = await signup(client, "alice")
+    await caught_up(client, replicated)
+    await replicated.pause(0)
+    await replicated.pause(1)
+    resp = await client.post("/api/v1/auth/logout", headers=bearer(token))
+    assert resp.status == 204
+    # Both replicas still hold the token unrevoked; the primary decides.
+    resp = await client.get("/api/v1/me", headers=bearer(token))
+    assert resp.status == 401
