@@ -29,6 +29,7 @@ from picshare.config import Settings, SettingsError, load_settings
 from picshare.database import database_url
 from picshare.seed import SEED_PASSWORD, SeedPlan, seed
 from storage import jobs_repo
+from storage.databases import primary_only
 from storage.db import create_pool
 from storage.local_blobs import LocalBlobStore
 from storage.migrate import migrate
@@ -172,7 +173,7 @@ async def _seed(settings: Settings, plan: SeedPlan) -> int:
             async with pool.acquire() as conn:
                 await migrate(conn, shard_id=settings.database.shard_id)
             blobs = LocalBlobStore(settings.data_path / "blobs")
-            report = await seed(pool, blobs, plan)
+            report = await seed(primary_only(pool), blobs, plan)
     print(
         f"seeded {report.users:,} users, {report.photos:,} photos, {report.follows:,} follows, "
         f"{report.likes:,} likes, {report.comments:,} comments in {report.seconds:.1f} s "

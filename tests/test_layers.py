@@ -56,3 +56,16 @@ def test_handlers_and_ws_go_through_services() -> None:
             if "DB_POOL" in path.read_text():
                 found.append(f"{path.relative_to(ROOT)} uses the pool")
     assert found == []
+
+
+def test_no_service_holds_a_pool() -> None:
+    """Services reach the database through the storage router only
+    (storage/router.py): no pool type, no pool acquire, in the core."""
+    found = []
+    for path in _modules("picshare"):
+        text = path.read_text()
+        if "storage.db import" in text and "Pool" in text.split("storage.db import", 1)[1][:80]:
+            found.append(f"{path.relative_to(ROOT)} imports the pool type")
+        if ".acquire(" in text or "asyncpg.Pool" in text:
+            found.append(f"{path.relative_to(ROOT)} acquires from a pool")
+    assert found == []
