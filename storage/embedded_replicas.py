@@ -202,22 +202,29 @@ class EmbeddedReplicas:
         try:
             async with asyncio.timeout(self.timeout):
                 for cluster in self.clusters:
-                    while not await _replayed(cluster, target, self.timeout):  # noqa: ASYNC110 - polls another server
+                    while not await replayed(cluster, target, self.timeout):  # noqa: ASYNC110 - polls another server
                         await asyncio.sleep(0.05)
         except TimeoutError:
             # Not fatal: the router skips a lagging replica until it catches up.
             log.warning("embedded replicas still behind the primary after %s s", self.timeout)
 
 
-async def _replayed(cluster: Cluster, target: object, timeout: float) -> bool:
+async def replayed(
+    cluster: Cluster, target: object, timeout: float, *, paused_counts: bool = False
+) -> bool:
+    """Whether `cluster` has replayed the WAL up to `target` (a pg_lsn text);
+    with `paused_counts`, a replica whose replay is paused counts as done."""
     try:
         conn = await asyncpg.connect(cluster.dsn(), timeout=timeout)
     except (OSError, asyncpg.PostgresError):
         return False
+    paused = "pg_is_wal_replay_paused() OR " if paused_counts else ""
     try:
         return bool(
             await conn.fetchval(
-                "SELECT pg_last_wal_replay_lsn() >= $1::text::pg_lsn", str(target), timeout=timeout
+                f"SELECT {paused}pg_last_wal_replay_lsn() >= $1::text::pg_lsn",
+                str(target),
+                timeout=timeout,
             )
         )
     finally:

@@ -133,22 +133,15 @@ class Cluster:
         if not self.is_running():
             return
         try:
-            _run(
-                [
-                    "pg_ctl",
-                    "-D",
-                    str(self.datadir),
-                    "-m",
-                    "fast",
-                    "-w",
-                    "-t",
-                    str(int(timeout)),
-                    "stop",
-                ],
-                timeout=timeout + 5,
-            )
+            self._pg_ctl_stop("fast", timeout)
         except ReplicationError:
             self.kill()
+
+    def _pg_ctl_stop(self, mode: str, timeout: float) -> None:
+        _run(
+            ["pg_ctl", "-D", str(self.datadir), "-m", mode, "-w", "-t", str(int(timeout)), "stop"],
+            timeout=timeout + 5,
+        )
 
     def kill(self, timeout: float = 10.0) -> None:
         """A crash: `stop -m immediate` (no checkpoint; recovery on next start)."""
@@ -156,20 +149,7 @@ class Cluster:
         if pid is None:
             return
         try:
-            _run(
-                [
-                    "pg_ctl",
-                    "-D",
-                    str(self.datadir),
-                    "-m",
-                    "immediate",
-                    "-w",
-                    "-t",
-                    str(int(timeout)),
-                    "stop",
-                ],
-                timeout=timeout + 5,
-            )
+            self._pg_ctl_stop("immediate", timeout)
         except ReplicationError:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import asyncpg
 
+from storage.embedded_replicas import replayed
 from storage.migrate import migrate
 from storage.replication import Cluster, free_port, make_primary, make_replica
 
@@ -129,7 +130,9 @@ class Replication:
             await conn.close()
         deadline = time.monotonic() + timeout
         for i, replica in enumerate(self.replicas):
-            while replica.is_running() and not await _replayed(replica, target, timeout):
+            while replica.is_running() and not await replayed(
+                replica, target, timeout, paused_counts=True
+            ):
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"replica {i} has not replayed {target} in {timeout} s")
                 await asyncio.sleep(0.02)
@@ -157,22 +160,5 @@ async def _execute(dsn: str, sql: str) -> None:
     try:
         # Identifiers in CREATE/DROP DATABASE cannot be bound; ours are generated.
         await conn.execute(sql, timeout=10)
-    finally:
-        await conn.close()
-
-
-async def _replayed(replica: Cluster, target: str, timeout: float) -> bool:
-    try:
-        conn = await asyncpg.connect(replica.dsn(), timeout=timeout)
-    except (OSError, asyncpg.PostgresError):
-        return False
-    try:
-        return bool(
-            await conn.fetchval(
-                "SELECT pg_is_wal_replay_paused() OR pg_last_wal_replay_lsn() >= $1::text::pg_lsn",
-                target,
-                timeout=timeout,
-            )
-        )
     finally:
         await conn.close()
