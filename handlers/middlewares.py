@@ -98,7 +98,11 @@ def observe_middleware(table: RouteTable, metrics: Metrics, *, wal_cookie_ttl: i
                 headers = response.headers
                 headers["X-Request-ID"] = request_id
                 security_headers(headers)
-                if scope.served:
+                if not scope.stale and status < 400:
+                    # A cache hit while the primary is down is as stale as a replica's read.
+                    databases = request.app.get(keys.DATABASES)
+                    scope.stale = databases is not None and not databases.primary.up
+                if scope.served or scope.stale:
                     _database_headers(request, headers, scope, wal_cookie_ttl)
             return response
         finally:
@@ -110,7 +114,8 @@ def observe_middleware(table: RouteTable, metrics: Metrics, *, wal_cookie_ttl: i
 def _database_headers(
     request: web.Request, headers: CIMultiDict[str], scope: db_scope.Scope, ttl: int
 ) -> None:
-    headers["Server-Timing"] = ", ".join(f'db;desc="{label}"' for label in scope.served)
+    if scope.served:
+        headers["Server-Timing"] = ", ".join(f'db;desc="{label}"' for label in scope.served)
     if scope.stale:
         headers["PicShare-Stale"] = "1"
     # Browsers (pages, or the API with the session cookie) carry their last

@@ -20,7 +20,8 @@ from aiohttp.test_utils import TestClient
 
 from picshare import keys
 from picshare.app import create_app
-from tests.conftest import AiohttpClient, bearer, make_settings, signup
+from tests.conftest import AiohttpClient, bearer, make_settings, signup, upload_ready
+from tests.imaging import jpeg_bytes
 from tests.replication_harness import Replicated
 
 Client = TestClient[Any, Any]
@@ -213,12 +214,21 @@ async def test_primary_down_reads_stay_up_and_writes_503_until_it_returns(
 ) -> None:
     client = await make_client()
     alice = await signup(client, "alice")
-    await signup(client, "bob")
+    bob = await signup(client, "bob")
+    warm = await upload_ready(client, bob, jpeg_bytes(64, 48))
+    cold = await upload_ready(client, bob, jpeg_bytes(48, 64))
+    assert (await client.get(f"/api/v1/photos/{warm['id']}")).status == 200  # now cached
     await caught_up(client, replicated)
 
     await replicated.stop_primary()
     await until(lambda: not node(client, "primary").up)
+    html = {"Accept": "text/html"}
     reads = [
+        (f"/api/v1/photos/{warm['id']}", {}),  # a cache hit
+        (f"/api/v1/photos/{cold['id']}", {}),  # filled from a replica
+        (f"/p/{cold['id']}", html),
+        ("/u/bob", html),
+        ("/", html),
         ("/api/v1/users/bob", {}),
         ("/api/v1/users/bob/followers", {}),
         ("/api/v1/photos", {}),
