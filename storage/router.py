@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 
 from storage import scope as request_scope
 from storage.db import Connection
@@ -161,11 +162,19 @@ class Databases:
     async def read(self, consistency: Consistency = ANY) -> AsyncIterator[Connection]:
         """A connection for reading, from a replica when one is fresh enough."""
         node = await self._node_for_read(consistency)
+        try:
+            conn = await self._acquire(node)
+        except DatabaseUnavailable:
+            if node is self.primary:
+                raise
+            # That replica just went away (now marked down): choose again.
+            node = await self._node_for_read(consistency)
+            conn = await self._acquire(node)
         scope = request_scope.current()
         if scope is not None and not self.primary.up:
             scope.stale = True
-        async with self._on(node) as conn:
-            yield conn
+        async with self._lent(node, conn) as lent:
+            yield lent
 
     async def _node_for_read(self, consistency: Consistency) -> Node:
         primary = self.primary
@@ -223,15 +232,25 @@ class Databases:
 
     @asynccontextmanager
     async def _on(self, node: Node) -> AsyncIterator[Connection]:
+        conn = await self._acquire(node)
+        async with self._lent(node, conn) as lent:
+            yield lent
+
+    async def _acquire(self, node: Node) -> PoolConnectionProxy:
         if not node.up and node is self.primary:
-            # The watcher brings it back; until then fail fast rather than
-            # wait out a connect timeout per request.
+            # Only ever down when watched (there are replicas): the watcher
+            # brings it back; until then fail fast rather than wait out a
+            # connect timeout per request.
             raise DatabaseUnavailable(node.label)
         try:
-            conn = await node.pool.acquire(timeout=self._timeout)
+            conn: PoolConnectionProxy = await node.pool.acquire(timeout=self._timeout)
         except CONNECTION_ERRORS as exc:
-            node.mark_down(exc)
+            self._down(node, exc)
             raise DatabaseUnavailable(node.label) from exc
+        return conn
+
+    @asynccontextmanager
+    async def _lent(self, node: Node, conn: PoolConnectionProxy) -> AsyncIterator[Connection]:
         try:
             scope = request_scope.current()
             if scope is not None:
@@ -240,10 +259,16 @@ class Databases:
                 yield conn
             except CONNECTION_ERRORS as exc:
                 if not isinstance(exc, TimeoutError):  # slow is not gone
-                    node.mark_down(exc)
+                    self._down(node, exc)
                 raise DatabaseUnavailable(node.label) from exc
         finally:
             await node.pool.release(conn)
+
+    def _down(self, node: Node, exc: BaseException) -> None:
+        # Without replicas nothing watches the primary, so nothing would mark
+        # it up again: each request then tries it afresh instead.
+        if self.replicas:
+            node.mark_down(exc)
 
     def status(self) -> list[DatabaseStatus]:
         return [

@@ -272,3 +272,18 @@ async def test_a_logged_out_token_stops_working_at_once(
     # Both replicas still hold the token unrevoked; the primary decides.
     resp = await client.get("/api/v1/me", headers=bearer(token))
     assert resp.status == 401
+
+
+async def test_one_database_down_then_back_without_a_restart(
+    make_client: MakeClient, replicated: Replicated
+) -> None:
+    client = await make_client(replicas=[])
+    alice = await signup(client, "alice")
+    await signup(client, "bob")
+    await replicated.stop_primary()
+    resp = await client.put("/api/v1/users/bob/follow", headers=bearer(alice))
+    assert resp.status == 503 and resp.headers["Retry-After"]
+    await replicated.start_primary()
+    resp = await client.put("/api/v1/users/bob/follow", headers=bearer(alice))
+    assert resp.status == 200, await resp.text()
+    assert served_by(resp)[-1] == "primary"
