@@ -3,11 +3,12 @@ it costs, and where read-your-writes sends the reads.
 
 1. Photo-detail reads per second (`photos_repo.photo_for`, random ids, 16
    tasks) through a bare asyncpg pool on the primary, the reference, then
-   through the router with 0, 1 and 2 replicas (`ANY`, round robin, pools of
-   the same size). The ratio router/bare is the router's overhead; with 2
-   shared cores more replicas add no CPU, so the figure shows the cost of
-   choosing a node, not read scaling. Interleaved rounds, median kept: the
-   machine is noisy.
+   through the router with 0 replicas (over that same pool), 1 and 2
+   replicas (`ANY`, round robin, every pool of the same size). The ratio
+   router/bare is the router's overhead; with 2 shared cores more replicas
+   add no CPU, so the figure shows the cost of choosing a node, not read
+   scaling. Interleaved rounds, median kept (range shown): the machine is
+   noisy.
 2. A mixed load on 2 replicas: users who each write once (their bio, in a
    transaction) and then read 9 photos with `read_your_writes(user_id)`,
    beside users who only read. The share of reads served by the primary is
@@ -210,6 +211,8 @@ async def _read_rates(
     rows: list[Row] = []
     for name, rate in medians.items():
         figure = f"{rate:,.0f} reads/s"
+        if plan.rounds > 1:  # the spread says how much the machine's noise weighs
+            figure += f" ({min(rates[name]):,.0f}-{max(rates[name]):,.0f})"
         if name != "bare pool (primary)":
             figure += f", {rate / reference:.2f} x bare"
         rows.append((f"photo detail, {name}, {how}", figure))
