@@ -2,7 +2,8 @@
 
 python run.py bench [--quick] [--only NAME[,NAME]] [--loadgen auto|python|aiohttp|wrk]
 
-Names: renditions, ready, upload, requests, social, cache, cache_http, ratelimit, ws.
+Names: renditions, ready, upload, requests, social, cache, cache_http, ratelimit, ws,
+router.
 --quick is a smoke run (fewer iterations, smaller images and files, 1 s load
 runs). Exit status 1 if a
 benchmark failed; the others still run.
@@ -36,6 +37,7 @@ from bench import (  # noqa: E402
     ratelimit,
     ready,
     renditions,
+    router,
     social,
     upload,
     ws_fanout,
@@ -55,6 +57,7 @@ BENCHES: dict[str, Bench] = {
     "ratelimit": ratelimit.run,
     "cache": cache.run,
     "ws": ws_fanout.run,
+    "router": router.run,
 }
 # The servers the benchmarks start send thousands of requests a second from
 # one address; under the default rate limits most would be 429s. The limiter
