@@ -58,7 +58,7 @@ class DatabaseSettings:
     # A replica further behind than this (seconds) serves no reads until it catches up.
     max_replica_lag: float = 5.0
     # How often each database's WAL position is polled (its health task).
-    replica_poll_interval: float = 0.25
+    replica_poll_interval: float = 0.1
     # How long a user's last-write position is kept for read-your-writes.
     read_your_writes_ttl: float = 60.0
 
