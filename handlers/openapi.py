@@ -128,6 +128,8 @@ def _operation(route: Route, raw: str) -> dict[str, Any]:
         for name in re.findall(r"\{([a-z_]+)\}", template_path(raw))
     ]
     params += [_query_parameter(name, name in route.required_query) for name in route.query]
+    if _takes_idempotency_key(route):
+        params.append(_idempotency_header(route.idempotency == "required"))
     if params:
         op["parameters"] = params
     if route.auth:
@@ -165,6 +167,30 @@ def _query_parameter(name: str, required: bool) -> dict[str, Any]:
     return {"name": name, "in": "query", "required": required, "schema": schema}
 
 
+def _takes_idempotency_key(route: Route) -> bool:
+    """As handlers/route_info.py resolves it: unsafe API routes that read credentials."""
+    return (
+        route.in_api
+        and route.surface == "api"
+        and route.credentials
+        and route.method not in ("GET", "HEAD")
+        and route.idempotency != "none"
+    )
+
+
+def _idempotency_header(required: bool) -> dict[str, Any]:
+    return {
+        "name": "Idempotency-Key",
+        "in": "header",
+        "required": required,
+        "description": "1-255 printable ASCII characters, per user, kept 24 h: a retry with "
+        "the same key and request replays the first answer (with `Idempotent-Replayed: "
+        "true`); another request under the key is 422; while the first still runs, 409. "
+        "Ignored on anonymous requests.",
+        "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[ -~]+$"},
+    }
+
+
 def _common_errors(route: Route) -> set[int]:
     """Statuses that come from the middlewares or the request's shape rather
     than from the handler: every route that reads them may answer them."""
@@ -181,6 +207,8 @@ def _common_errors(route: Route) -> set[int]:
         errors.add(403)  # cookie sessions without the CSRF header
     if route.body and route.body != "multipart":
         errors.add(413)  # JSON bodies over 64 KiB
+    if _takes_idempotency_key(route):
+        errors.update((400, 409, 422))  # a bad key; the key's request running; reused
     return errors
 
 

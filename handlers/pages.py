@@ -16,7 +16,7 @@ from urllib.parse import urlencode
 import aiohttp_jinja2
 from aiohttp import web
 
-from handlers import sessions
+from handlers import form_keys, sessions
 from handlers.auth import current_user, viewer_id
 from handlers.forms import read_fields
 from handlers.problems import status_of
@@ -25,6 +25,7 @@ from handlers.serialize import photo
 from handlers.upload_form import receive_upload
 from picshare import keys, privacy
 from picshare.errors import DomainError, Forbidden
+from picshare.idempotency import Answer
 from picshare.media_urls import MediaUrls
 from picshare.staging import StagedUpload
 from storage.records import PhotoRecord, UserRecord
@@ -229,7 +230,13 @@ async def logout_submit(request: web.Request) -> web.StreamResponse:
 
 async def upload_form(request: web.Request) -> web.StreamResponse:
     page_user(request, "/upload")
-    return await render(request, "upload.html", values={}, max_bytes=_max_bytes(request))
+    return await render(
+        request,
+        "upload.html",
+        values={},
+        max_bytes=_max_bytes(request),
+        form_key=form_keys.new_key(),
+    )
 
 
 def _max_bytes(request: web.Request) -> int:
@@ -239,6 +246,7 @@ def _max_bytes(request: web.Request) -> int:
 async def upload_submit(request: web.Request) -> web.StreamResponse:
     user = page_user(request, "/upload")
     photos = request.app[keys.PHOTOS]
+    keyed = request.app[keys.IDEMPOTENCY]
     values: dict[str, str] = {}
     try:
         async with StagedUpload(
@@ -248,9 +256,34 @@ async def upload_submit(request: web.Request) -> web.StreamResponse:
             values = {"caption": form.caption, "tags": form.tags}
             check_csrf(request, form.csrf_token)
             caption, tags = photos.check_text(form.caption, form.tags)
-            created = await photos.create(
-                owner_id=user.id, staged=staged, caption=caption, tags=tags
+            claim = await form_keys.claim_upload(
+                request,
+                user_id=user.id,
+                key=form.idempotency_key,
+                staged=staged,
+                caption=form.caption,
+                tags=form.tags,
             )
+            if isinstance(claim, Answer):  # sent twice: to the first one's photo
+                raise see_other(claim.location or "/")
+            try:
+                created = await photos.create(
+                    owner_id=user.id, staged=staged, caption=caption, tags=tags
+                )
+            except BaseException:
+                if claim is not None:
+                    await keyed.release(claim)
+                raise
+            location = f"/p/{created.id}"
+            if claim is not None:
+                await keyed.complete(claim, Answer(303, None, location, b""))
     except DomainError as exc:
-        return await form_error(request, "upload.html", exc, values, max_bytes=_max_bytes(request))
-    raise see_other(f"/p/{created.id}")
+        return await form_error(
+            request,
+            "upload.html",
+            exc,
+            values,
+            max_bytes=_max_bytes(request),
+            form_key=form_keys.new_key(),
+        )
+    raise see_other(location)

@@ -15,7 +15,7 @@ from aiohttp.abc import AbstractMatchInfo
 from aiohttp.web_urldispatcher import AbstractResource, AbstractRoute
 
 from picshare.ratelimit.policies import RateClass
-from picshare.routing import RouteInfo, RouteTable
+from picshare.routing import Idempotency, RouteInfo, RouteTable
 
 __all__ = ["RouteInfo", "RouteTable", "info_of", "register", "register_static", "unmatched"]
 
@@ -38,8 +38,13 @@ def register(
     surface: str,
     limit: str,
     credentials: bool,
+    idempotency: Idempotency = "none",
+    streamed_body: bool = False,
 ) -> None:
-    """Record one aiohttp route under its table entry's metadata."""
+    """Record one aiohttp route under its table entry's metadata.
+
+    Idempotency-Key applies to unsafe API routes only: reads are idempotent
+    already, and page forms carry their own keys where they need them."""
     rate: RateClass | None
     if limit == "none":
         rate = None
@@ -49,12 +54,16 @@ def register(
         rate = "login"
     else:
         rate = "reads" if route.method in READ_METHODS else "writes"
+    if route.method in READ_METHODS or surface != "api" or not credentials:
+        idempotency = "none"  # no user to scope keys by without credentials
     table[route] = RouteInfo(
         name,
         html_errors=surface == "page",
         api=surface == "api",
         credentials=credentials,
         rate=rate,
+        idempotency=idempotency,
+        streamed_body=streamed_body,
     )
 
 

@@ -26,7 +26,7 @@ from handlers import (
 )
 from handlers.route_info import register, register_static
 from handlers.static_files import StaticFiles
-from picshare.routing import RouteTable
+from picshare.routing import Idempotency, RouteTable
 from ws import handler as ws_handler
 
 API = "/api/v1"
@@ -60,9 +60,13 @@ class Route:
     #   writes otherwise; "none" for probes and media.
     # - credentials: read the bearer token or session cookie (probes, metrics
     #   and media need no identity and cost no database work).
+    # - idempotency: whether an Idempotency-Key is honoured ("optional"),
+    #   demanded ("required": 400 without one) or ignored ("none"); reads and
+    #   pages always ignore it (handlers/route_info.py).
     surface: Literal["api", "page"] = "api"
     limit: Limit = "by_method"
     credentials: bool = True
+    idempotency: Idempotency = "optional"
 
 
 def _page(
@@ -212,6 +216,7 @@ ROUTES: tuple[Route, ...] = (
         status=201,
         errors=(400, 409),
         limit="login",  # sign-up hashes a password too: limited per client IP
+        idempotency="none",  # its answer holds a token: never stored
     ),
     Route(
         "POST",
@@ -224,6 +229,7 @@ ROUTES: tuple[Route, ...] = (
         response="SignedIn",
         errors=(400, 401),
         limit="login",
+        idempotency="none",  # its answer holds a token: never stored
     ),
     Route(
         "POST",
@@ -453,6 +459,8 @@ def setup_routes(app: web.Application, table: RouteTable) -> None:
                     surface=route.surface,
                     limit=route.limit,
                     credentials=route.credentials,
+                    idempotency=route.idempotency,
+                    streamed_body=route.body == "multipart",
                 )
     static = StaticFiles("/static", _static_dir(), name="static", append_version=True)
     app.router.register_resource(static)

@@ -66,6 +66,10 @@ FORMS: dict[str, Any] = {
         file={"type": "string", "contentMediaType": "application/octet-stream"},
         caption=_TEXT,
         tags=_TEXT,
+        idempotency_key={
+            "type": "string",
+            "description": "from the page: the same form sent twice makes one photo",
+        },
     ),
 }
 

@@ -17,9 +17,10 @@ from picshare import keys
 from picshare.errors import TimedOut, TooLarge, UnsupportedMedia, invalid
 from picshare.staging import StagedUpload
 
-TEXT_FIELDS = ("caption", "tags", "csrf_token")
+# idempotency_key: the upload page's own key (a double-click makes one photo).
+TEXT_FIELDS = ("caption", "tags", "csrf_token", "idempotency_key")
 MAX_TEXT_BYTES = 16 * 1024
-MAX_PARTS = 4  # file, caption, tags, csrf_token
+MAX_PARTS = 5  # file, caption, tags, csrf_token, idempotency_key
 # Room for the multipart framing and the text fields around the file.
 FRAMING_SLACK = 64 * 1024
 
@@ -29,6 +30,7 @@ class UploadForm:
     caption: str = ""
     tags: str = ""
     csrf_token: str | None = None
+    idempotency_key: str | None = None
     has_file: bool = False
 
 

@@ -23,6 +23,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from handlers import middlewares
+from handlers.idempotency import idempotency_middleware
 from handlers.proxies import forwarded_middleware
 from handlers.ratelimit import ratelimit_middleware
 from handlers.routes import setup_routes
@@ -33,6 +34,7 @@ from picshare.config import Settings
 from picshare.database import database_urls
 from picshare.events import EventBus, InProcessBus
 from picshare.health import HealthService
+from picshare.idempotency import IdempotencyService
 from picshare.jobs import JobRunner
 from picshare.media import MediaWorkers
 from picshare.media_urls import MediaUrls
@@ -129,6 +131,8 @@ def _middlewares(settings: Settings, routes: RouteTable, metrics: Metrics) -> li
     ]
     if settings.ratelimit.enabled:
         chain.append(ratelimit_middleware(Policies.from_settings(settings.ratelimit), metrics))
+    # Last: it needs the user, and a rate-limited request should not claim a key.
+    chain.append(idempotency_middleware())
     return chain
 
 
@@ -338,6 +342,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     app[keys.NOTIFICATIONS] = NotificationService(db=db)
     app[keys.SEARCH] = SearchService(db=db)
     app[keys.HEALTH] = HealthService(db=db, blobs=app[keys.BLOBS])
+    app[keys.IDEMPOTENCY] = IdempotencyService(db=db, settings=settings.idempotency)
     yield
 
 

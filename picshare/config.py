@@ -151,6 +151,19 @@ class PaginationSettings:
     max_limit: int = 100
 
 
+@dataclass(frozen=True, slots=True)
+class IdempotencySettings:
+    # Seconds a key and its stored answer are kept (the draft asks for 24 h).
+    ttl: int = 86400
+    # Seconds an in-flight claim holds without a heartbeat: a claim left by a
+    # crashed process is taken over by a retry after this long.
+    lease: int = 60
+    # Answers with a larger body are not stored (the claim is released).
+    max_body: int = 1024 * 1024
+    # Seconds between sweeps of expired keys (each process, on a claim).
+    sweep_interval: float = 300.0
+
+
 # --- Rate limits (picshare/ratelimit, handlers/ratelimit.py) -----------------
 RATE_POLICIES = ("uploads", "login", "writes", "reads")
 _RATE = re.compile(r"^\s*(\d+)\s*/\s*(\d*)\s*([smh]?)\s*$")
@@ -228,6 +241,7 @@ class Settings:
     ws: WsSettings = field(default_factory=WsSettings)
     cache: CacheSettings = field(default_factory=CacheSettings)
     ratelimit: RateLimitSettings = field(default_factory=RateLimitSettings)
+    idempotency: IdempotencySettings = field(default_factory=IdempotencySettings)
 
     @property
     def data_path(self) -> Path:
@@ -432,6 +446,12 @@ def _validate(s: Settings) -> None:
         ),
     ]
     checks.extend(_ratelimit_checks(s.ratelimit))
+    checks += [
+        (s.idempotency.ttl >= 86400, "idempotency.ttl must be at least 86400 (24 h)"),
+        (s.idempotency.lease >= 1, "idempotency.lease must be at least 1 second"),
+        (s.idempotency.max_body >= 1024, "idempotency.max_body must be at least 1024"),
+        (s.idempotency.sweep_interval > 0, "idempotency.sweep_interval must be positive"),
+    ]
     for proxy in s.server.trusted_proxies:
         try:
             ipaddress.ip_network(proxy, strict=False)

@@ -9,6 +9,7 @@ from picshare.caching import CachedReads
 from picshare.config import Settings
 from picshare.events import EventBus
 from picshare.health import HealthService
+from picshare.idempotency import IdempotencyService
 from picshare.jobs import JobRunner
 from picshare.live import SocketHub
 from picshare.media import MediaWorkers
@@ -44,6 +45,7 @@ SOCIAL = web.AppKey("social", SocialService)
 NOTIFICATIONS = web.AppKey("notifications", NotificationService)
 SEARCH = web.AppKey("search", SearchService)
 HEALTH = web.AppKey("health", HealthService)
+IDEMPOTENCY = web.AppKey("idempotency", IdempotencyService)
 RATE_LIMITER: web.AppKey[RateLimiter] = web.AppKey("rate_limiter")
 # What the middlewares need of each route, resolved once (handlers/route_info.py).
 ROUTE_INFO: web.AppKey[RouteTable] = web.AppKey("route_info")

@@ -8,12 +8,17 @@ under `keys.ROUTE_INFO` and handed to each request as `keys.ROUTE`.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from aiohttp.web_urldispatcher import AbstractRoute
 
 from picshare.ratelimit.policies import RateClass
 
-__all__ = ["RouteInfo", "RouteTable"]
+__all__ = ["Idempotency", "RouteInfo", "RouteTable"]
+
+# Whether a route takes an Idempotency-Key (handlers/idempotency.py): "required"
+# answers 400 without one, "optional" honours one, "none" ignores it.
+Idempotency = Literal["optional", "required", "none"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +28,10 @@ class RouteInfo:
     api: bool  # cookie-authenticated unsafe requests must carry the CSRF header
     credentials: bool  # read the bearer token or session cookie
     rate: RateClass | None  # None: not rate limited
+    idempotency: Idempotency = "none"
+    # The body is streamed to the handler (multipart uploads): an
+    # Idempotency-Key fingerprint then leaves it out rather than read it first.
+    streamed_body: bool = False
 
 
 RouteTable = dict[AbstractRoute, RouteInfo]

@@ -100,3 +100,33 @@ def test_surfaces(
 def test_unmatched_requests_go_by_path(path: str, html: bool, credentials: bool) -> None:
     got = unmatched(path)
     assert (got.html_errors, got.credentials, got.rate) == (html, credentials, None)
+
+
+@pytest.mark.parametrize(
+    ("path", "method", "idempotency", "streamed"),
+    [
+        ("/api/v1/photos/{id}/comments", "POST", "optional", False),
+        ("/api/v1/photos/{id}/like", "PUT", "optional", False),
+        ("/api/v1/me", "PATCH", "optional", False),
+        ("/api/v1/comments/{id}", "DELETE", "optional", False),
+        ("/api/v1/upload", "POST", "optional", True),
+        ("/api/v1/photos", "POST", "optional", True),
+        # Their answers hold a token: never stored, whatever the client sends.
+        ("/api/v1/auth/signup", "POST", "none", False),
+        ("/api/v1/auth/login", "POST", "none", False),
+        # Reads are idempotent already; page forms carry their own keys.
+        ("/api/v1/photos", "GET", "none", False),
+        ("/api/v1/photos/{id}/comments", "GET", "none", False),
+        ("/upload", "POST", "none", False),
+        ("/p/{id}/like", "POST", "none", False),
+    ],
+)
+def test_idempotency_is_said_per_route(
+    table: tuple[web.Application, RouteTable],
+    path: str,
+    method: str,
+    idempotency: str,
+    streamed: bool,
+) -> None:
+    route = info(table, path, method)
+    assert (route.idempotency, route.streamed_body) == (idempotency, streamed)
