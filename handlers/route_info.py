@@ -38,6 +38,7 @@ def register(
     surface: str,
     limit: str,
     credentials: bool,
+    idempotency: str = "optional",
 ) -> None:
     """Record one aiohttp route under its table entry's metadata."""
     rate: RateClass | None
@@ -55,6 +56,7 @@ def register(
         api=surface == "api",
         credentials=credentials,
         rate=rate,
+        idempotency=idempotency,
     )
 
 

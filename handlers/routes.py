@@ -15,6 +15,7 @@ from aiohttp import web
 from handlers import (
     api_account,
     api_inbox,
+    api_payments,
     api_photos,
     api_social,
     media,
@@ -23,6 +24,7 @@ from handlers import (
     pages_browse,
     pages_photo,
     pages_profile,
+    pages_wallet,
 )
 from handlers.route_info import register, register_static
 from handlers.static_files import StaticFiles
@@ -32,6 +34,7 @@ from ws import handler as ws_handler
 API = "/api/v1"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Limit = Literal["by_method", "uploads", "login", "none"]
+Idempotency = Literal["required", "optional"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,9 +63,12 @@ class Route:
     #   writes otherwise; "none" for probes and media.
     # - credentials: read the bearer token or session cookie (probes, metrics
     #   and media need no identity and cost no database work).
+    # - idempotency: "required" routes (the money routes) refuse an unsafe
+    #   request without an Idempotency-Key; "optional" ones honour one if sent.
     surface: Literal["api", "page"] = "api"
     limit: Limit = "by_method"
     credentials: bool = True
+    idempotency: Idempotency = "optional"
 
 
 def _page(
@@ -135,6 +141,13 @@ PAGE_ROUTES: tuple[Route, ...] = (
           errors=(303,), query=("saved",)),
     _page("POST", "/settings", pages_profile.settings_submit, "page.settings.submit",
           "Save your settings", body="SettingsForm"),
+    _page("GET", "/wallet", pages_wallet.wallet_page, "page.wallet",
+          "Your wallet: balance, top-up, tips, recent transfers", errors=(303,),
+          query=("done",)),
+    _page("POST", "/wallet/topup", pages_wallet.topup_submit, "page.wallet.topup",
+          "Top up your wallet", body="TopupForm"),
+    _page("POST", "/wallet/tip", pages_wallet.tip_submit, "page.wallet.tip", "Send a tip",
+          body="TipForm", errors=(404, 409)),
 )
 
 # fmt: on
@@ -195,11 +208,26 @@ SOCIAL_ROUTES: tuple[Route, ...] = (
           "Mark notifications read (all, or up to an id)", "notifications", auth=True,
           body="MarkRead", response="MarkedRead", errors=(400, 401)),
 )
+
+# The payments ledger: on the primary only, so 503 while it is unreachable.
+PAYMENT_ROUTES: tuple[Route, ...] = (
+    Route("GET", f"{API}/wallet", api_payments.get_wallet, "api.wallet",
+          "Your balance", "payments", auth=True, response="Wallet", errors=(401, 503)),
+    Route("POST", f"{API}/wallet/topup", api_payments.topup, "api.wallet.topup",
+          "Add credit from the stand-in payment provider (capped)", "payments", auth=True,
+          body="TopupRequest", response="Receipt", status=201, errors=(400, 401, 503),
+          idempotency="required"),
+    Route("POST", f"{API}/payments/tips", api_payments.tip, "api.tips",
+          "Tip another user, optionally for one of their photos", "payments", auth=True,
+          body="TipRequest", response="Receipt", status=201,
+          errors=(400, 401, 404, 409, 503), idempotency="required"),
+)
 # fmt: on
 
 
 ROUTES: tuple[Route, ...] = (
     *SOCIAL_ROUTES,
+    *PAYMENT_ROUTES,
     Route(
         "POST",
         f"{API}/auth/signup",
@@ -453,6 +481,7 @@ def setup_routes(app: web.Application, table: RouteTable) -> None:
                     surface=route.surface,
                     limit=route.limit,
                     credentials=route.credentials,
+                    idempotency=route.idempotency,
                 )
     static = StaticFiles("/static", _static_dir(), name="static", append_version=True)
     app.router.register_resource(static)

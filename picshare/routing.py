@@ -23,6 +23,8 @@ class RouteInfo:
     api: bool  # cookie-authenticated unsafe requests must carry the CSRF header
     credentials: bool  # read the bearer token or session cookie
     rate: RateClass | None  # None: not rate limited
+    # "required": an unsafe request without an Idempotency-Key is refused (400).
+    idempotency: str = "optional"
 
 
 RouteTable = dict[AbstractRoute, RouteInfo]
