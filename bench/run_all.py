@@ -2,7 +2,7 @@
 
 python run.py bench [--quick] [--only NAME[,NAME]] [--loadgen auto|python|aiohttp|wrk]
 
-Names: renditions, ready, upload, requests, social, cache, cache_http, ratelimit, ws.
+Names: renditions, ready, upload, requests, social, cache, cache_http, ratelimit, ws, tips.
 --quick is a smoke run (fewer iterations, smaller images and files, 1 s load
 runs). Exit status 1 if a
 benchmark failed; the others still run.
@@ -37,6 +37,7 @@ from bench import (  # noqa: E402
     ready,
     renditions,
     social,
+    tips,
     upload,
     ws_fanout,
 )
@@ -55,6 +56,7 @@ BENCHES: dict[str, Bench] = {
     "ratelimit": ratelimit.run,
     "cache": cache.run,
     "ws": ws_fanout.run,
+    "tips": tips.run,
 }
 # The servers the benchmarks start send thousands of requests a second from
 # one address; under the default rate limits most would be 429s. The limiter
