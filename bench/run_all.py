@@ -3,7 +3,7 @@
 python run.py bench [--quick] [--only NAME[,NAME]] [--loadgen auto|python|aiohttp|wrk]
 
 Names: renditions, ready, upload, requests, social, cache, cache_http, ratelimit, ws,
-router.
+router, tips.
 --quick is a smoke run (fewer iterations, smaller images and files, 1 s load
 runs). Exit status 1 if a
 benchmark failed; the others still run.
@@ -39,6 +39,7 @@ from bench import (  # noqa: E402
     renditions,
     router,
     social,
+    tips,
     upload,
     ws_fanout,
 )
@@ -58,6 +59,7 @@ BENCHES: dict[str, Bench] = {
     "cache": cache.run,
     "ws": ws_fanout.run,
     "router": router.run,
+    "tips": tips.run,
 }
 # The servers the benchmarks start send thousands of requests a second from
 # one address; under the default rate limits most would be 429s. The limiter

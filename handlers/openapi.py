@@ -40,6 +40,7 @@ _QUERY: dict[str, dict[str, Any]] = {
     "view": {"type": "string", "description": "'new': the newest public photos, not the feed"},
     "next": {"type": "string", "description": "a local path to go to after logging in"},
     "saved": {"type": "string", "description": "'1': say that the settings were saved"},
+    "done": {"type": "string", "description": "'topup' or 'tip': say what the form did"},
 }
 
 

@@ -15,6 +15,7 @@ from aiohttp import web
 from handlers import (
     api_account,
     api_inbox,
+    api_payments,
     api_photos,
     api_social,
     media,
@@ -23,6 +24,7 @@ from handlers import (
     pages_browse,
     pages_photo,
     pages_profile,
+    pages_wallet,
 )
 from handlers.route_info import register, register_static
 from handlers.static_files import StaticFiles
@@ -139,6 +141,13 @@ PAGE_ROUTES: tuple[Route, ...] = (
           errors=(303,), query=("saved",)),
     _page("POST", "/settings", pages_profile.settings_submit, "page.settings.submit",
           "Save your settings", body="SettingsForm"),
+    _page("GET", "/wallet", pages_wallet.wallet_page, "page.wallet",
+          "Your wallet: balance, top-up, tips, recent transfers", errors=(303,),
+          query=("done",)),
+    _page("POST", "/wallet/topup", pages_wallet.topup_submit, "page.wallet.topup",
+          "Top up your wallet", body="TopupForm"),
+    _page("POST", "/wallet/tip", pages_wallet.tip_submit, "page.wallet.tip", "Send a tip",
+          body="TipForm", errors=(404, 409)),
 )
 
 # fmt: on
@@ -199,11 +208,26 @@ SOCIAL_ROUTES: tuple[Route, ...] = (
           "Mark notifications read (all, or up to an id)", "notifications", auth=True,
           body="MarkRead", response="MarkedRead", errors=(400, 401)),
 )
+
+# The payments ledger: on the primary only, so 503 while it is unreachable.
+PAYMENT_ROUTES: tuple[Route, ...] = (
+    Route("GET", f"{API}/wallet", api_payments.get_wallet, "api.wallet",
+          "Your balance", "payments", auth=True, response="Wallet", errors=(401, 503)),
+    Route("POST", f"{API}/wallet/topup", api_payments.topup, "api.wallet.topup",
+          "Add credit from the stand-in payment provider (capped)", "payments", auth=True,
+          body="TopupRequest", response="Receipt", status=201, errors=(400, 401, 503),
+          idempotency="required"),
+    Route("POST", f"{API}/payments/tips", api_payments.tip, "api.tips",
+          "Tip another user, optionally for one of their photos", "payments", auth=True,
+          body="TipRequest", response="Receipt", status=201,
+          errors=(400, 401, 404, 409, 503), idempotency="required"),
+)
 # fmt: on
 
 
 ROUTES: tuple[Route, ...] = (
     *SOCIAL_ROUTES,
+    *PAYMENT_ROUTES,
     Route(
         "POST",
         f"{API}/auth/signup",

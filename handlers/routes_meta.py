@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from storage.records import NotificationKind, PhotoStatus
+from storage.records import NotificationKind, PhotoStatus, TransferKind
 
 _ID = {"type": "string", "pattern": "^[0-9]{1,19}$", "description": "64-bit id as a string"}
 _TIME = {"type": "string", "format": "date-time"}
@@ -61,6 +61,15 @@ FORMS: dict[str, Any] = {
         ("username", "email", "password"), username=_TEXT, email=_TEXT, password=_TEXT
     ),
     "LoginForm": _form(("username", "password"), username=_TEXT, password=_TEXT, next=_NEXT),
+    "TopupForm": _form(
+        ("amount",), amount={"type": "string", "description": "in the currency's units: 5.00"}
+    ),
+    "TipForm": _form(
+        ("to", "amount"),
+        to=_TEXT,
+        amount={"type": "string", "description": "in the currency's units: 1.50"},
+        photo_id={"type": "string", "description": "optional: the photo the tip is for"},
+    ),
     "UploadForm": _form(
         ("file",),
         file={"type": "string", "contentMediaType": "application/octet-stream"},
@@ -250,6 +259,57 @@ SCHEMAS: dict[str, Any] = {
                 },
             },
             "photos": {"type": "array", "items": {"$ref": "#/components/schemas/Photo"}},
+        },
+    },
+    "Wallet": {
+        "type": "object",
+        "required": ["balance_cents", "currency"],
+        "properties": {
+            "balance_cents": {"type": "integer", "minimum": 0},
+            "currency": {"type": "string", "pattern": "^[A-Z]{3}$"},
+        },
+    },
+    "TopupRequest": {
+        "type": "object",
+        "required": ["amount_cents"],
+        "properties": {
+            "amount_cents": {
+                "type": "integer",
+                "minimum": 1,
+                "description": "at most the server's payments.max_topup_cents",
+            }
+        },
+    },
+    "TipRequest": {
+        "type": "object",
+        "required": ["to", "amount_cents"],
+        "properties": {
+            "to": {"type": "string", "description": "the receiver's username"},
+            "amount_cents": {
+                "type": "integer",
+                "minimum": 1,
+                "description": "at most the server's payments.max_tip_cents",
+            },
+            "photo_id": {**_ID, "description": "optional: a photo of `to` that you can see"},
+        },
+    },
+    "Receipt": {
+        "type": "object",
+        "required": ["id", "kind", "amount_cents", "currency", "to", "balance_cents"],
+        "properties": {
+            "id": _ID,
+            "kind": {"enum": [k.value for k in TransferKind]},
+            "amount_cents": {"type": "integer", "minimum": 1},
+            "currency": {"type": "string"},
+            "from": {
+                "type": ["object", "null"],
+                "properties": {"username": {"type": "string"}},
+                "description": "null for a top-up (the payment provider)",
+            },
+            "to": {"type": "object", "properties": {"username": {"type": "string"}}},
+            "photo_id": {"type": ["string", "null"]},
+            "created_at": _TIME,
+            "balance_cents": {"type": "integer", "description": "your balance after it"},
         },
     },
     "Health": {

@@ -40,6 +40,7 @@ from picshare.media import MediaWorkers
 from picshare.media_urls import MediaUrls
 from picshare.metrics import Metrics
 from picshare.notifications import NotificationService
+from picshare.payments import PaymentService
 from picshare.photos import PhotoService
 from picshare.ratelimit import (
     FallbackLimiter,
@@ -341,6 +342,12 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     app[keys.SOCIAL] = SocialService(db=db, bus=app[keys.BUS], cached=cached)
     app[keys.NOTIFICATIONS] = NotificationService(db=db)
     app[keys.SEARCH] = SearchService(db=db)
+    app[keys.PAYMENTS] = PaymentService(
+        db=db,
+        bus=app[keys.BUS],
+        settings=settings.payments,
+        on_retry=app[keys.METRICS].payment_retries.inc,
+    )
     app[keys.HEALTH] = HealthService(db=db, blobs=app[keys.BLOBS])
     app[keys.IDEMPOTENCY] = IdempotencyService(db=db, settings=settings.idempotency)
     yield

@@ -146,6 +146,19 @@ class FeedSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class PaymentSettings:
+    # The one currency wallets hold; amounts are integer minor units (cents).
+    currency: str = "USD"
+    # The stand-in payment provider accepts at most this much per top-up.
+    max_topup_cents: int = 50_000
+    max_tip_cents: int = 10_000
+    # Serializable transactions that lose a conflict are run again, at most
+    # this many times in all, after a short random pause that doubles each time.
+    max_attempts: int = 10
+    retry_base_delay: float = 0.002
+
+
+@dataclass(frozen=True, slots=True)
 class PaginationSettings:
     default_limit: int = 20
     max_limit: int = 100
@@ -242,6 +255,7 @@ class Settings:
     cache: CacheSettings = field(default_factory=CacheSettings)
     ratelimit: RateLimitSettings = field(default_factory=RateLimitSettings)
     idempotency: IdempotencySettings = field(default_factory=IdempotencySettings)
+    payments: PaymentSettings = field(default_factory=PaymentSettings)
 
     @property
     def data_path(self) -> Path:
@@ -421,6 +435,14 @@ def _validate(s: Settings) -> None:
         (s.media.signed_url_ttl >= 60, "media.signed_url_ttl must be at least 60 seconds"),
         (s.jobs.concurrency >= 1, "jobs.concurrency must be at least 1"),
         (s.feed.dense_following >= 1, "feed.dense_following must be at least 1"),
+        (
+            re.fullmatch(r"[A-Z]{3}", s.payments.currency) is not None,
+            "payments.currency must be a three-letter ISO 4217 code like USD",
+        ),
+        (s.payments.max_topup_cents >= 1, "payments.max_topup_cents must be at least 1"),
+        (s.payments.max_tip_cents >= 1, "payments.max_tip_cents must be at least 1"),
+        (1 <= s.payments.max_attempts <= 100, "payments.max_attempts must be 1-100"),
+        (s.payments.retry_base_delay >= 0, "payments.retry_base_delay must be >= 0"),
         (
             s.redis.url == "" or s.redis.url.startswith(("redis://", "rediss://", "unix://")),
             "redis.url must be a redis:// URL",

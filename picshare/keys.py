@@ -16,6 +16,7 @@ from picshare.media import MediaWorkers
 from picshare.media_urls import MediaUrls
 from picshare.metrics import Metrics
 from picshare.notifications import NotificationService
+from picshare.payments import PaymentService
 from picshare.photos import PhotoService
 from picshare.ratelimit import Decision, RateLimiter
 from picshare.routing import RouteInfo, RouteTable
@@ -44,6 +45,7 @@ HUB = web.AppKey("hub", SocketHub)
 SOCIAL = web.AppKey("social", SocialService)
 NOTIFICATIONS = web.AppKey("notifications", NotificationService)
 SEARCH = web.AppKey("search", SearchService)
+PAYMENTS = web.AppKey("payments", PaymentService)
 HEALTH = web.AppKey("health", HealthService)
 IDEMPOTENCY = web.AppKey("idempotency", IdempotencyService)
 RATE_LIMITER: web.AppKey[RateLimiter] = web.AppKey("rate_limiter")

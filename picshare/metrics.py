@@ -48,6 +48,13 @@ class Metrics:
         self.ratelimit_errors = Counter(
             "picshare_ratelimit_backend_errors", "Rate limiter backend errors", registry=r
         )
+        # The payments ledger's serializable transactions run again after a
+        # conflict (picshare/payments.py): how often says how contended it is.
+        self.payment_retries = Counter(
+            "picshare_payment_retries",
+            "Payment transactions run again after a serialization failure or deadlock",
+            registry=r,
+        )
         labels = ["database", "role"]
         self.database_up = Gauge(
             "picshare_database_up", "1 while the database answers its watcher", labels, registry=r

@@ -25,11 +25,18 @@ class NotificationKind(StrEnum):
     FOLLOW = "follow"
     FOLLOW_REQUEST = "follow_request"
     PHOTO = "photo"  # someone one follows posted a photo
+    TIP = "tip"  # someone tipped you (picshare/payments.py)
+
+
+class TransferKind(StrEnum):
+    TOPUP = "topup"  # from the stand-in payment provider into a wallet
+    TIP = "tip"  # from one wallet to another
 
 
 # Text -> member with one dict lookup: rows are converted on every list read.
 _PHOTO_STATUS = {s.value: s for s in PhotoStatus}
 _NOTIFICATION_KIND = {k.value: k for k in NotificationKind}
+_TRANSFER_KIND = {k.value: k for k in TransferKind}
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +163,24 @@ class NotificationRecord:
     def from_row(cls, row: asyncpg.Record) -> NotificationRecord:
         fields = {name: row[name] for name in cls.__slots__}
         fields["kind"] = _NOTIFICATION_KIND[fields["kind"]]
+        return cls(**fields)
+
+
+@dataclass(frozen=True, slots=True)
+class WalletMovement:
+    """One transfer as a wallet sees it: money in (positive) or out (negative)."""
+
+    id: int
+    kind: TransferKind
+    amount_cents: int
+    counterparty: str | None  # the other user's name; None for the payment provider
+    photo_id: int | None
+    created_at: datetime
+
+    @classmethod
+    def from_row(cls, row: asyncpg.Record) -> WalletMovement:
+        fields = {name: row[name] for name in cls.__slots__}
+        fields["kind"] = _TRANSFER_KIND[fields["kind"]]
         return cls(**fields)
 
 

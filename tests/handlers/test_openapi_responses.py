@@ -152,7 +152,7 @@ async def test_page_answers_match_the_document(client: Client, call: Caller) -> 
     await signup(client, "friend")
     for path in ("/", "/signup", "/login", "/logout", "/search", "/search?q=own", "/tags/x"):
         await call("GET", path, 200, headers=HTML)
-    for path in ("/upload", "/notifications", "/settings"):
+    for path in ("/upload", "/notifications", "/settings", "/wallet"):
         await call("GET", path, 303, headers=HTML)  # anonymous: log in first
     await call("GET", "/?cursor=", 400, headers=HTML)
     await call("GET", "/?cursor=", 400)  # problem details for clients not asking for HTML
@@ -192,8 +192,16 @@ async def test_page_answers_match_the_document(client: Client, call: Caller) -> 
     await call("POST", "/signup", 303, data={**taken, "username": "web"}, headers=HTML)
     csrf = await csrf_of(client, "/")
     form = {"csrf_token": csrf}
-    for path in ("/upload", "/notifications", "/settings", f"/p/{photo}", "/u/owner"):
+    for path in ("/upload", "/notifications", "/settings", "/wallet", f"/p/{photo}", "/u/owner"):
         await call("GET", path, 200, headers=HTML)
+    await call("POST", "/wallet/topup", 303, data={**form, "amount": "5"})
+    await call(
+        "POST", "/wallet/tip", 409, data={**form, "to": "owner", "amount": "6"}, headers=HTML
+    )
+    await call(
+        "POST", "/wallet/tip", 404, data={**form, "to": "ghost", "amount": "1"}, headers=HTML
+    )
+    await call("POST", "/wallet/tip", 303, data={**form, "to": "owner", "amount": "1"})
     await call("GET", f"/p/{photo}?cursor=", 400, headers=HTML)
     await call("POST", f"/p/{photo}/like", 303, data=form)
     await call("POST", f"/p/{photo}/unlike", 303, data=form)

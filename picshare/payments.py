@@ -1,0 +1,251 @@
+"""The payments ledger: wallets, top-ups from a stand-in payment provider,
+and tips between users (CONTRACT.md, "Payments ledger").
+
+The consistent side of CAP. Every operation, reads included, is one
+SERIALIZABLE transaction on the primary (`db.transaction`, never `db.read`:
+money is never read from a replica or a cache), so while the primary is
+unreachable these fail with 503 rather than answer from stale data. A
+transaction that loses a serialization conflict (or, rarely, a deadlock) is
+run again from the start, a bounded number of times, after a short random
+pause; `retries` counts them. The database guards the rest: a wallet's
+balance cannot go below zero (CHECK), and each transfer's two entries must
+sum to zero (a deferred trigger), whatever code writes them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TypeVar
+
+import asyncpg
+
+from picshare import notify
+from picshare.config import PaymentSettings
+from picshare.errors import Conflict, NotFound, Unavailable, invalid
+from picshare.events import EventBus
+from picshare.ids import parse_id
+from storage import ledger_repo, photos_repo, users_repo
+from storage.db import Connection
+from storage.records import TransferKind, UserRecord, WalletMovement
+from storage.router import Databases
+
+T = TypeVar("T")
+
+# What a serializable transaction may fail with only because another ran at
+# the same time: running it again is the cure.
+RETRYABLE: tuple[type[BaseException], ...] = (
+    asyncpg.SerializationError,
+    asyncpg.DeadlockDetectedError,
+)
+MAX_RETRY_DELAY = 0.1  # seconds: the random pause's ceiling
+
+
+@dataclass(frozen=True, slots=True)
+class Wallet:
+    balance_cents: int
+    currency: str
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """A transfer just made, and the caller's balance after it."""
+
+    id: int
+    kind: TransferKind
+    amount_cents: int
+    currency: str
+    sender: str | None  # None: the payment provider (a top-up)
+    receiver: str
+    photo_id: int | None
+    created_at: datetime
+    balance_cents: int
+
+
+def money_text(cents: int, currency: str) -> str:
+    """'$12.50' for dollars, '12.50 EUR' otherwise: how people read amounts."""
+    sign = "-" if cents < 0 else ""
+    whole, part = divmod(abs(cents), 100)
+    if currency == "USD":
+        return f"{sign}${whole:,}.{part:02d}"
+    return f"{sign}{whole:,}.{part:02d} {currency}"
+
+
+class PaymentService:
+    __slots__ = ("_bus", "_db", "_on_retry", "_provider", "_settings", "retries")
+
+    def __init__(
+        self,
+        *,
+        db: Databases,
+        bus: EventBus,
+        settings: PaymentSettings,
+        on_retry: Callable[[], None] | None = None,
+    ) -> None:
+        self._db = db
+        self._bus = bus
+        self._settings = settings
+        self._on_retry = on_retry
+        self._provider: int | None = None
+        self.retries = 0  # transactions run again after a conflict, since start
+
+    def __repr__(self) -> str:
+        return f"<PaymentService {self._settings.currency} retries={self.retries}>"
+
+    @property
+    def currency(self) -> str:
+        return self._settings.currency
+
+    # -- reads (on the primary, serializable like the writes) -------------------
+
+    async def wallet(self, user_id: int) -> Wallet:
+        async def read(conn: Connection, _notes: notify.Notes) -> Wallet:
+            return Wallet(await ledger_repo.balance(conn, user_id), self.currency)
+
+        return await self._serializable(read)
+
+    async def movements(self, user_id: int, *, limit: int = 20) -> list[WalletMovement]:
+        async def read(conn: Connection, _notes: notify.Notes) -> list[WalletMovement]:
+            return await ledger_repo.movements(conn, user_id, limit)
+
+        return await self._serializable(read)
+
+    # -- writes -------------------------------------------------------------------
+
+    async def topup(self, user: UserRecord, amount_cents: object) -> Receipt:
+        """Credit from the stand-in payment provider, up to `max_topup_cents`."""
+        amount = _amount(amount_cents, self._settings.max_topup_cents, "top-up")
+
+        async def work(conn: Connection, _notes: notify.Notes) -> Receipt:
+            provider = await self._provider_account(conn)
+            wallet = (await ledger_repo.lock_wallets(conn, [user.id]))[user.id]
+            transfer = await ledger_repo.record_transfer(
+                conn,
+                kind=TransferKind.TOPUP,
+                from_account=provider,
+                to_account=wallet.account_id,
+                amount_cents=amount,
+            )
+            balance = await ledger_repo.add_to_balance(conn, wallet.account_id, amount)
+            return Receipt(
+                transfer.id,
+                TransferKind.TOPUP,
+                amount,
+                self.currency,
+                None,
+                user.username,
+                None,
+                transfer.created_at,
+                balance,
+            )
+
+        return await self._serializable(work)
+
+    async def tip(
+        self, tipper: UserRecord, to: object, amount_cents: object, photo_id: object = None
+    ) -> Receipt:
+        """Move credit from the tipper's wallet to `to`'s, optionally for one of
+        their photos the tipper can see; the receiver is notified."""
+        if not isinstance(to, str) or not to:
+            raise invalid("to", "must be the username of the user to tip")
+        amount = _amount(amount_cents, self._settings.max_tip_cents, "tip")
+        photo = _photo_id(photo_id)
+
+        async def work(conn: Connection, notes: notify.Notes) -> Receipt:
+            receiver = await users_repo.user_by_username(conn, to)
+            if receiver is None:
+                raise NotFound("no such user", field="to")
+            if receiver.id == tipper.id:
+                raise invalid("to", "you cannot tip yourself")
+            if photo is not None:
+                found = await photos_repo.photo_for(conn, photo, tipper.id)
+                if found is None:
+                    raise NotFound("no such photo", field="photo_id")
+                if found.owner_id != receiver.id:
+                    raise invalid("photo_id", f"is not a photo of {receiver.username}")
+            wallets = await ledger_repo.lock_wallets(conn, [tipper.id, receiver.id])
+            source, target = wallets[tipper.id], wallets[receiver.id]
+            if source.balance_cents < amount:
+                raise Conflict(
+                    f"insufficient funds: the balance is "
+                    f"{money_text(source.balance_cents, self.currency)}",
+                    field="amount_cents",
+                )
+            transfer = await ledger_repo.record_transfer(
+                conn,
+                kind=TransferKind.TIP,
+                from_account=source.account_id,
+                to_account=target.account_id,
+                amount_cents=amount,
+                photo_id=photo,
+            )
+            balance = await ledger_repo.add_to_balance(conn, source.account_id, -amount)
+            await ledger_repo.add_to_balance(conn, target.account_id, amount)
+            await notes.tipped(receiver.id, tipper, money_text(amount, self.currency), photo)
+            return Receipt(
+                transfer.id,
+                TransferKind.TIP,
+                amount,
+                self.currency,
+                tipper.username,
+                receiver.username,
+                photo,
+                transfer.created_at,
+                balance,
+            )
+
+        return await self._serializable(work)
+
+    # -- the retry loop -----------------------------------------------------------
+
+    async def _serializable(self, work: Callable[[Connection, notify.Notes], Awaitable[T]]) -> T:
+        """Run `work` in one serializable transaction, again (from the start,
+        on a fresh snapshot) when it loses a conflict. Notifications go live
+        only after the attempt that committed."""
+        attempts = self._settings.max_attempts
+        for attempt in range(1, attempts + 1):
+            try:
+                async with notify.transaction(self._db, self._bus, isolation="serializable") as (
+                    conn,
+                    notes,
+                ):
+                    return await work(conn, notes)
+            except RETRYABLE:
+                if attempt == attempts:
+                    break
+                self.retries += 1
+                if self._on_retry is not None:
+                    self._on_retry()
+                # Full jitter: conflicting transactions spread out instead of
+                # colliding again in step.
+                ceiling = min(MAX_RETRY_DELAY, self._settings.retry_base_delay * 2**attempt)
+                await asyncio.sleep(random.uniform(0, ceiling))
+        raise Unavailable("too many concurrent payments touch these wallets; try again")
+
+    async def _provider_account(self, conn: Connection) -> int:
+        if self._provider is None:  # never changes once the migration made it
+            self._provider = await ledger_repo.provider_account(conn)
+        return self._provider
+
+
+def _amount(value: object, cap: int, what: str) -> int:
+    # bool is an int to Python, not to a client sending `true`.
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise invalid("amount_cents", "must be a whole number of cents")
+    if value <= 0:
+        raise invalid("amount_cents", "must be more than zero")
+    if value > cap:
+        raise invalid("amount_cents", f"a {what} is at most {cap} cents")
+    return value
+
+
+def _photo_id(value: object) -> int | None:
+    if value is None:
+        return None
+    parsed = parse_id(value) if isinstance(value, str) else None
+    if parsed is None:
+        raise invalid("photo_id", "must be a photo id (a string of digits)")
+    return parsed
