@@ -1,28 +1,28 @@
-"""The upload page's own idempotency key: a double-clicked upload makes one photo.
+"""Page forms' own idempotency keys: a double-clicked upload makes one photo,
+a double-clicked tip moves money once.
 
-Browsers cannot send an Idempotency-Key header from a plain form, so the
-upload page renders a fresh random key in a hidden field, and the form's
-handler claims it through the same service as the API layer
-(picshare/idempotency.py), in a namespace of its own. Unlike the API, a
-second submission never gets a 409: it waits for the first to finish and is
-sent to the same photo (the form's answer is a 303 to it).
+Browsers cannot send an Idempotency-Key header from a plain form, so such a
+page renders a fresh random key in a hidden field, and the form's handler
+claims it through the same service as the API layer
+(picshare/idempotency.py), in a namespace of its own per form. Unlike the
+API, a second submission never gets a 409: it waits for the first to finish
+and is sent where the first one went (the form's answer is a 303).
 """
 
 from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
 from handlers.idempotency import check_key
 from picshare import keys
 from picshare.errors import Unprocessable
-from picshare.idempotency import Answer, Claim, KeyReused
-from picshare.staging import StagedUpload
+from picshare.idempotency import Answer, KeyReused
 
 FIELD = "idempotency_key"
-_NAMESPACE = "form:upload:"
 # How long a second submission waits for the first before answering 409.
 WAIT_SECONDS = 15.0
 
@@ -31,30 +31,39 @@ def new_key() -> str:
     return secrets.token_urlsafe(24)
 
 
-async def claim_upload(
+async def once(
     request: web.Request,
     *,
     user_id: int,
+    form: str,
     key: str | None,
-    staged: StagedUpload,
-    caption: str,
-    tags: str,
-) -> Claim | Answer | None:
-    """Our claim on the form's key, the first submission's answer, or None
-    for a form without a key (an old page, a script): then nothing is kept.
-
-    The whole file has been read by now, so unlike a streamed API upload the
-    fingerprint covers it: the same form sent again with another photo is 422."""
+    fingerprint: str,
+    action: Callable[[], Awaitable[str]],
+) -> str:
+    """Run `action` (which returns where to send the browser) once per key of
+    form `form`; a repeat waits for the first and gets its location. Without a
+    key (an old page, a script) the action simply runs."""
     if not key:
-        return None
+        return await action()
     check_key(key)
-    digest = hashlib.sha256(f"{staged.sha256}\0{caption}\0{tags}".encode()).hexdigest()
+    service = request.app[keys.IDEMPOTENCY]
+    digest = hashlib.sha256(fingerprint.encode()).hexdigest()
     try:
-        return await request.app[keys.IDEMPOTENCY].claim_or_wait(
-            user_id, _NAMESPACE + key, digest, wait=WAIT_SECONDS
+        claim = await service.claim_or_wait(
+            user_id, f"form:{form}:{key}", digest, wait=WAIT_SECONDS
         )
     except KeyReused:
         raise Unprocessable(
-            "This form was already sent with another photo; choose the file again.",
-            field="file",
+            "This form was already sent with other values; send it again.", field=FIELD
         ) from None
+    if isinstance(claim, Answer):
+        return claim.location or "/"
+    try:
+        location = await action()
+    except BaseException:
+        # Refused (shown with the form again) or failed: the key is free for
+        # the corrected form.
+        await service.release(claim)
+        raise
+    await service.complete(claim, Answer(303, None, location, b""))
+    return location

@@ -25,7 +25,6 @@ from handlers.serialize import photo
 from handlers.upload_form import receive_upload
 from picshare import keys, privacy
 from picshare.errors import DomainError, Forbidden
-from picshare.idempotency import Answer
 from picshare.media_urls import MediaUrls
 from picshare.staging import StagedUpload
 from storage.records import PhotoRecord, UserRecord
@@ -246,7 +245,6 @@ def _max_bytes(request: web.Request) -> int:
 async def upload_submit(request: web.Request) -> web.StreamResponse:
     user = page_user(request, "/upload")
     photos = request.app[keys.PHOTOS]
-    keyed = request.app[keys.IDEMPOTENCY]
     values: dict[str, str] = {}
     try:
         async with StagedUpload(
@@ -256,27 +254,24 @@ async def upload_submit(request: web.Request) -> web.StreamResponse:
             values = {"caption": form.caption, "tags": form.tags}
             check_csrf(request, form.csrf_token)
             caption, tags = photos.check_text(form.caption, form.tags)
-            claim = await form_keys.claim_upload(
-                request,
-                user_id=user.id,
-                key=form.idempotency_key,
-                staged=staged,
-                caption=form.caption,
-                tags=form.tags,
-            )
-            if isinstance(claim, Answer):  # sent twice: to the first one's photo
-                raise see_other(claim.location or "/")
-            try:
+
+            async def create() -> str:
                 created = await photos.create(
                     owner_id=user.id, staged=staged, caption=caption, tags=tags
                 )
-            except BaseException:
-                if claim is not None:
-                    await keyed.release(claim)
-                raise
-            location = f"/p/{created.id}"
-            if claim is not None:
-                await keyed.complete(claim, Answer(303, None, location, b""))
+                return f"/p/{created.id}"
+
+            # The form's own key: a double-clicked upload makes one photo. The
+            # whole file has been read, so the fingerprint covers it: the same
+            # form sent again with another photo is 422.
+            location = await form_keys.once(
+                request,
+                user_id=user.id,
+                form="upload",
+                key=form.idempotency_key,
+                fingerprint=f"{staged.sha256}\0{form.caption}\0{form.tags}",
+                action=create,
+            )
     except DomainError as exc:
         return await form_error(
             request,

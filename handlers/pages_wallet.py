@@ -12,6 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
+from handlers import form_keys
 from handlers.pages import form_error, page_user, read_form, render, see_other
 from handlers.serialize import iso
 from picshare import keys
@@ -59,6 +60,7 @@ async def wallet_page(request: web.Request) -> web.StreamResponse:
         request,
         "wallet.html",
         values={},
+        form_key=form_keys.new_key(),
         done=request.query.get("done", ""),
         **await _context(request, user),
     )
@@ -67,24 +69,50 @@ async def wallet_page(request: web.Request) -> web.StreamResponse:
 async def topup_submit(request: web.Request) -> web.StreamResponse:
     form = await read_form(request)
     user = page_user(request, "/wallet")
+    amount = form.get("amount", "")
+
+    async def topup() -> str:
+        await request.app[keys.PAYMENTS].topup(user, cents_of(amount))
+        return "/wallet?done=topup"
+
     try:
-        await request.app[keys.PAYMENTS].topup(user, cents_of(form.get("amount", "")))
+        # The form's own key: a double-clicked top-up charges once.
+        location = await form_keys.once(
+            request,
+            user_id=user.id,
+            form="topup",
+            key=form.get(form_keys.FIELD),
+            fingerprint=amount,
+            action=topup,
+        )
     except DomainError as exc:
         return await _again(request, user, exc, form, "topup")
-    raise see_other("/wallet?done=topup")
+    raise see_other(location)
 
 
 async def tip_submit(request: web.Request) -> web.StreamResponse:
     form = await read_form(request)
     user = page_user(request, "/wallet")
+    to, amount = form.get("to", "").strip(), form.get("amount", "")
     photo_id = form.get("photo_id", "").strip() or None
+
+    async def tip() -> str:
+        await request.app[keys.PAYMENTS].tip(user, to, cents_of(amount), photo_id)
+        return "/wallet?done=tip"
+
     try:
-        await request.app[keys.PAYMENTS].tip(
-            user, form.get("to", "").strip(), cents_of(form.get("amount", "")), photo_id
+        # The form's own key: a double-clicked tip moves money once.
+        location = await form_keys.once(
+            request,
+            user_id=user.id,
+            form="tip",
+            key=form.get(form_keys.FIELD),
+            fingerprint=f"{to}\0{amount}\0{photo_id or ''}",
+            action=tip,
         )
     except DomainError as exc:
         return await _again(request, user, exc, form, "tip")
-    raise see_other("/wallet?done=tip")
+    raise see_other(location)
 
 
 async def _again(
@@ -100,6 +128,7 @@ async def _again(
         "wallet.html",
         exc,
         {**form, "form": which},
+        form_key=form_keys.new_key(),
         done="",
         **await _context(request, user),
     )

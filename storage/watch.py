@@ -108,7 +108,11 @@ class Watcher:
                 )
             sql = _PRIMARY_SQL if node.role is Role.PRIMARY else _REPLICA_SQL
             text = await conn.fetchval(sql, timeout=self._timeout)
-        except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except Exception as exc:
+            # Refused, reset, timed out, shutting down, or a connection left in
+            # a bad state (asyncpg's InternalClientError was seen): whatever it
+            # was, the watcher lives on and the database counts as down until
+            # a fresh connection answers.
             if node.up:
                 log.warning("database %s is down: %s", node.label, exc)
             node.mark_down(exc)

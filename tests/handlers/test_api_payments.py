@@ -114,6 +114,41 @@ async def test_the_money_routes_are_marked_as_needing_an_idempotency_key() -> No
     assert ("GET", "/api/v1/wallet") not in required
 
 
+async def test_the_money_routes_refuse_a_request_without_a_key(client: Client) -> None:
+    alice = await signup(client, "alice")
+    await signup(client, "bob")
+    for path, body in (
+        ("/api/v1/wallet/topup", {"amount_cents": 500}),
+        ("/api/v1/payments/tips", {"to": "bob", "amount_cents": 1}),
+    ):
+        resp = await client.post(path, json=body, headers=bearer(alice))
+        assert resp.status == 400, path
+        problem = await resp.json()
+        assert [e["field"] for e in problem["errors"]] == ["Idempotency-Key"]
+    wallet = await (await client.get("/api/v1/wallet", headers=bearer(alice))).json()
+    assert wallet["balance_cents"] == 0  # nothing moved
+
+
+async def test_a_repeated_tip_moves_money_once(client: Client) -> None:
+    alice = await signup(client, "alice")
+    await signup(client, "bob")
+    resp = await client.post(
+        "/api/v1/wallet/topup", json={"amount_cents": 1_000}, headers=_auth(alice)
+    )
+    assert resp.status == 201
+    headers = _auth(alice)
+    first = await client.post(
+        "/api/v1/payments/tips", json={"to": "bob", "amount_cents": 300}, headers=headers
+    )
+    again = await client.post(
+        "/api/v1/payments/tips", json={"to": "bob", "amount_cents": 300}, headers=headers
+    )
+    assert first.status == again.status == 201
+    assert await first.json() == await again.json()
+    wallet = await (await client.get("/api/v1/wallet", headers=bearer(alice))).json()
+    assert wallet["balance_cents"] == 700
+
+
 async def test_concurrent_tips_over_http_keep_the_ledger_whole(client: Client) -> None:
     names = [f"user{i}" for i in range(6)]
     tokens = {n: await signup(client, n) for n in names}

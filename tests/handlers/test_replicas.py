@@ -287,3 +287,29 @@ async def test_one_database_down_then_back_without_a_restart(
     resp = await client.put("/api/v1/users/bob/follow", headers=bearer(alice))
     assert resp.status == 200, await resp.text()
     assert served_by(resp)[-1] == "primary"
+
+
+async def test_money_never_reads_a_replica_and_is_503_without_the_primary(
+    make_client: MakeClient, replicated: Replicated
+) -> None:
+    client = await make_client()
+    alice = await signup(client, "alice")
+    await signup(client, "bob")
+    key = {"Idempotency-Key": "topup-1", **bearer(alice)}
+    resp = await client.post("/api/v1/wallet/topup", json={"amount_cents": 500}, headers=key)
+    assert resp.status == 201, await resp.text()
+    await caught_up(client, replicated)
+    resp = await client.get("/api/v1/wallet", headers=bearer(alice))
+    assert resp.status == 200
+    assert set(served_by(resp)[1:]) == {"primary"}  # after the token's lookup
+
+    await replicated.stop_primary()
+    await until(lambda: not node(client, "primary").up)
+    resp = await client.get("/api/v1/wallet", headers=bearer(alice))
+    assert resp.status == 503  # never a stale balance
+    assert resp.headers["Retry-After"]
+    tip = {"Idempotency-Key": "tip-1", **bearer(alice)}
+    resp = await client.post(
+        "/api/v1/payments/tips", json={"to": "bob", "amount_cents": 1}, headers=tip
+    )
+    assert resp.status == 503
