@@ -26,7 +26,7 @@ import aiojobs
 from picshare.config import JobSettings
 from storage import jobs_repo
 from storage.records import JobRecord
-from storage.router import Databases
+from storage.router import Databases, DatabaseUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -87,13 +87,22 @@ class JobRunner:
         await self._scheduler.spawn(self._heartbeat_loop())
 
     async def _poll_loop(self) -> None:
+        waiting = False  # for the primary: said once per outage, not every poll
         while True:
             try:
                 await self._claim_and_spawn()
             except asyncio.CancelledError:
                 raise
+            except DatabaseUnavailable as exc:
+                if not waiting:
+                    log.warning("job runner: %s; jobs wait until it is back", exc)
+                waiting = True
             except Exception:
                 log.exception("job runner: claiming failed; trying again")
+            else:
+                if waiting:
+                    log.info("job runner: the database is back; claiming again")
+                waiting = False
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._settings.poll_interval)
             self._wake.clear()
