@@ -76,6 +76,7 @@ async def open_databases(
             )
             await watcher.start()
             stack.push_async_callback(watcher.close)
+            databases.on_write = watcher.nudge
         yield databases
 
 

@@ -15,7 +15,7 @@ is marked stale. Writes fail fast with `DatabaseUnavailable` (503)."""
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Literal
@@ -86,7 +86,16 @@ class DatabaseStatus:
 
 
 class Databases:
-    __slots__ = ("_clock", "_marks", "_policy", "_timeout", "max_lag", "primary", "replicas")
+    __slots__ = (
+        "_clock",
+        "_marks",
+        "_policy",
+        "_timeout",
+        "max_lag",
+        "on_write",
+        "primary",
+        "replicas",
+    )
 
     def __init__(
         self,
@@ -106,6 +115,8 @@ class Databases:
         self._clock = clock
         self.max_lag = max_lag
         self._timeout = acquire_timeout
+        # Called after a remembered write (the watcher's nudge), if set.
+        self.on_write: Callable[[], None] | None = None
 
     def __repr__(self) -> str:
         return f"<Databases primary+{len(self.replicas)} replicas>"
@@ -138,6 +149,8 @@ class Databases:
             return
         lsn = parse_lsn(await conn.fetchval("SELECT pg_current_wal_lsn()::text"))
         self._clock.saw(lsn)
+        if self.on_write is not None:
+            self.on_write()
         scope.wrote_lsn = max(scope.wrote_lsn, lsn)
         if scope.actor is not None:
             await self._put_mark(scope.actor, lsn)
