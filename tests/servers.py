@@ -88,3 +88,11 @@ async def _wait_healthy(server: ServerProcess, log_path: Path) -> None:
                         return
             await asyncio.sleep(0.2)
     raise RuntimeError("server did not become healthy")
+
+
+async def signup_over_http(session: aiohttp.ClientSession, base: str, name: str) -> dict[str, str]:
+    """Sign `name` up on a real server; return its bearer header."""
+    body = {"username": name, "email": f"{name}@example.com", "password": "correct horse"}
+    async with session.post(f"{base}/api/v1/auth/signup", json=body) as resp:
+        assert resp.status == 201, await resp.text()
+        return {"Authorization": f"Bearer {(await resp.json())['token']}"}

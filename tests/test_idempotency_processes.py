@@ -16,17 +16,10 @@ from typing import Any
 import aiohttp
 
 import tests.imaging as imaging
-from tests.servers import picshare_process
+from tests.servers import picshare_process, signup_over_http
 
 TIMEOUT = aiohttp.ClientTimeout(total=60)
 KEYS = 8
-
-
-async def _signup(session: aiohttp.ClientSession, base: str, name: str) -> dict[str, str]:
-    body = {"username": name, "email": f"{name}@example.com", "password": "correct horse"}
-    async with session.post(f"{base}/api/v1/auth/signup", json=body) as resp:
-        assert resp.status == 201, await resp.text()
-        return {"Authorization": f"Bearer {(await resp.json())['token']}"}
 
 
 async def _post(
@@ -67,7 +60,7 @@ async def test_one_key_sent_to_two_processes_has_one_effect(
         ) as two,
         aiohttp.ClientSession(timeout=TIMEOUT) as session,
     ):
-        auth = await _signup(session, one.base, "twice")
+        auth = await signup_over_http(session, one.base, "twice")
         data = imaging.jpeg_bytes(64, 64)
         uploads = await asyncio.gather(
             *(

@@ -15,16 +15,9 @@ from pathlib import Path
 import aiohttp
 
 from tests.own_redis import own_redis
-from tests.servers import ServerProcess, picshare_process
+from tests.servers import ServerProcess, picshare_process, signup_over_http
 
 TIMEOUT = aiohttp.ClientTimeout(total=30)
-
-
-async def _signup(session: aiohttp.ClientSession, base: str, name: str) -> dict[str, str]:
-    body = {"username": name, "email": f"{name}@example.com", "password": "correct horse"}
-    async with session.post(f"{base}/api/v1/auth/signup", json=body) as resp:
-        assert resp.status == 201, await resp.text()
-        return {"Authorization": f"Bearer {(await resp.json())['token']}"}
 
 
 async def _patch(
@@ -48,7 +41,7 @@ async def test_the_rate_limit_holds_across_both_processes(
         picshare_process(tmp_path / "two", env, tmp_path / "two.log") as two,
         aiohttp.ClientSession(timeout=TIMEOUT) as session,
     ):
-        auth = await _signup(session, one.base, "shared")
+        auth = await signup_over_http(session, one.base, "shared")
         results = [
             await _patch(session, server, auth, f"bio {i}")
             for i, server in enumerate([one, two] * 5)
@@ -81,7 +74,7 @@ async def test_redis_killed_under_a_running_process(tmp_path: Path, database_url
             picshare_process(tmp_path / "one", env, tmp_path / "one.log") as server,
             aiohttp.ClientSession(timeout=TIMEOUT) as session,
         ):
-            auth = await _signup(session, server.base, "lonely")
+            auth = await signup_over_http(session, server.base, "lonely")
             for expected in (200, 200, 429):  # reads: 2 per 600 s, through Redis
                 async with session.get(f"{server.base}/api/v1/photos") as resp:
                     assert resp.status == expected
