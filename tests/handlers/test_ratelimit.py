@@ -57,15 +57,21 @@ def ip(address: str) -> dict[str, str]:
 
 def assert_state(resp: ClientResponse, policy: str, remaining: int, reset: int) -> None:
     """The RateLimit field, allowing for time passing: `t` counts down from
-    the first request, so on a slow machine it may be a second or two less."""
+    the first request, so on a slow machine it may be a few seconds less."""
     match = re.fullmatch(r'"(\w+)";r=(\d+);t=(\d+)', resp.headers["RateLimit"])
     assert match, resp.headers["RateLimit"]
     assert (match[1], int(match[2])) == (policy, remaining)
-    assert reset - 2 <= int(match[3]) <= reset, resp.headers["RateLimit"]
+    assert reset - SLACK <= int(match[3]) <= reset, resp.headers["RateLimit"]
 
 
 def assert_retry(resp: ClientResponse, seconds: int) -> None:
-    assert seconds - 2 <= int(resp.headers["Retry-After"]) <= seconds
+    assert seconds - SLACK <= int(resp.headers["Retry-After"]) <= seconds
+
+
+# Seconds the countdown may have run between a window's first request and the
+# check: requests in between hash passwords, and a loaded 2-core machine took
+# more than 2 s once.
+SLACK = 4
 
 
 async def test_reads_carry_the_policy_and_the_state(make_client: MakeClient) -> None:
