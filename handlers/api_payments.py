@@ -30,7 +30,9 @@ async def get_wallet(request: web.Request) -> web.Response:
 async def topup(request: web.Request) -> web.Response:
     user = require_user(request)
     body = await read_json_object(request)
-    receipt = await request.app[keys.PAYMENTS].topup(user, body.get("amount_cents"))
+    receipt = await request.app[keys.PAYMENTS].topup(
+        user, body.get("amount_cents"), request_key=_request_key(request)
+    )
     return json_response(receipt_json(receipt), status=201)
 
 
@@ -38,9 +40,19 @@ async def tip(request: web.Request) -> web.Response:
     user = require_user(request)
     body = await read_json_object(request)
     receipt = await request.app[keys.PAYMENTS].tip(
-        user, body.get("to"), body.get("amount_cents"), body.get("photo_id")
+        user,
+        body.get("to"),
+        body.get("amount_cents"),
+        body.get("photo_id"),
+        request_key=_request_key(request),
     )
     return json_response(receipt_json(receipt), status=201)
+
+
+def _request_key(request: web.Request) -> str:
+    """The Idempotency-Key (the middleware has checked it is there and valid),
+    kept with the transfer: the ledger's own guard against running twice."""
+    return request.headers["Idempotency-Key"]
 
 
 def receipt_json(r: Receipt) -> dict[str, Any]:

@@ -70,9 +70,10 @@ async def topup_submit(request: web.Request) -> web.StreamResponse:
     form = await read_form(request)
     user = page_user(request, "/wallet")
     amount = form.get("amount", "")
+    form_key = _form_key(form)
 
     async def topup() -> str:
-        await request.app[keys.PAYMENTS].topup(user, cents_of(amount))
+        await request.app[keys.PAYMENTS].topup(user, cents_of(amount), request_key=form_key)
         return "/wallet?done=topup"
 
     try:
@@ -95,9 +96,12 @@ async def tip_submit(request: web.Request) -> web.StreamResponse:
     user = page_user(request, "/wallet")
     to, amount = form.get("to", "").strip(), form.get("amount", "")
     photo_id = form.get("photo_id", "").strip() or None
+    form_key = _form_key(form)
 
     async def tip() -> str:
-        await request.app[keys.PAYMENTS].tip(user, to, cents_of(amount), photo_id)
+        await request.app[keys.PAYMENTS].tip(
+            user, to, cents_of(amount), photo_id, request_key=form_key
+        )
         return "/wallet?done=tip"
 
     try:
@@ -113,6 +117,13 @@ async def tip_submit(request: web.Request) -> web.StreamResponse:
     except DomainError as exc:
         return await _again(request, user, exc, form, "tip")
     raise see_other(location)
+
+
+def _form_key(form: dict[str, str]) -> str | None:
+    """The form's own key, also kept with the transfer (prefixed: a form's
+    keys and the API's never meet)."""
+    key = form.get(form_keys.FIELD) or None
+    return None if key is None else f"form:{key}"
 
 
 async def _again(

@@ -169,10 +169,14 @@ class Notes:
 
 @asynccontextmanager
 async def transaction(
-    db: Databases, bus: EventBus, *, isolation: Isolation = "read_committed"
+    db: Databases,
+    bus: EventBus,
+    *,
+    isolation: Isolation = "read_committed",
+    readonly: bool = False,
 ) -> AsyncIterator[tuple[Connection, Notes]]:
     """A transaction whose notifications go live once it commits."""
-    async with db.transaction(isolation=isolation) as conn:
+    async with db.transaction(isolation=isolation, readonly=readonly) as conn:
         notes = Notes(conn)
         yield conn, notes
     for record in notes.written:

@@ -105,21 +105,28 @@ class PaymentService:
         async def read(conn: Connection, _notes: notify.Notes) -> Wallet:
             return Wallet(await ledger_repo.balance(conn, user_id), self.currency)
 
-        return await self._serializable(read)
+        return await self._serializable(read, readonly=True)
 
     async def movements(self, user_id: int, *, limit: int = 20) -> list[WalletMovement]:
         async def read(conn: Connection, _notes: notify.Notes) -> list[WalletMovement]:
             return await ledger_repo.movements(conn, user_id, limit)
 
-        return await self._serializable(read)
+        return await self._serializable(read, readonly=True)
 
     # -- writes -------------------------------------------------------------------
 
-    async def topup(self, user: UserRecord, amount_cents: object) -> Receipt:
-        """Credit from the stand-in payment provider, up to `max_topup_cents`."""
+    async def topup(
+        self, user: UserRecord, amount_cents: object, *, request_key: str | None = None
+    ) -> Receipt:
+        """Credit from the stand-in payment provider, up to `max_topup_cents`.
+        `request_key` (the request's Idempotency-Key): the same request again
+        returns the transfer it made instead of making another."""
         amount = _amount(amount_cents, self._settings.max_topup_cents, "top-up")
 
         async def work(conn: Connection, _notes: notify.Notes) -> Receipt:
+            made = await self._made(conn, user.id, request_key)
+            if made is not None:
+                return made
             provider = await self._provider_account(conn)
             wallet = (await ledger_repo.lock_wallets(conn, [user.id]))[user.id]
             transfer = await ledger_repo.record_transfer(
@@ -128,6 +135,7 @@ class PaymentService:
                 from_account=provider,
                 to_account=wallet.account_id,
                 amount_cents=amount,
+                request=None if request_key is None else (user.id, request_key),
             )
             balance = await ledger_repo.add_to_balance(conn, wallet.account_id, amount)
             return Receipt(
@@ -145,7 +153,13 @@ class PaymentService:
         return await self._serializable(work)
 
     async def tip(
-        self, tipper: UserRecord, to: object, amount_cents: object, photo_id: object = None
+        self,
+        tipper: UserRecord,
+        to: object,
+        amount_cents: object,
+        photo_id: object = None,
+        *,
+        request_key: str | None = None,
     ) -> Receipt:
         """Move credit from the tipper's wallet to `to`'s, optionally for one of
         their photos the tipper can see; the receiver is notified."""
@@ -155,6 +169,9 @@ class PaymentService:
         photo = _photo_id(photo_id)
 
         async def work(conn: Connection, notes: notify.Notes) -> Receipt:
+            made = await self._made(conn, tipper.id, request_key)
+            if made is not None:
+                return made
             receiver = await users_repo.user_by_username(conn, to)
             if receiver is None:
                 raise NotFound("no such user", field="to")
@@ -181,6 +198,7 @@ class PaymentService:
                 to_account=target.account_id,
                 amount_cents=amount,
                 photo_id=photo,
+                request=None if request_key is None else (tipper.id, request_key),
             )
             balance = await ledger_repo.add_to_balance(conn, source.account_id, -amount)
             await ledger_repo.add_to_balance(conn, target.account_id, amount)
@@ -201,18 +219,46 @@ class PaymentService:
 
     # -- the retry loop -----------------------------------------------------------
 
-    async def _serializable(self, work: Callable[[Connection, notify.Notes], Awaitable[T]]) -> T:
+    async def _made(self, conn: Connection, user_id: int, key: str | None) -> Receipt | None:
+        """The receipt of the transfer this request already made, if it did."""
+        if key is None:
+            return None
+        made = await ledger_repo.transfer_by_request(conn, user_id, key)
+        if made is None:
+            return None
+        return Receipt(
+            made.id,
+            TransferKind(made.kind),
+            made.amount_cents,
+            self.currency,
+            made.sender,
+            made.receiver,
+            made.photo_id,
+            made.created_at,
+            await ledger_repo.balance(conn, user_id),  # now, not then
+        )
+
+    async def _serializable(
+        self,
+        work: Callable[[Connection, notify.Notes], Awaitable[T]],
+        *,
+        readonly: bool = False,
+    ) -> T:
         """Run `work` in one serializable transaction, again (from the start,
         on a fresh snapshot) when it loses a conflict. Notifications go live
         only after the attempt that committed."""
         attempts = self._settings.max_attempts
         for attempt in range(1, attempts + 1):
             try:
-                async with notify.transaction(self._db, self._bus, isolation="serializable") as (
-                    conn,
-                    notes,
-                ):
+                async with notify.transaction(
+                    self._db, self._bus, isolation="serializable", readonly=readonly
+                ) as (conn, notes):
                     return await work(conn, notes)
+            except asyncpg.UniqueViolationError as exc:
+                # The same request running twice at once: the loser runs
+                # again and finds the winner's transfer.
+                if exc.constraint_name != "transfers_request_key" or attempt == attempts:
+                    raise
             except RETRYABLE:
                 if attempt == attempts:
                     break

@@ -76,13 +76,15 @@ async def record_transfer(
     to_account: int,
     amount_cents: int,
     photo_id: int | None = None,
+    request: tuple[int, str] | None = None,
 ) -> Transfer:
     """The transfer and its two entries, in one statement: the debit and the
     credit always sum to zero (a deferred trigger checks it again at commit)."""
     row = await conn.fetchrow(
         "WITH t AS ("
-        "  INSERT INTO transfers (kind, from_account, to_account, amount_cents, photo_id)"
-        "  VALUES ($1, $2, $3, $4, $5) RETURNING id, created_at"
+        "  INSERT INTO transfers"
+        "  (kind, from_account, to_account, amount_cents, photo_id, request_user, request_key)"
+        "  VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id, created_at"
         "), e AS ("
         "  INSERT INTO ledger_entries (transfer_id, account_id, amount_cents)"
         "  SELECT t.id, x.account_id, x.amount FROM t,"
@@ -93,9 +95,48 @@ async def record_transfer(
         to_account,
         amount_cents,
         photo_id,
+        None if request is None else request[0],
+        None if request is None else request[1],
     )
     assert row is not None
     return Transfer(row["id"], row["created_at"])
+
+
+@dataclass(frozen=True, slots=True)
+class MadeTransfer:
+    """A transfer found by the request that made it."""
+
+    id: int
+    kind: str
+    amount_cents: int
+    sender: str | None  # None: the payment provider
+    receiver: str
+    photo_id: int | None
+    created_at: datetime
+
+
+async def transfer_by_request(conn: Connection, user_id: int, key: str) -> MadeTransfer | None:
+    row = await conn.fetchrow(
+        "SELECT t.id, t.kind, t.amount_cents, t.photo_id, t.created_at,"
+        " fu.username AS sender, tu.username AS receiver"
+        " FROM transfers t"
+        " JOIN accounts fa ON fa.id = t.from_account LEFT JOIN users fu ON fu.id = fa.user_id"
+        " JOIN accounts ta ON ta.id = t.to_account JOIN users tu ON tu.id = ta.user_id"
+        " WHERE t.request_user = $1 AND t.request_key = $2",
+        user_id,
+        key,
+    )
+    if row is None:
+        return None
+    return MadeTransfer(
+        row["id"],
+        row["kind"],
+        row["amount_cents"],
+        row["sender"],
+        row["receiver"],
+        row["photo_id"],
+        row["created_at"],
+    )
 
 
 async def add_to_balance(conn: Connection, account_id: int, delta_cents: int) -> int:

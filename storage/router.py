@@ -48,6 +48,10 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+# A mark no replica reaches: reads go to the primary while it is kept.
+UNKNOWN_POSITION = 1 << 62
+
+
 class DatabaseUnavailable(Exception):
     """The database this needs cannot be reached now; retrying later may work (503)."""
 
@@ -132,13 +136,15 @@ class Databases:
 
     @asynccontextmanager
     async def transaction(
-        self, *, isolation: Isolation = "read_committed"
+        self, *, isolation: Isolation = "read_committed", readonly: bool = False
     ) -> AsyncIterator[Connection]:
-        """A primary connection inside one transaction."""
+        """A primary connection inside one transaction (`readonly`: one that
+        must read the primary, such as a balance, and writes nothing to remember)."""
         async with self._on(self.primary) as conn:
-            async with conn.transaction(isolation=isolation):
+            async with conn.transaction(isolation=isolation, readonly=readonly):
                 yield conn
-            await self._remember_write(conn)
+            if not readonly:
+                await self._remember_write(conn)
 
     async def _remember_write(self, conn: Connection) -> None:
         # Only worth a round trip when a replica could serve this user stale data.
@@ -147,8 +153,16 @@ class Databases:
         scope = request_scope.current()
         if scope is None:
             return
-        lsn = parse_lsn(await conn.fetchval("SELECT pg_current_wal_lsn()::text"))
-        self._clock.saw(lsn)
+        try:
+            lsn = parse_lsn(await conn.fetchval("SELECT pg_current_wal_lsn()::text"))
+        except Exception as exc:
+            # The write is committed: whatever happens now must not turn it
+            # into an error a client would retry. Not knowing its position,
+            # send this user's reads to the primary for the mark's lifetime.
+            log.warning("could not read the WAL position after a write: %s", exc)
+            lsn = UNKNOWN_POSITION
+        else:
+            self._clock.saw(lsn)
         if self.on_write is not None:
             self.on_write()
         scope.wrote_lsn = max(scope.wrote_lsn, lsn)
@@ -235,11 +249,9 @@ class Databases:
         return await self._mark(user_id, request_scope.current()) != 0
 
     def _any_replica(self) -> Node | None:
-        """With the primary down: any replica that answers, the freshest first."""
+        """With the primary down: the freshest replica that answers."""
         live = [n for n in self.replicas if n.up]
-        if not live:
-            return None
-        return self._policy.choose(live, None) if len(live) > 1 else live[0]
+        return max(live, key=lambda n: n.lsn) if live else None
 
     # -- both ------------------------------------------------------------------
 
@@ -257,6 +269,9 @@ class Databases:
             raise DatabaseUnavailable(node.label)
         try:
             conn: PoolConnectionProxy = await node.pool.acquire(timeout=self._timeout)
+        except TimeoutError as exc:
+            # A full pool or a slow server is not a dead one: the watcher decides.
+            raise DatabaseUnavailable(node.label) from exc
         except CONNECTION_ERRORS as exc:
             self._down(node, exc)
             raise DatabaseUnavailable(node.label) from exc
@@ -270,9 +285,14 @@ class Databases:
                 scope.note(node.label)
             try:
                 yield conn
+            except TimeoutError as exc:  # a command timed out: slow is not gone
+                raise DatabaseUnavailable(node.label) from exc
             except CONNECTION_ERRORS as exc:
-                if not isinstance(exc, TimeoutError):  # slow is not gone
-                    self._down(node, exc)
+                if isinstance(exc, OSError) and not conn.is_closed():
+                    # Not this connection's failure: the caller's own I/O in
+                    # the block (a blob write on a full disk, say).
+                    raise
+                self._down(node, exc)
                 raise DatabaseUnavailable(node.label) from exc
         finally:
             await node.pool.release(conn)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections import deque
 
@@ -32,22 +33,42 @@ _REPLICA_SQL = "SELECT pg_last_wal_replay_lsn()::text"
 
 
 class LagClock:
-    """When the primary was first seen at each WAL position (a bounded history)."""
+    """When the primary was first seen at each WAL position (a bounded history).
 
-    __slots__ = ("_samples",)
+    Samples are at least `step` seconds apart (a later position within the
+    step replaces the last one's position, keeping its time), so the history
+    covers at least keep * step seconds however fast the writes come; a
+    replica behind all of it lags more than that, so more than any bound."""
 
-    def __init__(self, keep: int = 4096) -> None:
+    __slots__ = ("_samples", "_step")
+
+    def __init__(self, keep: int = 8192, step: float = 0.01) -> None:
         self._samples: deque[tuple[int, float]] = deque(maxlen=keep)
+        self._step = step
 
     def saw(self, lsn: int, at: float | None = None) -> None:
-        if not self._samples or lsn > self._samples[-1][0]:
-            self._samples.append((lsn, time.monotonic() if at is None else at))
+        at = time.monotonic() if at is None else at
+        if not self._samples:
+            self._samples.append((lsn, at))
+            return
+        last_lsn, last_at = self._samples[-1]
+        if lsn <= last_lsn:
+            return
+        if at - last_at < self._step and len(self._samples) > 1:
+            self._samples[-1] = (lsn, last_at)
+        else:
+            self._samples.append((lsn, at))
 
     def latest(self) -> int:
         return self._samples[-1][0] if self._samples else 0
 
     def lag(self, replayed: int, now: float | None = None) -> float:
-        """Seconds since the primary first stood past `replayed` (0: caught up)."""
+        """Seconds since the primary first stood past `replayed` (0: caught up;
+        infinite when the replica is behind the whole history)."""
+        if self._samples and replayed < self._samples[0][0]:
+            # Behind all we know (a replica far behind at start, or the
+            # history rolled over): how far is unknown, so too far.
+            return math.inf
         for lsn, at in self._samples:
             if lsn > replayed:
                 return max(0.0, (time.monotonic() if now is None else now) - at)

@@ -347,3 +347,25 @@ def test_money_is_written_for_people() -> None:
     assert money_text(123_456, "USD") == "$1,234.56"
     assert money_text(-5, "USD") == "-$0.05"
     assert money_text(700, "EUR") == "7.00 EUR"
+
+
+async def test_a_request_run_again_finds_its_transfer(client: Client) -> None:
+    """The ledger's own guard: the same request key (the idempotency layer let
+    it through again, say after a lost commit reply) moves money once, also
+    when both runs race."""
+    alice, bob = await _user(client, "alice"), await _user(client, "bob")
+    payments = _payments(client)
+    first = await payments.topup(alice, 1_000, request_key="k-topup")
+    again = await payments.topup(alice, 1_000, request_key="k-topup")
+    assert again.id == first.id and again.balance_cents == 1_000
+    tips = await asyncio.gather(
+        *(payments.tip(alice, "bob", 300, request_key="k-tip") for _ in range(5))
+    )
+    assert {t.id for t in tips} == {tips[0].id}
+    assert (await payments.wallet(alice.id)).balance_cents == 700
+    assert (await payments.wallet(bob.id)).balance_cents == 300
+    # Keys are per user: bob's "k-tip" is his own.
+    await payments.topup(bob, 50, request_key="k-tip")
+    assert (await payments.wallet(bob.id)).balance_cents == 350
+    audit = await _audit(client)
+    assert audit["unbalanced"] == audit["orphans"] == audit["total"] == 0
