@@ -59,7 +59,8 @@ async def once(
     if isinstance(claim, Answer):
         return claim.location or "/"
     try:
-        location = await action()
+        async with service.held(claim):  # a slow upload must not lose its key
+            location = await action()
     except BaseException:
         # Refused (shown with the form again) or failed: the key is free for
         # the corrected form.

@@ -23,7 +23,6 @@ Decisions (README: "Idempotency-Key"):
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 from collections.abc import Awaitable, Callable
@@ -114,8 +113,7 @@ def replay(answer: Answer) -> web.Response:
 async def _run_claimed(
     request: web.Request, handler: Handler, service: IdempotencyService, claim: Claim
 ) -> web.StreamResponse:
-    keep_alive = asyncio.ensure_future(service.keep_alive(claim))
-    try:
+    async with service.held(claim):
         try:
             response = await handler(request)
         except web.HTTPException as exc:
@@ -142,10 +140,6 @@ async def _run_claimed(
         else:
             await _complete(service, claim, answer)
         return response
-    finally:
-        keep_alive.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await keep_alive
 
 
 def _storable(response: web.StreamResponse, max_body: int) -> Answer | None:

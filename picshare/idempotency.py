@@ -11,9 +11,12 @@ replica, never a cache, since a stale "absent" would run a request twice.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from picshare.config import IdempotencySettings
@@ -155,6 +158,17 @@ class IdempotencyService:
             await idempotency_repo.release(
                 conn, user_id=claim.user_id, key=claim.key, token=claim.token
             )
+
+    @asynccontextmanager
+    async def held(self, claim: Claim) -> AsyncIterator[None]:
+        """Keep `claim` alive (its lease renewed) while the block runs."""
+        renewing = asyncio.ensure_future(self.keep_alive(claim))
+        try:
+            yield
+        finally:
+            renewing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewing
 
     async def keep_alive(self, claim: Claim) -> None:
         """Extend the claim's lease until cancelled (run beside a slow request,
