@@ -59,6 +59,7 @@ class CacheTtls:
 
 
 _NULL = orjson.dumps(None)
+STALE_TTL = 1.0  # seconds
 
 
 def _identity(data: bytes) -> Any:
@@ -67,6 +68,12 @@ def _identity(data: bytes) -> Any:
 
 class CachedReads:
     __slots__ = ("_cache", "_db", "_joined", "_pages", "_photos", "_ttl", "_users")
+
+    def _fresh(self, ttl: float) -> float:
+        """An entry's lifetime: `ttl`, or a moment while the primary is down (the
+        entry then comes from a replica that may be far behind, and must not
+        outlive the outage by a whole TTL)."""
+        return ttl if self._db.primary.up else min(ttl, STALE_TTL)
 
     def __init__(self, *, db: Databases, cache: Cache, ttl: CacheTtls) -> None:
         # Entries are filled from the primary (a replica only while it is
@@ -95,7 +102,7 @@ class CachedReads:
         """The photo with its owner's current fields; liked_by_me is False (per viewer).
         The same record object while neither entry changes: callers never mutate it."""
         raw = await self._raw(
-            f"photo:{photo_id}", lambda: self._photo_row(photo_id), self._ttl.photo
+            f"photo:{photo_id}", lambda: self._photo_row(photo_id), self._fresh(self._ttl.photo)
         )
         if raw == _NULL:
             return None
@@ -111,7 +118,7 @@ class CachedReads:
     async def user_by_name(self, username: str) -> UserRecord | None:
         key = username.lower()
         user_id = await self._cache.get_or_compute(
-            f"uname:{key}", lambda: self._user_id(key), ttl=self._ttl.profile
+            f"uname:{key}", lambda: self._user_id(key), ttl=self._fresh(self._ttl.profile)
         )
         return None if user_id is None else await self.user(int(user_id))
 
@@ -127,7 +134,9 @@ class CachedReads:
         async def rows() -> list[dict[str, Any]]:
             return [_photo_dict(p) for p in await compute()]
 
-        raw = await self._raw(f"first:{limit}", rows, self._ttl.public, namespace="public")
+        raw = await self._raw(
+            f"first:{limit}", rows, self._fresh(self._ttl.public), namespace="public"
+        )
         return self._pages(raw)
 
     async def feed_first_page(
@@ -139,7 +148,7 @@ class CachedReads:
             return [_photo_dict(p) for p in await compute()]
 
         cached: list[dict[str, Any]] = await self._cache.get_or_compute(
-            f"first:{limit}", rows, ttl=self._ttl.feed, namespace=f"feed:{viewer_id}"
+            f"first:{limit}", rows, ttl=self._fresh(self._ttl.feed), namespace=f"feed:{viewer_id}"
         )
         return [_photo_from(r) for r in cached]
 
@@ -161,7 +170,7 @@ class CachedReads:
 
     async def _user_raw(self, user_id: int) -> bytes:
         return await self._raw(
-            f"user:{user_id}", lambda: self._user_row(user_id), self._ttl.profile
+            f"user:{user_id}", lambda: self._user_row(user_id), self._fresh(self._ttl.profile)
         )
 
     async def _raw(

@@ -28,7 +28,7 @@ from storage.db import Connection
 from storage.lsn import parse_lsn
 from storage.node import Node
 from storage.replicas import ReplicaPolicy
-from storage.wal_marks import WalMarks
+from storage.wal_marks import MemoryMarks, WalMarks
 from storage.watch import LagClock
 
 log = logging.getLogger(__name__)
@@ -48,6 +48,9 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+# How long a mark the shared store failed to keep is kept in this process
+# (as long as any replica may lag and still serve, and then some).
+LOCAL_MARK_TTL = 120.0
 # A mark no replica reaches: reads go to the primary while it is kept.
 UNKNOWN_POSITION = 1 << 62
 
@@ -92,6 +95,7 @@ class DatabaseStatus:
 class Databases:
     __slots__ = (
         "_clock",
+        "_kept_here",
         "_marks",
         "_policy",
         "_timeout",
@@ -119,6 +123,9 @@ class Databases:
         self._clock = clock
         self.max_lag = max_lag
         self._timeout = acquire_timeout
+        # Marks the shared store failed to keep, kept in this process instead:
+        # a logout whose mark was lost must still end its token here.
+        self._kept_here = MemoryMarks(ttl=LOCAL_MARK_TTL)
         # Called after a remembered write (the watcher's nudge), if set.
         self.on_write: Callable[[], None] | None = None
 
@@ -180,8 +187,9 @@ class Databases:
     async def _put_mark(self, user_id: int, lsn: int) -> None:
         try:
             await self._marks.put(user_id, lsn)
-        except Exception as exc:  # the mark store is down: the cookie and the primary still hold
+        except Exception as exc:
             log.warning("could not keep a read-your-writes mark: %s", exc)
+            await self._kept_here.put(user_id, lsn)
 
     # -- reading ---------------------------------------------------------------
 
@@ -233,7 +241,7 @@ class Databases:
         if scope is not None and user_id in scope.marks:
             return scope.marks[user_id]
         try:
-            mark = await self._marks.get(user_id)
+            mark = max(await self._marks.get(user_id), await self._kept_here.get(user_id))
         except Exception as exc:
             log.warning("could not read a read-your-writes mark: %s", exc)
             return None
