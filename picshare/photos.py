@@ -229,8 +229,11 @@ class PhotoService:
         tag: str | None = None,
     ) -> Page[PhotoRecord]:
         before = decode_cursor(cursor)
+        # The owner from the cache, which the primary fills and the owner's
+        # own change invalidates: an account turned private is private here
+        # at once, even while a replica still has it public.
+        owner = await self._cached.user_by_name(username)
         async with self._db.read(read_your_writes(viewer_id)) as conn:
-            owner = await users_repo.user_by_username(conn, username)
             if owner is None or not await privacy.may_see_account(conn, owner, viewer_id):
                 # A private account's photos are not even said to exist.
                 raise NotFound("no such user, or the account is private")

@@ -171,8 +171,12 @@ class SocialService:
         fetch: social_repo.UserLister,
     ) -> Page[UserListEntry]:
         before = decode_cursor(cursor)
+        # The account from the cache (filled from the primary, invalidated by
+        # its owner's change): privacy is decided on fresh data.
+        user = await self._cached.user_by_name(username)
+        if user is None:
+            raise NotFound("no such user")
         async with self._db.read(read_your_writes(viewer_id)) as conn:
-            user = await _user(conn, username)
             if not await privacy.may_see_account(conn, user, viewer_id):
                 raise NotFound("no such user, or the account is private")
             rows = await fetch(conn, user.id, before=before, limit=limit + 1)
