@@ -30,8 +30,8 @@ async def make_client(redis_url: str) -> AsyncIterator[MakeClient]:
     """Redis clients like the app's; `url` points one elsewhere."""
     made: list[Redis] = []
 
-    def make(url: str = redis_url) -> Redis:
-        client = Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
+    def make(url: str = redis_url, timeout: float = 0.5) -> Redis:
+        client = Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
         made.append(client)
         return client
 
@@ -159,8 +159,11 @@ async def test_lost_generation_never_brings_back_old_entries(
 
 async def test_stampede_across_two_processes_computes_once(make_client: MakeClient) -> None:
     metrics = Metrics()
-    a = RedisCache(make_client(), name="hot", metrics=metrics)
-    b = RedisCache(make_client(), name="hot", metrics=metrics)
+    # Two hundred callers at once open many connections: a generous bound per
+    # call, since this is about who computes, not about timeouts (0.5 s was
+    # once exceeded on a busy machine, and that caller computed too).
+    a = RedisCache(make_client(timeout=3.0), name="hot", metrics=metrics, timeout=3.0)
+    b = RedisCache(make_client(timeout=3.0), name="hot", metrics=metrics, timeout=3.0)
     source = Source(delay=0.1)
     results = await asyncio.gather(
         *(cache.get_or_compute("cold", source, ttl=60) for _ in range(100) for cache in (a, b))
@@ -173,8 +176,8 @@ async def test_stampede_across_two_processes_computes_once(make_client: MakeClie
 
 
 async def test_stampede_under_a_namespace(make_client: MakeClient) -> None:
-    a = RedisCache(make_client(), name="feeds")
-    b = RedisCache(make_client(), name="feeds")
+    a = RedisCache(make_client(timeout=3.0), name="feeds", timeout=3.0)
+    b = RedisCache(make_client(timeout=3.0), name="feeds", timeout=3.0)
     source = Source(delay=0.05)
     await asyncio.gather(
         *(
