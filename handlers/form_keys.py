@@ -1,5 +1,6 @@
-"""Page forms' own idempotency keys: a double-clicked upload makes one photo,
-a double-clicked tip moves money once.
+"""Page forms' own idempotency keys: a double-clicked upload makes one photo.
+(The wallet's forms send their key with the transfer instead: the ledger
+keeps one transfer per key, handlers/pages_wallet.py.)
 
 Browsers cannot send an Idempotency-Key header from a plain form, so such a
 page renders a fresh random key in a hidden field, and the form's handler

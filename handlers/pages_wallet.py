@@ -8,6 +8,7 @@ integer cents. The service's errors name `amount_cents`; the page's field is
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -67,63 +68,42 @@ async def wallet_page(request: web.Request) -> web.StreamResponse:
 
 
 async def topup_submit(request: web.Request) -> web.StreamResponse:
-    form = await read_form(request)
-    user = page_user(request, "/wallet")
-    amount = form.get("amount", "")
-    form_key = _form_key(form)
+    async def topup(user: UserRecord, form: dict[str, str], key: str | None) -> None:
+        amount = cents_of(form.get("amount", ""))
+        await request.app[keys.PAYMENTS].topup(user, amount, request_key=key)
 
-    async def topup() -> str:
-        await request.app[keys.PAYMENTS].topup(user, cents_of(amount), request_key=form_key)
-        return "/wallet?done=topup"
-
-    try:
-        # The form's own key: a double-clicked top-up charges once.
-        location = await form_keys.once(
-            request,
-            user_id=user.id,
-            form="topup",
-            key=form.get(form_keys.FIELD),
-            fingerprint=amount,
-            action=topup,
-        )
-    except DomainError as exc:
-        return await _again(request, user, exc, form, "topup")
-    raise see_other(location)
+    return await _move(request, "topup", topup)
 
 
 async def tip_submit(request: web.Request) -> web.StreamResponse:
+    async def tip(user: UserRecord, form: dict[str, str], key: str | None) -> None:
+        to, amount = form.get("to", "").strip(), cents_of(form.get("amount", ""))
+        photo_id = form.get("photo_id", "").strip() or None
+        await request.app[keys.PAYMENTS].tip(user, to, amount, photo_id, request_key=key)
+
+    return await _move(request, "tip", tip)
+
+
+Move = Callable[[UserRecord, dict[str, str], str | None], Awaitable[None]]
+
+
+async def _move(request: web.Request, which: str, move: Move) -> web.StreamResponse:
+    """A money form: the move, then back to the wallet saying it is done.
+
+    The form's own key goes with the transfer (prefixed with the form's name,
+    so a page's two forms and the API's keys never meet): the ledger makes
+    one transfer per key in the transfer's own transaction, so a
+    double-clicked tip moves money once and the second submission lands on
+    the same "done" page."""
     form = await read_form(request)
     user = page_user(request, "/wallet")
-    to, amount = form.get("to", "").strip(), form.get("amount", "")
-    photo_id = form.get("photo_id", "").strip() or None
-    form_key = _form_key(form)
-
-    async def tip() -> str:
-        await request.app[keys.PAYMENTS].tip(
-            user, to, cents_of(amount), photo_id, request_key=form_key
-        )
-        return "/wallet?done=tip"
-
-    try:
-        # The form's own key: a double-clicked tip moves money once.
-        location = await form_keys.once(
-            request,
-            user_id=user.id,
-            form="tip",
-            key=form.get(form_keys.FIELD),
-            fingerprint=f"{to}\0{amount}\0{photo_id or ''}",
-            action=tip,
-        )
-    except DomainError as exc:
-        return await _again(request, user, exc, form, "tip")
-    raise see_other(location)
-
-
-def _form_key(form: dict[str, str]) -> str | None:
-    """The form's own key, also kept with the transfer (prefixed: a form's
-    keys and the API's never meet)."""
     key = form.get(form_keys.FIELD) or None
-    return None if key is None else f"form:{key}"
+    try:
+        # Both forms of one page carry the same key: the form's name tells them apart.
+        await move(user, form, None if key is None else f"form:{which}:{key}")
+    except DomainError as exc:
+        return await _again(request, user, exc, form, which)
+    raise see_other(f"/wallet?done={which}")
 
 
 async def _again(

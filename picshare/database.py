@@ -34,10 +34,7 @@ async def database_urls(settings: Settings) -> AsyncIterator[DatabaseUrls]:
     if db.url:
         yield DatabaseUrls(db.url, db.replicas)
         return
-    server = EmbeddedPostgres(settings.data_path / "pg")
-    admin_dsn = await asyncio.to_thread(server.start)
-    try:
-        await _ensure_database(admin_dsn, EMBEDDED_DATABASE, db.connect_timeout)
+    async with _embedded(settings) as (server, admin_dsn):
         replicas = EmbeddedReplicas(
             settings.data_path,
             db.embedded_replicas,
@@ -52,8 +49,6 @@ async def database_urls(settings: Settings) -> AsyncIterator[DatabaseUrls]:
                 _with_database(admin_dsn, EMBEDDED_DATABASE),
                 tuple(replicas.dsns(EMBEDDED_DATABASE)),
             )
-    finally:
-        await asyncio.to_thread(server.stop)
 
 
 @asynccontextmanager
@@ -63,12 +58,20 @@ async def database_url(settings: Settings) -> AsyncIterator[str]:
     if settings.database.url:
         yield settings.database.url
         return
+    async with _embedded(settings) as (_server, admin_dsn):
+        yield _with_database(admin_dsn, EMBEDDED_DATABASE)
+
+
+@asynccontextmanager
+async def _embedded(settings: Settings) -> AsyncIterator[tuple[EmbeddedPostgres, str]]:
+    """The embedded server under the data dir, with PicShare's database in it,
+    for the duration; yields the server and its admin DSN."""
     server = EmbeddedPostgres(settings.data_path / "pg")
     # initdb and start are blocking subprocess calls: keep them off the loop.
     admin_dsn = await asyncio.to_thread(server.start)
     try:
         await _ensure_database(admin_dsn, EMBEDDED_DATABASE, settings.database.connect_timeout)
-        yield _with_database(admin_dsn, EMBEDDED_DATABASE)
+        yield server, admin_dsn
     finally:
         await asyncio.to_thread(server.stop)
 

@@ -325,6 +325,3 @@ class Databases:
             )
             for n in (self.primary, *self.replicas)
         ]
-
-    def pools(self) -> list[asyncpg.Pool]:
-        return [n.pool for n in (self.primary, *self.replicas)]

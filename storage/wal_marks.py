@@ -14,11 +14,9 @@ from redis.asyncio import Redis
 class WalMarks(Protocol):
     async def get(self, user_id: int) -> int:
         """The user's mark, 0 when none is kept."""
-        ...
 
     async def put(self, user_id: int, lsn: int) -> None:
         """Raise the user's mark to `lsn` (never lowers it)."""
-        ...
 
 
 class MemoryMarks:

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
+import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -96,3 +97,13 @@ async def signup_over_http(session: aiohttp.ClientSession, base: str, name: str)
     async with session.post(f"{base}/api/v1/auth/signup", json=body) as resp:
         assert resp.status == 201, await resp.text()
         return {"Authorization": f"Bearer {(await resp.json())['token']}"}
+
+
+def postmasters_under(folder: Path) -> list[psutil.Process]:
+    """The PostgreSQL servers whose data directory lies under `folder`."""
+    found = []
+    for proc in psutil.process_iter(["name", "cmdline"]):
+        cmdline = " ".join(proc.info["cmdline"] or [])
+        if proc.info["name"] == "postgres" and str(folder) in cmdline:
+            found.append(proc)
+    return found

@@ -22,7 +22,7 @@ import aiohttp
 import psutil
 
 from tests import imaging
-from tests.servers import free_port
+from tests.servers import free_port, postmasters_under
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT = aiohttp.ClientTimeout(total=30)
@@ -72,15 +72,6 @@ def _workers(pid: int) -> list[psutil.Process]:
     return [p for p in _descendants(pid) if "python" in p.name().lower()]
 
 
-def _postmasters(pgdata: Path) -> list[psutil.Process]:
-    found = []
-    for proc in psutil.process_iter(["name", "cmdline"]):
-        cmdline = " ".join(proc.info["cmdline"] or [])
-        if proc.info["name"] == "postgres" and str(pgdata) in cmdline:
-            found.append(proc)
-    return found
-
-
 @contextlib.contextmanager
 def _reaped(data_dir: Path) -> Iterator[list[Serve]]:
     """Whatever the test outcome, nothing it started outlives it."""
@@ -95,7 +86,7 @@ def _reaped(data_dir: Path) -> Iterator[list[Serve]]:
             # Its own session: the group outlives the server while any member lives.
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(serve.proc.pid, signal.SIGKILL)
-        postmasters = _postmasters(data_dir / "pg")
+        postmasters = postmasters_under(data_dir / "pg")
         for proc in postmasters:
             with contextlib.suppress(psutil.Error):
                 proc.send_signal(signal.SIGINT)  # PostgreSQL's fast shutdown
@@ -173,14 +164,14 @@ async def test_a_restart_after_a_kill_adopts_the_embedded_database_and_stops_it(
         async with aiohttp.ClientSession(timeout=TIMEOUT) as session:
             # The data the killed server committed is there.
             await _wait_photo(session, second.base, photo_id, headers)
-        assert len(_postmasters(pgdata)) == 1, "one PostgreSQL for the data dir"
+        assert len(postmasters_under(pgdata)) == 1, "one PostgreSQL for the data dir"
 
         second.proc.send_signal(signal.SIGINT)
         assert second.proc.wait(60) == 0, second.log_path.read_text()[-3000:]
         deadline = time.monotonic() + 10
-        while _postmasters(pgdata) and time.monotonic() < deadline:
+        while postmasters_under(pgdata) and time.monotonic() < deadline:
             await asyncio.sleep(0.2)
-        assert not _postmasters(pgdata), (
+        assert not postmasters_under(pgdata), (
             "a clean stop left the embedded PostgreSQL running: "
             + second.log_path.read_text()[-3000:]
         )

@@ -9,18 +9,8 @@ import time
 from pathlib import Path
 
 import aiohttp
-import psutil
 
-from tests.servers import picshare_process, signup_over_http
-
-
-def _postgres_under(folder: Path) -> list[psutil.Process]:
-    found = []
-    for proc in psutil.process_iter(["name", "cmdline"]):
-        cmdline = " ".join(proc.info["cmdline"] or [])
-        if proc.info["name"] == "postgres" and str(folder) in cmdline:
-            found.append(proc)
-    return found
+from tests.servers import picshare_process, postmasters_under, signup_over_http
 
 
 async def test_serve_with_an_embedded_replica_reads_from_it_and_stops_it(tmp_path: Path) -> None:
@@ -42,9 +32,9 @@ async def test_serve_with_an_embedded_replica_reads_from_it_and_stops_it(tmp_pat
         async with session.get(f"{server.base}/readyz") as resp:
             ready = await resp.json()
         assert ready["checks"]["replica-1"] == "ok"
-        assert len(_postgres_under(data)) >= 2  # the primary and its replica
+        assert len(postmasters_under(data)) >= 2  # the primary and its replica
         assert server.stop() == 0
     deadline = time.monotonic() + 15
-    while _postgres_under(data):
+    while postmasters_under(data):
         assert time.monotonic() < deadline, "a database server outlived Ctrl-C"
         await asyncio.sleep(0.2)

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import re
 from typing import Any
 
 from aiohttp.test_utils import TestClient
@@ -74,3 +76,21 @@ async def test_form_errors_are_shown_by_their_field_and_move_nothing(client: Cli
 
 def test_amounts_typed_by_people_become_cents() -> None:
     assert [cents_of(t) for t in ("5", "2.5", "2.50", " $3,07 ", "0")] == [500, 250, 250, 307, 0]
+
+
+async def test_a_double_clicked_money_form_moves_money_once(client: Client) -> None:
+    await signup(client, "bob")
+    await browser_signup(client, "webby")
+    page = await (await client.get("/wallet", headers=HTML)).text()
+    key = re.search(r'name="idempotency_key" value="([^"]+)"', page)
+    assert key is not None
+    csrf = await csrf_of(client, "/wallet")
+    topup = {"csrf_token": csrf, "amount": "10", "idempotency_key": key.group(1)}
+    tip = {**topup, "amount": "3", "to": "bob", "photo_id": ""}
+    for path, form in (("/wallet/topup", topup), ("/wallet/tip", tip)):
+        answers = await asyncio.gather(
+            *(client.post(path, data=form, allow_redirects=False) for _ in range(3))
+        )
+        assert {a.status for a in answers} == {303}
+    page = await (await client.get("/wallet", headers=HTML)).text()
+    assert 'id="balance">$7.00<' in page  # one top-up, one tip

@@ -4,6 +4,7 @@ primary and replicas, and the embedded topology of `run.py serve --replicas N`."
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import tempfile
@@ -40,12 +41,10 @@ async def _eventually(dsn: str, sql: str, *args: object, timeout: float = 10.0) 
     """The first non-empty answer on `dsn` within `timeout` (replication is asynchronous)."""
     async with asyncio.timeout(timeout):
         while True:
-            try:
+            with contextlib.suppress(OSError, asyncpg.PostgresError):  # not up yet
                 value = await _fetchval(dsn, sql, *args)
                 if value is not None:
                     return value
-            except (OSError, asyncpg.PostgresError):
-                pass
             await asyncio.sleep(0.05)
 
 
