@@ -1,7 +1,8 @@
 """PicShare's command line: serve, migrate, jobs, bench.
 
-python run.py serve [--host H] [--port P] [--data-dir D] [--replicas N]
+python run.py serve [--host H] [--port P] [--data-dir D] [--replicas N] [--shards M]
 python run.py migrate
+python run.py shards
 python run.py jobs [--status queued|running|done|failed] [--limit N]
 python run.py bench [--quick]
 """
@@ -26,13 +27,13 @@ from handlers.access_log import AccessLog, flush_now
 from handlers.slow_clients import GuardedTCPSite
 from picshare.app import create_app
 from picshare.config import Settings, SettingsError, load_settings
-from picshare.database import database_url
+from picshare.database import open_shards
 from picshare.seed import SEED_PASSWORD, SeedPlan, seed
 from storage import jobs_repo
-from storage.databases import primary_only
-from storage.db import create_pool
 from storage.local_blobs import LocalBlobStore
-from storage.migrate import migrate
+from storage.records import JobRecord
+from storage.router import PRIMARY
+from storage.shard_stats import ranges_text, shard_stats
 
 ROOT = Path(__file__).resolve().parent
 
@@ -49,7 +50,12 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         help="with no database URL: also run N streaming replicas of the embedded database",
     )
-    for name, text in (("migrate", "apply database migrations"), ("jobs", "list jobs")):
+    commands = {
+        "migrate": "apply database migrations",
+        "jobs": "list jobs",
+        "shards": "show the shard map: logical shards, rows and size per database",
+    }
+    for name, text in commands.items():
         cmd = sub.add_parser(name, help=text)
         cmd.add_argument("--data-dir")
         if name == "jobs":
@@ -63,6 +69,12 @@ def main(argv: list[str] | None = None) -> int:
     seed.add_argument("--follows-per-user", type=int, default=30)
     seed.add_argument("--comments", type=int, default=50_000)
     sub.add_parser("bench", help="run the benchmarks in bench/ (options: --quick, --only NAME)")
+    for cmd in (serve, seed, *(sub.choices[name] for name in commands)):
+        cmd.add_argument(
+            "--shards",
+            type=int,
+            help="with no database URL: shard across M embedded databases (the same M each time)",
+        )
     # The benchmark's own options pass through untouched.
     args, extra = parser.parse_known_args(argv)
     if extra and args.command != "bench":
@@ -91,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
             comments=args.comments,
         )
         return uvloop.run(_seed(settings, plan))
+    if args.command == "shards":
+        return uvloop.run(_shards(settings))
     return uvloop.run(_list_jobs(settings, args.status, args.limit))
 
 
@@ -101,9 +115,13 @@ def _overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
         if value is not None:
             server[name] = value
     overrides: dict[str, dict[str, Any]] = {"server": server} if server else {}
-    replicas = getattr(args, "replicas", None)
-    if replicas is not None:
-        overrides["database"] = {"embedded_replicas": replicas}
+    database: dict[str, Any] = {}
+    for flag, key in (("replicas", "embedded_replicas"), ("shards", "embedded_shards")):
+        value = getattr(args, flag, None)
+        if value is not None:
+            database[key] = value
+    if database:
+        overrides["database"] = database
     return overrides
 
 
@@ -154,11 +172,14 @@ async def _serve_until_stopped(settings: Settings) -> None:
 
 
 async def _migrate(settings: Settings) -> int:
-    async with database_url(settings) as dsn:
-        pool = await _pool(dsn, settings)
-        async with pool, pool.acquire() as conn:
-            applied = await migrate(conn, shard_id=settings.database.shard_id)
-    print("applied: " + (", ".join(applied) if applied else "nothing, the schema is current"))
+    # Opening the site's databases migrates each of them (every shard, the catalog).
+    migrated: dict[str, list[str]] = {}
+    async with open_shards(settings, migrated=migrated) as shards:
+        labels = [db.primary.label for db in shards.everything()]
+    for label in labels:
+        applied = migrated[label]
+        done = ", ".join(applied) if applied else "nothing, the schema is current"
+        print(f"{label}: applied {done}")
     return 0
 
 
@@ -166,14 +187,10 @@ async def _seed(settings: Settings, plan: SeedPlan) -> int:
     if plan.users < 2 or plan.photos < 1:
         print("picshare: seed needs at least 2 users and 1 photo", file=sys.stderr)
         return 2
-    async with database_url(settings) as dsn:
-        # Bulk statements (a recount over a million likes) outlast a request's timeout.
-        pool = await _pool(dsn, settings, command_timeout=600)
-        async with pool:
-            async with pool.acquire() as conn:
-                await migrate(conn, shard_id=settings.database.shard_id)
-            blobs = LocalBlobStore(settings.data_path / "blobs")
-            report = await seed(primary_only(pool), blobs, plan)
+    # Bulk statements (a recount over a million likes) outlast a request's timeout.
+    async with open_shards(settings, command_timeout=600) as shards:
+        blobs = LocalBlobStore(settings.data_path / "blobs")
+        report = await seed(shards, blobs, plan)
     print(
         f"seeded {report.users:,} users, {report.photos:,} photos, {report.follows:,} follows, "
         f"{report.likes:,} likes, {report.comments:,} comments in {report.seconds:.1f} s "
@@ -183,11 +200,12 @@ async def _seed(settings: Settings, plan: SeedPlan) -> int:
 
 
 async def _list_jobs(settings: Settings, status: str | None, limit: int) -> int:
-    async with database_url(settings) as dsn:
-        pool = await _pool(dsn, settings)
-        async with pool, pool.acquire() as conn:
-            await migrate(conn, shard_id=settings.database.shard_id)
-            jobs = await jobs_repo.list_jobs(conn, status=status, limit=limit)
+    jobs: list[JobRecord] = []
+    async with open_shards(settings) as shards:
+        for db in shards.physical:
+            async with db.read(PRIMARY) as conn:
+                jobs += await jobs_repo.list_jobs(conn, status=status, limit=limit)
+    jobs = sorted(jobs, key=lambda job: job.id, reverse=True)[:limit]
     print(f"{'id':>20}  {'kind':<14} {'status':<8} {'tries':>5}  {'created':<19}  last error")
     for job in jobs:
         error = (job.last_error or "").splitlines()[0][:60] if job.last_error else ""
@@ -198,14 +216,21 @@ async def _list_jobs(settings: Settings, status: str | None, limit: int) -> int:
     return 0
 
 
-async def _pool(dsn: str, settings: Settings, *, command_timeout: float | None = None) -> Any:
-    return await create_pool(
-        dsn,
-        min_size=1,
-        max_size=2,
-        command_timeout=command_timeout or settings.database.command_timeout,
-        connect_timeout=settings.database.connect_timeout,
-    )
+async def _shards(settings: Settings) -> int:
+    async with open_shards(settings) as shards:
+        stats = await shard_stats(shards)
+        print(
+            f"router: {shards.map.router}, {len(shards.map.placement)} logical shards, "
+            f"map version {shards.map.version}, catalog on {shards.catalog.primary.label}"
+        )
+        print(f"{'database':<16} {'logical':>7}  {'users':>9} {'photos':>9} {'likes':>10}  size")
+        for row in stats:
+            print(
+                f"{row.label:<16} {len(row.logical):>7}  {row.rows['users']:>9,} "
+                f"{row.rows['photos']:>9,} {row.rows['likes']:>10,}  "
+                f"{row.size_bytes / 1e6:,.1f} MB   logical {ranges_text(row.logical)}"
+            )
+    return 0
 
 
 if __name__ == "__main__":

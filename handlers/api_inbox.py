@@ -10,7 +10,7 @@ from handlers.jsonio import json_response, read_json_object
 from handlers.serialize import notification, photo, user_entry
 from picshare import keys
 from picshare.errors import invalid
-from picshare.ids import parse_id
+from storage.ids import parse_id
 
 SEARCH_LIMIT = 10
 

@@ -10,10 +10,10 @@ from handlers.serialize import photo, photo_json, photo_page
 from handlers.upload_form import receive_upload
 from picshare import keys
 from picshare.errors import NotFound
-from picshare.ids import parse_id
 from picshare.media_urls import MediaUrls
 from picshare.pagination import parse_limit
 from picshare.staging import StagedUpload
+from storage.ids import parse_id
 
 
 def limit_of(request: web.Request) -> int:

@@ -10,7 +10,7 @@ from handlers.jsonio import json_response, read_json_object
 from handlers.serialize import comment, comment_page, profile, user_page
 from picshare import keys
 from picshare.errors import NotFound
-from picshare.ids import parse_id
+from storage.ids import parse_id
 
 
 async def like(request: web.Request) -> web.Response:

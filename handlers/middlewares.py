@@ -101,8 +101,8 @@ def observe_middleware(table: RouteTable, metrics: Metrics, *, wal_cookie_ttl: i
                 if not scope.stale and status < 400:
                     # A cache hit while the primary is down is as stale as a replica's read.
                     databases = request.app.get(keys.DATABASES)
-                    scope.stale = databases is not None and not databases.primary.up
-                if scope.served or scope.stale:
+                    scope.stale = databases is not None and databases.primary_down()
+                if scope.served or scope.stale or scope.partial:
                     _database_headers(request, headers, scope, wal_cookie_ttl)
             return response
         finally:
@@ -118,6 +118,8 @@ def _database_headers(
         headers["Server-Timing"] = ", ".join(f'db;desc="{label}"' for label in scope.served)
     if scope.stale:
         headers["PicShare-Stale"] = "1"
+    if scope.partial:
+        headers["PicShare-Partial"] = "1"
     # Browsers (pages, or the API with the session cookie) carry their last
     # write's position; API clients have their user's mark instead.
     if scope.wrote_lsn and (

@@ -11,8 +11,8 @@ from handlers.pages import PAGE_SIZE, form_error, page_user, photos_of, read_for
 from handlers.serialize import notification, user_entry
 from picshare import keys
 from picshare.errors import DomainError
-from picshare.ids import parse_id
 from picshare.text import normalize_tag
+from storage.ids import parse_id
 from storage.records import NotificationKind
 
 SEARCH_LIMIT = 12

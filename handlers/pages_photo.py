@@ -20,7 +20,7 @@ from handlers.pages import (
 from handlers.serialize import comment
 from picshare import keys, privacy
 from picshare.errors import DomainError, NotFound
-from picshare.ids import parse_id
+from storage.ids import parse_id
 
 COMMENTS_PAGE = 50
 

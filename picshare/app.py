@@ -31,7 +31,7 @@ from handlers.template_filters import blurhash_color
 from picshare import keys
 from picshare.caching import CachedReads, CacheTtls
 from picshare.config import Settings
-from picshare.database import database_urls
+from picshare.database import open_shards
 from picshare.events import EventBus, InProcessBus
 from picshare.health import HealthService
 from picshare.idempotency import IdempotencyService
@@ -55,11 +55,8 @@ from picshare.secret import load_secret_key
 from picshare.social import SocialService
 from picshare.users import UserService
 from storage.cache import Cache, MemoryCache, RedisCache
-from storage.databases import PoolSizes, open_databases
 from storage.local_blobs import LocalBlobStore
-from storage.migrate import migrate
 from storage.redis_bus import RedisBus
-from storage.wal_marks import MemoryMarks, RedisMarks, WalMarks
 from ws.hub import Hub
 
 log = logging.getLogger(__name__)
@@ -150,32 +147,9 @@ def _static_urls(app: web.Application) -> Callable[[str], str]:
 
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
-    """The storage router over the primary and its replicas (storage/router.py)."""
-    settings = app[keys.SETTINGS]
-    db = settings.database
-    redis = app[keys.REDIS]
-    marks: WalMarks = (
-        RedisMarks(redis, ttl=db.read_your_writes_ttl, timeout=settings.redis.timeout)
-        if redis is not None
-        else MemoryMarks(ttl=db.read_your_writes_ttl)
-    )
-    async with (
-        database_urls(settings) as urls,
-        open_databases(
-            urls.primary,
-            urls.replicas,
-            sizes=PoolSizes(db.pool_min, db.pool_max, db.command_timeout, db.connect_timeout),
-            policy=db.replica_policy,
-            max_lag=db.max_replica_lag,
-            poll_interval=db.replica_poll_interval,
-            marks=marks,
-        ) as databases,
-    ):
-        async with databases.write() as conn:
-            applied = await migrate(conn, shard_id=db.shard_id)
-        if applied:
-            log.info("migrations applied: %s", ", ".join(applied))
-        app[keys.DATABASES] = databases
+    """The storage routers, one per shard (storage/shards.py): one without sharding."""
+    async with open_shards(app[keys.SETTINGS], redis=app[keys.REDIS]) as shards:
+        app[keys.DATABASES] = shards
         yield
 
 

@@ -34,7 +34,8 @@ from storage import photos_repo, users_repo
 from storage.cache import Cache
 from storage.cache.memo import Memo
 from storage.records import PhotoRecord, UserRecord
-from storage.router import PRIMARY, Databases
+from storage.router import PRIMARY
+from storage.shards import Shards
 
 _USER_FIELDS = (
     "id",
@@ -73,9 +74,9 @@ class CachedReads:
         """An entry's lifetime: `ttl`, or a moment while the primary is down (the
         entry then comes from a replica that may be far behind, and must not
         outlive the outage by a whole TTL)."""
-        return ttl if self._db.primary.up else min(ttl, STALE_TTL)
+        return ttl if self._db.unrouted.primary.up else min(ttl, STALE_TTL)
 
-    def __init__(self, *, db: Databases, cache: Cache, ttl: CacheTtls) -> None:
+    def __init__(self, *, db: Shards, cache: Cache, ttl: CacheTtls) -> None:
         # Entries are filled from the primary (a replica only while it is
         # down): an entry outlives the read that filled it, and a replica that
         # has not yet replayed the write behind an invalidation would put the
@@ -199,7 +200,7 @@ class CachedReads:
         )
 
     async def _photo_row(self, photo_id: int) -> dict[str, Any] | None:
-        async with self._db.read(PRIMARY) as conn:
+        async with self._db.unrouted.read(PRIMARY) as conn:
             photo = await photos_repo.photo_by_id(conn, photo_id)
         if photo is None:
             return None
@@ -208,7 +209,7 @@ class CachedReads:
         return row
 
     async def _user_row(self, user_id: int) -> dict[str, Any] | None:
-        async with self._db.read(PRIMARY) as conn:
+        async with self._db.unrouted.read(PRIMARY) as conn:
             user = await users_repo.user_by_id(conn, user_id)
         if user is None:
             return None
@@ -217,7 +218,7 @@ class CachedReads:
         return row
 
     async def _user_id(self, username: str) -> int | None:
-        async with self._db.read(PRIMARY) as conn:
+        async with self._db.unrouted.read(PRIMARY) as conn:
             user = await users_repo.user_by_username(conn, username)
         return None if user is None else user.id
 

@@ -61,6 +61,24 @@ class DatabaseSettings:
     replica_poll_interval: float = 0.1
     # How long a user's last-write position is kept for read-your-writes.
     read_your_writes_ttl: float = 60.0
+    # The physical shard databases, in order (PICSHARE_SHARDS); empty: one
+    # database, `url` (or the embedded one). With shards, `url` (when set) is
+    # the catalog: the shard map, the user directory, payments.
+    shards: tuple[str, ...] = ()
+    # Entry i: shard i's streaming replicas, space-separated DSNs.
+    shard_replicas: tuple[str, ...] = ()
+    # With no url and no shards: how many embedded clusters to shard across
+    # (`run.py serve --shards M`), in <data_dir>/pg-shard-N beside <data_dir>/pg.
+    embedded_shards: int = 0
+    # `range` (usernames by first letter) or `hash` (logical shards).
+    shard_router: str = "hash"
+    # The range router: the first letter of each range after the first
+    # (empty: a-z shared evenly; two shards: ["n"], a-m and n-z).
+    shard_ranges: tuple[str, ...] = ()
+    # The hash router: how many logical shards (at most 8192, the ID's 13 bits).
+    logical_shards: int = 1024
+    # Seconds a read across shards waits for each; a later one is left out.
+    shard_budget: float = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,6 +290,8 @@ class Settings:
 # Short names operators already know, mapped to their section and key.
 ALIASES: dict[str, tuple[str, str]] = {
     "PICSHARE_DATABASE_URL": ("database", "url"),
+    "PICSHARE_SHARDS": ("database", "shards"),
+    "PICSHARE_SHARD_ROUTER": ("database", "shard_router"),
     "PICSHARE_REDIS_URL": ("redis", "url"),
     "PICSHARE_DATA_DIR": ("server", "data_dir"),
     "PICSHARE_HOST": ("server", "host"),
@@ -425,6 +445,37 @@ def _validate(s: Settings) -> None:
             " database: it cannot be combined with database.url or database.replicas",
         ),
         (0 <= s.database.shard_id < 8192, "database.shard_id must fit 13 bits (0-8191)"),
+        (
+            s.database.shard_router in ("range", "hash"),
+            "database.shard_router (PICSHARE_SHARD_ROUTER) must be range or hash",
+        ),
+        (
+            1 <= s.database.logical_shards <= 8192,
+            "database.logical_shards must be between 1 and 8192 (the ID's 13 shard bits)",
+        ),
+        (
+            all(r.startswith(("postgres://", "postgresql://")) for r in s.database.shards),
+            "database.shards (PICSHARE_SHARDS) must be postgresql:// URLs",
+        ),
+        (
+            len(s.database.shard_replicas) <= len(s.database.shards),
+            "database.shard_replicas has an entry for a shard that database.shards lacks",
+        ),
+        (
+            0 <= s.database.embedded_shards <= 8,
+            "database.embedded_shards (serve --shards) must be between 0 and 8",
+        ),
+        (
+            s.database.embedded_shards == 0 or not (s.database.url or s.database.shards),
+            "database.embedded_shards (serve --shards) shards across embedded databases:"
+            " it cannot be combined with database.url or database.shards",
+        ),
+        (
+            not s.database.shards or not s.database.replicas,
+            "with database.shards, give each shard's replicas in database.shard_replicas"
+            " (database.replicas are the single database's)",
+        ),
+        (s.database.shard_budget > 0, "database.shard_budget must be positive"),
         (s.uploads.max_bytes > 0, "uploads.max_bytes must be positive"),
         (s.uploads.max_pixels > 0, "uploads.max_pixels must be positive"),
         (s.uploads.chunk_bytes >= 4096, "uploads.chunk_bytes must be at least 4096"),

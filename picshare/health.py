@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 
 from storage import jobs_repo
 from storage.blobs import BlobStore
 from storage.router import PRIMARY, Databases, DatabaseStatus
+from storage.shards import Shards
 
 log = logging.getLogger(__name__)
 OK = "ok"
@@ -17,7 +19,7 @@ OK = "ok"
 class HealthService:
     __slots__ = ("_blobs", "_db", "_timeout")
 
-    def __init__(self, *, db: Databases, blobs: BlobStore, timeout: float = 2.0) -> None:
+    def __init__(self, *, db: Shards, blobs: BlobStore, timeout: float = 2.0) -> None:
         self._db = db
         self._blobs = blobs
         self._timeout = timeout  # per check: a hung store answers "failing", not never
@@ -33,7 +35,13 @@ class HealthService:
         """Each backing store's state: "ok", or "failing: <error type>"; each
         replica's too ("ok", "down: <error>", or "lagging: <seconds>s")."""
         checks: dict[str, str] = {}
-        probes = (("database", self._database), ("blobs", self._blobs.ping))
+        databases = self._db.everything()
+        # One database: "database", as before shards; several: each by its label.
+        probes: list[tuple[str, Callable[[], Awaitable[None]]]] = [
+            ("database" if len(databases) == 1 else db.primary.label, _answers(db, self._timeout))
+            for db in databases
+        ]
+        probes.append(("blobs", self._blobs.ping))
         for name, probe in probes:
             try:
                 await asyncio.wait_for(probe(), self._timeout)
@@ -41,21 +49,31 @@ class HealthService:
             except Exception as exc:
                 log.warning("readiness: %s failed: %s", name, exc)
                 checks[name] = f"failing: {type(exc).__name__}"
-        for status in self._db.status()[1:]:
-            if not status.up:
-                checks[status.label] = f"down: {status.error or 'unreachable'}"
-            elif status.lag_seconds > self._db.max_lag:
-                checks[status.label] = f"lagging: {status.lag_seconds:.1f}s"
-            else:
-                checks[status.label] = OK
+        for db in databases:
+            for status in db.status()[1:]:
+                if not status.up:
+                    checks[status.label] = f"down: {status.error or 'unreachable'}"
+                elif status.lag_seconds > db.max_lag:
+                    checks[status.label] = f"lagging: {status.lag_seconds:.1f}s"
+                else:
+                    checks[status.label] = OK
         return checks
 
     async def jobs_queued(self) -> int:
-        """Jobs queued or running, across every process."""
-        async with self._db.read(PRIMARY) as conn:
-            return await jobs_repo.queue_depth(conn)
+        """Jobs queued or running, across every process and shard."""
 
-    async def _database(self) -> None:
-        """The primary answers a query (replicas are watched, not pinged)."""
-        async with self._db.write() as conn:
-            await conn.fetchval("SELECT 1", timeout=self._timeout)
+        async def depth(db: Databases) -> int:
+            async with db.read(PRIMARY) as conn:
+                return await jobs_repo.queue_depth(conn)
+
+        return sum((await self._db.gather(depth)).results)
+
+
+def _answers(db: Databases, timeout: float) -> Callable[[], Awaitable[None]]:
+    """A probe: the database's primary answers a query (replicas are watched, not pinged)."""
+
+    async def probe() -> None:
+        async with db.write() as conn:
+            await conn.fetchval("SELECT 1", timeout=timeout)
+
+    return probe

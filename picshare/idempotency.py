@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from picshare.config import IdempotencySettings
 from picshare.errors import Conflict, Unprocessable
 from storage import idempotency_repo
-from storage.router import Databases
+from storage.shards import Shards
 
 __all__ = [
     "Answer",
@@ -70,7 +70,7 @@ class KeyReused(Unprocessable):
 class IdempotencyService:
     __slots__ = ("_db", "_last_sweep", "_settings")
 
-    def __init__(self, *, db: Databases, settings: IdempotencySettings) -> None:
+    def __init__(self, *, db: Shards, settings: IdempotencySettings) -> None:
         self._db = db
         self._settings = settings
         self._last_sweep = time.monotonic()
@@ -94,7 +94,7 @@ class IdempotencyService:
         await self._maybe_sweep()
         for _ in range(_CLAIM_ATTEMPTS):
             token = secrets.randbits(63)
-            async with self._db.write() as conn:
+            async with self._db.unrouted.write() as conn:
                 if await idempotency_repo.claim(
                     conn,
                     user_id=user_id,
@@ -137,7 +137,7 @@ class IdempotencyService:
             await asyncio.sleep(0.1)
 
     async def complete(self, claim: Claim, answer: Answer) -> None:
-        async with self._db.write() as conn:
+        async with self._db.unrouted.write() as conn:
             stored = await idempotency_repo.complete(
                 conn,
                 user_id=claim.user_id,
@@ -154,7 +154,7 @@ class IdempotencyService:
             )
 
     async def release(self, claim: Claim) -> None:
-        async with self._db.write() as conn:
+        async with self._db.unrouted.write() as conn:
             await idempotency_repo.release(
                 conn, user_id=claim.user_id, key=claim.key, token=claim.token
             )
@@ -176,7 +176,7 @@ class IdempotencyService:
         while True:
             await asyncio.sleep(self._settings.lease / 3)
             try:
-                async with self._db.write() as conn:
+                async with self._db.unrouted.write() as conn:
                     held = await idempotency_repo.extend(
                         conn,
                         user_id=claim.user_id,
@@ -206,5 +206,5 @@ class IdempotencyService:
 
     async def sweep(self, *, limit: int = _SWEEP_BATCH) -> int:
         """Delete up to `limit` expired keys; the number deleted."""
-        async with self._db.write() as conn:
+        async with self._db.unrouted.write() as conn:
             return await idempotency_repo.sweep(conn, limit=limit)

@@ -26,7 +26,8 @@ import aiojobs
 from picshare.config import JobSettings
 from storage import jobs_repo
 from storage.records import JobRecord
-from storage.router import Databases, DatabaseUnavailable
+from storage.router import DatabaseUnavailable
+from storage.shards import Shards
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ class JobRunner:
     def __init__(
         self,
         *,
-        db: Databases,
+        db: Shards,
         settings: JobSettings,
         scheduler: aiojobs.Scheduler,
         kinds: dict[str, JobKind],
@@ -114,7 +115,7 @@ class JobRunner:
             # when a kind has less room than that, one job at a time, so it
             # never gets more than its room.
             limit = free if room >= free else 1
-            async with self._db.transaction() as conn:
+            async with self._db.unrouted.transaction() as conn:
                 jobs = await jobs_repo.claim(
                     conn,
                     worker=self.worker_id,
@@ -154,7 +155,7 @@ class JobRunner:
             if not self._running:
                 continue
             try:
-                async with self._db.write() as conn:
+                async with self._db.unrouted.write() as conn:
                     await jobs_repo.extend_leases(
                         conn,
                         worker=self.worker_id,
@@ -201,7 +202,7 @@ class JobRunner:
                 )
                 await self._retry(job, delay, error)
         else:
-            async with self._db.write() as conn:
+            async with self._db.unrouted.write() as conn:
                 await jobs_repo.finish(conn, job.id, self.worker_id)
 
     def backoff(self, attempts: int) -> float:
@@ -209,13 +210,13 @@ class JobRunner:
         return base * random.uniform(0.8, 1.2)  # jitter: retries of many jobs do not align
 
     async def _retry(self, job: JobRecord, delay: float, error: str) -> None:
-        async with self._db.write() as conn:
+        async with self._db.unrouted.write() as conn:
             await jobs_repo.retry_later(
                 conn, job.id, self.worker_id, delay_seconds=delay, error=error[:2000]
             )
 
     async def _park(self, job: JobRecord, error: str, kind: JobKind | None) -> None:
-        async with self._db.write() as conn:
+        async with self._db.unrouted.write() as conn:
             parked = await jobs_repo.park_failed(conn, job.id, self.worker_id, error=error[:2000])
         # Only the holder of the lease may declare the work failed: another
         # process that took the job over may have done it after all.

@@ -25,11 +25,11 @@ from picshare.social import SocialService
 from picshare.users import UserService
 from storage.blobs import BlobStore
 from storage.records import UserRecord
-from storage.router import Databases
+from storage.shards import Shards
 
 SETTINGS = web.AppKey("settings", Settings)
 SECRET_KEY = web.AppKey("secret_key", bytes)
-DATABASES = web.AppKey("databases", Databases)
+DATABASES = web.AppKey("databases", Shards)
 BLOBS = web.AppKey("blobs", BlobStore)
 MEDIA_WORKERS = web.AppKey("media_workers", MediaWorkers)
 JOBS = web.AppKey("jobs", JobRunner)

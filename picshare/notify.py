@@ -28,7 +28,8 @@ from storage.records import (
     PhotoRecord,
     UserRecord,
 )
-from storage.router import Databases, Isolation
+from storage.router import Isolation
+from storage.shards import Shards
 
 SNIPPET = 60  # characters of a comment quoted in its notification
 
@@ -169,14 +170,14 @@ class Notes:
 
 @asynccontextmanager
 async def transaction(
-    db: Databases,
+    db: Shards,
     bus: EventBus,
     *,
     isolation: Isolation = "read_committed",
     readonly: bool = False,
 ) -> AsyncIterator[tuple[Connection, Notes]]:
     """A transaction whose notifications go live once it commits."""
-    async with db.transaction(isolation=isolation, readonly=readonly) as conn:
+    async with db.unrouted.transaction(isolation=isolation, readonly=readonly) as conn:
         notes = Notes(conn)
         yield conn, notes
     for record in notes.written:

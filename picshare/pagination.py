@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
 from picshare.errors import invalid
-from picshare.ids import parse_id
+from storage.ids import parse_id
 
 
 class HasId(Protocol):

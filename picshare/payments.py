@@ -27,11 +27,11 @@ from picshare import notify
 from picshare.config import PaymentSettings
 from picshare.errors import Conflict, NotFound, Unavailable, invalid
 from picshare.events import EventBus
-from picshare.ids import parse_id
 from storage import ledger_repo, photos_repo, users_repo
 from storage.db import Connection
+from storage.ids import parse_id
 from storage.records import TransferKind, UserRecord, WalletMovement
-from storage.router import Databases
+from storage.shards import Shards
 
 T = TypeVar("T")
 
@@ -80,7 +80,7 @@ class PaymentService:
     def __init__(
         self,
         *,
-        db: Databases,
+        db: Shards,
         bus: EventBus,
         settings: PaymentSettings,
         on_retry: Callable[[], None] | None = None,

@@ -40,7 +40,8 @@ from storage import photos_repo, social_repo, users_repo
 from storage.blobs import BlobStore
 from storage.cache.memo import IdentityMemo
 from storage.records import PhotoRecord, PhotoStatus
-from storage.router import ANY, PRIMARY, Databases, read_your_writes
+from storage.router import ANY, PRIMARY, read_your_writes
+from storage.shards import Shards
 
 T = TypeVar("T")
 
@@ -69,7 +70,7 @@ class PhotoService:
     def __init__(
         self,
         *,
-        db: Databases,
+        db: Shards,
         blobs: BlobStore,
         media: MediaWorkers,
         jobs: JobRunner,
@@ -133,7 +134,7 @@ class PhotoService:
         probe = await self._probe(staged)
         key = f"uploads/{staged.sha256}"
         try:
-            async with self._db.transaction() as conn:
+            async with self._db.unrouted.transaction() as conn:
                 await photos_repo.lock_blob_key(conn, key)
                 await self._blobs.put_file(key, staged.path)
                 photo_id = await photos_repo.insert_photo(
@@ -177,7 +178,7 @@ class PhotoService:
             raise NotFound("no such photo")
         liked = follows = False
         if viewer_id is not None:
-            async with self._db.read(read_your_writes(viewer_id)) as conn:
+            async with self._db.unrouted.read(read_your_writes(viewer_id)) as conn:
                 liked, follows = await social_repo.viewer_flags(
                     conn, viewer_id, photo.id, photo.owner_id
                 )
@@ -192,7 +193,7 @@ class PhotoService:
         before = decode_cursor(cursor)
 
         async def read() -> list[PhotoRecord]:
-            async with self._db.read(read_your_writes(viewer_id)) as conn:
+            async with self._db.unrouted.read(read_your_writes(viewer_id)) as conn:
                 return await photos_repo.list_public(
                     conn, viewer_id=viewer_id, before=before, limit=limit + 1
                 )
@@ -213,7 +214,7 @@ class PhotoService:
         clean = normalize_tag(tag)
         if not clean or len(clean) > self._uploads.max_tag_chars:
             raise NotFound("no such tag")
-        async with self._db.read(read_your_writes(viewer_id)) as conn:
+        async with self._db.unrouted.read(read_your_writes(viewer_id)) as conn:
             rows = await photos_repo.list_tagged(
                 conn, viewer_id=viewer_id, tag=clean, before=before, limit=limit + 1
             )
@@ -233,7 +234,7 @@ class PhotoService:
         # own change invalidates: an account turned private is private here
         # at once, even while a replica still has it public.
         owner = await self._cached.user_by_name(username)
-        async with self._db.read(read_your_writes(viewer_id)) as conn:
+        async with self._db.unrouted.read(read_your_writes(viewer_id)) as conn:
             if owner is None or not await privacy.may_see_account(conn, owner, viewer_id):
                 # A private account's photos are not even said to exist.
                 raise NotFound("no such user, or the account is private")
@@ -254,7 +255,7 @@ class PhotoService:
         before = decode_cursor(cursor)
 
         async def read() -> list[PhotoRecord]:
-            async with self._db.read(read_your_writes(viewer_id)) as conn:
+            async with self._db.unrouted.read(read_your_writes(viewer_id)) as conn:
                 viewer = await users_repo.user_by_id(conn, viewer_id)
                 dense = viewer is not None and viewer.following_count >= self._feed.dense_following
                 return await photos_repo.home_feed(
@@ -268,7 +269,7 @@ class PhotoService:
         return page_of(rows, limit)
 
     async def delete(self, photo_id: int, user_id: int) -> None:
-        async with self._db.transaction() as conn:
+        async with self._db.unrouted.transaction() as conn:
             if await photos_repo.photo_for(conn, photo_id, user_id) is None:
                 raise NotFound("no such photo")
             photo = await photos_repo.lock_photo(conn, photo_id)
@@ -288,14 +289,14 @@ class PhotoService:
     async def media_is_public(self, key: str) -> bool:
         # A replica answers most; a "no" is checked on the primary, since a
         # lagging replica may not have seen the photo turn ready yet.
-        async with self._db.read(ANY) as conn:
+        async with self._db.unrouted.read(ANY) as conn:
             if await photos_repo.key_is_public(conn, key):
                 return True
-        async with self._db.read(PRIMARY) as conn:
+        async with self._db.unrouted.read(PRIMARY) as conn:
             return await photos_repo.key_is_public(conn, key)
 
     async def _fetch(self, photo_id: int, viewer_id: int | None) -> PhotoRecord | None:
-        async with self._db.read(read_your_writes(viewer_id)) as conn:
+        async with self._db.unrouted.read(read_your_writes(viewer_id)) as conn:
             return await photos_repo.photo_for(conn, photo_id, viewer_id)
 
     # -- jobs ---------------------------------------------------------------
@@ -309,7 +310,7 @@ class PhotoService:
         photo's 'original' is its 'large' rendition, a real metadata-free image.
         """
         photo_id = int(payload["photo_id"])
-        async with self._db.read(PRIMARY) as conn:
+        async with self._db.unrouted.read(PRIMARY) as conn:
             photo = await photos_repo.photo_by_id(conn, photo_id)
         if photo is None or photo.status != PhotoStatus.PROCESSING:
             return  # deleted meanwhile, or a repeat of a job that already finished
@@ -318,7 +319,7 @@ class PhotoService:
         keys = {name: _blob_key(data) for name, data in result.renditions.items()}
         blobs = {keys[name]: data for name, data in result.renditions.items()}
         keys["original"] = keys["large"]
-        async with self._db.transaction() as conn:
+        async with self._db.unrouted.transaction() as conn:
             for key in sorted(blobs):  # one order: no lock-order deadlocks
                 await photos_repo.lock_blob_key(conn, key)
             await self._put_all(blobs)
@@ -356,14 +357,14 @@ class PhotoService:
     async def _original_job(self, payload: dict[str, Any]) -> None:
         """Replace the stand-in original ('large') of a ready photo with the real one."""
         photo_id = int(payload["photo_id"])
-        async with self._db.read(PRIMARY) as conn:
+        async with self._db.unrouted.read(PRIMARY) as conn:
             photo = await photos_repo.photo_by_id(conn, photo_id)
         if photo is None or photo.original_key != photo.large_key:
             return  # deleted meanwhile, or a repeat of a job that already finished
         original = await self._render(make_original, photo)
         # The full-size original can be tens of MB: hashed in a thread, not on the loop.
         key = await asyncio.to_thread(_blob_key, original.data)
-        async with self._db.transaction() as conn:
+        async with self._db.unrouted.transaction() as conn:
             await photos_repo.lock_blob_key(conn, key)
             await self._blobs.put_bytes(key, original.data)
             made = await photos_repo.set_original(conn, photo_id, key)
@@ -374,7 +375,7 @@ class PhotoService:
             self._jobs.wake()
 
     async def _render_failed(self, payload: dict[str, Any], error: str) -> None:
-        async with self._db.write() as conn:
+        async with self._db.unrouted.write() as conn:
             await photos_repo.mark_failed(conn, int(payload["photo_id"]))
         await self._cached.photo_changed(int(payload["photo_id"]))
 
@@ -392,7 +393,7 @@ class PhotoService:
     async def _collect(self, keys: list[str]) -> None:
         """Delete each blob no photo uses any more."""
         for key in keys:
-            async with self._db.transaction() as conn:
+            async with self._db.unrouted.transaction() as conn:
                 await photos_repo.lock_blob_key(conn, key)
                 if not await photos_repo.key_in_use(conn, key):
                     await self._blobs.delete(key)

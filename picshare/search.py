@@ -10,7 +10,8 @@ from picshare.errors import invalid
 from picshare.text import normalize_tag
 from storage import search_repo
 from storage.records import PhotoRecord, UserListEntry
-from storage.router import ANY, Databases
+from storage.router import ANY
+from storage.shards import Shards
 
 MAX_QUERY = 100
 _WORD = re.compile(r"\w+")
@@ -26,7 +27,7 @@ class SearchResult:
 class SearchService:
     __slots__ = ("_db",)
 
-    def __init__(self, *, db: Databases) -> None:
+    def __init__(self, *, db: Shards) -> None:
         self._db = db
 
     async def search(self, query: str | None, viewer_id: int | None, *, limit: int) -> SearchResult:
@@ -42,7 +43,7 @@ class SearchService:
         words = [w.lower() for w in _WORD.findall(text.lstrip("#@"))][:8]
         # Each word as a prefix ("sun" finds "sunset"), all of them required.
         tsquery = " & ".join(f"{w}:*" for w in words)
-        async with self._db.read(ANY) as conn:
+        async with self._db.unrouted.read(ANY) as conn:
             users = await search_repo.users(conn, username, limit=limit) if username else []
             tags = await search_repo.tags(conn, tag, limit=limit) if tag else []
             photos = (

@@ -22,7 +22,7 @@ from picshare.media import RenditionSpec, make_original, render_display
 from storage import seed_repo
 from storage.blobs import BlobStore
 from storage.records import PhotoStatus
-from storage.router import Databases
+from storage.shards import Shards
 
 SEED_PASSWORD = "seed-password"  # noqa: S105 - documented, for seeded demo users only
 HEAVY_USER = "seed_heavy"
@@ -131,15 +131,13 @@ class Progress:
         return show
 
 
-async def seed(
-    db: Databases, blobs: BlobStore, plan: SeedPlan, *, quiet: bool = False
-) -> SeedReport:
+async def seed(db: Shards, blobs: BlobStore, plan: SeedPlan, *, quiet: bool = False) -> SeedReport:
     started = time.monotonic()
     rng = random.Random(plan.seed)
     progress = Progress(quiet)
     images = await _images(blobs, plan.images, rng)
     password_hash = await passwords.hash_password(SEED_PASSWORD)
-    async with db.write() as conn:
+    async with db.unrouted.write() as conn:
         # Varied names (as real ones are: search quality depends on it), unique
         # by their number, and across repeated seeds by the run's tag.
         tag = f"{rng.randrange(16**3):03x}"

@@ -18,7 +18,8 @@ from picshare.pagination import Page, decode_cursor, page_of
 from storage import photos_repo, social_repo, users_repo
 from storage.db import Connection
 from storage.records import CommentRecord, Relationship, UserListEntry, UserRecord
-from storage.router import Databases, read_your_writes
+from storage.router import read_your_writes
+from storage.shards import Shards
 
 MAX_COMMENT = 2200
 
@@ -39,7 +40,7 @@ class Profile:
 class SocialService:
     __slots__ = ("_bus", "_cached", "_db")
 
-    def __init__(self, *, db: Databases, bus: EventBus, cached: CachedReads) -> None:
+    def __init__(self, *, db: Shards, bus: EventBus, cached: CachedReads) -> None:
         self._db = db
         self._bus = bus
         self._cached = cached
@@ -59,7 +60,7 @@ class SocialService:
         return LikeState(count, True)
 
     async def unlike(self, photo_id: int, user: UserRecord) -> LikeState:
-        async with self._db.transaction() as conn:
+        async with self._db.unrouted.transaction() as conn:
             if await photos_repo.photo_for(conn, photo_id, user.id) is None:
                 raise NotFound("no such photo")
             count = await social_repo.unlike(conn, photo_id, user.id)
@@ -73,7 +74,7 @@ class SocialService:
         self, photo_id: int, viewer_id: int | None, *, cursor: str | None, limit: int
     ) -> Page[CommentRecord]:
         before = decode_cursor(cursor)
-        async with self._db.read(read_your_writes(viewer_id)) as conn:
+        async with self._db.unrouted.read(read_your_writes(viewer_id)) as conn:
             if await photos_repo.photo_for(conn, photo_id, viewer_id) is None:
                 raise NotFound("no such photo")
             rows = await social_repo.list_comments(
@@ -100,7 +101,7 @@ class SocialService:
         return comment
 
     async def delete_comment(self, comment_id: int, user_id: int) -> None:
-        async with self._db.transaction() as conn:
+        async with self._db.unrouted.transaction() as conn:
             comment = await social_repo.comment_by_id(conn, comment_id)
             photo = (
                 None
@@ -123,7 +124,7 @@ class SocialService:
             raise NotFound("no such user")
         relation = None
         if viewer_id is not None and viewer_id != user.id:
-            async with self._db.read(read_your_writes(viewer_id)) as conn:
+            async with self._db.unrouted.read(read_your_writes(viewer_id)) as conn:
                 relation = await social_repo.relationship(conn, viewer_id, user.id)
         follows = relation is not None and relation.following
         can_see = privacy.can_see_account(user.id, user.private, viewer_id, follows=follows)
@@ -176,7 +177,7 @@ class SocialService:
         user = await self._cached.user_by_name(username)
         if user is None:
             raise NotFound("no such user")
-        async with self._db.read(read_your_writes(viewer_id)) as conn:
+        async with self._db.unrouted.read(read_your_writes(viewer_id)) as conn:
             if not await privacy.may_see_account(conn, user, viewer_id):
                 raise NotFound("no such user, or the account is private")
             rows = await fetch(conn, user.id, before=before, limit=limit + 1)
@@ -186,7 +187,7 @@ class SocialService:
         self, user_id: int, *, cursor: str | None, limit: int
     ) -> Page[UserListEntry]:
         before = decode_cursor(cursor)
-        async with self._db.read(read_your_writes(user_id)) as conn:
+        async with self._db.unrouted.read(read_your_writes(user_id)) as conn:
             rows = await social_repo.incoming_requests(
                 conn, user_id, before=before, limit=limit + 1
             )

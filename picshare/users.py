@@ -17,7 +17,8 @@ from picshare.config import AuthSettings
 from picshare.errors import Conflict, FieldError, InvalidInput, Unauthenticated, invalid
 from storage import social_repo, users_repo
 from storage.records import UserRecord
-from storage.router import ANY, PRIMARY, Databases, read_your_writes
+from storage.router import ANY, PRIMARY, read_your_writes
+from storage.shards import Shards
 
 USERNAME = re.compile(r"^[a-z0-9_.]{3,30}$")
 # Deliberately loose: one @, something on both sides, a dot in the domain.
@@ -38,7 +39,7 @@ class UserService:
     __slots__ = ("_auth", "_cached", "_db")
 
     def __init__(
-        self, *, db: Databases, auth: AuthSettings, cached: CachedReads | None = None
+        self, *, db: Shards, auth: AuthSettings, cached: CachedReads | None = None
     ) -> None:
         self._db = db
         self._auth = auth
@@ -52,7 +53,7 @@ class UserService:
         if errors:
             raise InvalidInput(errors)
         password_hash = await passwords.hash_password(secret)
-        async with self._db.transaction() as conn:
+        async with self._db.unrouted.transaction() as conn:
             try:
                 user = await users_repo.insert_user(
                     conn, username=name, email=mail, password_hash=password_hash
@@ -60,7 +61,7 @@ class UserService:
             except users_repo.DuplicateUser as exc:
                 raise Conflict(f"that {exc.field} is taken", field=exc.field) from None
             token = await self._issue(conn, user.id, kind)
-        await self._db.remember_writer(user.id)
+        await self._db.unrouted.remember_writer(user.id)
         return SignedIn(user, token)
 
     async def login(self, *, username: Any, password: Any, kind: str) -> SignedIn:
@@ -68,40 +69,40 @@ class UserService:
             raise invalid("username", "is required")
         if not isinstance(password, str) or not password:
             raise invalid("password", "is required")
-        async with self._db.read(PRIMARY) as conn:
+        async with self._db.unrouted.read(PRIMARY) as conn:
             name = unicodedata.normalize("NFKC", username.strip()).lower()
             user = await users_repo.user_by_username(conn, name)
         # Verify even for an unknown user, so timing does not tell which it was.
         ok = await passwords.verify_password(user.password_hash if user else None, password)
         if user is None or not ok:
             raise Unauthenticated(LOGIN_FAILED)
-        async with self._db.transaction() as conn:
+        async with self._db.unrouted.transaction() as conn:
             token = await self._issue(conn, user.id, kind)
-        await self._db.remember_writer(user.id)
+        await self._db.unrouted.remember_writer(user.id)
         return SignedIn(user, token)
 
     async def logout(self, token: str) -> None:
-        async with self._db.write() as conn:
+        async with self._db.unrouted.write() as conn:
             await users_repo.revoke_token(conn, tokens.hash_token(token))
 
     async def authenticate(self, token: str, kind: str) -> UserRecord | None:
         digest = tokens.hash_token(token)
-        async with self._db.read(ANY) as conn:
+        async with self._db.unrouted.read(ANY) as conn:
             user = await users_repo.user_by_token(conn, digest, kind)
-        if user is not None and not await self._db.wrote_recently(user.id):
+        if user is not None and not await self._db.unrouted.wrote_recently(user.id):
             return user
         # A token issued a moment ago may not have reached the replica yet,
         # and one revoked a moment ago (a logout: that user's write) must not
         # keep working there: both are settled on the primary.
-        async with self._db.read(PRIMARY) as conn:
+        async with self._db.unrouted.read(PRIMARY) as conn:
             return await users_repo.user_by_token(conn, digest, kind)
 
     async def get(self, user_id: int) -> UserRecord | None:
-        async with self._db.read(read_your_writes(user_id)) as conn:
+        async with self._db.unrouted.read(read_your_writes(user_id)) as conn:
             return await users_repo.user_by_id(conn, user_id)
 
     async def by_username(self, username: str) -> UserRecord | None:
-        async with self._db.read(ANY) as conn:
+        async with self._db.unrouted.read(ANY) as conn:
             return await users_repo.user_by_username(conn, username)
 
     async def update_profile(self, user_id: int, changes: dict[str, Any]) -> UserRecord:
@@ -125,7 +126,7 @@ class UserService:
                 errors.append(FieldError(key, "is not a field you can change"))
         if errors:
             raise InvalidInput(errors)
-        async with self._db.transaction() as conn:
+        async with self._db.unrouted.transaction() as conn:
             before = await users_repo.user_by_id(conn, user_id)
             user = await users_repo.update_user(conn, user_id, clean)
             if before is None or user is None:

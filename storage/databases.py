@@ -33,7 +33,11 @@ async def open_databases(
     max_lag: float,
     poll_interval: float,
     marks: WalMarks,
+    name: str = "",
 ) -> AsyncIterator[Databases]:
+    """The router over one primary and its replicas; `name` (a shard's, "shard-2")
+    prefixes its databases' labels: "shard-2/primary", "shard-2/replica-1"."""
+    prefix = f"{name}/" if name else ""
     async with AsyncExitStack() as stack:
         primary_pool = await create_pool(
             primary_dsn,
@@ -43,7 +47,7 @@ async def open_databases(
             connect_timeout=sizes.connect_timeout,
         )
         stack.push_async_callback(primary_pool.close)
-        nodes = [Node("primary", Role.PRIMARY, primary_pool)]
+        nodes = [Node(f"{prefix}primary", Role.PRIMARY, primary_pool)]
         for i, dsn in enumerate(replica_dsns, start=1):
             # min_size 0: a replica that is down at start does not stop the site.
             pool = await create_pool(
@@ -54,7 +58,7 @@ async def open_databases(
                 connect_timeout=sizes.connect_timeout,
             )
             stack.push_async_callback(pool.close)
-            nodes.append(Node(f"replica-{i}", Role.REPLICA, pool))
+            nodes.append(Node(f"{prefix}replica-{i}", Role.REPLICA, pool))
         clock = LagClock()
         databases = Databases(
             nodes[0],

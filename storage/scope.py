@@ -1,7 +1,8 @@
 """What the storage router learns about the request it serves, without being
 passed it: who is acting (whose writes to remember), which databases served
 (for `Server-Timing`), whether a read was served while the primary was down
-(`PicShare-Stale`), and a browser's own last-write position (its cookie).
+(`PicShare-Stale`), whether a shard was left out of a read
+(`PicShare-Partial`), and a browser's own last-write position (its cookie).
 
 The HTTP layer opens a scope per request; code outside a request (jobs, the
 CLI) has none, and the router then records nothing."""
@@ -12,7 +13,7 @@ from contextvars import ContextVar
 
 
 class Scope:
-    __slots__ = ("actor", "marks", "min_lsn", "served", "stale", "wrote_lsn")
+    __slots__ = ("actor", "marks", "min_lsn", "partial", "served", "stale", "wrote_lsn")
 
     def __init__(self, actor: int | None = None, min_lsn: int = 0) -> None:
         self.actor = actor
@@ -20,6 +21,8 @@ class Scope:
         self.min_lsn = min_lsn
         self.served: list[str] = []
         self.stale = False
+        # A shard did not answer a read across shards in time (`PicShare-Partial`).
+        self.partial = False
         # The primary's WAL position after this request's last write (0: none).
         self.wrote_lsn = 0
         # Read-your-writes marks already fetched for this request, by user id.

@@ -61,21 +61,19 @@ return old
 
 
 class RedisMarks:
-    __slots__ = ("_raise", "_redis", "_timeout", "_ttl_ms")
+    __slots__ = ("_prefix", "_raise", "_redis", "_timeout", "_ttl_ms")
 
-    def __init__(self, redis: Redis, *, ttl: float, timeout: float) -> None:
+    def __init__(self, redis: Redis, *, ttl: float, timeout: float, namespace: str = "") -> None:
         self._redis = redis
+        # Each shard's primary has its own WAL: its marks are its own.
+        self._prefix = f"picshare:wal:{namespace}:" if namespace else "picshare:wal:"
         self._ttl_ms = int(ttl * 1000)
         self._timeout = timeout
         self._raise = redis.register_script(_RAISE)
 
     async def get(self, user_id: int) -> int:
-        value = await self._redis.get(_key(user_id))
+        value = await self._redis.get(f"{self._prefix}{user_id}")
         return int(value) if value else 0
 
     async def put(self, user_id: int, lsn: int) -> None:
-        await self._raise(keys=[_key(user_id)], args=[lsn, self._ttl_ms])
-
-
-def _key(user_id: int) -> str:
-    return f"picshare:wal:{user_id}"
+        await self._raise(keys=[f"{self._prefix}{user_id}"], args=[lsn, self._ttl_ms])

@@ -18,9 +18,17 @@ from aiohttp.test_utils import TestClient
 from picshare.app import create_app
 from picshare.config import Settings, load_settings
 from picshare.media import create_media_pool
-from tests.harness import REQUIRE_SERVICES, PostgresForTests, start_postgres, with_database
+from tests.harness import (
+    REQUIRE_SERVICES,
+    SHARDS_OF,
+    TEST_SHARDS,
+    PostgresForTests,
+    start_postgres,
+    with_database,
+)
 from tests.redis_harness import redis_server
 from tests.replication_harness import Replicated, Replication
+from tests.shard_harness import ShardClusters
 
 AiohttpClient = Any  # pytest-aiohttp's factory fixture has no public type
 
@@ -64,6 +72,26 @@ async def replicated(replication: Replication) -> AsyncIterator[Replicated]:
 
 
 @pytest.fixture(scope="session")
+def shard_clusters() -> Iterator[ShardClusters]:
+    """Two PostgreSQL clusters, one per physical shard (tests/shard_harness.py)."""
+    clusters = ShardClusters.start(2)
+    try:
+        yield clusters
+    finally:
+        clusters.close()
+
+
+@pytest.fixture
+async def shard_dsns(shard_clusters: ShardClusters) -> AsyncIterator[list[str]]:
+    """A fresh empty database on each shard cluster (migrated when opened)."""
+    shard_clusters.heal()
+    dsns = await shard_clusters.create_databases()
+    yield dsns
+    shard_clusters.heal()
+    await shard_clusters.drop_databases(dsns)
+
+
+@pytest.fixture(scope="session")
 def redis_service() -> Iterator[str | None]:
     with redis_server() as url:
         yield url
@@ -93,15 +121,26 @@ def media_pool() -> Iterator[ProcessPoolExecutor]:
 
 @pytest.fixture
 async def database_url(postgres: PostgresForTests) -> AsyncIterator[str]:
-    name = await postgres.create_database()
-    yield with_database(postgres.admin_dsn, name)
-    await postgres.drop_database(name)
+    """A fresh migrated database; with PICSHARE_TEST_SHARDS=N, the first of N,
+    which settings made by make_settings shard across (tests/harness.py)."""
+    names = [await postgres.create_database() for _ in range(TEST_SHARDS)]
+    urls = tuple(with_database(postgres.admin_dsn, name) for name in names)
+    if len(urls) > 1:
+        SHARDS_OF[urls[0]] = urls
+    yield urls[0]
+    SHARDS_OF.pop(urls[0], None)
+    for name in names:
+        await postgres.drop_database(name)
 
 
 def make_settings(data_dir: Path, database_url: str, **sections: dict[str, Any]) -> Settings:
     overrides: dict[str, dict[str, Any]] = {
         "server": {"data_dir": str(data_dir), "secret_key": "test-secret-key-0123456789"},
-        "database": {"url": database_url, "pool_max": 5},
+        "database": (
+            {"url": "", "shards": SHARDS_OF[database_url], "pool_max": 5}
+            if database_url in SHARDS_OF
+            else {"url": database_url, "pool_max": 5}
+        ),
         "jobs": {"poll_interval": 0.2, "lease_seconds": 5, "backoff_base": 1.1},
         # The suite signs up, likes and uploads in bursts from 127.0.0.1: the
         # limiter stays on, with room for that. tests/handlers/test_ratelimit.py

@@ -4,6 +4,9 @@ PostgreSQL is `PICSHARE_TEST_DATABASE_URL` when set (an admin DSN of a server
 where databases may be created), else an embedded one in a temporary folder.
 With `PICSHARE_REQUIRE_SERVICES=1` (CI), a service that cannot be reached
 fails the run instead of being skipped.
+
+With `PICSHARE_TEST_SHARDS=N` (N > 1) every test's app shards across N fresh
+databases (the first holds the catalog), so the whole suite runs sharded.
 """
 
 from __future__ import annotations
@@ -20,6 +23,9 @@ from storage.embedded import EmbeddedPostgres
 from storage.migrate import migrate
 
 REQUIRE_SERVICES = os.environ.get("PICSHARE_REQUIRE_SERVICES") == "1"
+TEST_SHARDS = int(os.environ.get("PICSHARE_TEST_SHARDS", "1"))
+# A test's database URL -> the DSNs of all its shards (the URL's is the first).
+SHARDS_OF: dict[str, tuple[str, ...]] = {}
 # The machine's own PostgreSQL service (CI machines have one; a laptop may not).
 SERVICE_DATABASE_URL = os.environ.get(
     "PICSHARE_SERVICE_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"

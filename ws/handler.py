@@ -17,8 +17,8 @@ from aiohttp import WSMsgType, web
 
 from picshare import keys
 from picshare.errors import Forbidden, Unauthenticated, invalid
-from picshare.ids import parse_id
 from picshare.notifications import event_of as notification
+from storage.ids import parse_id
 from storage.records import UserRecord
 from ws.hub import Connection
 

@@ -44,7 +44,7 @@ async def test_fifty_concurrent_likes_and_unlikes_count_exactly(client: Client) 
         *(client.put(url, headers=bearer(t)) for t in tokens),
     )
     await asyncio.gather(*(client.delete(url, headers=bearer(t)) for t in tokens[:25]))
-    pool = client.app[keys.DATABASES].primary.pool
+    pool = client.app[keys.DATABASES].unrouted.primary.pool
     stored = await pool.fetchval("SELECT like_count FROM photos WHERE id = $1", int(photo["id"]))
     actual = await pool.fetchval("SELECT count(*) FROM likes WHERE photo_id = $1", int(photo["id"]))
     assert stored == actual == 25
@@ -144,7 +144,7 @@ async def test_mutual_concurrent_follows_do_not_deadlock(client: Client) -> None
     ]
     results = await asyncio.gather(*calls)
     assert all(r.status == 200 for r in results)
-    pool = client.app[keys.DATABASES].primary.pool
+    pool = client.app[keys.DATABASES].unrouted.primary.pool
     rows = await pool.fetch(
         "SELECT follower_count, following_count FROM users WHERE username LIKE 'mutual%'"
     )

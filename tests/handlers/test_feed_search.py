@@ -22,7 +22,7 @@ INSERT = (
 
 async def _uid(client: Client, name: str) -> int:
     return int(
-        await client.app[keys.DATABASES].primary.pool.fetchval(
+        await client.app[keys.DATABASES].unrouted.primary.pool.fetchval(
             "SELECT id FROM users WHERE username = $1", name
         )
     )
@@ -32,7 +32,7 @@ async def test_feed_holds_followed_and_own_photos_only(client: Client) -> None:
     me = await signup(client, "reader")
     await signup(client, "followed")
     await signup(client, "ignored")
-    pool = client.app[keys.DATABASES].primary.pool
+    pool = client.app[keys.DATABASES].unrouted.primary.pool
     mine = await pool.fetchval(INSERT, await _uid(client, "reader"), "mine", [])
     theirs = await pool.fetchval(INSERT, await _uid(client, "followed"), "theirs", [])
     await pool.fetchval(INSERT, await _uid(client, "ignored"), "other", [])
@@ -55,7 +55,7 @@ async def test_feed_pages_have_no_gaps_or_duplicates_while_photos_arrive(
     tuned = settings.replace(feed={"dense_following": 1 if dense else 10_000})
     client = await aiohttp_client(create_app(tuned, media_pool=media_pool))
     me = await signup(client, "scroller")
-    pool = client.app[keys.DATABASES].primary.pool
+    pool = client.app[keys.DATABASES].unrouted.primary.pool
     owners = []
     for i in range(5):
         await signup(client, f"poster{i}")
@@ -91,7 +91,7 @@ async def test_feed_pages_have_no_gaps_or_duplicates_while_photos_arrive(
 
 async def test_tags_are_normalized(client: Client) -> None:
     await signup(client, "tagger")
-    pool = client.app[keys.DATABASES].primary.pool
+    pool = client.app[keys.DATABASES].unrouted.primary.pool
     pid = await pool.fetchval(INSERT, await _uid(client, "tagger"), "x", ["café"])
     for spelling in ("café", "CAFÉ", "%23caf%C3%A9", "cafe%CC%81"):  # NFC, case, #, NFD
         body = await (await client.get(f"/api/v1/tags/{spelling}/photos")).json()

@@ -93,7 +93,7 @@ async def test_a_revoked_session_can_log_in_again(client: Client) -> None:
         allow_redirects=False,
     )
     assert resp.status == 303
-    await client.app[keys.DATABASES].primary.pool.execute(
+    await client.app[keys.DATABASES].unrouted.primary.pool.execute(
         "UPDATE auth_tokens SET revoked_at = now()"
     )
     page = await (await client.get("/login", headers={"Accept": "text/html"})).text()

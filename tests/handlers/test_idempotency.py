@@ -82,7 +82,7 @@ async def _comment(client: Client, token: str, photo_id: str, text: str, key: st
 
 
 async def _comment_count(client: Client) -> int:
-    pool = client.app[keys.DATABASES].primary.pool
+    pool = client.app[keys.DATABASES].unrouted.primary.pool
     return int(await pool.fetchval("SELECT count(*) FROM comments"))
 
 
@@ -219,7 +219,7 @@ async def test_a_stale_claim_is_taken_over(slow_app: tuple[Client, Slow]) -> Non
         client.post("/api/v1/test/slow", json={}, headers=_keyed(token, "k"))
     )
     await asyncio.wait_for(slow.entered.wait(), 10)
-    pool = client.app[keys.DATABASES].primary.pool
+    pool = client.app[keys.DATABASES].unrouted.primary.pool
     await pool.execute("UPDATE idempotency_keys SET lease_until = now() - interval '1 second'")
     heir = await client.post("/api/v1/test/slow", json={}, headers=_keyed(token, "k"))
     assert heir.status == 201
@@ -234,7 +234,7 @@ async def test_keys_expire_and_are_swept(client: Client) -> None:
     token = await signup(client, "forgetful")
     photo = await upload_ready(client, token, imaging.jpeg_bytes(64, 64))
     assert (await _comment(client, token, photo["id"], "a", "old")).status == 201
-    pool = client.app[keys.DATABASES].primary.pool
+    pool = client.app[keys.DATABASES].unrouted.primary.pool
     await pool.execute("UPDATE idempotency_keys SET expires_at = now() - interval '1 second'")
     # An expired key is as good as new: the request runs again.
     again = await _comment(client, token, photo["id"], "a", "old")
@@ -268,7 +268,7 @@ async def test_an_api_upload_with_a_key_makes_one_photo(client: Client) -> None:
     assert again.status == 201
     assert again.headers["Idempotent-Replayed"] == "true"
     assert (await again.json())["id"] == (await first.json())["id"]
-    pool = client.app[keys.DATABASES].primary.pool
+    pool = client.app[keys.DATABASES].unrouted.primary.pool
     assert await pool.fetchval("SELECT count(*) FROM photos") == 1
 
 
@@ -298,7 +298,7 @@ async def test_an_upload_still_streaming_is_409(client: Client) -> None:
 
     headers = {**_keyed(token, "drip"), "Content-Type": f"multipart/form-data; boundary={boundary}"}
     first = asyncio.create_task(client.post("/api/v1/upload", data=body(), headers=headers))
-    pool = client.app[keys.DATABASES].primary.pool
+    pool = client.app[keys.DATABASES].unrouted.primary.pool
     for _ in range(100):
         if await pool.fetchval("SELECT count(*) FROM idempotency_keys"):
             break
@@ -351,7 +351,7 @@ async def test_the_upload_form_sent_twice_makes_one_photo(client: Client) -> Non
     )
     assert [r.status for r in together] == [303] * 3
     assert len({r.headers["Location"] for r in together}) == 1
-    pool = client.app[keys.DATABASES].primary.pool
+    pool = client.app[keys.DATABASES].unrouted.primary.pool
     assert await pool.fetchval("SELECT count(*) FROM photos") == 2
 
 
@@ -374,5 +374,5 @@ async def test_the_upload_form_reused_for_another_file_is_refused(client: Client
     page = await other.text()
     fresh = re.search(r'name="idempotency_key" value="([^"]+)"', page)
     assert fresh and fresh.group(1) != form_key  # the form again, with a new key
-    pool = client.app[keys.DATABASES].primary.pool
+    pool = client.app[keys.DATABASES].unrouted.primary.pool
     assert await pool.fetchval("SELECT count(*) FROM photos") == 1

@@ -51,7 +51,7 @@ async def submit(
 
 
 async def count(client: Client, sql: str, *args: Any) -> int:
-    value = await client.app[keys.DATABASES].primary.pool.fetchval(sql, *args)
+    value = await client.app[keys.DATABASES].unrouted.primary.pool.fetchval(sql, *args)
     return int(value)
 
 

@@ -21,7 +21,7 @@ INSERT = (
 
 async def test_pages_have_no_gaps_or_duplicates_under_concurrent_inserts(client: Client) -> None:
     await signup(client, "pager")
-    pool = client.app[keys.DATABASES].primary.pool
+    pool = client.app[keys.DATABASES].unrouted.primary.pool
     owner = await pool.fetchval("SELECT id FROM users WHERE username = 'pager'")
     before = {str(await pool.fetchval(INSERT, owner, f"p{i}")) for i in range(57)}
     stop = asyncio.Event()

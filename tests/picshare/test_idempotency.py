@@ -14,6 +14,7 @@ from picshare.idempotency import Answer, Claim, IdempotencyService, KeyInFlight,
 from storage.databases import primary_only
 from storage.db import create_pool
 from storage.migrate import migrate
+from storage.shards import Shards
 
 
 @pytest.fixture
@@ -24,7 +25,7 @@ async def service(database_url: str) -> AsyncIterator[IdempotencyService]:
     db = primary_only(pool)
     async with db.write() as conn:
         await migrate(conn, shard_id=0)
-    yield IdempotencyService(db=db, settings=IdempotencySettings(lease=1))
+    yield IdempotencyService(db=Shards.of_one(db), settings=IdempotencySettings(lease=1))
     await pool.close()
 
 

@@ -12,6 +12,7 @@ from picshare.config import JobSettings
 from picshare.jobs import JobKind, JobRunner, PermanentJobError
 from storage.databases import primary_only
 from storage.db import create_pool
+from storage.shards import Shards
 
 
 async def _pool(url: str) -> asyncpg.Pool:
@@ -51,7 +52,7 @@ async def test_failing_job_is_retried_then_parked_with_its_error(database_url: s
 
     scheduler = aiojobs.Scheduler(limit=None)
     runner = JobRunner(
-        db=primary_only(pool),
+        db=Shards.of_one(primary_only(pool)),
         settings=_settings(),
         scheduler=scheduler,
         kinds={"flaky": JobKind(flaky, on_failed)},
@@ -78,7 +79,7 @@ async def test_permanent_error_parks_at_once(database_url: str) -> None:
 
     scheduler = aiojobs.Scheduler(limit=None)
     runner = JobRunner(
-        db=primary_only(pool),
+        db=Shards.of_one(primary_only(pool)),
         settings=_settings(),
         scheduler=scheduler,
         kinds={"bad": JobKind(bad)},
@@ -109,7 +110,7 @@ async def test_job_of_a_dead_worker_is_taken_up_after_its_lease(database_url: st
     )
     scheduler = aiojobs.Scheduler(limit=None)
     runner = JobRunner(
-        db=primary_only(pool),
+        db=Shards.of_one(primary_only(pool)),
         settings=_settings(),
         scheduler=scheduler,
         kinds={"work": JobKind(work)},
@@ -136,7 +137,7 @@ async def test_two_runners_never_run_one_job_twice(database_url: str) -> None:
     schedulers = [aiojobs.Scheduler(limit=None) for _ in range(2)]
     runners = [
         JobRunner(
-            db=primary_only(pool),
+            db=Shards.of_one(primary_only(pool)),
             settings=_settings(concurrency=4),
             scheduler=s,
             kinds={"work": JobKind(work)},
@@ -180,7 +181,7 @@ async def test_a_kind_with_max_running_leaves_the_other_slots_free(database_url:
 
     scheduler = aiojobs.Scheduler(limit=None)
     runner = JobRunner(
-        db=primary_only(pool),
+        db=Shards.of_one(primary_only(pool)),
         settings=_settings(concurrency=2, poll_interval=30),
         scheduler=scheduler,
         kinds={"slow": JobKind(slow, max_running=1), "quick": JobKind(quick)},
@@ -215,7 +216,7 @@ async def test_a_committed_job_starts_at_once_not_at_the_next_poll(database_url:
 
     scheduler = aiojobs.Scheduler(limit=None)
     runner = JobRunner(
-        db=primary_only(pool),
+        db=Shards.of_one(primary_only(pool)),
         settings=_settings(poll_interval=30),
         scheduler=scheduler,
         kinds={"work": JobKind(work)},

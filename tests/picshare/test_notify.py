@@ -34,7 +34,7 @@ async def _inbox(client: Client, token: str) -> list[dict[str, Any]]:
 
 
 async def _user_id(client: Client, username: str) -> int:
-    async with client.app[keys.DATABASES].primary.pool.acquire() as conn:
+    async with client.app[keys.DATABASES].unrouted.primary.pool.acquire() as conn:
         user = await users_repo.user_by_username(conn, username)
     assert user is not None
     return user.id
@@ -90,7 +90,7 @@ async def test_a_rolled_back_transaction_publishes_nothing(client: Client) -> No
     await signup(client, "liker")
     photo = await upload_ready(client, owner, imaging.jpeg_bytes(24, 24))
     published = _record(client)
-    pool = client.app[keys.DATABASES].primary.pool
+    pool = client.app[keys.DATABASES].unrouted.primary.pool
     async with pool.acquire() as conn:
         record = await photos_repo.photo_by_id(conn, int(photo["id"]))
         liker = await users_repo.user_by_username(conn, "liker")

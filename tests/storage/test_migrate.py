@@ -8,7 +8,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from picshare.ids import created_at_of, shard_of
+from storage.ids import created_at_of, shard_of
 from storage.migrate import MigrationError, migrate
 from tests.harness import PostgresForTests, with_database
 

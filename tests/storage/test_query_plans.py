@@ -18,6 +18,7 @@ from storage import photos_repo, search_repo
 from storage.databases import primary_only
 from storage.db import create_pool
 from storage.local_blobs import LocalBlobStore
+from storage.shards import Shards
 
 PLAN = SeedPlan(
     users=5_000,
@@ -59,7 +60,9 @@ async def seeded(database_url: str, tmp_path: Path) -> dict[str, Any]:
         database_url, min_size=1, max_size=2, command_timeout=120, connect_timeout=10
     )
     async with pool:
-        await seed(primary_only(pool), LocalBlobStore(tmp_path / "blobs"), PLAN, quiet=True)
+        await seed(
+            Shards.of_one(primary_only(pool)), LocalBlobStore(tmp_path / "blobs"), PLAN, quiet=True
+        )
         heavy = await pool.fetchval("SELECT id FROM users ORDER BY following_count DESC LIMIT 1")
         owner = await pool.fetchval("SELECT id FROM users ORDER BY photo_count DESC LIMIT 1")
     return {"heavy": heavy, "owner": owner, "username": "zanzibar"}

@@ -1,0 +1,169 @@
+"""Shards: one storage router (storage/router.py) per physical database,
+and the answer to "which database for this?" (DESIGN.md, "The storage router").
+
+- by ID: the 13 shard bits of every ID name its logical shard, the shard map
+  names the database: no router call, no fan-out (`of_id`);
+- by user: a user's rows (photos, likes and comments on them, notifications)
+  live on the user's shard, so a user's id answers too (`of_user`);
+- by username: the router says which logical shard a name belongs to
+  (`of_username`), and new rows of that user are made with it (`logical_for`);
+- everything global (the shard map, the username directory, payments) lives in
+  the catalog: `PICSHARE_DATABASE_URL` when shards are set, else the first;
+- across shards: `gather` asks every database at once, each within a time
+  budget; one that does not answer in time is left out and the request is
+  marked partial (`PicShare-Partial: 1`), never failed.
+
+The single-database default is this same code with one shard: every answer is
+that database, and `gather` asks it alone."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from storage import scope as request_scope
+from storage.ids import shard_of
+from storage.router import Databases, DatabaseStatus, DatabaseUnavailable
+from storage.shard_map import ShardMap
+from storage.shard_routers import ShardRouter
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Gathered(Generic[T]):
+    """What the shards that answered in time returned, in shard order."""
+
+    results: list[T]
+    partial: bool
+
+
+class Shards:
+    __slots__ = ("_budget", "_only", "catalog", "map", "physical", "router")
+
+    def __init__(
+        self,
+        physical: Sequence[Databases],
+        *,
+        router: ShardRouter,
+        shard_map: ShardMap,
+        catalog: Databases | None = None,
+        budget: float = 2.0,
+    ) -> None:
+        if not physical:
+            raise ValueError("at least one database")
+        self.physical = tuple(physical)
+        self.router = router
+        self.map = shard_map
+        self.catalog = catalog if catalog is not None else self.physical[0]
+        self._budget = budget
+        # One database: every question has the same answer, asked of no map.
+        self._only = self.physical[0] if len(self.physical) == 1 else None
+
+    @classmethod
+    def of_one(cls, db: Databases) -> Shards:
+        """One database, no sharding (tools and tests over a pool they own)."""
+        from storage.shard_routers.hashed import HashRouter
+
+        return cls([db], router=HashRouter(1), shard_map=ShardMap("hash", (0,)))
+
+    def __repr__(self) -> str:
+        return f"<Shards {len(self.physical)} databases, {self.map.router} router>"
+
+    @property
+    def single(self) -> bool:
+        return self._only is not None
+
+    # -- which database --------------------------------------------------------
+
+    def of_id(self, id_: int) -> Databases:
+        """The database holding the row with this ID (a user, a photo, a
+        comment, a notification): named by the ID itself."""
+        if self._only is not None:
+            return self._only
+        return self.physical[self.map.physical_of(shard_of(id_))]
+
+    # A user's rows live with the user, whose id names its shard.
+    of_user = of_id
+
+    def logical_for(self, username: str) -> int:
+        """The logical shard a user called `username` belongs to (sign-up)."""
+        return self.router.logical_for_username(username.lower())
+
+    def of_username(self, username: str) -> Databases:
+        if self._only is not None:
+            return self._only
+        return self.physical[self.map.physical_of(self.logical_for(username))]
+
+    def by_database(self, ids: Iterable[int]) -> list[tuple[Databases, list[int]]]:
+        """`ids` grouped by the database holding them (each group in the given order)."""
+        groups: dict[int, list[int]] = {}
+        for id_ in ids:
+            index = 0 if self._only is not None else self.map.physical_of(shard_of(id_))
+            groups.setdefault(index, []).append(id_)
+        return [(self.physical[i], groups[i]) for i in sorted(groups)]
+
+    def index_of(self, db: Databases) -> int:
+        return self.physical.index(db)
+
+    # -- across shards ---------------------------------------------------------
+
+    async def gather(
+        self,
+        fn: Callable[[Databases], Awaitable[T]],
+        *,
+        among: Sequence[Databases] | None = None,
+        budget: float | None = None,
+    ) -> Gathered[T]:
+        """`fn` on every database (or `among`) at once. A database that fails or
+        takes longer than the budget is left out: the answer is partial."""
+        targets = self.physical if among is None else among
+        if len(targets) == 1:
+            # Alone, a database's error is the request's error, as before shards.
+            return Gathered([await fn(targets[0])], False)
+        limit = self._budget if budget is None else budget
+        tasks = [asyncio.ensure_future(asyncio.wait_for(fn(db), limit)) for db in targets]
+        outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+        results: list[T] = []
+        partial = False
+        for db, outcome in zip(targets, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                if not isinstance(outcome, (TimeoutError, DatabaseUnavailable, OSError)):
+                    raise outcome
+                log.warning("shard %s left out of a read: %r", db.primary.label, outcome)
+                partial = True
+            else:
+                results.append(outcome)
+        if partial:
+            scope = request_scope.current()
+            if scope is not None:
+                scope.partial = True
+        return Gathered(results, partial)
+
+    # -- operators -------------------------------------------------------------
+
+    def everything(self) -> list[Databases]:
+        """Every database once: the catalog (when it is its own) and the shards."""
+        return [
+            *(() if self.catalog in self.physical else (self.catalog,)),
+            *self.physical,
+        ]
+
+    def primary_down(self) -> bool:
+        """Whether some shard's primary is down (what a cache hit then may be missing)."""
+        return any(not db.primary.up for db in self.physical)
+
+    def status(self) -> list[DatabaseStatus]:
+        return [status for db in self.everything() for status in db.status()]
+
+    @property
+    def unrouted(self) -> Databases:
+        """The one database, for call sites not yet told which shard they need.
+        With several shards this is an error, so none can pass unnoticed."""
+        if self._only is None:
+            raise RuntimeError("a storage call that names no shard, with several shards")
+        return self._only
