@@ -6,6 +6,10 @@ an accepted upload always has its job. The runner leases due jobs with
 alive while they run, retries failures with exponential backoff and parks a
 job as `failed` with its error once its attempts are spent. A job whose
 process died keeps its lease only until it expires; then it is taken up again.
+
+With shards, each shard has its own `jobs` table (a job is enqueued in the
+transaction of the shard it belongs with): the runner drains every shard, and
+one shard being down holds up only its own jobs.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import aiojobs
 from picshare.config import JobSettings
 from storage import jobs_repo
 from storage.records import JobRecord
-from storage.router import DatabaseUnavailable
+from storage.router import Databases, DatabaseUnavailable
 from storage.shards import Shards
 
 log = logging.getLogger(__name__)
@@ -62,7 +66,9 @@ class JobRunner:
         self._scheduler = scheduler
         self._kinds = kinds
         self._wake = asyncio.Event()
-        self._running: dict[int, str] = {}  # job id -> kind, of the jobs running here
+        # (shard index, job id) -> kind, of the jobs running here: job ids are
+        # unique within their shard's table only.
+        self._running: dict[tuple[int, int], str] = {}
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
     def __repr__(self) -> str:
@@ -88,47 +94,51 @@ class JobRunner:
         await self._scheduler.spawn(self._heartbeat_loop())
 
     async def _poll_loop(self) -> None:
-        waiting = False  # for the primary: said once per outage, not every poll
+        waiting: set[int] = set()  # shards down: said once per outage, not every poll
         while True:
-            try:
-                await self._claim_and_spawn()
-            except asyncio.CancelledError:
-                raise
-            except DatabaseUnavailable as exc:
-                if not waiting:
-                    log.warning("job runner: %s; jobs wait until it is back", exc)
-                waiting = True
-            except Exception:
-                log.exception("job runner: claiming failed; trying again")
-            else:
-                if waiting:
-                    log.info("job runner: the database is back; claiming again")
-                waiting = False
+            for index, db in enumerate(self._db.physical):
+                try:
+                    await self._claim_and_spawn(index, db)
+                except asyncio.CancelledError:
+                    raise
+                except DatabaseUnavailable as exc:
+                    if index not in waiting:
+                        log.warning("job runner: %s; its jobs wait until it is back", exc)
+                    waiting.add(index)
+                except Exception:
+                    log.exception("job runner: claiming failed; trying again")
+                else:
+                    if index in waiting:
+                        log.info("job runner: %s is back; claiming again", db.primary.label)
+                    waiting.discard(index)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._settings.poll_interval)
             self._wake.clear()
 
-    async def _claim_and_spawn(self) -> None:
+    async def _claim_and_spawn(self, index: int, db: Databases) -> None:
         while (free := self._settings.concurrency - len(self._running)) > 0:
             full, room = self._kinds_room()
             # One claim takes up to `free` jobs of any kind that is not full;
             # when a kind has less room than that, one job at a time, so it
             # never gets more than its room.
             limit = free if room >= free else 1
-            async with self._db.unrouted.transaction() as conn:
+            async with db.transaction() as conn:
                 jobs = await jobs_repo.claim(
                     conn,
                     worker=self.worker_id,
                     limit=limit,
                     lease_seconds=self._settings.lease_seconds,
-                    running_here=list(self._running),
+                    running_here=self._running_on(index),
                     skip_kinds=full,
                 )
             for job in jobs:
-                self._running[job.id] = job.kind
-                await self._scheduler.spawn(self._execute(job))
+                self._running[(index, job.id)] = job.kind
+                await self._scheduler.spawn(self._execute(job, db, index))
             if len(jobs) < limit:
                 return  # nothing more is due
+
+    def _running_on(self, index: int) -> list[int]:
+        return [job_id for shard, job_id in self._running if shard == index]
 
     def _kinds_room(self) -> tuple[list[str], int]:
         """The kinds at their max_running, and the least room left among the others."""
@@ -154,69 +164,75 @@ class JobRunner:
             await asyncio.sleep(self._settings.lease_seconds / 3)
             if not self._running:
                 continue
-            try:
-                async with self._db.unrouted.write() as conn:
-                    await jobs_repo.extend_leases(
-                        conn,
-                        worker=self.worker_id,
-                        job_ids=list(self._running),
-                        lease_seconds=self._settings.lease_seconds,
-                    )
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("job runner: extending leases failed")
+            for index, db in enumerate(self._db.physical):
+                running = self._running_on(index)
+                if not running:
+                    continue
+                try:
+                    async with db.write() as conn:
+                        await jobs_repo.extend_leases(
+                            conn,
+                            worker=self.worker_id,
+                            job_ids=running,
+                            lease_seconds=self._settings.lease_seconds,
+                        )
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("job runner: extending leases failed")
 
-    async def _execute(self, job: JobRecord) -> None:
+    async def _execute(self, job: JobRecord, db: Databases, index: int) -> None:
         try:
             kind = self._kinds.get(job.kind)
             if kind is None:
-                await self._park(job, f"unknown job kind {job.kind}", None)
+                await self._park(job, db, f"unknown job kind {job.kind}", None)
             elif job.attempts > job.max_attempts:
                 # Its lease expired more often than it may run: it kills its worker.
-                await self._park(job, job.last_error or "lease expired too often", kind)
+                await self._park(job, db, job.last_error or "lease expired too often", kind)
             else:
-                await self._run(job, kind)
+                await self._run(job, db, kind)
         finally:
-            self._running.pop(job.id, None)
+            self._running.pop((index, job.id), None)
             self._wake.set()
 
-    async def _run(self, job: JobRecord, kind: JobKind) -> None:
+    async def _run(self, job: JobRecord, db: Databases, kind: JobKind) -> None:
         try:
             await kind.run(job.payload)
         except asyncio.CancelledError:
             # Shutdown: give the job back now rather than waiting for its lease.
-            await asyncio.shield(self._retry(job, 0.0, "interrupted by shutdown"))
+            await asyncio.shield(self._retry(job, db, 0.0, "interrupted by shutdown"))
             raise
         except PermanentJobError as exc:
-            await self._park(job, f"{type(exc).__name__}: {exc}", kind)
+            await self._park(job, db, f"{type(exc).__name__}: {exc}", kind)
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"
             if job.attempts >= job.max_attempts:
                 log.exception("job %s (%s) failed for good", job.id, job.kind)
-                await self._park(job, error, kind)
+                await self._park(job, db, error, kind)
             else:
                 delay = self.backoff(job.attempts)
                 log.warning(
                     "job %s (%s) failed, retry in %.1fs: %s", job.id, job.kind, delay, error
                 )
-                await self._retry(job, delay, error)
+                await self._retry(job, db, delay, error)
         else:
-            async with self._db.unrouted.write() as conn:
+            async with db.write() as conn:
                 await jobs_repo.finish(conn, job.id, self.worker_id)
 
     def backoff(self, attempts: int) -> float:
         base = min(self._settings.backoff_max, self._settings.backoff_base**attempts)
         return base * random.uniform(0.8, 1.2)  # jitter: retries of many jobs do not align
 
-    async def _retry(self, job: JobRecord, delay: float, error: str) -> None:
-        async with self._db.unrouted.write() as conn:
+    async def _retry(self, job: JobRecord, db: Databases, delay: float, error: str) -> None:
+        async with db.write() as conn:
             await jobs_repo.retry_later(
                 conn, job.id, self.worker_id, delay_seconds=delay, error=error[:2000]
             )
 
-    async def _park(self, job: JobRecord, error: str, kind: JobKind | None) -> None:
-        async with self._db.unrouted.write() as conn:
+    async def _park(
+        self, job: JobRecord, db: Databases, error: str, kind: JobKind | None
+    ) -> None:
+        async with db.write() as conn:
             parked = await jobs_repo.park_failed(conn, job.id, self.worker_id, error=error[:2000])
         # Only the holder of the lease may declare the work failed: another
         # process that took the job over may have done it after all.

@@ -87,6 +87,12 @@ class Shards:
             return self._only
         return self.physical[self.map.physical_of(shard_of(id_))]
 
+    def of_logical(self, logical: int) -> Databases:
+        """The database holding logical shard `logical` (a token carries its user's)."""
+        if self._only is not None:
+            return self._only
+        return self.physical[self.map.physical_of(logical)]
+
     # A user's rows live with the user, whose id names its shard.
     of_user = of_id
 
