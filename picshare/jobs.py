@@ -229,9 +229,7 @@ class JobRunner:
                 conn, job.id, self.worker_id, delay_seconds=delay, error=error[:2000]
             )
 
-    async def _park(
-        self, job: JobRecord, db: Databases, error: str, kind: JobKind | None
-    ) -> None:
+    async def _park(self, job: JobRecord, db: Databases, error: str, kind: JobKind | None) -> None:
         async with db.write() as conn:
             parked = await jobs_repo.park_failed(conn, job.id, self.worker_id, error=error[:2000])
         # Only the holder of the lease may declare the work failed: another
