@@ -21,6 +21,7 @@ from picshare import passwords
 from picshare.media import RenditionSpec, make_original, render_display
 from storage import seed_repo
 from storage.blobs import BlobStore
+from storage.ids import EPOCH_MS, compose, shard_of
 from storage.records import PhotoStatus
 from storage.shards import Shards
 
@@ -131,97 +132,116 @@ class Progress:
         return show
 
 
+class _Ids:
+    """IDs made here, in time order, each with the logical shard of the row's
+    user: seeded rows lie in the recent past, before anything made live."""
+
+    def __init__(self, total: int) -> None:
+        self._ms = int(time.time() * 1000) - EPOCH_MS - total // 1024 - 60_000
+        self._n = 0
+
+    def next(self, logical: int) -> int:
+        made = compose(self._ms + self._n // 1024, logical, self._n % 1024)
+        self._n += 1
+        return made
+
+
+class _PerShard:
+    """Rows bound for each database, COPY'd one table at a time."""
+
+    def __init__(self, shards: Shards) -> None:
+        self.shards = shards
+        self.rows: dict[int, list[tuple[Any, ...]]] = {}
+
+    def add(self, index: int, row: tuple[Any, ...]) -> None:
+        self.rows.setdefault(index, []).append(row)
+
+    def index_of_id(self, id_: int) -> int:
+        return self.shards.index_of(self.shards.of_id(id_))
+
+    async def copy(
+        self, table: str, columns: tuple[str, ...], progress: Callable[[int], None]
+    ) -> int:
+        done = 0
+        for index, rows in sorted(self.rows.items()):
+            async with self.shards.physical[index].write() as conn:
+                done += await seed_repo.copy_rows(conn, table, columns, rows)
+            progress(done)
+        self.rows = {}
+        return done
+
+
 async def seed(db: Shards, blobs: BlobStore, plan: SeedPlan, *, quiet: bool = False) -> SeedReport:
+    """Seed across every shard: each row on the database of the user it lives
+    with (README, "What lives where"), the directory in the catalog."""
     started = time.monotonic()
     rng = random.Random(plan.seed)
     progress = Progress(quiet)
     images = await _images(blobs, plan.images, rng)
     password_hash = await passwords.hash_password(SEED_PASSWORD)
-    async with db.unrouted.write() as conn:
-        # Varied names (as real ones are: search quality depends on it), unique
-        # by their number, and across repeated seeds by the run's tag.
-        tag = f"{rng.randrange(16**3):03x}"
-        names = [f"{HEAVY_USER}_{tag}"] + [
-            f"{rng.choice(WORDS)}.{rng.choice(WORDS)}.{tag}{i}" for i in range(1, plan.users)
-        ]
+    ids = _Ids(plan.users + plan.photos + plan.comments + plan.users * plan.follows_per_user)
+    out = _PerShard(db)
+    # Varied names (as real ones are: search quality depends on it), unique
+    # by their number, and across repeated seeds by the run's tag.
+    tag = f"{rng.randrange(16**3):03x}"
+    names = [f"{HEAVY_USER}_{tag}"] + [
+        f"{rng.choice(WORDS)}.{rng.choice(WORDS)}.{tag}{i}" for i in range(1, plan.users)
+    ]
+    user_ids = [ids.next(db.logical_for(n)) for n in names]
+    for i, (uid, n) in enumerate(zip(user_ids, names, strict=True)):
+        row = (
+            uid,
+            n,
+            f"{n}@seed.example",
+            password_hash,
+            n.title(),
+            _sentence(rng, 6),
+            i % 20 == 7,
+        )
+        out.add(out.index_of_id(uid), row)
+    await out.copy("users", _USER_COLUMNS, progress.stage("users", len(names)))
+    async with db.catalog.write() as conn:
         await seed_repo.copy_rows(
             conn,
-            "users",
-            ("username", "email", "password_hash", "display_name", "bio", "private"),
-            (
-                (n, f"{n}@seed.example", password_hash, n.title(), _sentence(rng, 6), i % 20 == 7)
-                for i, n in enumerate(names)
-            ),
-            progress=progress.stage("users", len(names)),
+            "user_directory",
+            ("user_id", "username", "email"),
+            ((uid, n, f"{n}@seed.example") for uid, n in zip(user_ids, names, strict=True)),
         )
-        user_ids = [
-            int(r["id"])
-            for r in await conn.fetch(
-                "SELECT id FROM users WHERE username = ANY($1::text[]) ORDER BY id", names
-            )
-        ]
-        heavy = user_ids[0]
-        photo_rows = _photos(rng, plan, user_ids, images)
-        await seed_repo.copy_rows(
-            conn,
-            "photos",
-            (
-                "owner_id",
-                "caption",
-                "tags",
-                "status",
-                "mime",
-                "width",
-                "height",
-                "bytes",
-                "blurhash",
-                "upload_key",
-                "original_key",
-                "large_key",
-                "medium_key",
-                "thumb_key",
-            ),
-            photo_rows,
-            progress=progress.stage("photos", plan.photos),
-        )
-        photo_ids = [
-            int(r["id"])
-            for r in await conn.fetch(
-                "SELECT id FROM photos WHERE owner_id = ANY($1::bigint[])", user_ids
-            )
-        ]
-        follows = _follows(rng, plan, user_ids, heavy)
-        await seed_repo.copy_rows(
-            conn,
-            "follows",
-            ("follower_id", "followee_id"),
-            follows,
-            progress=progress.stage("follows", len(follows)),
-        )
-        likes = _likes(rng, plan.likes, photo_ids, user_ids)
-        await seed_repo.copy_rows(
-            conn,
-            "likes",
-            ("photo_id", "user_id"),
-            likes,
-            progress=progress.stage("likes", len(likes)),
-        )
-        by_id = dict(zip(user_ids, names, strict=True))
-        await seed_repo.copy_rows(
-            conn,
-            "comments",
-            ("photo_id", "user_id", "username", "display_name", "text"),
-            (
-                (rng.choice(photo_ids), u, by_id[u], by_id[u].title(), _sentence(rng, 8))
-                for u in (rng.choice(user_ids) for _ in range(plan.comments))
-            ),
-            progress=progress.stage("comments", plan.comments),
-        )
-        recount = progress.stage("recount", 2)
-        await seed_repo.recount(conn)
-        recount(1)
-        await seed_repo.analyze(conn)
-        recount(2)
+    heavy = user_ids[0]
+    photo_ids: list[int] = []
+    for row in _photos(rng, plan, user_ids, images):
+        photo_id = ids.next(shard_of(row[0]))
+        photo_ids.append(photo_id)
+        out.add(out.index_of_id(photo_id), (photo_id, *row))
+    await out.copy("photos", _PHOTO_COLUMNS, progress.stage("photos", plan.photos))
+    follows = _follows(rng, plan, user_ids, heavy)
+    for follower, followee in follows:
+        # One row on each side's database (once when both are on one).
+        follow_id = ids.next(shard_of(follower))
+        for index in {out.index_of_id(follower), out.index_of_id(followee)}:
+            out.add(index, (follow_id, follower, followee))
+    await out.copy(
+        "follows", ("id", "follower_id", "followee_id"), progress.stage("follows", len(follows))
+    )
+    likes = _likes(rng, plan.likes, photo_ids, user_ids)
+    for photo_id, user_id in likes:
+        out.add(out.index_of_id(photo_id), (photo_id, user_id))
+    await out.copy("likes", ("photo_id", "user_id"), progress.stage("likes", len(likes)))
+    by_id = dict(zip(user_ids, names, strict=True))
+    for _ in range(plan.comments):
+        photo_id, user_id = rng.choice(photo_ids), rng.choice(user_ids)
+        comment_id = ids.next(shard_of(photo_id))
+        name = by_id[user_id]
+        comment = (comment_id, photo_id, user_id, name, name.title(), _sentence(rng, 8))
+        out.add(out.index_of_id(photo_id), comment)
+    await out.copy("comments", _COMMENT_COLUMNS, progress.stage("comments", plan.comments))
+    recount = progress.stage("recount", 2 * len(db.physical))
+    for i, shard in enumerate(db.physical):
+        async with shard.write() as conn:
+            await seed_repo.recount(conn)
+            recount(2 * i + 1)
+            await seed_repo.analyze(conn)
+            recount(2 * i + 2)
     return SeedReport(
         users=len(user_ids),
         photos=len(photo_ids),
@@ -230,6 +250,27 @@ async def seed(db: Shards, blobs: BlobStore, plan: SeedPlan, *, quiet: bool = Fa
         comments=plan.comments,
         seconds=time.monotonic() - started,
     )
+
+
+_USER_COLUMNS = ("id", "username", "email", "password_hash", "display_name", "bio", "private")
+_PHOTO_COLUMNS = (
+    "id",
+    "owner_id",
+    "caption",
+    "tags",
+    "status",
+    "mime",
+    "width",
+    "height",
+    "bytes",
+    "blurhash",
+    "upload_key",
+    "original_key",
+    "large_key",
+    "medium_key",
+    "thumb_key",
+)
+_COMMENT_COLUMNS = ("id", "photo_id", "user_id", "username", "display_name", "text")
 
 
 async def _images(blobs: BlobStore, count: int, rng: random.Random) -> list[dict[str, Any]]:
