@@ -16,6 +16,7 @@ import logging
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,11 +29,13 @@ from handlers.slow_clients import GuardedTCPSite
 from picshare.app import create_app
 from picshare.config import Settings, SettingsError, load_settings
 from picshare.database import open_shards
+from picshare.progress import Progress
 from picshare.seed import SEED_PASSWORD, SeedPlan, seed
 from storage import jobs_repo
 from storage.local_blobs import LocalBlobStore
 from storage.records import JobRecord
 from storage.router import PRIMARY
+from storage.shard_move import MoveError, move
 from storage.shard_stats import ranges_text, shard_stats
 
 ROOT = Path(__file__).resolve().parent
@@ -58,6 +61,10 @@ def main(argv: list[str] | None = None) -> int:
     for name, text in commands.items():
         cmd = sub.add_parser(name, help=text)
         cmd.add_argument("--data-dir")
+        if name == "shards":
+            cmd.add_argument("action", nargs="?", choices=["move"], help="move a logical shard")
+            cmd.add_argument("logical", nargs="?", type=int, help="the logical shard to move")
+            cmd.add_argument("target", nargs="?", help="the database to move it to: 2 or shard-2")
         if name == "jobs":
             cmd.add_argument("--status", choices=["queued", "running", "done", "failed"])
             cmd.add_argument("--limit", type=int, default=50)
@@ -104,6 +111,10 @@ def main(argv: list[str] | None = None) -> int:
         )
         return uvloop.run(_seed(settings, plan))
     if args.command == "shards":
+        if args.action == "move":
+            if args.logical is None or args.target is None:
+                parser.error("shards move needs LOGICAL TARGET, e.g. shards move 17 2")
+            return uvloop.run(_move(settings, args.logical, args.target))
         return uvloop.run(_shards(settings))
     return uvloop.run(_list_jobs(settings, args.status, args.limit))
 
@@ -213,6 +224,46 @@ async def _list_jobs(settings: Settings, status: str | None, limit: int) -> int:
             f"{job.id:>20}  {job.kind:<14} {job.status:<8} {job.attempts:>2}/{job.max_attempts:<2}"
             f"  {job.created_at:%Y-%m-%d %H:%M:%S}  {error}"
         )
+    return 0
+
+
+async def _move(settings: Settings, logical: int, target: str) -> int:
+    number = target.removeprefix("shard-")
+    if not number.isdigit():
+        print(f"picshare: TARGET is a database number (2) or label (shard-2), not {target!r}")
+        return 2
+    shown: dict[str, Callable[[int], None]] = {}
+    done = 0
+
+    def progress(what: str, rows: int) -> None:
+        nonlocal done
+        if what == "total":
+            shown["bar"] = Progress().stage(f"logical {logical}", rows)
+            return
+        done += rows
+        shown["bar"](done)
+
+    async with open_shards(settings) as shards:
+        try:
+            report = await move(
+                shards,
+                logical,
+                int(number) - 1,
+                grace=3 * settings.database.shard_map_poll,
+                progress=progress,
+            )
+        except MoveError as exc:
+            print(f"picshare: {exc}", file=sys.stderr)
+            return 2
+    if report.resumed_from == "done":
+        print(f"logical shard {logical} already lives on {report.target}")
+        return 0
+    print(
+        f"moved logical shard {logical} from {report.source} to {report.target}: "
+        f"{report.rows:,} rows in {report.seconds:.1f} s; its writes paused "
+        f"{report.pause_seconds * 1000:.0f} ms"
+        + (f" (resumed a move interrupted at {report.resumed_from})" if report.resumed_from else "")
+    )
     return 0
 
 

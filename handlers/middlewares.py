@@ -30,7 +30,7 @@ from picshare.errors import DomainError, Forbidden, Unauthenticated, Unavailable
 from picshare.metrics import Metrics
 from picshare.routing import RouteTable
 from storage import scope as db_scope
-from storage.router import DatabaseUnavailable
+from storage.router import DatabaseUnavailable, ShardMoving
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +138,11 @@ def error_answer(request: web.Request, exc: Exception) -> web.StreamResponse:
         return _error_response(request, problems.status_of(exc), exc)
     if isinstance(exc, DatabaseUnavailable):
         log.warning("%s %s: %s", request.method, request.path, exc)
-        down = Unavailable("The database is unavailable for a moment; try again shortly.")
+        down = Unavailable(
+            "This data is moving to another database; try again in a moment."
+            if isinstance(exc, ShardMoving)
+            else "The database is unavailable for a moment; try again shortly."
+        )
         return _error_response(request, 503, down)
     if isinstance(exc, web.HTTPException):
         return _http_error(request, exc)

@@ -7,6 +7,8 @@ closes them in reverse: jobs stop before the pool they use closes.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Executor
@@ -57,6 +59,7 @@ from picshare.users import UserService
 from storage.cache import Cache, MemoryCache, RedisCache
 from storage.local_blobs import LocalBlobStore
 from storage.redis_bus import RedisBus
+from storage.shards import Shards
 from ws.hub import Hub
 
 log = logging.getLogger(__name__)
@@ -148,9 +151,31 @@ def _static_urls(app: web.Application) -> Callable[[str], str]:
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
     """The storage routers, one per shard (storage/shards.py): one without sharding."""
-    async with open_shards(app[keys.SETTINGS], redis=app[keys.REDIS]) as shards:
+    settings = app[keys.SETTINGS]
+    async with open_shards(settings, redis=app[keys.REDIS]) as shards:
         app[keys.DATABASES] = shards
-        yield
+        if shards.single:
+            yield
+            return
+        # A move (run.py shards move) changes the map in the catalog: every
+        # process reads it again this often, and a move waits longer than that.
+        watch = asyncio.create_task(_watch_map(shards, settings.database.shard_map_poll))
+        try:
+            yield
+        finally:
+            watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watch
+
+
+async def _watch_map(shards: Shards, every: float) -> None:
+    while True:
+        await asyncio.sleep(every)
+        try:
+            if await shards.reload_map():
+                log.info("shard map changed: version %d", shards.map.version)
+        except Exception as exc:  # the catalog away: keep the map we have
+            log.warning("could not read the shard map: %s", exc)
 
 
 async def _redis(app: web.Application) -> AsyncIterator[None]:

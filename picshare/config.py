@@ -79,6 +79,8 @@ class DatabaseSettings:
     logical_shards: int = 1024
     # Seconds a read across shards waits for each; a later one is left out.
     shard_budget: float = 2.0
+    # Seconds between each process's reads of the shard map (a move waits 3x this).
+    shard_map_poll: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -476,6 +478,7 @@ def _validate(s: Settings) -> None:
             " (database.replicas are the single database's)",
         ),
         (s.database.shard_budget > 0, "database.shard_budget must be positive"),
+        (s.database.shard_map_poll > 0, "database.shard_map_poll must be positive"),
         (s.uploads.max_bytes > 0, "uploads.max_bytes must be positive"),
         (s.uploads.max_pixels > 0, "uploads.max_pixels must be positive"),
         (s.uploads.chunk_bytes >= 4096, "uploads.chunk_bytes must be at least 4096"),

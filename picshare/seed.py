@@ -11,7 +11,6 @@ import asyncio
 import hashlib
 import io
 import random
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from typing import Any
 
 from picshare import passwords
 from picshare.media import RenditionSpec, make_original, render_display
+from picshare.progress import Progress
 from storage import seed_repo
 from storage.blobs import BlobStore
 from storage.ids import EPOCH_MS, compose, shard_of
@@ -110,26 +110,6 @@ class SeedReport:
     likes: int
     comments: int
     seconds: float
-
-
-class Progress:
-    """One line per stage on stderr, redrawn in place: `[likes] 400,000/1,000,000`."""
-
-    def __init__(self, quiet: bool = False) -> None:
-        self._quiet = quiet
-
-    def stage(self, name: str, total: int) -> Callable[[int], None]:
-        def show(done: int) -> None:
-            if self._quiet:
-                return
-            bar = "#" * int(30 * done / max(total, 1))
-            sys.stderr.write(f"\r[{name:>8}] {bar:<30} {done:>10,}/{total:,}")
-            if done >= total:
-                sys.stderr.write("\n")
-            sys.stderr.flush()
-
-        show(0)
-        return show
 
 
 class _Ids:

@@ -63,6 +63,15 @@ class DatabaseUnavailable(Exception):
         self.label = label
 
 
+class ShardMoving(DatabaseUnavailable):
+    """The row's logical shard is being moved to another database
+    (storage/shard_move.py): its writes pause for a moment (503, retry)."""
+
+
+# The SQLSTATE of picshare_fence() (migration 0011).
+FENCED = "PS001"
+
+
 @dataclass(frozen=True, slots=True)
 class Consistency:
     """How fresh a read must be. Build with PRIMARY, ANY or read_your_writes()."""
@@ -295,6 +304,10 @@ class Databases:
                 yield conn
             except TimeoutError as exc:  # a command timed out: slow is not gone
                 raise DatabaseUnavailable(node.label) from exc
+            except asyncpg.PostgresError as exc:
+                if exc.sqlstate == FENCED:
+                    raise ShardMoving(node.label) from exc
+                raise
             except CONNECTION_ERRORS as exc:
                 if isinstance(exc, OSError) and not conn.is_closed():
                     # Not this connection's failure: the caller's own I/O in

@@ -78,6 +78,13 @@ async def load_or_create(
     return ShardMap(router, found, int(row["version"]))
 
 
+async def load(conn: Connection, router: str) -> ShardMap:
+    """The map as the catalog has it now (a move may have changed it)."""
+    rows = await conn.fetch("SELECT logical, physical FROM shard_map ORDER BY logical")
+    version = await conn.fetchval("SELECT version FROM shard_catalog")
+    return ShardMap(router, tuple(r["physical"] for r in rows), int(version or 0))
+
+
 async def save_move(conn: Connection, logical: int, physical: int) -> int:
     """Point `logical` at `physical` (inside the caller's transaction); the new version."""
     await conn.execute("UPDATE shard_map SET physical = $2 WHERE logical = $1", logical, physical)

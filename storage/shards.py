@@ -26,8 +26,9 @@ from typing import Generic, TypeVar
 
 from storage import scope as request_scope
 from storage.ids import shard_of
-from storage.router import Databases, DatabaseStatus, DatabaseUnavailable
+from storage.router import PRIMARY, Databases, DatabaseStatus, DatabaseUnavailable
 from storage.shard_map import ShardMap
+from storage.shard_map import load as load_map
 from storage.shard_routers import ShardRouter
 
 log = logging.getLogger(__name__)
@@ -115,6 +116,15 @@ class Shards:
 
     def index_of(self, db: Databases) -> int:
         return self.physical.index(db)
+
+    async def reload_map(self) -> bool:
+        """Read the map again from the catalog (a move changes it); whether it changed."""
+        async with self.catalog.read(PRIMARY) as conn:
+            fresh = await load_map(conn, self.map.router)
+        if fresh.version == self.map.version or len(fresh.placement) != len(self.map.placement):
+            return False
+        self.map = fresh
+        return True
 
     # -- across shards ---------------------------------------------------------
 
