@@ -35,6 +35,7 @@ from storage import jobs_repo
 from storage.local_blobs import LocalBlobStore
 from storage.records import JobRecord
 from storage.router import PRIMARY
+from storage.shard_map import ShardMapError
 from storage.shard_move import MoveError, move
 from storage.shard_stats import ranges_text, shard_stats
 
@@ -97,6 +98,15 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"picshare: {exc}", file=sys.stderr)
         return 2
+    try:
+        return _command(parser, args, settings)
+    except ShardMapError as exc:
+        # The settings and the site's shard map disagree: the operator's to fix.
+        print(f"picshare: {exc}", file=sys.stderr)
+        return 2
+
+
+def _command(parser: argparse.ArgumentParser, args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "serve":
         return _serve(settings)
     if args.command == "migrate":

@@ -107,3 +107,25 @@ def test_serve_replicas_becomes_the_embedded_replicas_setting() -> None:
     result = _run("serve", "--replicas", "-1")
     assert result.returncode == 2
     assert "database.embedded_replicas" in result.stderr
+
+
+def test_shards_on_embedded_clusters_show_and_move(tmp_path: Path) -> None:
+    """`--shards 2` with no database URL: two embedded clusters; `shards` shows
+    the map, `shards move` moves a logical shard; a wrong count is refused."""
+    data = ["--data-dir", str(tmp_path / "data")]
+    env = {"PICSHARE_DATABASE_URL": "", "PICSHARE_SHARDS": ""}
+    shown = _run("shards", "--shards", "2", *data, env=env)
+    assert shown.returncode == 0, shown.stderr
+    assert "router: hash, 1024 logical shards, map version 0" in shown.stdout
+    assert "shard-1/primary" in shown.stdout and "logical 0-511" in shown.stdout
+    assert "shard-2/primary" in shown.stdout and "logical 512-1023" in shown.stdout
+    assert (tmp_path / "data" / "shard-1" / "pg" / "PG_VERSION").exists()
+    moved = _run("shards", "move", "3", "shard-2", "--shards", "2", *data, env=env)
+    assert moved.returncode == 0, moved.stderr
+    assert "moved logical shard 3 from shard-1/primary to shard-2/primary" in moved.stdout
+    after = _run("shards", "--shards", "2", *data, env=env)
+    assert "logical 0-2, 4-511" in after.stdout and "logical 3, 512-1023" in after.stdout
+    fewer = _run("shards", *data, env=env)
+    assert fewer.returncode == 2 and "add them back" in fewer.stderr
+    assert "Traceback" not in fewer.stderr
+    assert not _postgres_running(tmp_path / "data")
