@@ -3,7 +3,7 @@
 python run.py bench [--quick] [--only NAME[,NAME]] [--loadgen auto|python|aiohttp|wrk]
 
 Names: renditions, ready, upload, requests, social, cache, cache_http, ratelimit, ws,
-router, tips.
+router, tips, shards.
 --quick is a smoke run (fewer iterations, smaller images and files, 1 s load
 runs). Exit status 1 if a
 benchmark failed; the others still run.
@@ -38,6 +38,7 @@ from bench import (  # noqa: E402
     ready,
     renditions,
     router,
+    shards,
     social,
     tips,
     upload,
@@ -60,6 +61,7 @@ BENCHES: dict[str, Bench] = {
     "ws": ws_fanout.run,
     "router": router.run,
     "tips": tips.run,
+    "shards": shards.run,
 }
 # The servers the benchmarks start send thousands of requests a second from
 # one address; under the default rate limits most would be 429s. The limiter
