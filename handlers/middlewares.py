@@ -43,6 +43,8 @@ UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 WAL_COOKIE = "picshare_wal"
 # The position as plain hex: a "/" would make the cookie value quoted.
 _LSN = re.compile(r"^[0-9a-f]{1,16}$")
+_SHARD_NAME = re.compile(r"^shard-[0-9]{1,3}$")
+_MAX_POSITIONS = 64
 
 
 def wants_html(request: web.Request) -> bool:
@@ -74,7 +76,7 @@ def observe_middleware(table: RouteTable, metrics: Metrics, *, wal_cookie_ttl: i
         )
         request[keys.REQUEST_ID] = request_id
         wal = request.cookies.get(WAL_COOKIE)
-        scope = db_scope.open_scope(int(wal, 16) if wal and _LSN.match(wal) else 0)
+        scope = db_scope.open_scope(_positions(wal) if wal else None)
         started = time.perf_counter()
         status = 500
         try:
@@ -125,10 +127,34 @@ def _database_headers(
     if scope.wrote_lsn and (
         not request[keys.ROUTE].api or request.get(keys.AUTH_KIND) == "session"
     ):
-        cookie = f"{WAL_COOKIE}={scope.wrote_lsn:x}; Max-Age={ttl}; Path=/; HttpOnly; SameSite=Lax"
+        # What the browser had, raised by what this request wrote (per database).
+        positions = {**scope.min_lsn}
+        for name, lsn in scope.wrote_lsn.items():
+            positions[name] = max(positions.get(name, 0), lsn)
+        value = _cookie_value(positions)
+        cookie = f"{WAL_COOKIE}={value}; Max-Age={ttl}; Path=/; HttpOnly; SameSite=Lax"
         if request.secure:
             cookie += "; Secure"
         headers.add("Set-Cookie", cookie)
+
+
+def _positions(value: str) -> dict[str, int]:
+    """The WAL cookie: a hex position ("1a2b3c", one database), or one per
+    shard ("shard-1:1a2b|shard-2:ff"); anything malformed counts for nothing."""
+    if _LSN.match(value):
+        return {"": int(value, 16)}
+    found: dict[str, int] = {}
+    for part in value.split("|")[:_MAX_POSITIONS]:
+        name, _, lsn = part.partition(":")
+        if _SHARD_NAME.match(name) and _LSN.match(lsn):
+            found[name] = int(lsn, 16)
+    return found
+
+
+def _cookie_value(positions: dict[str, int]) -> str:
+    if set(positions) == {""}:
+        return f"{positions['']:x}"
+    return "|".join(f"{name}:{lsn:x}" for name, lsn in sorted(positions.items()) if name)
 
 
 def error_answer(request: web.Request, exc: Exception) -> web.StreamResponse:

@@ -68,6 +68,7 @@ async def open_databases(
             clock=clock,
             max_lag=max_lag,
             acquire_timeout=sizes.connect_timeout,
+            name=name,
         )
         if replica_dsns:
             # With no replica nothing reads WAL positions: no task, no extra connection.

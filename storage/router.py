@@ -109,6 +109,7 @@ class Databases:
         "_policy",
         "_timeout",
         "max_lag",
+        "name",
         "on_write",
         "primary",
         "replicas",
@@ -124,7 +125,11 @@ class Databases:
         clock: LagClock,
         max_lag: float,
         acquire_timeout: float,
+        name: str = "",
     ) -> None:
+        # "" without shards, else the shard's name ("shard-2"): what its WAL
+        # positions are filed under in a request's scope and the browser's cookie.
+        self.name = name
         self.primary = primary
         self.replicas = tuple(replicas)
         self._policy = policy
@@ -181,17 +186,18 @@ class Databases:
             self._clock.saw(lsn)
         if self.on_write is not None:
             self.on_write()
-        scope.wrote_lsn = max(scope.wrote_lsn, lsn)
+        scope.wrote_lsn[self.name] = max(scope.wrote_lsn.get(self.name, 0), lsn)
         if scope.actor is not None:
             await self._put_mark(scope.actor, lsn)
-            scope.marks[scope.actor] = lsn
+            scope.marks[(self.name, scope.actor)] = lsn
 
     async def remember_writer(self, user_id: int) -> None:
         """Count this request's writes as `user_id`'s (a sign-up: the writer
         had no id until its own transaction made one)."""
         scope = request_scope.current()
-        if self.replicas and scope is not None and scope.wrote_lsn:
-            await self._put_mark(user_id, scope.wrote_lsn)
+        wrote = scope.wrote_lsn.get(self.name, 0) if scope is not None else 0
+        if self.replicas and wrote:
+            await self._put_mark(user_id, wrote)
 
     async def _put_mark(self, user_id: int, lsn: int) -> None:
         try:
@@ -231,7 +237,7 @@ class Databases:
         need = 0
         scope = request_scope.current()
         if scope is not None:
-            need = scope.min_lsn
+            need = scope.min_lsn.get(self.name, 0)
         if consistency.kind == "ryw" and consistency.user_id is not None:
             mark = await self._mark(consistency.user_id, scope)
             if mark is None:  # unknown: only the primary is safe
@@ -247,15 +253,15 @@ class Databases:
 
     async def _mark(self, user_id: int, scope: request_scope.Scope | None) -> int | None:
         """The user's last-write position (0: none kept), None when the store fails."""
-        if scope is not None and user_id in scope.marks:
-            return scope.marks[user_id]
+        if scope is not None and (self.name, user_id) in scope.marks:
+            return scope.marks[(self.name, user_id)]
         try:
             mark = max(await self._marks.get(user_id), await self._kept_here.get(user_id))
         except Exception as exc:
             log.warning("could not read a read-your-writes mark: %s", exc)
             return None
         if scope is not None:
-            scope.marks[user_id] = mark
+            scope.marks[(self.name, user_id)] = mark
         return mark
 
     async def wrote_recently(self, user_id: int) -> bool:

@@ -15,18 +15,19 @@ from contextvars import ContextVar
 class Scope:
     __slots__ = ("actor", "marks", "min_lsn", "partial", "served", "stale", "wrote_lsn")
 
-    def __init__(self, actor: int | None = None, min_lsn: int = 0) -> None:
+    def __init__(self, actor: int | None = None, min_lsn: dict[str, int] | None = None) -> None:
         self.actor = actor
-        # A replica must have replayed this far to serve this request's reads.
-        self.min_lsn = min_lsn
+        # A replica must have replayed this far to serve this request's reads,
+        # by database name ("" without shards; each shard's primary has its own WAL).
+        self.min_lsn: dict[str, int] = min_lsn or {}
         self.served: list[str] = []
         self.stale = False
         # A shard did not answer a read across shards in time (`PicShare-Partial`).
         self.partial = False
-        # The primary's WAL position after this request's last write (0: none).
-        self.wrote_lsn = 0
-        # Read-your-writes marks already fetched for this request, by user id.
-        self.marks: dict[int, int] = {}
+        # Each primary's WAL position after this request's last write there.
+        self.wrote_lsn: dict[str, int] = {}
+        # Read-your-writes marks already fetched for this request, by database and user.
+        self.marks: dict[tuple[str, int], int] = {}
 
     def note(self, label: str) -> None:
         """One database use, in order (a header's worth: the first 16)."""
@@ -37,7 +38,7 @@ class Scope:
 CURRENT: ContextVar[Scope | None] = ContextVar("picshare_db_scope", default=None)
 
 
-def open_scope(min_lsn: int = 0) -> Scope:
+def open_scope(min_lsn: dict[str, int] | None = None) -> Scope:
     """A fresh scope for the current task (one request)."""
     scope = Scope(min_lsn=min_lsn)
     CURRENT.set(scope)

@@ -330,3 +330,16 @@ async def test_an_account_turned_private_is_private_at_once_for_others(
     # Both replicas still hold the account as public; the decision is fresh.
     for path in ("/api/v1/users/owner/followers", "/api/v1/photos?user=owner"):
         assert (await client.get(path, headers=bearer(other))).status == 404, path
+
+
+def test_the_wal_cookie_keeps_a_position_per_shard() -> None:
+    from handlers.middlewares import _cookie_value, _positions
+
+    assert _positions("1a2b") == {"": 0x1A2B}
+    assert _cookie_value({"": 0x1A2B}) == "1a2b"
+    both = {"shard-1": 0x10, "shard-2": 0xFF}
+    assert _cookie_value(both) == "shard-1:10|shard-2:ff"
+    assert _positions("shard-1:10|shard-2:ff") == both
+    # Forged or broken parts count for nothing; the rest still does.
+    assert _positions("shard-1:10|evil:ff|shard-2:zz|shard-3:") == {"shard-1": 0x10}
+    assert _positions("x" * 4000) == {}
