@@ -24,13 +24,16 @@ async def readyz(request: web.Request) -> web.Response:
     A replica down or lagging leaves the site "degraded" but ready (reads go
     elsewhere); so does the primary down while a replica answers: the site
     serves reads (marked stale) and refuses writes, and a load balancer should
-    keep sending it traffic rather than take every process out."""
+    keep sending it traffic rather than take every process out. With shards,
+    one shard down is "degraded" too: the others serve, pages are partial."""
     health = request.app[keys.HEALTH]
     checks = await health.readiness()
-    replica_ok = any(v == OK for k, v in checks.items() if k.startswith("replica-"))
+    # Any database answering serves something: with shards, the others' users
+    # get partial pages, and every process would see the same.
+    answering = any(v == OK for k, v in checks.items() if k.endswith("primary") or "replica-" in k)
     if all(v == OK for v in checks.values()):
         status, code = "ok", 200
-    elif checks.get("blobs") == OK and (checks.get("database") == OK or replica_ok):
+    elif checks.get("blobs") == OK and (checks.get("database") == OK or answering):
         status, code = "degraded", 200
     else:
         status, code = "unavailable", 503

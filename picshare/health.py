@@ -49,6 +49,11 @@ class HealthService:
             except Exception as exc:
                 log.warning("readiness: %s failed: %s", name, exc)
                 checks[name] = f"failing: {type(exc).__name__}"
+        if len(databases) > 1:
+            # One word for all of them too, as without shards: ok when every
+            # primary answers, else which do not.
+            down = [db.primary.label for db in databases if checks[db.primary.label] != OK]
+            checks["database"] = OK if not down else f"failing: {', '.join(down)}"
         for db in databases:
             for status in db.status()[1:]:
                 if not status.up:

@@ -32,6 +32,15 @@ SERVICE_DATABASE_URL = os.environ.get(
 )
 
 
+def database_env(database_url: str) -> dict[str, str]:
+    """The environment a `run.py` process needs for the test's database: its
+    shards' DSNs when the suite runs sharded (PICSHARE_TEST_SHARDS)."""
+    shards = SHARDS_OF.get(database_url)
+    if shards is None:
+        return {"PICSHARE_DATABASE_URL": database_url}
+    return {"PICSHARE_DATABASE_URL": "", "PICSHARE_SHARDS": ",".join(shards)}
+
+
 def missing_service(reason: str) -> NoReturn:
     """Skip on a laptop without the service; fail in CI, where it must be there."""
     import pytest

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import psutil
 
+from tests.harness import database_env
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -84,7 +86,7 @@ def test_serve_on_embedded_defaults_and_ctrl_c_stops_everything(tmp_path: Path) 
 
 
 def test_migrate_and_jobs_commands(database_url: str) -> None:
-    env = {"PICSHARE_DATABASE_URL": database_url}
+    env = {**database_env(database_url)}
     first = _run("migrate", env=env)
     assert first.returncode == 0, first.stderr
     assert "nothing" in first.stdout  # the test database is already migrated

@@ -16,6 +16,7 @@ from typing import Any
 import aiohttp
 
 import tests.imaging as imaging
+from tests.harness import database_env
 from tests.servers import picshare_process, signup_over_http
 
 TIMEOUT = aiohttp.ClientTimeout(total=60)
@@ -49,7 +50,7 @@ async def test_one_key_sent_to_two_processes_has_one_effect(
     tmp_path: Path, database_url: str, redis_url: str
 ) -> None:
     env = {
-        "PICSHARE_DATABASE_URL": database_url,
+        **database_env(database_url),
         "PICSHARE_REDIS_URL": redis_url,
     }
     # One process renders the photo (comments need it ready); the other only serves.

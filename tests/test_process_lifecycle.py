@@ -22,6 +22,7 @@ import aiohttp
 import psutil
 
 from tests import imaging
+from tests.harness import database_env
 from tests.servers import free_port, postmasters_under
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -132,7 +133,7 @@ def _assert_all_gone(procs: list[psutil.Process], within: float) -> None:
 async def test_media_workers_die_with_a_killed_server(tmp_path: Path, database_url: str) -> None:
     data_dir = tmp_path / "data"
     with _reaped(data_dir) as started:
-        env = {"PICSHARE_DATABASE_URL": database_url, "PICSHARE_MEDIA_WORKERS": "2"}
+        env = {**database_env(database_url), "PICSHARE_MEDIA_WORKERS": "2"}
         serve = Serve(data_dir, tmp_path / "serve.log", env)
         started.append(serve)
         await serve.wait_ready()

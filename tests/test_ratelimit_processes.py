@@ -14,6 +14,7 @@ from pathlib import Path
 
 import aiohttp
 
+from tests.harness import database_env
 from tests.own_redis import own_redis
 from tests.servers import ServerProcess, picshare_process, signup_over_http
 
@@ -31,7 +32,7 @@ async def test_the_rate_limit_holds_across_both_processes(
     tmp_path: Path, database_url: str, redis_url: str
 ) -> None:
     env = {
-        "PICSHARE_DATABASE_URL": database_url,
+        **database_env(database_url),
         "PICSHARE_REDIS_URL": redis_url,
         "PICSHARE_RATELIMIT_WRITES": "6/600s",  # T = 100 s: nothing refills during the test
         "PICSHARE_JOBS_ENABLED": "false",
@@ -64,7 +65,7 @@ async def test_the_rate_limit_holds_across_both_processes(
 async def test_redis_killed_under_a_running_process(tmp_path: Path, database_url: str) -> None:
     with own_redis() as redis:
         env = {
-            "PICSHARE_DATABASE_URL": database_url,
+            **database_env(database_url),
             "PICSHARE_REDIS_URL": redis.url,
             "PICSHARE_RATELIMIT_WRITES": "3/600s",
             "PICSHARE_RATELIMIT_READS": "2/600s",

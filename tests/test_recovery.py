@@ -15,6 +15,7 @@ from pathlib import Path
 import aiohttp
 
 from tests import imaging
+from tests.harness import database_env
 from tests.servers import picshare_process
 
 
@@ -22,7 +23,7 @@ async def test_sigkill_after_upload_commit_then_restart_renders(
     tmp_path: Path, database_url: str
 ) -> None:
     data_dir = tmp_path / "data"
-    env = {"PICSHARE_DATABASE_URL": database_url, "PICSHARE_JOBS_LEASE_SECONDS": "5"}
+    env = {**database_env(database_url), "PICSHARE_JOBS_LEASE_SECONDS": "5"}
     timeout = aiohttp.ClientTimeout(total=30)
     async with aiohttp.ClientSession(timeout=timeout) as session:
         async with picshare_process(

@@ -16,6 +16,7 @@ import pytest
 
 from picshare.config import SettingsError, load_settings
 from tests import imaging
+from tests.harness import database_env
 from tests.servers import ServerProcess, picshare_process
 
 HEADER_TIMEOUT = 1.0
@@ -28,7 +29,7 @@ DRIP = 0.2
 @pytest.fixture
 async def server(tmp_path: Path, database_url: str) -> AsyncIterator[ServerProcess]:
     env = {
-        "PICSHARE_DATABASE_URL": database_url,
+        **database_env(database_url),
         "PICSHARE_SERVER_HEADER_TIMEOUT": str(HEADER_TIMEOUT),
         "PICSHARE_SERVER_BODY_TIMEOUT": str(BODY_TIMEOUT),
         "PICSHARE_RATELIMIT_ENABLED": "false",

@@ -11,6 +11,7 @@ from typing import Any
 import aiohttp
 
 import tests.imaging as imaging
+from tests.harness import database_env
 from tests.servers import picshare_process
 
 
@@ -38,7 +39,7 @@ async def _ready_photo(session: aiohttp.ClientSession, base: str, token: str) ->
 async def test_event_crosses_processes_over_redis(
     tmp_path: Path, database_url: str, redis_url: str
 ) -> None:
-    env = {"PICSHARE_DATABASE_URL": database_url, "PICSHARE_REDIS_URL": redis_url}
+    env = {**database_env(database_url), "PICSHARE_REDIS_URL": redis_url}
     async with (
         picshare_process(tmp_path / "data", env, tmp_path / "one.log") as one,
         picshare_process(tmp_path / "data", env, tmp_path / "two.log") as two,
@@ -62,7 +63,7 @@ async def test_event_crosses_processes_over_redis(
 
 
 async def test_shutdown_closes_sockets_with_going_away(tmp_path: Path, database_url: str) -> None:
-    env = {"PICSHARE_DATABASE_URL": database_url}
+    env = {**database_env(database_url)}
     async with (
         picshare_process(tmp_path / "data", env, tmp_path / "s.log") as server,
         aiohttp.ClientSession() as session,
