@@ -68,7 +68,7 @@ class DatabaseSettings:
     # Entry i: shard i's streaming replicas, space-separated DSNs.
     shard_replicas: tuple[str, ...] = ()
     # With no url and no shards: how many embedded clusters to shard across
-    # (`run.py serve --shards M`), in <data_dir>/pg-shard-N beside <data_dir>/pg.
+    # (`run.py serve --shards M`): shard 1 in <data_dir>/pg, shard N in <data_dir>/shard-N/pg.
     embedded_shards: int = 0
     # `range` (usernames by first letter) or `hash` (logical shards).
     shard_router: str = "hash"

@@ -64,7 +64,7 @@ async def database_topology(settings: Settings) -> AsyncIterator[Topology]:
         for k in range(db.embedded_shards):
             # Shard 0 is the embedded database of a site without shards, so a
             # site that grows keeps its data where it was.
-            base = settings.data_path if k == 0 else settings.data_path / f"shard-{k}"
+            base = settings.data_path if k == 0 else settings.data_path / f"shard-{k + 1}"
             shards.append(await stack.enter_async_context(_embedded_urls(settings, base)))
         yield Topology(tuple(shards), None)
 

@@ -121,7 +121,7 @@ def test_shards_on_embedded_clusters_show_and_move(tmp_path: Path) -> None:
     assert "router: hash, 1024 logical shards, map version 0" in shown.stdout
     assert "shard-1/primary" in shown.stdout and "logical 0-511" in shown.stdout
     assert "shard-2/primary" in shown.stdout and "logical 512-1023" in shown.stdout
-    assert (tmp_path / "data" / "shard-1" / "pg" / "PG_VERSION").exists()
+    assert (tmp_path / "data" / "shard-2" / "pg" / "PG_VERSION").exists()
     moved = _run("shards", "move", "3", "shard-2", "--shards", "2", *data, env=env)
     assert moved.returncode == 0, moved.stderr
     assert "moved logical shard 3 from shard-1/primary to shard-2/primary" in moved.stdout
