@@ -24,7 +24,6 @@ import asyncio
 import contextlib
 import os
 import random
-import subprocess
 import tempfile
 import time
 import uuid
@@ -34,7 +33,7 @@ from pathlib import Path
 import aiohttp
 import asyncpg
 
-from bench._common import PYTHON, ROOT, Options, Row, picshare_server, say
+from bench._common import Options, Row, picshare_server, say, seed_site
 from bench.social import SERVICE_URL, _http_latencies, _login, _percentile, _with_db
 from picshare.config import load_settings
 from picshare.database import open_shards
@@ -55,33 +54,6 @@ async def _databases(count: int) -> AsyncIterator[list[str]]:
         for name in names:
             await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
-
-
-async def _seed(data: Path, env: dict[str, str], users: int, photos: int, likes: int) -> float:
-    started = time.monotonic()
-    await asyncio.to_thread(
-        subprocess.run,
-        [
-            PYTHON,
-            str(ROOT / "run.py"),
-            "seed",
-            "--data-dir",
-            str(data),
-            "--users",
-            str(users),
-            "--photos",
-            str(photos),
-            "--likes",
-            str(likes),
-            "--comments",
-            str(photos // 4),
-        ],
-        env=env,
-        check=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    return time.monotonic() - started
 
 
 async def _heaviest_and_photos(dsns: list[str], n: int) -> tuple[str, list[int]]:
@@ -207,7 +179,7 @@ async def run(opts: Options) -> list[Row]:
             async with _databases(count) as dsns:
                 data = tmp / f"data-{count}"
                 env = {**os.environ, "PICSHARE_SHARDS": ",".join(dsns), "PICSHARE_DATABASE_URL": ""}
-                seconds = await _seed(data, env, users, photos, likes)
+                seconds = await seed_site(data, env, users=users, photos=photos, likes=likes)
                 rows.append(
                     (
                         f"{count} shard(s): seed {photos:,} photos, {likes:,} likes",

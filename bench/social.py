@@ -15,7 +15,6 @@ import contextlib
 import json
 import os
 import statistics
-import subprocess
 import tempfile
 import time
 import uuid
@@ -26,7 +25,7 @@ from typing import Any
 import aiohttp
 import asyncpg
 
-from bench._common import PYTHON, ROOT, Options, Row, picshare_server, say
+from bench._common import Options, Row, picshare_server, say, seed_site
 from picshare.seed import SEED_PASSWORD
 from storage import photos_repo, search_repo
 from storage.embedded import EmbeddedPostgres
@@ -117,30 +116,7 @@ async def run(opts: Options) -> list[Row]:
         async with _fresh_database(tmp) as dsn:
             data = tmp / "data"
             env = {**os.environ, "PICSHARE_DATABASE_URL": dsn}
-            started = time.monotonic()
-            await asyncio.to_thread(
-                subprocess.run,
-                [
-                    PYTHON,
-                    str(ROOT / "run.py"),
-                    "seed",
-                    "--data-dir",
-                    str(data),
-                    "--users",
-                    str(users),
-                    "--photos",
-                    str(photos),
-                    "--likes",
-                    str(likes),
-                    "--comments",
-                    str(photos // 4),
-                ],
-                env=env,
-                check=True,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            seconds = time.monotonic() - started
+            seconds = await seed_site(data, env, users=users, photos=photos, likes=likes)
             rows.append(
                 (
                     f"seed {users:,} users, {photos:,} photos, {likes:,} likes (COPY)",
