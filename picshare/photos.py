@@ -53,6 +53,7 @@ RENDER_JOB = "photo.render"
 ORIGINAL_JOB = "photo.original"
 COLLECT_JOB = "blobs.collect"
 NOTIFY_JOB = "photo.notify_followers"
+FORGET_JOB = "photo.forget_notifications"
 
 
 class PhotoService:
@@ -110,6 +111,7 @@ class PhotoService:
             ORIGINAL_JOB: JobKind(self._original_job, max_running=1),
             COLLECT_JOB: JobKind(self._collect_job),
             NOTIFY_JOB: JobKind(self._notify_job),
+            FORGET_JOB: JobKind(self._forget_job),
         }
 
     def check_text(self, caption: str, tags: str) -> tuple[str, list[str]]:
@@ -282,6 +284,11 @@ class PhotoService:
             if not privacy.can_delete_photo(photo, user_id):
                 raise Forbidden("only the photo's owner can delete it")
             await photos_repo.delete_photo(conn, photo)
+            # Its notifications go with it: those here now (its owner's, and
+            # followers' of this shard); the other shards' by a job.
+            await notifications_repo.forget_photo(conn, photo_id)
+            if not self._db.single:
+                await self._jobs.enqueue(conn, FORGET_JOB, {"photo_id": photo_id})
             keys = [photo.upload_key, *photo.rendition_keys]
             await self._jobs.enqueue(conn, COLLECT_JOB, {"keys": keys})
         self._jobs.wake()
@@ -420,6 +427,25 @@ class PhotoService:
                 failed.append(db.primary.label)
         if failed:
             raise ShardsBehind(f"photo {photo_id}: followers on {', '.join(failed)} not told yet")
+
+    async def _forget_job(self, payload: dict[str, Any]) -> None:
+        """A deleted photo's notifications on the other shards (followers told
+        of it). Each shard is done on its own; one that fails is tried again
+        with the whole job, which the shards already done absorb."""
+        photo_id = int(payload["photo_id"])
+        home = self._db.of_id(photo_id)
+        failed: list[str] = []
+        for db in self._db.physical:
+            if db is home:
+                continue  # done in the deletion's own transaction
+            try:
+                async with db.write() as conn:
+                    await notifications_repo.forget_photo(conn, photo_id)
+            except Exception as exc:
+                log.warning("photo %s: forgetting on %s failed: %r", photo_id, db, exc)
+                failed.append(db.primary.label)
+        if failed:
+            raise ShardsBehind(f"photo {photo_id}: notifications on {', '.join(failed)} remain")
 
     async def _collect_job(self, payload: dict[str, Any]) -> None:
         await self._collect([str(k) for k in payload["keys"]])

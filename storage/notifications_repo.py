@@ -150,3 +150,9 @@ async def since(conn: Connection, user_id: int, after: int, limit: int) -> list[
         limit,
     )
     return [NotificationRecord.from_row(r) for r in rows]
+
+
+async def forget_photo(conn: Connection, photo_id: int) -> int:
+    """Delete every notification about a deleted photo in this database; how many."""
+    result = await conn.execute("DELETE FROM notifications WHERE photo_id = $1", photo_id)
+    return int(result.split()[-1])

@@ -248,6 +248,14 @@ async def test_a_new_photos_followers_are_told_on_their_shards_once(
     # A new photo, end to end: both told at once.
     resp = await upload(client, nina, imaging.jpeg_bytes(44, 44))
     assert resp.status == 201
+    newer = (await resp.json())["id"]
     await _jobs_settled(client)
     assert await _inbox_kinds(client, bob) == ["photo", "photo"]
     assert await _inbox_kinds(client, oscar) == ["photo", "photo"]
+    # The first deleted: its notifications go on both shards (bob's by a job).
+    resp = await client.delete(f"/api/v1/photos/{photo['id']}", headers=bearer(nina))
+    assert resp.status == 204
+    await _jobs_settled(client)
+    for token in (bob, oscar):
+        body = await (await client.get("/api/v1/notifications", headers=bearer(token))).json()
+        assert [n["photo_id"] for n in body["items"]] == [newer]

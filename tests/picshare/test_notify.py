@@ -112,3 +112,26 @@ async def test_a_rolled_back_transaction_publishes_nothing(client: Client) -> No
         await failing_like()
     assert published == []
     assert await _inbox(client, owner) == []
+
+
+async def test_a_deleted_photos_notifications_go_with_it(client: Client) -> None:
+    star = await signup(client, "star")
+    fan = await signup(client, "fan")
+    await client.put("/api/v1/users/star/follow", headers=bearer(fan))
+    photo = await upload_ready(client, star, imaging.jpeg_bytes(32, 32))
+    other = await upload_ready(client, star, imaging.jpeg_bytes(36, 36))
+    await client.put(f"/api/v1/photos/{photo['id']}/like", headers=bearer(fan))
+    await client.post(
+        f"/api/v1/photos/{photo['id']}/comments", json={"text": "nice"}, headers=bearer(fan)
+    )
+    async with asyncio.timeout(10):
+        while len(await _inbox(client, fan)) < 2:  # both photos' notifications, by a job
+            await asyncio.sleep(0.05)
+    assert (
+        await client.delete(f"/api/v1/photos/{photo['id']}", headers=bearer(star))
+    ).status == 204
+    # The owner's (like, comment) at once; the followers' wherever they live.
+    assert [n["kind"] for n in await _inbox(client, star)] == ["follow"]
+    async with asyncio.timeout(10):
+        while [n["photo_id"] for n in await _inbox(client, fan)] != [other["id"]]:
+            await asyncio.sleep(0.05)
