@@ -71,10 +71,10 @@ class CachedReads:
     __slots__ = ("_cache", "_db", "_joined", "_pages", "_photos", "_ttl", "_users")
 
     def _fresh(self, ttl: float) -> float:
-        """An entry's lifetime: `ttl`, or a moment while the primary is down (the
+        """An entry's lifetime: `ttl`, or a moment while a primary is down (the
         entry then comes from a replica that may be far behind, and must not
         outlive the outage by a whole TTL)."""
-        return ttl if self._db.unrouted.primary.up else min(ttl, STALE_TTL)
+        return min(ttl, STALE_TTL) if self._db.primary_down() else ttl
 
     def __init__(self, *, db: Shards, cache: Cache, ttl: CacheTtls) -> None:
         # Entries are filled from the primary (a replica only while it is
@@ -200,7 +200,7 @@ class CachedReads:
         )
 
     async def _photo_row(self, photo_id: int) -> dict[str, Any] | None:
-        async with self._db.unrouted.read(PRIMARY) as conn:
+        async with self._db.of_id(photo_id).read(PRIMARY) as conn:
             photo = await photos_repo.photo_by_id(conn, photo_id)
         if photo is None:
             return None

@@ -2,7 +2,7 @@
 writing its rows in the transaction of the action that caused it; what was
 written is pushed live once that transaction commits.
 
-    async with notify.transaction(db, bus) as (conn, notes):
+    async with notify.transaction(shards.of_id(photo_id), bus) as (conn, notes):
         ...  # the action's own writes on `conn`
         await notes.liked(photo, user)
     # committed: the like's notification is on the bus now
@@ -10,6 +10,10 @@ written is pushed live once that transaction commits.
 Publishing after the commit means a listener never sees a notification that
 then rolls back; a process that dies in between loses only the live push
 (the row is there, and `?since=` replays it, picshare/events.py).
+
+A notification lives on its recipient's shard, so a transaction writes those
+of one shard only; an event whose recipients live on several shards (a new
+photo's followers) writes one transaction per shard.
 """
 
 from __future__ import annotations
@@ -28,8 +32,7 @@ from storage.records import (
     PhotoRecord,
     UserRecord,
 )
-from storage.router import Isolation
-from storage.shards import Shards
+from storage.router import Databases, Isolation
 
 SNIPPET = 60  # characters of a comment quoted in its notification
 
@@ -123,12 +126,14 @@ class Notes:
             text=f"{requester.username} started following you",
         )
 
-    async def photo_ready(self, photo: PhotoRecord) -> None:
-        """A photo became ready: each of its owner's followers, in one statement.
-        A repeat (a retried job) finds the rows there and sends nothing twice."""
+    async def photo_ready(self, photo: PhotoRecord, follower_ids: list[int]) -> None:
+        """A photo became ready: these followers of its owner (all with their
+        rows in this transaction's database), in one statement. A repeat (a
+        retried job) finds the rows there and sends nothing twice."""
         self.written.extend(
-            await notifications_repo.add_for_followers(
+            await notifications_repo.add_photo_ready(
                 self._conn,
+                user_ids=follower_ids,
                 actor_id=photo.owner_id,
                 actor_username=photo.owner_username,
                 photo_id=photo.id,
@@ -170,14 +175,17 @@ class Notes:
 
 @asynccontextmanager
 async def transaction(
-    db: Shards,
+    db: Databases,
     bus: EventBus,
     *,
     isolation: Isolation = "read_committed",
     readonly: bool = False,
 ) -> AsyncIterator[tuple[Connection, Notes]]:
-    """A transaction whose notifications go live once it commits."""
-    async with db.unrouted.transaction(isolation=isolation, readonly=readonly) as conn:
+    """A transaction on `db` (one shard) whose notifications go live once it
+    commits. Every notification it writes must be to a user of that shard:
+    the caller picks the shard its action and the notification share (a like:
+    the photo's, where its owner lives)."""
+    async with db.transaction(isolation=isolation, readonly=readonly) as conn:
         notes = Notes(conn)
         yield conn, notes
     for record in notes.written:

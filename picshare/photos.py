@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import asynccontextmanager
 from dataclasses import replace
 from typing import Any, TypeVar
 
@@ -36,11 +37,12 @@ from picshare.media import (
 from picshare.pagination import Page, decode_cursor, page_of
 from picshare.staging import StagedUpload
 from picshare.text import clean_caption, normalize_tag, parse_tags
-from storage import photos_repo, social_repo, users_repo
+from storage import notifications_repo, photos_repo, social_repo, users_repo
 from storage.blobs import BlobStore
 from storage.cache.memo import IdentityMemo
+from storage.db import Connection
 from storage.records import PhotoRecord, PhotoStatus
-from storage.router import ANY, PRIMARY, read_your_writes
+from storage.router import ANY, PRIMARY, Databases, read_your_writes
 from storage.shards import Shards
 
 T = TypeVar("T")
@@ -51,6 +53,7 @@ RENDER_JOB = "photo.render"
 ORIGINAL_JOB = "photo.original"
 COLLECT_JOB = "blobs.collect"
 NOTIFY_JOB = "photo.notify_followers"
+FORGET_JOB = "photo.forget_notifications"
 
 
 class PhotoService:
@@ -108,6 +111,7 @@ class PhotoService:
             ORIGINAL_JOB: JobKind(self._original_job, max_running=1),
             COLLECT_JOB: JobKind(self._collect_job),
             NOTIFY_JOB: JobKind(self._notify_job),
+            FORGET_JOB: JobKind(self._forget_job),
         }
 
     def check_text(self, caption: str, tags: str) -> tuple[str, list[str]]:
@@ -134,8 +138,8 @@ class PhotoService:
         probe = await self._probe(staged)
         key = f"uploads/{staged.sha256}"
         try:
-            async with self._db.unrouted.transaction() as conn:
-                await photos_repo.lock_blob_key(conn, key)
+            # The photo lives with its owner, on the owner's shard.
+            async with self._blob_keys_locked(self._db.of_user(owner_id), [key]) as conn:
                 await self._blobs.put_file(key, staged.path)
                 photo_id = await photos_repo.insert_photo(
                     conn,
@@ -178,7 +182,9 @@ class PhotoService:
             raise NotFound("no such photo")
         liked = follows = False
         if viewer_id is not None:
-            async with self._db.unrouted.read(read_your_writes(viewer_id)) as conn:
+            # Both on the photo's shard: its likes live there, and so does the
+            # owner-side row of every follow of its owner.
+            async with self._db.of_id(photo.id).read(read_your_writes(viewer_id)) as conn:
                 liked, follows = await social_repo.viewer_flags(
                     conn, viewer_id, photo.id, photo.owner_id
                 )
@@ -269,7 +275,7 @@ class PhotoService:
         return page_of(rows, limit)
 
     async def delete(self, photo_id: int, user_id: int) -> None:
-        async with self._db.unrouted.transaction() as conn:
+        async with self._db.of_id(photo_id).transaction() as conn:
             if await photos_repo.photo_for(conn, photo_id, user_id) is None:
                 raise NotFound("no such photo")
             photo = await photos_repo.lock_photo(conn, photo_id)
@@ -278,6 +284,11 @@ class PhotoService:
             if not privacy.can_delete_photo(photo, user_id):
                 raise Forbidden("only the photo's owner can delete it")
             await photos_repo.delete_photo(conn, photo)
+            # Its notifications go with it: those here now (its owner's, and
+            # followers' of this shard); the other shards' by a job.
+            await notifications_repo.forget_photo(conn, photo_id)
+            if not self._db.single:
+                await self._jobs.enqueue(conn, FORGET_JOB, {"photo_id": photo_id})
             keys = [photo.upload_key, *photo.rendition_keys]
             await self._jobs.enqueue(conn, COLLECT_JOB, {"keys": keys})
         self._jobs.wake()
@@ -287,16 +298,27 @@ class PhotoService:
         await self._cached.public_changed()
 
     async def media_is_public(self, key: str) -> bool:
-        # A replica answers most; a "no" is checked on the primary, since a
-        # lagging replica may not have seen the photo turn ready yet.
-        async with self._db.unrouted.read(ANY) as conn:
-            if await photos_repo.key_is_public(conn, key):
-                return True
-        async with self._db.unrouted.read(PRIMARY) as conn:
-            return await photos_repo.key_is_public(conn, key)
+        """Does a photo everyone may see use this blob? A key names no shard
+        (content-addressed: photos on several shards may share it), so every
+        shard is asked at once and any yes wins. Asking costs one indexed
+        query per shard; a key->photo record kept in the catalog would cost a
+        catalog write per rendition and one more thing to keep consistent.
+        A shard that does not answer cannot say yes: the blob then needs a
+        signed URL, as if private (the safe side)."""
+
+        async def public_on(db: Databases) -> bool:
+            # A replica answers most; a "no" is checked on the primary, since a
+            # lagging replica may not have seen the photo turn ready yet.
+            async with db.read(ANY) as conn:
+                if await photos_repo.key_is_public(conn, key):
+                    return True
+            async with db.read(PRIMARY) as conn:
+                return await photos_repo.key_is_public(conn, key)
+
+        return any((await self._db.gather(public_on)).results)
 
     async def _fetch(self, photo_id: int, viewer_id: int | None) -> PhotoRecord | None:
-        async with self._db.unrouted.read(read_your_writes(viewer_id)) as conn:
+        async with self._db.of_id(photo_id).read(read_your_writes(viewer_id)) as conn:
             return await photos_repo.photo_for(conn, photo_id, viewer_id)
 
     # -- jobs ---------------------------------------------------------------
@@ -310,7 +332,8 @@ class PhotoService:
         photo's 'original' is its 'large' rendition, a real metadata-free image.
         """
         photo_id = int(payload["photo_id"])
-        async with self._db.unrouted.read(PRIMARY) as conn:
+        home = self._db.of_id(photo_id)
+        async with home.read(PRIMARY) as conn:
             photo = await photos_repo.photo_by_id(conn, photo_id)
         if photo is None or photo.status != PhotoStatus.PROCESSING:
             return  # deleted meanwhile, or a repeat of a job that already finished
@@ -319,9 +342,7 @@ class PhotoService:
         keys = {name: _blob_key(data) for name, data in result.renditions.items()}
         blobs = {keys[name]: data for name, data in result.renditions.items()}
         keys["original"] = keys["large"]
-        async with self._db.unrouted.transaction() as conn:
-            for key in sorted(blobs):  # one order: no lock-order deadlocks
-                await photos_repo.lock_blob_key(conn, key)
+        async with self._blob_keys_locked(home, blobs) as conn:
             await self._put_all(blobs)
             ready = await photos_repo.mark_ready(
                 conn,
@@ -357,15 +378,15 @@ class PhotoService:
     async def _original_job(self, payload: dict[str, Any]) -> None:
         """Replace the stand-in original ('large') of a ready photo with the real one."""
         photo_id = int(payload["photo_id"])
-        async with self._db.unrouted.read(PRIMARY) as conn:
+        home = self._db.of_id(photo_id)
+        async with home.read(PRIMARY) as conn:
             photo = await photos_repo.photo_by_id(conn, photo_id)
         if photo is None or photo.original_key != photo.large_key:
             return  # deleted meanwhile, or a repeat of a job that already finished
         original = await self._render(make_original, photo)
         # The full-size original can be tens of MB: hashed in a thread, not on the loop.
         key = await asyncio.to_thread(_blob_key, original.data)
-        async with self._db.unrouted.transaction() as conn:
-            await photos_repo.lock_blob_key(conn, key)
+        async with self._blob_keys_locked(home, [key]) as conn:
             await self._blobs.put_bytes(key, original.data)
             made = await photos_repo.set_original(conn, photo_id, key)
             if not made:
@@ -375,28 +396,110 @@ class PhotoService:
             self._jobs.wake()
 
     async def _render_failed(self, payload: dict[str, Any], error: str) -> None:
-        async with self._db.unrouted.write() as conn:
-            await photos_repo.mark_failed(conn, int(payload["photo_id"]))
+        photo_id = int(payload["photo_id"])
+        async with self._db.of_id(photo_id).write() as conn:
+            await photos_repo.mark_failed(conn, photo_id)
         await self._cached.photo_changed(int(payload["photo_id"]))
 
     async def _notify_job(self, payload: dict[str, Any]) -> None:
-        """A photo became ready: tell the owner's followers."""
-        async with notify.transaction(self._db, self._bus) as (conn, notes):
-            photo = await photos_repo.photo_by_id(conn, int(payload["photo_id"]))
+        """A photo became ready: tell the owner's followers.
+
+        They are listed on the owner's shard (every follow of the owner has a
+        row there); each one's notification goes to their own shard, one
+        transaction per shard. A shard that fails is tried again with the
+        whole job: the shards already done absorb the repeat (one photo
+        notification per user and photo, migration 0003), so nobody is told
+        twice, and the others wait only for the job's next attempt."""
+        photo_id = int(payload["photo_id"])
+        async with self._db.of_id(photo_id).read(PRIMARY) as conn:
+            photo = await photos_repo.photo_by_id(conn, photo_id)
             if photo is None or photo.status != PhotoStatus.READY:
                 return
-            await notes.photo_ready(photo)
+            followers = await notifications_repo.follower_ids(conn, photo.owner_id)
+        failed: list[str] = []
+        for db, user_ids in self._db.by_database(followers):
+            try:
+                async with notify.transaction(db, self._bus) as (conn, notes):
+                    await notes.photo_ready(photo, user_ids)
+            except Exception as exc:
+                # The other shards' followers are still told now, not after the retry.
+                log.warning("photo %s: notifying on %s failed: %r", photo_id, db, exc)
+                failed.append(db.primary.label)
+        if failed:
+            raise ShardsBehind(f"photo {photo_id}: followers on {', '.join(failed)} not told yet")
+
+    async def _forget_job(self, payload: dict[str, Any]) -> None:
+        """A deleted photo's notifications on the other shards (followers told
+        of it). Each shard is done on its own; one that fails is tried again
+        with the whole job, which the shards already done absorb."""
+        photo_id = int(payload["photo_id"])
+        home = self._db.of_id(photo_id)
+        failed: list[str] = []
+        for db in self._db.physical:
+            if db is home:
+                continue  # done in the deletion's own transaction
+            try:
+                async with db.write() as conn:
+                    await notifications_repo.forget_photo(conn, photo_id)
+            except Exception as exc:
+                log.warning("photo %s: forgetting on %s failed: %r", photo_id, db, exc)
+                failed.append(db.primary.label)
+        if failed:
+            raise ShardsBehind(f"photo {photo_id}: notifications on {', '.join(failed)} remain")
 
     async def _collect_job(self, payload: dict[str, Any]) -> None:
         await self._collect([str(k) for k in payload["keys"]])
 
     async def _collect(self, keys: list[str]) -> None:
-        """Delete each blob no photo uses any more."""
+        """Delete each blob no photo on any shard uses any more. The check asks
+        every shard (a key names none) under the key's global lock; a shard
+        that cannot answer keeps the blob (the job tries again), since it may
+        hold a photo that uses it."""
         for key in keys:
-            async with self._db.unrouted.transaction() as conn:
-                await photos_repo.lock_blob_key(conn, key)
-                if not await photos_repo.key_in_use(conn, key):
+            async with self._blob_keys_locked(None, [key]) as lock_conn:
+                if not await self._key_in_use_anywhere(key, lock_conn):
                     await self._blobs.delete(key)
+
+    async def _key_in_use_anywhere(self, key: str, lock_conn: Connection) -> bool:
+        catalog = self._db.catalog
+        for db in self._db.physical:
+            if db is catalog:
+                in_use = await photos_repo.key_in_use(lock_conn, key)
+            else:
+                # The primary: a replica may not have the row that now uses it.
+                async with db.read(PRIMARY) as conn:
+                    in_use = await photos_repo.key_in_use(conn, key)
+            if in_use:
+                return True
+        return False
+
+    @asynccontextmanager
+    async def _blob_keys_locked(
+        self, db: Databases | None, keys: Iterable[str]
+    ) -> AsyncIterator[Connection]:
+        """A transaction on `db` (the catalog when None) holding the per-key
+        blob locks until it ends: "a row now uses this blob" (an upload, a
+        rendition) against "delete this unused blob" (the collector).
+
+        Photos on any shard may share a blob, so the locks are global: taken
+        in the catalog. A transaction on another shard runs inside the
+        catalog's and commits first, so its rows are visible to any collector
+        that gets the lock next. When `db` is the catalog (one database, or
+        the catalog's own shard) it is one transaction, as before shards; so
+        one operation never holds two connections of one pool."""
+        catalog = self._db.catalog
+        async with catalog.transaction() as lock_conn:
+            for key in sorted(keys):  # one order: no lock-order deadlocks
+                await photos_repo.lock_blob_key(lock_conn, key)
+            if db is None or db is catalog:
+                yield lock_conn
+            else:
+                async with db.transaction() as conn:
+                    yield conn
+
+
+class ShardsBehind(Exception):
+    """Some shards could not be written yet: the job runs again for them."""
 
 
 def _blob_key(rendition: bytes) -> str:

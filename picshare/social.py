@@ -46,9 +46,12 @@ class SocialService:
         self._cached = cached
 
     # -- likes ----------------------------------------------------------------
+    # A like or comment lives with its photo, on the photo's shard (where the
+    # photo's owner, and so the notification to them, live too): one
+    # transaction there, whichever shard the actor's own rows are on.
 
     async def like(self, photo_id: int, user: UserRecord) -> LikeState:
-        async with notify.transaction(self._db, self._bus) as (conn, notes):
+        async with notify.transaction(self._db.of_id(photo_id), self._bus) as (conn, notes):
             photo = await photos_repo.photo_for(conn, photo_id, user.id)
             if photo is None or not privacy.can_react(photo):
                 raise NotFound("no such photo")
@@ -60,7 +63,7 @@ class SocialService:
         return LikeState(count, True)
 
     async def unlike(self, photo_id: int, user: UserRecord) -> LikeState:
-        async with self._db.unrouted.transaction() as conn:
+        async with self._db.of_id(photo_id).transaction() as conn:
             if await photos_repo.photo_for(conn, photo_id, user.id) is None:
                 raise NotFound("no such photo")
             count = await social_repo.unlike(conn, photo_id, user.id)
@@ -74,7 +77,7 @@ class SocialService:
         self, photo_id: int, viewer_id: int | None, *, cursor: str | None, limit: int
     ) -> Page[CommentRecord]:
         before = decode_cursor(cursor)
-        async with self._db.unrouted.read(read_your_writes(viewer_id)) as conn:
+        async with self._db.of_id(photo_id).read(read_your_writes(viewer_id)) as conn:
             if await photos_repo.photo_for(conn, photo_id, viewer_id) is None:
                 raise NotFound("no such photo")
             rows = await social_repo.list_comments(
@@ -84,7 +87,7 @@ class SocialService:
 
     async def add_comment(self, photo_id: int, user: UserRecord, text: object) -> CommentRecord:
         clean = _comment_text(text)
-        async with notify.transaction(self._db, self._bus) as (conn, notes):
+        async with notify.transaction(self._db.of_id(photo_id), self._bus) as (conn, notes):
             photo = await photos_repo.photo_for(conn, photo_id, user.id)
             if photo is None or not privacy.can_react(photo):
                 raise NotFound("no such photo")
@@ -101,7 +104,8 @@ class SocialService:
         return comment
 
     async def delete_comment(self, comment_id: int, user_id: int) -> None:
-        async with self._db.unrouted.transaction() as conn:
+        # A comment's id carries its photo's logical shard: the one database.
+        async with self._db.of_id(comment_id).transaction() as conn:
             comment = await social_repo.comment_by_id(conn, comment_id)
             photo = (
                 None
@@ -131,7 +135,7 @@ class SocialService:
         return Profile(user, relation, can_see)
 
     async def follow(self, username: str, user: UserRecord) -> Profile:
-        async with notify.transaction(self._db, self._bus) as (conn, notes):
+        async with notify.transaction(self._db.unrouted, self._bus) as (conn, notes):
             target = await _user(conn, username)
             if target.id == user.id:
                 raise invalid("username", "you cannot follow yourself")
@@ -145,7 +149,7 @@ class SocialService:
         return await self.profile(username, user.id)
 
     async def unfollow(self, username: str, user: UserRecord) -> Profile:
-        async with notify.transaction(self._db, self._bus) as (conn, notes):
+        async with notify.transaction(self._db.unrouted, self._bus) as (conn, notes):
             target = await _user(conn, username)
             await social_repo.unfollow(conn, user.id, target.id)
             if await social_repo.cancel_request(conn, user.id, target.id):
@@ -194,7 +198,7 @@ class SocialService:
         return page_of(rows, limit)
 
     async def approve(self, user: UserRecord, requester: str) -> None:
-        async with notify.transaction(self._db, self._bus) as (conn, notes):
+        async with notify.transaction(self._db.unrouted, self._bus) as (conn, notes):
             other = await _user(conn, requester)
             if not await social_repo.cancel_request(conn, other.id, user.id):
                 raise NotFound("no follow request from that user")
@@ -208,7 +212,7 @@ class SocialService:
         await self._cached.feed_changed(follower_id)
 
     async def decline(self, user: UserRecord, requester: str) -> None:
-        async with notify.transaction(self._db, self._bus) as (conn, notes):
+        async with notify.transaction(self._db.unrouted, self._bus) as (conn, notes):
             other = await _user(conn, requester)
             if not await social_repo.cancel_request(conn, other.id, user.id):
                 raise NotFound("no follow request from that user")

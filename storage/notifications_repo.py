@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from storage.db import Connection, sql_literal
+from storage.ids import shard_of
 from storage.records import NotificationKind, NotificationRecord
 
 _COLUMNS = (
@@ -46,10 +47,11 @@ async def add(
     """Insert unless it would repeat one already there (a like after an unlike)."""
     if user_id == actor_id:
         return None  # nobody is notified of their own actions
-    # The clause comes from the fixed table above, never from input.
+    # The clause comes from the fixed table above, never from input. The id
+    # carries the recipient's logical shard: a notification lives with them.
     row = await conn.fetchrow(
-        f"INSERT INTO notifications (user_id, kind, actor_id, actor_username, photo_id, "
-        f"comment_id, text) VALUES ($1, $2, $3, $4, $5, $6, $7) "
+        f"INSERT INTO notifications (id, user_id, kind, actor_id, actor_username, photo_id, "
+        f"comment_id, text) VALUES (picshare_next_id($8), $1, $2, $3, $4, $5, $6, $7) "
         f"{_ONCE.get(kind, '')} RETURNING {_COLUMNS}",
         user_id,
         kind,
@@ -58,18 +60,38 @@ async def add(
         photo_id,
         comment_id,
         text,
+        shard_of(user_id),
     )
     return None if row is None else NotificationRecord.from_row(row)
 
 
-async def add_for_followers(
-    conn: Connection, *, actor_id: int, actor_username: str, photo_id: int, text: str
+async def follower_ids(conn: Connection, user_id: int) -> list[int]:
+    """Who follows `user_id` (read on that user's shard, where every follow of
+    them has its followee-side row): the audience of their new photo."""
+    rows = await conn.fetch("SELECT follower_id FROM follows WHERE followee_id = $1", user_id)
+    return [int(r["follower_id"]) for r in rows]
+
+
+async def add_photo_ready(
+    conn: Connection,
+    *,
+    user_ids: list[int],
+    actor_id: int,
+    actor_username: str,
+    photo_id: int,
+    text: str,
 ) -> list[NotificationRecord]:
-    """A new photo: one notification for each follower, in one statement."""
+    """A new photo: one notification for each of `user_ids` (followers whose
+    rows live in this database), in one statement. A repeat (a retried job)
+    finds the rows there: only the ones written now are returned."""
     rows = await conn.fetch(
-        "INSERT INTO notifications (user_id, kind, actor_id, actor_username, photo_id, text) "
-        f"SELECT follower_id, {_PHOTO}, $1, $2, $3, $4 FROM follows WHERE followee_id = $1 "
-        f"{_ONCE[NotificationKind.PHOTO]} RETURNING {_COLUMNS}",
+        "INSERT INTO notifications (id, user_id, kind, actor_id, actor_username, photo_id, text) "
+        f"SELECT picshare_next_id(t.logical), t.user_id, {_PHOTO}, $3, $4, $5, $6 "
+        "FROM unnest($1::bigint[], $2::integer[]) AS t (user_id, logical) "
+        # One order: two retries of the same job never deadlock on the index.
+        f"ORDER BY t.user_id {_ONCE[NotificationKind.PHOTO]} RETURNING {_COLUMNS}",
+        user_ids,
+        [shard_of(u) for u in user_ids],  # each recipient's own logical shard
         actor_id,
         actor_username,
         photo_id,
@@ -128,3 +150,9 @@ async def since(conn: Connection, user_id: int, after: int, limit: int) -> list[
         limit,
     )
     return [NotificationRecord.from_row(r) for r in rows]
+
+
+async def forget_photo(conn: Connection, photo_id: int) -> int:
+    """Delete every notification about a deleted photo in this database; how many."""
+    result = await conn.execute("DELETE FROM notifications WHERE photo_id = $1", photo_id)
+    return int(result.split()[-1])

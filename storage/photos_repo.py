@@ -7,6 +7,7 @@ while new ones arrive (they only appear at the head)."""
 from __future__ import annotations
 
 from storage.db import Connection, sql_literal
+from storage.ids import shard_of
 from storage.records import PhotoRecord, PhotoStatus
 from storage.visibility import PUBLIC, VISIBLE
 
@@ -75,9 +76,11 @@ async def insert_photo(
     size: int,
     upload_key: str,
 ) -> int:
+    # The owner's logical shard in the id: the photo lives with its owner, and
+    # its id alone leads there (storage/shards.py, `of_id`).
     photo_id = await conn.fetchval(
-        "INSERT INTO photos (owner_id, caption, tags, mime, width, height, bytes, upload_key) "
-        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+        "INSERT INTO photos (id, owner_id, caption, tags, mime, width, height, bytes, upload_key) "
+        "VALUES (picshare_next_id($9), $1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
         owner_id,
         caption,
         tags,
@@ -86,6 +89,7 @@ async def insert_photo(
         height,
         size,
         upload_key,
+        shard_of(owner_id),
     )
     await conn.execute("UPDATE users SET photo_count = photo_count + 1 WHERE id = $1", owner_id)
     if tags:
@@ -268,6 +272,8 @@ async def lock_blob_key(conn: Connection, key: str) -> None:
     Held to the end of the transaction: an upload that stores a blob and
     inserts its row, and a collector that checks references and deletes the
     file, take the same lock, so the collector never removes a file a row is
-    about to use.
+    about to use. A key names no shard (photos on any shard may share its
+    bytes): with shards the lock is taken in the catalog, for every shard
+    alike (picshare/photos.py, `_blob_keys_locked`).
     """
     await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 7))", key)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from storage.db import Connection
+from storage.ids import shard_of
 from storage.records import CommentRecord, Relationship, UserListEntry
 
 _MAX_ID = 9_223_372_036_854_775_807
@@ -64,14 +65,17 @@ _COMMENT = "id, photo_id, user_id, username, display_name, text, created_at"
 async def add_comment(
     conn: Connection, *, photo_id: int, user_id: int, username: str, display_name: str, text: str
 ) -> CommentRecord:
+    # The photo's logical shard in the id: the comment lives with its photo,
+    # and its id alone leads there (a deletion by id, storage/shards.py).
     row = await conn.fetchrow(
-        f"INSERT INTO comments (photo_id, user_id, username, display_name, text) "
-        f"VALUES ($1, $2, $3, $4, $5) RETURNING {_COMMENT}",
+        f"INSERT INTO comments (id, photo_id, user_id, username, display_name, text) "
+        f"VALUES (picshare_next_id($6), $1, $2, $3, $4, $5) RETURNING {_COMMENT}",
         photo_id,
         user_id,
         username,
         display_name,
         text,
+        shard_of(photo_id),
     )
     await conn.execute(
         "UPDATE photos SET comment_count = comment_count + 1 WHERE id = $1", photo_id

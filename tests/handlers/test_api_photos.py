@@ -29,8 +29,11 @@ def spool_files(client: Client) -> list[Path]:
 
 
 async def photo_count(client: Client) -> int:
-    async with client.app[keys.DATABASES].unrouted.primary.pool.acquire() as conn:
-        return int(await conn.fetchval("SELECT count(*) FROM photos"))
+    """Photos on every shard."""
+    total = 0
+    for db in client.app[keys.DATABASES].physical:
+        total += int(await db.primary.pool.fetchval("SELECT count(*) FROM photos"))
+    return total
 
 
 @pytest.mark.parametrize(
@@ -201,7 +204,8 @@ async def test_processing_photo_is_visible_to_owner_only(client: Client) -> None
     other = await signup(client, "other")
     resp = await upload(client, token, imaging.jpeg_bytes(100, 100))
     photo_id = (await resp.json())["id"]
-    async with client.app[keys.DATABASES].unrouted.primary.pool.acquire() as conn:
+    shard = client.app[keys.DATABASES].of_id(int(photo_id))
+    async with shard.primary.pool.acquire() as conn:
         await conn.execute("UPDATE photos SET status = 'processing' WHERE id = $1", int(photo_id))
     assert (await client.get(f"/api/v1/photos/{photo_id}", headers=bearer(other))).status == 404
     assert (await client.get(f"/api/v1/photos/{photo_id}", headers=bearer(token))).status == 200

@@ -44,7 +44,7 @@ async def test_fifty_concurrent_likes_and_unlikes_count_exactly(client: Client) 
         *(client.put(url, headers=bearer(t)) for t in tokens),
     )
     await asyncio.gather(*(client.delete(url, headers=bearer(t)) for t in tokens[:25]))
-    pool = client.app[keys.DATABASES].unrouted.primary.pool
+    pool = client.app[keys.DATABASES].of_id(int(photo["id"])).primary.pool
     stored = await pool.fetchval("SELECT like_count FROM photos WHERE id = $1", int(photo["id"]))
     actual = await pool.fetchval("SELECT count(*) FROM likes WHERE photo_id = $1", int(photo["id"]))
     assert stored == actual == 25

@@ -51,8 +51,11 @@ async def submit(
 
 
 async def count(client: Client, sql: str, *args: Any) -> int:
-    value = await client.app[keys.DATABASES].unrouted.primary.pool.fetchval(sql, *args)
-    return int(value)
+    """`sql`'s one value summed over every shard (a shard with no row adds 0)."""
+    total = 0
+    for db in client.app[keys.DATABASES].physical:
+        total += int(await db.primary.pool.fetchval(sql, *args) or 0)
+    return total
 
 
 async def photo_of(client: Client, username: str, **upload: Any) -> tuple[str, dict[str, Any]]:

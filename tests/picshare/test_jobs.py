@@ -1,18 +1,24 @@
-"""The durable job runner: retries with backoff, parking, lease takeover."""
+"""The durable job runner: retries with backoff, parking, lease takeover; with
+shards, every shard's jobs, a stopped shard holding up only its own."""
 
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import aiojobs
 import asyncpg
 
 from picshare.config import JobSettings
+from picshare.database import open_shards
 from picshare.jobs import JobKind, JobRunner, PermanentJobError
 from storage.databases import primary_only
 from storage.db import create_pool
+from storage.router import PRIMARY, Databases
 from storage.shards import Shards
+from tests.shard_harness import ShardClusters
+from tests.storage.test_shards import sharded
 
 
 async def _pool(url: str) -> asyncpg.Pool:
@@ -232,3 +238,79 @@ async def test_a_committed_job_starts_at_once_not_at_the_next_poll(database_url:
     finally:
         await scheduler.close()
         await pool.close()
+
+
+# -- with shards: each shard's jobs table, drained by one runner ------------------
+
+
+async def _enqueue_on(runner: JobRunner, db: Databases, kind: str, payload: dict[str, Any]) -> int:
+    async with db.transaction() as conn:
+        return await runner.enqueue(conn, kind, payload)
+
+
+async def test_the_runner_runs_the_jobs_of_every_shard(
+    tmp_path: Path, shard_dsns: list[str]
+) -> None:
+    ran: list[str] = []
+
+    async def work(payload: dict[str, Any]) -> None:
+        ran.append(str(payload["on"]))
+
+    async with open_shards(sharded(tmp_path, shard_dsns)) as shards:
+        scheduler = aiojobs.Scheduler(limit=None)
+        runner = JobRunner(
+            db=shards, settings=_settings(), scheduler=scheduler, kinds={"work": JobKind(work)}
+        )
+        # Two on each: job ids are unique per shard only, so they may even be equal.
+        for index, db in enumerate(shards.physical):
+            for n in range(2):
+                await _enqueue_on(runner, db, "work", {"on": f"shard-{index + 1}.{n}"})
+        await runner.start()
+        try:
+            async with asyncio.timeout(15):
+                while len(ran) < 4:
+                    await asyncio.sleep(0.05)
+        finally:
+            await scheduler.close()
+        assert sorted(ran) == ["shard-1.0", "shard-1.1", "shard-2.0", "shard-2.1"]
+        for db in shards.physical:
+            async with db.read(PRIMARY) as conn:
+                statuses = await conn.fetch("SELECT status FROM jobs")
+            assert [r["status"] for r in statuses] == ["done", "done"]
+
+
+async def test_a_stopped_shard_holds_up_only_its_own_jobs(
+    tmp_path: Path, shard_dsns: list[str], shard_clusters: ShardClusters
+) -> None:
+    ran: list[str] = []
+
+    async def work(payload: dict[str, Any]) -> None:
+        ran.append(str(payload["on"]))
+
+    async with open_shards(sharded(tmp_path, shard_dsns, connect_timeout=2.0)) as shards:
+        first, second = shards.physical
+        scheduler = aiojobs.Scheduler(limit=None)
+        runner = JobRunner(
+            db=shards, settings=_settings(), scheduler=scheduler, kinds={"work": JobKind(work)}
+        )
+        await _enqueue_on(runner, second, "work", {"on": "second"})
+        await asyncio.to_thread(shard_clusters.clusters[1].stop)
+        await runner.start()
+        try:
+            # The first shard's jobs run while the second is down, even one
+            # enqueued after the runner found the second shard gone.
+            await _enqueue_on(runner, first, "work", {"on": "first"})
+            runner.wake()
+            async with asyncio.timeout(15):
+                while "first" not in ran:
+                    await asyncio.sleep(0.05)
+            await asyncio.sleep(1.0)  # several polls: the second's job still waits
+            assert ran == ["first"]
+            # Back: its job runs, nothing was lost.
+            await asyncio.to_thread(shard_clusters.heal)
+            async with asyncio.timeout(30):
+                while "second" not in ran:
+                    await asyncio.sleep(0.05)
+        finally:
+            await scheduler.close()
+        assert ran == ["first", "second"]

@@ -104,9 +104,9 @@ async def test_a_socket_that_stops_reading_is_closed_not_buffered(
     client = await aiohttp_client(create_app(small, media_pool=media_pool))
     token = await signup(client, "sleepy")
     user_id = int(
-        await client.app[keys.DATABASES].unrouted.primary.pool.fetchval(
-            "SELECT id FROM users WHERE username = 'sleepy'"
-        )
+        await client.app[keys.DATABASES]
+        .of_username("sleepy")
+        .primary.pool.fetchval("SELECT id FROM users WHERE username = 'sleepy'")
     )
     hub, bus = client.app[keys.HUB], client.app[keys.BUS]
     # A raw TCP client that does the handshake and then never reads: once its
