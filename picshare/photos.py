@@ -411,20 +411,32 @@ class PhotoService:
         notification per user and photo, migration 0003), so nobody is told
         twice, and the others wait only for the job's next attempt."""
         photo_id = int(payload["photo_id"])
-        async with self._db.of_id(photo_id).read(PRIMARY) as conn:
+        home = self._db.of_id(photo_id)
+        async with home.read(PRIMARY) as conn:
             photo = await photos_repo.photo_by_id(conn, photo_id)
             if photo is None or photo.status != PhotoStatus.READY:
                 return
             followers = await notifications_repo.follower_ids(conn, photo.owner_id)
         failed: list[str] = []
+        wrote: list[Databases] = []
         for db, user_ids in self._db.by_database(followers):
             try:
                 async with notify.transaction(db, self._bus) as (conn, notes):
                     await notes.photo_ready(photo, user_ids)
+                wrote.append(db)
             except Exception as exc:
                 # The other shards' followers are still told now, not after the retry.
                 log.warning("photo %s: notifying on %s failed: %r", photo_id, db, exc)
                 failed.append(db.primary.label)
+        async with home.read(PRIMARY) as conn:
+            gone = await photos_repo.photo_by_id(conn, photo_id) is None
+        if gone:
+            # Deleted while this ran: its deletion may have forgotten its
+            # notifications before these were written, so these go now.
+            for db in wrote:
+                async with db.write() as conn:
+                    await notifications_repo.forget_photo(conn, photo_id)
+            return
         if failed:
             raise ShardsBehind(f"photo {photo_id}: followers on {', '.join(failed)} not told yet")
 

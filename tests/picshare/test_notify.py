@@ -11,6 +11,7 @@ from aiohttp.test_utils import TestClient
 
 import tests.imaging as imaging
 from picshare import keys, notify
+from picshare.photos import NOTIFY_JOB
 from storage import photos_repo, users_repo
 from tests.conftest import bearer, signup, upload_ready
 
@@ -135,3 +136,49 @@ async def test_a_deleted_photos_notifications_go_with_it(client: Client) -> None
     async with asyncio.timeout(10):
         while [n["photo_id"] for n in await _inbox(client, fan)] != [other["id"]]:
             await asyncio.sleep(0.05)
+
+
+async def test_a_photo_deleted_while_its_followers_are_told_leaves_them_nothing(
+    client: Client,
+) -> None:
+    star = await signup(client, "star")
+    fan = await signup(client, "fan")
+    await client.put("/api/v1/users/star/follow", headers=bearer(fan))
+    photo = await upload_ready(client, star, imaging.jpeg_bytes(32, 32))
+    async with asyncio.timeout(10):
+        while not await _inbox(client, fan):
+            await asyncio.sleep(0.05)
+    photo_id, fan_id = int(photo["id"]), await _user_id(client, "fan")
+    db = client.app[keys.DATABASES].of_user(fan_id)
+    await db.primary.pool.execute("DELETE FROM notifications WHERE user_id = $1", fan_id)
+    # The job runs again and is held at its write (another transaction holds
+    # the same notification's index entry) while the photo is deleted.
+    async with db.primary.pool.acquire() as holder:
+        tx = holder.transaction()
+        await tx.start()
+        await holder.execute(
+            "INSERT INTO notifications (user_id, kind, actor_id, actor_username, photo_id) "
+            "VALUES ($1, 'photo', $2, 'star', $3)",
+            fan_id,
+            await _user_id(client, "star"),
+            photo_id,
+        )
+        async with client.app[keys.DATABASES].of_id(photo_id).transaction() as conn:
+            await client.app[keys.JOBS].enqueue(conn, NOTIFY_JOB, {"photo_id": photo_id})
+        client.app[keys.JOBS].wake()
+        async with asyncio.timeout(10):
+            while not await db.primary.pool.fetchval(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE wait_event_type = 'Lock' AND datname = current_database()"
+            ):
+                await asyncio.sleep(0.02)
+        resp = await client.delete(f"/api/v1/photos/{photo_id}", headers=bearer(star))
+        assert resp.status == 204
+        await tx.rollback()  # the job's write goes through, after the deletion
+    home = client.app[keys.DATABASES].of_id(photo_id)
+    async with asyncio.timeout(10):
+        while await home.primary.pool.fetchval(
+            "SELECT count(*) FROM jobs WHERE kind = $1 AND status <> 'done'", NOTIFY_JOB
+        ):
+            await asyncio.sleep(0.05)
+    assert await _inbox(client, fan) == []
