@@ -28,7 +28,7 @@ from storage.records import (
     PhotoRecord,
     UserRecord,
 )
-from storage.router import Isolation
+from storage.router import Databases, Isolation
 from storage.shards import Shards
 
 SNIPPET = 60  # characters of a comment quoted in its notification
@@ -177,7 +177,21 @@ async def transaction(
     readonly: bool = False,
 ) -> AsyncIterator[tuple[Connection, Notes]]:
     """A transaction whose notifications go live once it commits."""
-    async with db.unrouted.transaction(isolation=isolation, readonly=readonly) as conn:
+    async with transaction_on(db.unrouted, bus, isolation=isolation, readonly=readonly) as pair:
+        yield pair
+
+
+@asynccontextmanager
+async def transaction_on(
+    db: Databases,
+    bus: EventBus,
+    *,
+    isolation: Isolation = "read_committed",
+    readonly: bool = False,
+) -> AsyncIterator[tuple[Connection, Notes]]:
+    """`transaction` on one shard's database: the one holding the recipients'
+    rows (a notification lives on its recipient's shard)."""
+    async with db.transaction(isolation=isolation, readonly=readonly) as conn:
         notes = Notes(conn)
         yield conn, notes
     for record in notes.written:

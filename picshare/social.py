@@ -7,18 +7,21 @@ notification it causes in the same transaction (picshare/notify.py).
 
 from __future__ import annotations
 
+import asyncio
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 from picshare import notify, privacy
 from picshare.caching import CachedReads
 from picshare.errors import Forbidden, InvalidInput, NotFound, invalid
 from picshare.events import EventBus
+from picshare.jobs import JobKind, JobRunner
 from picshare.pagination import Page, decode_cursor, page_of
 from storage import photos_repo, social_repo, users_repo
 from storage.db import Connection
 from storage.records import CommentRecord, Relationship, UserListEntry, UserRecord
-from storage.router import read_your_writes
+from storage.router import PRIMARY, Databases, read_your_writes
 from storage.shards import Shards
 
 MAX_COMMENT = 2200
@@ -38,12 +41,16 @@ class Profile:
 
 
 class SocialService:
-    __slots__ = ("_bus", "_cached", "_db")
+    __slots__ = ("_bus", "_cached", "_db", "_jobs")
 
-    def __init__(self, *, db: Shards, bus: EventBus, cached: CachedReads) -> None:
+    def __init__(self, *, db: Shards, bus: EventBus, cached: CachedReads, jobs: JobRunner) -> None:
         self._db = db
         self._bus = bus
         self._cached = cached
+        self._jobs = jobs
+
+    def job_kinds(self) -> dict[str, JobKind]:
+        return {social_repo.FOLLOW_MIRROR_JOB: JobKind(self._mirror_job)}
 
     # -- likes ----------------------------------------------------------------
 
@@ -116,6 +123,15 @@ class SocialService:
         await self._cached.photo_changed(comment.photo_id)
 
     # -- profiles and follows ---------------------------------------------------
+    #
+    # A follow has a row on the follower's shard (their "following" list, the
+    # home feed) and one on the followee's (their "followers" list, the
+    # privacy rule on their photos), with the same id; one row when the two
+    # share a database. The side that changes first is the truth: the
+    # follower's for a follow or an unfollow, the followee's for an approved
+    # request. Its transaction enqueues a mirror job that makes the other side
+    # match it (`_mirror_job`); a follow within one database is one
+    # transaction, as before shards.
 
     async def profile(self, username: str, viewer_id: int | None) -> Profile:
         """The profile from the cache; how the viewer stands from the database."""
@@ -124,44 +140,97 @@ class SocialService:
             raise NotFound("no such user")
         relation = None
         if viewer_id is not None and viewer_id != user.id:
-            async with self._db.unrouted.read(read_your_writes(viewer_id)) as conn:
-                relation = await social_repo.relationship(conn, viewer_id, user.id)
+            relation = await self._relationship(viewer_id, user.id)
         follows = relation is not None and relation.following
         can_see = privacy.can_see_account(user.id, user.private, viewer_id, follows=follows)
         return Profile(user, relation, can_see)
 
+    async def _relationship(self, viewer_id: int, other_id: int) -> Relationship:
+        """Following from the viewer's shard (the side the viewer writes),
+        requested from the other's (where requests live)."""
+        mine, theirs = self._db.of_user(viewer_id), self._db.of_user(other_id)
+        consistency = read_your_writes(viewer_id)
+        if mine is theirs:
+            async with mine.read(consistency) as conn:
+                return await social_repo.relationship(conn, viewer_id, other_id)
+
+        async def following() -> bool:
+            async with mine.read(consistency) as conn:
+                return await social_repo.follows(conn, viewer_id, other_id)
+
+        async def requested() -> bool:
+            async with theirs.read(consistency) as conn:
+                return await social_repo.requested(conn, viewer_id, other_id)
+
+        is_following, is_requested = await asyncio.gather(following(), requested())
+        return Relationship(following=is_following, requested=is_requested)
+
     async def follow(self, username: str, user: UserRecord) -> Profile:
-        async with notify.transaction(self._db, self._bus) as (conn, notes):
+        theirs, mine = self._db.of_username(username), self._db.of_user(user.id)
+        async with notify.transaction_on(theirs, self._bus) as (conn, notes):
             target = await _user(conn, username)
             if target.id == user.id:
                 raise invalid("username", "you cannot follow yourself")
             if target.private:
-                following = (await social_repo.relationship(conn, user.id, target.id)).following
+                # A request lives on the target's shard, as does its follow row.
+                following = await social_repo.follows(conn, user.id, target.id)
                 if not following and await social_repo.request_follow(conn, user.id, target.id):
                     await notes.follow_requested(target, user)
-            elif await social_repo.follow(conn, user.id, target.id):
+            elif mine is theirs and await social_repo.follow(conn, user.id, target.id):
                 await notes.followed(target, user)
+        if not target.private and mine is not theirs:
+            # The follower's side first; the mirror brings the followee's side
+            # and the notification (it goes to the followee's shard).
+            await self._change_and_mirror(user.id, target.id, social_repo.follow)
         await self._follows_changed(user.id, target.id)
         return await self.profile(username, user.id)
 
     async def unfollow(self, username: str, user: UserRecord) -> Profile:
-        async with notify.transaction(self._db, self._bus) as (conn, notes):
+        theirs, mine = self._db.of_username(username), self._db.of_user(user.id)
+        async with notify.transaction_on(theirs, self._bus) as (conn, notes):
             target = await _user(conn, username)
-            await social_repo.unfollow(conn, user.id, target.id)
+            if mine is theirs:
+                await social_repo.unfollow(conn, user.id, target.id)
             if await social_repo.cancel_request(conn, user.id, target.id):
                 await notes.follow_request_withdrawn(target, user)
+        if mine is not theirs:
+            await self._change_and_mirror(user.id, target.id, social_repo.unfollow)
         await self._follows_changed(user.id, target.id)
         return await self.profile(username, user.id)
+
+    async def _change_and_mirror(
+        self, follower_id: int, followee_id: int, change: social_repo.FollowChange
+    ) -> None:
+        """Follow or unfollow on the follower's shard, with the job that makes
+        the followee's shard match, in one transaction: a crash after the
+        commit leaves the job, which any process then runs."""
+        async with self._db.of_user(follower_id).transaction() as conn:
+            changed = await change(conn, follower_id, followee_id)
+            if changed:
+                await self._enqueue_mirror(
+                    conn, follower_id, followee_id, social_repo.FOLLOWER_SIDE
+                )
+        if changed:
+            self._jobs.wake()
+
+    async def _enqueue_mirror(
+        self, conn: Connection, follower_id: int, followee_id: int, origin: str
+    ) -> None:
+        await self._jobs.enqueue(
+            conn,
+            social_repo.FOLLOW_MIRROR_JOB,
+            social_repo.mirror_payload(follower_id, followee_id, origin=origin),
+        )
 
     async def followers(
         self, username: str, viewer_id: int | None, *, cursor: str | None, limit: int
     ) -> Page[UserListEntry]:
-        return await self._user_list(username, viewer_id, cursor, limit, social_repo.followers)
+        return await self._user_list(username, viewer_id, cursor, limit, social_repo.follower_ids)
 
     async def following(
         self, username: str, viewer_id: int | None, *, cursor: str | None, limit: int
     ) -> Page[UserListEntry]:
-        return await self._user_list(username, viewer_id, cursor, limit, social_repo.following)
+        return await self._user_list(username, viewer_id, cursor, limit, social_repo.following_ids)
 
     async def _user_list(
         self,
@@ -169,7 +238,7 @@ class SocialService:
         viewer_id: int | None,
         cursor: str | None,
         limit: int,
-        fetch: social_repo.UserLister,
+        fetch: social_repo.IdLister,
     ) -> Page[UserListEntry]:
         before = decode_cursor(cursor)
         # The account from the cache (filled from the primary, invalidated by
@@ -177,29 +246,58 @@ class SocialService:
         user = await self._cached.user_by_name(username)
         if user is None:
             raise NotFound("no such user")
-        async with self._db.unrouted.read(read_your_writes(viewer_id)) as conn:
+        # Both sides of the list's follows are on the listed user's shard.
+        async with self._db.of_user(user.id).read(read_your_writes(viewer_id)) as conn:
             if not await privacy.may_see_account(conn, user, viewer_id):
                 raise NotFound("no such user, or the account is private")
             rows = await fetch(conn, user.id, before=before, limit=limit + 1)
-        return page_of(rows, limit)
+        return await self._with_users(page_of(rows, limit), viewer_id)
 
     async def requests(
         self, user_id: int, *, cursor: str | None, limit: int
     ) -> Page[UserListEntry]:
         before = decode_cursor(cursor)
-        async with self._db.unrouted.read(read_your_writes(user_id)) as conn:
-            rows = await social_repo.incoming_requests(
-                conn, user_id, before=before, limit=limit + 1
-            )
-        return page_of(rows, limit)
+        async with self._db.of_user(user_id).read(read_your_writes(user_id)) as conn:
+            rows = await social_repo.request_ids(conn, user_id, before=before, limit=limit + 1)
+        return await self._with_users(page_of(rows, limit), user_id)
+
+    async def _with_users(
+        self, page: Page[social_repo.ListedId], viewer_id: int | None
+    ) -> Page[UserListEntry]:
+        """The users a page names, one query per shard holding some of them,
+        in the page's order. The cursor is the list's own, so a shard left out
+        (the page is then partial) skips no entry of the next page."""
+        groups = dict(self._db.by_database(row.user_id for row in page.items))
+        if not groups:
+            return Page([], page.next_cursor)
+
+        async def entries(db: Databases) -> dict[int, UserListEntry]:
+            async with db.read(read_your_writes(viewer_id)) as conn:
+                return await social_repo.user_entries(conn, groups[db])
+
+        gathered = await self._db.gather(entries, among=list(groups))
+        found = {k: v for part in gathered.results for k, v in part.items()}
+        items = [
+            replace(found[row.user_id], id=row.id) for row in page.items if row.user_id in found
+        ]
+        return Page(items, page.next_cursor, partial=gathered.partial)
 
     async def approve(self, user: UserRecord, requester: str) -> None:
-        async with notify.transaction(self._db, self._bus) as (conn, notes):
-            other = await _user(conn, requester)
+        other = await self._user_named(requester)
+        mine = self._db.of_user(user.id)
+        async with notify.transaction_on(mine, self._bus) as (conn, notes):
             if not await social_repo.cancel_request(conn, other.id, user.id):
                 raise NotFound("no follow request from that user")
+            # The followee's side here, now: the privacy rule on this shard
+            # shows the requester the photos at once. The requester's side
+            # follows by the mirror.
             await social_repo.follow(conn, other.id, user.id)
             await notes.follow_request_approved(user, other)
+            across = self._db.of_user(other.id) is not mine
+            if across:
+                await self._enqueue_mirror(conn, other.id, user.id, social_repo.FOLLOWEE_SIDE)
+        if across:
+            self._jobs.wake()
         await self._follows_changed(other.id, user.id)
 
     async def _follows_changed(self, follower_id: int, followee_id: int) -> None:
@@ -208,11 +306,52 @@ class SocialService:
         await self._cached.feed_changed(follower_id)
 
     async def decline(self, user: UserRecord, requester: str) -> None:
-        async with notify.transaction(self._db, self._bus) as (conn, notes):
-            other = await _user(conn, requester)
+        other = await self._user_named(requester)
+        async with notify.transaction_on(self._db.of_user(user.id), self._bus) as (conn, notes):
             if not await social_repo.cancel_request(conn, other.id, user.id):
                 raise NotFound("no follow request from that user")
             await notes.follow_request_declined(user, other)
+
+    async def _user_named(self, username: str) -> UserRecord:
+        """A user by name, from the primary of their shard."""
+        async with self._db.of_username(username).read(PRIMARY) as conn:
+            return await _user(conn, username)
+
+    # -- the mirror job ---------------------------------------------------------
+
+    async def _mirror_job(self, payload: dict[str, Any]) -> None:
+        """Make one side of a follow match the side that changed (the origin):
+        the row there means a follow, none means none. Idempotent: a retry
+        inserts or deletes nothing twice (ON CONFLICT DO NOTHING, DELETE
+        RETURNING), and counts move only with a row. Runs of the same follow
+        take turns (`lock_pair`) and each reads the origin afresh, so whatever
+        order they run in, the last leaves the origin's last state."""
+        follower_id = int(payload["follower_id"])
+        followee_id = int(payload["followee_id"])
+        from_follower = payload["origin"] == social_repo.FOLLOWER_SIDE
+        origin_user, mirror_user = (
+            (follower_id, followee_id) if from_follower else (followee_id, follower_id)
+        )
+        origin, mirror = self._db.of_user(origin_user), self._db.of_user(mirror_user)
+        if origin is mirror:
+            return  # one row for both sides: nothing to copy
+        async with notify.transaction_on(mirror, self._bus) as (conn, notes):
+            await social_repo.lock_pair(conn, follower_id, followee_id)
+            async with origin.read(PRIMARY) as source:
+                truth = await social_repo.follow_row(source, follower_id, followee_id)
+                follower = await users_repo.user_by_id(source, follower_id)
+            if truth is None:
+                changed = await social_repo.unfollow(conn, follower_id, followee_id)
+            else:
+                changed = await social_repo.follow(conn, follower_id, followee_id, like=truth)
+                followee = await users_repo.user_by_id(conn, followee_id)
+                # A follow of a public account: its "started following you"
+                # goes to the followee's shard, with the row. (An approval
+                # wrote its own, on the same shard, when it was made.)
+                if changed and from_follower and follower and followee:
+                    await notes.followed(followee, follower)
+        if changed:
+            await self._follows_changed(follower_id, followee_id)
 
 
 async def _user(conn: Connection, username: str) -> UserRecord:
