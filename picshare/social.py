@@ -8,7 +8,10 @@ notification it causes in the same transaction (picshare/notify.py).
 from __future__ import annotations
 
 import asyncio
+import logging
 import unicodedata
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -25,6 +28,7 @@ from storage.router import PRIMARY, Databases, read_your_writes
 from storage.shards import Shards
 
 MAX_COMMENT = 2200
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,17 +205,38 @@ class SocialService:
     async def _change_and_mirror(
         self, follower_id: int, followee_id: int, change: social_repo.FollowChange
     ) -> None:
+        if await self.record_change(follower_id, followee_id, change):
+            self._jobs.wake()
+            await self._mirror_now(follower_id, followee_id, social_repo.FOLLOWER_SIDE)
+
+    async def record_change(
+        self, follower_id: int, followee_id: int, change: social_repo.FollowChange
+    ) -> bool:
         """Follow or unfollow on the follower's shard, with the job that makes
         the followee's shard match, in one transaction: a crash after the
-        commit leaves the job, which any process then runs."""
+        commit leaves the job, which any process then runs. True if a row
+        really changed (only then is there a job)."""
         async with self._db.of_user(follower_id).transaction() as conn:
             changed = await change(conn, follower_id, followee_id)
             if changed:
                 await self._enqueue_mirror(
                     conn, follower_id, followee_id, social_repo.FOLLOWER_SIDE
                 )
-        if changed:
-            self._jobs.wake()
+        return changed
+
+    async def _mirror_now(self, follower_id: int, followee_id: int, origin: str) -> None:
+        """The other side at once, so the actor's next read (the counts in the
+        answer, the other's lists) already shows it. Only a head start: when
+        the other shard cannot be reached, the job does it once it can."""
+        try:
+            await self._mirror(follower_id, followee_id, origin)
+        except Exception as exc:
+            log.warning(
+                "follow %s->%s: the other side waits for its job: %r",
+                follower_id,
+                followee_id,
+                exc,
+            )
 
     async def _enqueue_mirror(
         self, conn: Connection, follower_id: int, followee_id: int, origin: str
@@ -298,6 +323,7 @@ class SocialService:
                 await self._enqueue_mirror(conn, other.id, user.id, social_repo.FOLLOWEE_SIDE)
         if across:
             self._jobs.wake()
+            await self._mirror_now(other.id, user.id, social_repo.FOLLOWEE_SIDE)
         await self._follows_changed(other.id, user.id)
 
     async def _follows_changed(self, follower_id: int, followee_id: int) -> None:
@@ -320,38 +346,62 @@ class SocialService:
     # -- the mirror job ---------------------------------------------------------
 
     async def _mirror_job(self, payload: dict[str, Any]) -> None:
+        await self._mirror(
+            int(payload["follower_id"]), int(payload["followee_id"]), str(payload["origin"])
+        )
+
+    async def _mirror(self, follower_id: int, followee_id: int, origin_side: str) -> None:
         """Make one side of a follow match the side that changed (the origin):
         the row there means a follow, none means none. Idempotent: a retry
         inserts or deletes nothing twice (ON CONFLICT DO NOTHING, DELETE
         RETURNING), and counts move only with a row. Runs of the same follow
         take turns (`lock_pair`) and each reads the origin afresh, so whatever
         order they run in, the last leaves the origin's last state."""
-        follower_id = int(payload["follower_id"])
-        followee_id = int(payload["followee_id"])
-        from_follower = payload["origin"] == social_repo.FOLLOWER_SIDE
+        from_follower = origin_side == social_repo.FOLLOWER_SIDE
         origin_user, mirror_user = (
             (follower_id, followee_id) if from_follower else (followee_id, follower_id)
         )
         origin, mirror = self._db.of_user(origin_user), self._db.of_user(mirror_user)
         if origin is mirror:
             return  # one row for both sides: nothing to copy
-        async with notify.transaction_on(mirror, self._bus) as (conn, notes):
+        async with self._origin_and_mirror(origin, mirror) as (source, conn, notes):
             await social_repo.lock_pair(conn, follower_id, followee_id)
-            async with origin.read(PRIMARY) as source:
-                truth = await social_repo.follow_row(source, follower_id, followee_id)
-                follower = await users_repo.user_by_id(source, follower_id)
+            truth = await social_repo.follow_row(source, follower_id, followee_id)
             if truth is None:
                 changed = await social_repo.unfollow(conn, follower_id, followee_id)
             else:
                 changed = await social_repo.follow(conn, follower_id, followee_id, like=truth)
-                followee = await users_repo.user_by_id(conn, followee_id)
                 # A follow of a public account: its "started following you"
                 # goes to the followee's shard, with the row. (An approval
-                # wrote its own, on the same shard, when it was made.)
-                if changed and from_follower and follower and followee:
-                    await notes.followed(followee, follower)
+                # wrote its own there when it was made.)
+                if changed and from_follower:
+                    follower = await users_repo.user_by_id(source, follower_id)
+                    followee = await users_repo.user_by_id(conn, followee_id)
+                    if follower is not None and followee is not None:
+                        await notes.followed(followee, follower)
         if changed:
             await self._follows_changed(follower_id, followee_id)
+
+    @asynccontextmanager
+    async def _origin_and_mirror(
+        self, origin: Databases, mirror: Databases
+    ) -> AsyncIterator[tuple[Connection, Connection, notify.Notes]]:
+        """A connection to the origin's primary (to read the truth) and a
+        transaction on the mirror's, taken in the shards' order: two mirrors
+        going opposite ways never each hold one pool's last connection while
+        waiting for the other's."""
+        if self._db.index_of(origin) < self._db.index_of(mirror):
+            async with (
+                origin.read(PRIMARY) as source,
+                notify.transaction_on(mirror, self._bus) as (conn, notes),
+            ):
+                yield source, conn, notes
+        else:
+            async with (
+                notify.transaction_on(mirror, self._bus) as (conn, notes),
+                origin.read(PRIMARY) as source,
+            ):
+                yield source, conn, notes
 
 
 async def _user(conn: Connection, username: str) -> UserRecord:

@@ -8,8 +8,8 @@ from typing import Any
 from aiohttp.test_utils import TestClient
 
 import tests.imaging as imaging
-from picshare import keys
 from tests.conftest import bearer, signup, upload_ready
+from tests.sharded import follows_settled, pool_of_user, user_id, wait_for
 
 Client = TestClient[Any, Any]
 
@@ -44,7 +44,7 @@ async def test_fifty_concurrent_likes_and_unlikes_count_exactly(client: Client) 
         *(client.put(url, headers=bearer(t)) for t in tokens),
     )
     await asyncio.gather(*(client.delete(url, headers=bearer(t)) for t in tokens[:25]))
-    pool = client.app[keys.DATABASES].unrouted.primary.pool
+    pool = pool_of_user(client.app, int(photo["id"]))  # the photo's shard
     stored = await pool.fetchval("SELECT like_count FROM photos WHERE id = $1", int(photo["id"]))
     actual = await pool.fetchval("SELECT count(*) FROM likes WHERE photo_id = $1", int(photo["id"]))
     assert stored == actual == 25
@@ -144,11 +144,20 @@ async def test_mutual_concurrent_follows_do_not_deadlock(client: Client) -> None
     ]
     results = await asyncio.gather(*calls)
     assert all(r.status == 200 for r in results)
-    pool = client.app[keys.DATABASES].unrouted.primary.pool
-    rows = await pool.fetch(
-        "SELECT follower_count, following_count FROM users WHERE username LIKE 'mutual%'"
-    )
-    assert all(r["follower_count"] == 5 and r["following_count"] == 5 for r in rows)
+    ids = [await user_id(client.app, name) for name in names]
+    # Across shards, each follow's other side (and its count) comes by its
+    # mirror job a moment later.
+    for a in ids:
+        for b in ids:
+            if a != b:
+                await wait_for(lambda a=a, b=b: follows_settled(client.app, a, b))
+    rows = [
+        await pool_of_user(client.app, i).fetchrow(
+            "SELECT follower_count, following_count FROM users WHERE id = $1", i
+        )
+        for i in ids
+    ]
+    assert all(r and r["follower_count"] == 5 and r["following_count"] == 5 for r in rows)
 
 
 async def test_notifications_list_unread_and_mark_read(client: Client) -> None:
