@@ -2,7 +2,7 @@
 writing its rows in the transaction of the action that caused it; what was
 written is pushed live once that transaction commits.
 
-    async with notify.transaction(db, bus) as (conn, notes):
+    async with notify.transaction(shards.of_id(photo_id), bus) as (conn, notes):
         ...  # the action's own writes on `conn`
         await notes.liked(photo, user)
     # committed: the like's notification is on the bus now
@@ -10,6 +10,10 @@ written is pushed live once that transaction commits.
 Publishing after the commit means a listener never sees a notification that
 then rolls back; a process that dies in between loses only the live push
 (the row is there, and `?since=` replays it, picshare/events.py).
+
+A notification lives on its recipient's shard, so a transaction writes those
+of one shard only; an event whose recipients live on several shards (a new
+photo's followers) writes one transaction per shard.
 """
 
 from __future__ import annotations
@@ -29,7 +33,6 @@ from storage.records import (
     UserRecord,
 )
 from storage.router import Databases, Isolation
-from storage.shards import Shards
 
 SNIPPET = 60  # characters of a comment quoted in its notification
 
@@ -170,27 +173,16 @@ class Notes:
 
 @asynccontextmanager
 async def transaction(
-    db: Shards,
-    bus: EventBus,
-    *,
-    isolation: Isolation = "read_committed",
-    readonly: bool = False,
-) -> AsyncIterator[tuple[Connection, Notes]]:
-    """A transaction whose notifications go live once it commits."""
-    async with transaction_on(db.unrouted, bus, isolation=isolation, readonly=readonly) as pair:
-        yield pair
-
-
-@asynccontextmanager
-async def transaction_on(
     db: Databases,
     bus: EventBus,
     *,
     isolation: Isolation = "read_committed",
     readonly: bool = False,
 ) -> AsyncIterator[tuple[Connection, Notes]]:
-    """`transaction` on one shard's database: the one holding the recipients'
-    rows (a notification lives on its recipient's shard)."""
+    """A transaction on `db` (one shard) whose notifications go live once it
+    commits. Every notification it writes must be to a user of that shard:
+    the caller picks the shard its action and the notification share (a like:
+    the photo's, where its owner lives)."""
     async with db.transaction(isolation=isolation, readonly=readonly) as conn:
         notes = Notes(conn)
         yield conn, notes

@@ -251,7 +251,7 @@ class PaymentService:
         for attempt in range(1, attempts + 1):
             try:
                 async with notify.transaction(
-                    self._db, self._bus, isolation="serializable", readonly=readonly
+                    self._db.unrouted, self._bus, isolation="serializable", readonly=readonly
                 ) as (conn, notes):
                     return await work(conn, notes)
             except asyncpg.UniqueViolationError as exc:

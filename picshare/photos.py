@@ -452,7 +452,7 @@ class PhotoService:
 
     async def _notify_job(self, payload: dict[str, Any]) -> None:
         """A photo became ready: tell the owner's followers."""
-        async with notify.transaction(self._db, self._bus) as (conn, notes):
+        async with notify.transaction(self._db.unrouted, self._bus) as (conn, notes):
             photo = await photos_repo.photo_by_id(conn, int(payload["photo_id"]))
             if photo is None or photo.status != PhotoStatus.READY:
                 return

@@ -59,7 +59,7 @@ class SocialService:
     # -- likes ----------------------------------------------------------------
 
     async def like(self, photo_id: int, user: UserRecord) -> LikeState:
-        async with notify.transaction(self._db, self._bus) as (conn, notes):
+        async with notify.transaction(self._db.of_id(photo_id), self._bus) as (conn, notes):
             photo = await photos_repo.photo_for(conn, photo_id, user.id)
             if photo is None or not privacy.can_react(photo):
                 raise NotFound("no such photo")
@@ -95,7 +95,7 @@ class SocialService:
 
     async def add_comment(self, photo_id: int, user: UserRecord, text: object) -> CommentRecord:
         clean = _comment_text(text)
-        async with notify.transaction(self._db, self._bus) as (conn, notes):
+        async with notify.transaction(self._db.of_id(photo_id), self._bus) as (conn, notes):
             photo = await photos_repo.photo_for(conn, photo_id, user.id)
             if photo is None or not privacy.can_react(photo):
                 raise NotFound("no such photo")
@@ -171,7 +171,7 @@ class SocialService:
 
     async def follow(self, username: str, user: UserRecord) -> Profile:
         theirs, mine = self._db.of_username(username), self._db.of_user(user.id)
-        async with notify.transaction_on(theirs, self._bus) as (conn, notes):
+        async with notify.transaction(theirs, self._bus) as (conn, notes):
             target = await _user(conn, username)
             if target.id == user.id:
                 raise invalid("username", "you cannot follow yourself")
@@ -191,7 +191,7 @@ class SocialService:
 
     async def unfollow(self, username: str, user: UserRecord) -> Profile:
         theirs, mine = self._db.of_username(username), self._db.of_user(user.id)
-        async with notify.transaction_on(theirs, self._bus) as (conn, notes):
+        async with notify.transaction(theirs, self._bus) as (conn, notes):
             target = await _user(conn, username)
             if mine is theirs:
                 await social_repo.unfollow(conn, user.id, target.id)
@@ -310,7 +310,7 @@ class SocialService:
     async def approve(self, user: UserRecord, requester: str) -> None:
         other = await self._user_named(requester)
         mine = self._db.of_user(user.id)
-        async with notify.transaction_on(mine, self._bus) as (conn, notes):
+        async with notify.transaction(mine, self._bus) as (conn, notes):
             if not await social_repo.cancel_request(conn, other.id, user.id):
                 raise NotFound("no follow request from that user")
             # The followee's side here, now: the privacy rule on this shard
@@ -333,7 +333,7 @@ class SocialService:
 
     async def decline(self, user: UserRecord, requester: str) -> None:
         other = await self._user_named(requester)
-        async with notify.transaction_on(self._db.of_user(user.id), self._bus) as (conn, notes):
+        async with notify.transaction(self._db.of_user(user.id), self._bus) as (conn, notes):
             if not await social_repo.cancel_request(conn, other.id, user.id):
                 raise NotFound("no follow request from that user")
             await notes.follow_request_declined(user, other)
@@ -393,12 +393,12 @@ class SocialService:
         if self._db.index_of(origin) < self._db.index_of(mirror):
             async with (
                 origin.read(PRIMARY) as source,
-                notify.transaction_on(mirror, self._bus) as (conn, notes),
+                notify.transaction(mirror, self._bus) as (conn, notes),
             ):
                 yield source, conn, notes
         else:
             async with (
-                notify.transaction_on(mirror, self._bus) as (conn, notes),
+                notify.transaction(mirror, self._bus) as (conn, notes),
                 origin.read(PRIMARY) as source,
             ):
                 yield source, conn, notes
