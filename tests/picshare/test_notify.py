@@ -34,7 +34,8 @@ async def _inbox(client: Client, token: str) -> list[dict[str, Any]]:
 
 
 async def _user_id(client: Client, username: str) -> int:
-    async with client.app[keys.DATABASES].unrouted.primary.pool.acquire() as conn:
+    shard = client.app[keys.DATABASES].of_username(username)
+    async with shard.primary.pool.acquire() as conn:
         user = await users_repo.user_by_username(conn, username)
     assert user is not None
     return user.id
@@ -90,14 +91,16 @@ async def test_a_rolled_back_transaction_publishes_nothing(client: Client) -> No
     await signup(client, "liker")
     photo = await upload_ready(client, owner, imaging.jpeg_bytes(24, 24))
     published = _record(client)
-    pool = client.app[keys.DATABASES].unrouted.primary.pool
-    async with pool.acquire() as conn:
+    shards = client.app[keys.DATABASES]
+    home = shards.of_id(int(photo["id"]))
+    async with home.primary.pool.acquire() as conn:
         record = await photos_repo.photo_by_id(conn, int(photo["id"]))
+    async with shards.of_username("liker").primary.pool.acquire() as conn:
         liker = await users_repo.user_by_username(conn, "liker")
     assert record is not None and liker is not None
 
     async def failing_like() -> None:
-        async with notify.transaction(client.app[keys.DATABASES], client.app[keys.BUS]) as (
+        async with notify.transaction(home, client.app[keys.BUS]) as (
             _conn,
             notes,
         ):
