@@ -150,8 +150,11 @@ class SocialService:
         return Profile(user, relation, can_see)
 
     async def _relationship(self, viewer_id: int, other_id: int) -> Relationship:
-        """Following from the viewer's shard (the side the viewer writes),
-        requested from the other's (where requests live)."""
+        """Requested from the other's shard (where requests live); following
+        if either side of the follow says so. Each change writes its origin
+        side first and the other a moment later (`_mirror`): the follower's
+        for a follow (on the viewer's shard), the followee's for an approval
+        (on the other's). An unfollow deletes both before it answers."""
         mine, theirs = self._db.of_user(viewer_id), self._db.of_user(other_id)
         consistency = read_your_writes(viewer_id)
         if mine is theirs:
@@ -162,12 +165,12 @@ class SocialService:
             async with mine.read(consistency) as conn:
                 return await social_repo.follows(conn, viewer_id, other_id)
 
-        async def requested() -> bool:
+        async def their_side() -> Relationship:
             async with theirs.read(consistency) as conn:
-                return await social_repo.requested(conn, viewer_id, other_id)
+                return await social_repo.relationship(conn, viewer_id, other_id)
 
-        is_following, is_requested = await asyncio.gather(following(), requested())
-        return Relationship(following=is_following, requested=is_requested)
+        here, there = await asyncio.gather(following(), their_side())
+        return Relationship(following=here or there.following, requested=there.requested)
 
     async def follow(self, username: str, user: UserRecord) -> Profile:
         theirs, mine = self._db.of_username(username), self._db.of_user(user.id)

@@ -8,6 +8,7 @@ from typing import Any
 from aiohttp.test_utils import TestClient
 
 import tests.imaging as imaging
+from picshare import keys
 from tests.conftest import bearer, signup, upload_ready
 from tests.sharded import follows_settled, pool_of_user, user_id, wait_for
 
@@ -44,7 +45,7 @@ async def test_fifty_concurrent_likes_and_unlikes_count_exactly(client: Client) 
         *(client.put(url, headers=bearer(t)) for t in tokens),
     )
     await asyncio.gather(*(client.delete(url, headers=bearer(t)) for t in tokens[:25]))
-    pool = pool_of_user(client.app, int(photo["id"]))  # the photo's shard
+    pool = client.app[keys.DATABASES].of_id(int(photo["id"])).primary.pool
     stored = await pool.fetchval("SELECT like_count FROM photos WHERE id = $1", int(photo["id"]))
     actual = await pool.fetchval("SELECT count(*) FROM likes WHERE photo_id = $1", int(photo["id"]))
     assert stored == actual == 25
@@ -145,8 +146,8 @@ async def test_mutual_concurrent_follows_do_not_deadlock(client: Client) -> None
     results = await asyncio.gather(*calls)
     assert all(r.status == 200 for r in results)
     ids = [await user_id(client.app, name) for name in names]
-    # Across shards, each follow's other side (and its count) comes by its
-    # mirror job a moment later.
+    # Across shards, each follow's other side (and its count) is written just
+    # after its first; one that could not be is left to its mirror job.
     for a in ids:
         for b in ids:
             if a != b:

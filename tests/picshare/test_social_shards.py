@@ -359,3 +359,26 @@ async def _answers(app: web.Application, index: int) -> bool:
     except Exception:
         return False
     return True
+
+
+async def test_going_public_turns_requests_into_follows_on_both_sides(
+    app: web.Application,
+) -> None:
+    """What the account's owner does on their shard (storage/social_repo.py,
+    approve_all_requests, in the profile edit's transaction): the requesters'
+    sides follow by the mirror jobs it enqueues there."""
+    social = app[keys.SOCIAL]
+    alice = await make_user(app, 0, "alice")
+    nina = await make_user(app, 1, "nina", private=True)
+    await social.follow(nina.username, alice)
+    async with app[keys.DATABASES].of_user(nina.id).transaction() as conn:
+        await conn.execute("UPDATE users SET private = false WHERE id = $1", nina.id)
+        assert await social_repo.approve_all_requests(conn, nina.id) == [alice.id]
+    await app[keys.CACHED_READS].users_changed(nina.id)
+    # At once: the followee's side says so, and the profile reads both sides.
+    profile = await social.profile(nina.username, alice.id)
+    assert profile.relationship is not None and profile.relationship.following
+    assert not profile.relationship.requested and profile.user.follower_count == 1
+    await wait_for(lambda: follows_settled(app, alice.id, nina.id), what="the mirror")
+    assert None not in await rows_of(app, alice.id, nina.id)
+    assert await counts(app, alice.id) == (0, 1)
