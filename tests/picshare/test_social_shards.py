@@ -7,10 +7,15 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
+import signal
+import subprocess
+import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
@@ -23,6 +28,7 @@ from storage.records import UserRecord
 from storage.router import PRIMARY
 from storage.shards import Shards
 from tests.conftest import make_settings
+from tests.servers import ROOT
 from tests.shard_harness import ShardClusters
 from tests.sharded import follows_settled, insert_photo, pool_of_user, wait_for
 
@@ -382,3 +388,86 @@ async def test_going_public_turns_requests_into_follows_on_both_sides(
     await wait_for(lambda: follows_settled(app, alice.id, nina.id), what="the mirror")
     assert None not in await rows_of(app, alice.id, nina.id)
     assert await counts(app, alice.id) == (0, 1)
+
+
+async def test_a_follow_survives_sigkill_between_its_two_halves(
+    make_app: MakeApp, shard_dsns: list[str], tmp_path: Path
+) -> None:
+    """A real process (tests/follow_crash_child.py) follows across shards and is
+    killed with SIGKILL after its first half committed, while its second waits
+    on the followee's shard; a new process on the same databases finishes it."""
+    maker = await make_app(jobs=False)
+    alice = await make_user(maker.app, 0, "alice")
+    nina = await make_user(maker.app, 1, "nina")
+    await maker.close()
+    first: asyncpg.Connection = await asyncpg.connect(shard_dsns[0])
+    second: asyncpg.Connection = await asyncpg.connect(shard_dsns[1])
+    # Activity is watched from outside the locking transaction: inside one,
+    # pg_stat_activity is a snapshot taken once.
+    watch: asyncpg.Connection = await asyncpg.connect(shard_dsns[1])
+    held = second.transaction()
+    await held.start()
+    await second.execute("LOCK TABLE follows IN EXCLUSIVE MODE")
+    log = (tmp_path / "child.log").open("wb")
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tests.follow_crash_child",
+            str(tmp_path / "child"),
+            str(alice.id),
+            nina.username,
+            *shard_dsns,
+        ],
+        cwd=ROOT,
+        stdout=log,
+        stderr=log,
+        start_new_session=True,
+    )
+    try:
+        # The first half: the follower's row (and its job) committed.
+        await wait_for(
+            lambda: first.fetchval(FOLLOW_ROW, alice.id, nina.id), timeout=60, what="half one"
+        )
+        # The second half: the mirror's insert waiting for the lock we hold.
+        await wait_for(
+            lambda: watch.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                "AND query LIKE 'INSERT INTO follows%'"
+            ),
+            what="half two waiting",
+        )
+        os.killpg(child.pid, signal.SIGKILL)
+        child.wait(10)
+    finally:
+        if child.poll() is None:
+            os.killpg(child.pid, signal.SIGKILL)
+            child.wait(10)
+        log.close()
+        await held.rollback()
+    # Nothing of the second half survived the kill; the job did.
+    await wait_for(lambda: _quiet(second, "INSERT INTO follows%"), what="the killed insert gone")
+    assert await second.fetchval(FOLLOW_ROW, alice.id, nina.id) is None
+    assert await first.fetchval("SELECT count(*) FROM jobs WHERE status = 'queued'") == 1
+    for conn in (first, second, watch):
+        await conn.close()
+
+    restarted = (await make_app()).app
+    await wait_for(lambda: follows_settled(restarted, alice.id, nina.id), what="the mirror")
+    assert None not in await rows_of(restarted, alice.id, nina.id)
+    assert await counts(restarted, alice.id) == (0, 1)
+    assert await counts(restarted, nina.id) == (1, 0)
+    told = await pool_of_user(restarted, nina.id).fetchval(
+        "SELECT count(*) FROM notifications WHERE user_id = $1 AND kind = 'follow'", nina.id
+    )
+    assert told == 1
+
+
+async def _quiet(conn: asyncpg.Connection, query: str) -> bool:
+    """No backend is running `query` (a pattern) any more."""
+    busy = await conn.fetchval(
+        "SELECT count(*) FROM pg_stat_activity WHERE query LIKE $1 AND state <> 'idle' "
+        "AND pid <> pg_backend_pid()",
+        query,
+    )
+    return bool(busy == 0)
