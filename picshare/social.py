@@ -2,7 +2,11 @@
 
 Every write checks that the actor may see what they act on (a photo of a
 private account is 404 to a stranger, as if it did not exist), and writes the
-notification it causes in the same transaction (picshare/notify.py).
+notification it causes in the same transaction (picshare/notify.py): the
+transaction of the shard where the notification's recipient lives. A follow
+across shards writes the follower's side first and the followee's side, with
+its notification, in a second transaction on the followee's shard, made sure
+of by a durable job (`_mirror`).
 """
 
 from __future__ import annotations

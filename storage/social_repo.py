@@ -4,6 +4,11 @@ Counts are denormalized onto the photo and user rows and kept exact by
 changing them in the same transaction as the row they count, only when that
 row was really inserted or deleted (`ON CONFLICT DO NOTHING` / `RETURNING`),
 so repeated or concurrent likes never count twice.
+
+With shards, a follow has a row on the follower's shard and one on the
+followee's (the same id; one row when they share a database), and each
+database counts only the users it holds: an UPDATE of a user who lives
+elsewhere changes no row.
 """
 
 from __future__ import annotations
