@@ -158,7 +158,7 @@ class SocialService:
         if either side of the follow says so. Each change writes its origin
         side first and the other a moment later (`_mirror`): the follower's
         for a follow (on the viewer's shard), the followee's for an approval
-        (on the other's). An unfollow deletes both before it answers."""
+        (on the other's). An unfollow deletes both, the followee's first."""
         mine, theirs = self._db.of_user(viewer_id), self._db.of_user(other_id)
         consistency = read_your_writes(viewer_id)
         if mine is theirs:
@@ -200,11 +200,18 @@ class SocialService:
         theirs, mine = self._db.of_username(username), self._db.of_user(user.id)
         async with notify.transaction(theirs, self._bus) as (conn, notes):
             target = await _user(conn, username)
-            if mine is theirs:
-                await social_repo.unfollow(conn, user.id, target.id)
+            # Both sides go (one row when they share a database): the
+            # followee's here, first, so that an approval whose mirror has not
+            # reached the follower's side yet is undone too; its own job
+            # makes the follower's side match should the next step fail.
+            dropped = await social_repo.unfollow(conn, user.id, target.id)
+            if dropped and mine is not theirs:
+                await self._enqueue_mirror(conn, user.id, target.id, social_repo.FOLLOWEE_SIDE)
             if await social_repo.cancel_request(conn, user.id, target.id):
                 await notes.follow_request_withdrawn(target, user)
         if mine is not theirs:
+            if dropped:
+                self._jobs.wake()
             await self._change_and_mirror(user.id, target.id, social_repo.unfollow)
         await self._follows_changed(user.id, target.id)
         return await self.profile(username, user.id)

@@ -471,3 +471,38 @@ async def _quiet(conn: asyncpg.Connection, query: str) -> bool:
         query,
     )
     return bool(busy == 0)
+
+
+async def test_an_unfollow_before_an_approvals_mirror_undoes_it(make_app: MakeApp) -> None:
+    """Approved (the followee's side written, its mirror job not run yet), then
+    unfollowed: the unfollow removes the followee's side too, and the late
+    mirror, reading that side, leaves no follow anywhere."""
+    app = (await make_app(jobs=False)).app
+    social = app[keys.SOCIAL]
+    alice = await make_user(app, 0, "alice")
+    nina = await make_user(app, 1, "nina", private=True)
+    await social.follow(nina.username, alice)
+    async with app[keys.DATABASES].of_user(nina.id).transaction() as conn:
+        assert await social_repo.approve_all_requests(conn, nina.id) == [alice.id]
+    assert await rows_of(app, alice.id, nina.id) == [None, await rows_of_one(app, nina.id)]
+    profile = await social.unfollow(nina.username, alice)
+    assert profile.relationship is not None and not profile.relationship.following
+    assert await rows_of(app, alice.id, nina.id) == [None, None]
+    payloads = [
+        dict(r["payload"])
+        for db in app[keys.DATABASES].physical
+        for r in await db.primary.pool.fetch("SELECT payload FROM jobs ORDER BY id")
+    ]
+    mirror = social.job_kinds()[social_repo.FOLLOW_MIRROR_JOB].run
+    for payload in payloads:
+        await mirror(payload)
+    assert await rows_of(app, alice.id, nina.id) == [None, None]
+    assert await counts(app, alice.id) == (0, 0) and await counts(app, nina.id) == (0, 0)
+
+
+async def rows_of_one(app: web.Application, followee: int) -> int | None:
+    """The id of the one follow row of `followee` on their shard."""
+    found: int | None = await pool_of_user(app, followee).fetchval(
+        "SELECT id FROM follows WHERE followee_id = $1", followee
+    )
+    return found
