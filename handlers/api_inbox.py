@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
 from handlers.api_photos import limit_of, media_urls
@@ -20,13 +22,14 @@ async def search(request: web.Request) -> web.Response:
         request.query.get("q"), viewer_id(request), limit=SEARCH_LIMIT
     )
     media = media_urls(request)
-    return json_response(
-        {
-            "users": [user_entry(u) for u in result.users],
-            "tags": [{"tag": t, "photo_count": n} for t, n in result.tags],
-            "photos": [photo(p, urls=media) for p in result.photos],
-        }
-    )
+    body: dict[str, Any] = {
+        "users": [user_entry(u) for u in result.users],
+        "tags": [{"tag": t, "photo_count": n} for t, n in result.tags],
+        "photos": [photo(p, urls=media) for p in result.photos],
+    }
+    if result.partial:
+        body["partial"] = True  # a shard did not answer in time
+    return json_response(body)
 
 
 async def notifications(request: web.Request) -> web.Response:

@@ -30,6 +30,11 @@ def _page(item: str) -> dict[str, Any]:
         "properties": {
             "items": {"type": "array", "items": {"$ref": f"#/components/schemas/{item}"}},
             "next_cursor": {"type": ["string", "null"]},
+            "partial": {
+                "type": "boolean",
+                "description": "present (true) when a shard did not answer in time: "
+                "some items may be missing",
+            },
         },
     }
 
@@ -259,6 +264,10 @@ SCHEMAS: dict[str, Any] = {
                 },
             },
             "photos": {"type": "array", "items": {"$ref": "#/components/schemas/Photo"}},
+            "partial": {
+                "type": "boolean",
+                "description": "present (true) when a shard did not answer in time",
+            },
         },
     },
     "Wallet": {

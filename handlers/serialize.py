@@ -97,7 +97,7 @@ def photo_page(page: Page[PhotoRecord], *, urls: MediaUrls) -> orjson.Fragment:
 
     def make(page: Page[PhotoRecord]) -> tuple[MediaUrls, orjson.Fragment]:
         items = [photo_json(p, urls=urls, shared=page.shared) for p in page.items]
-        return urls, _fragment({"items": items, "next_cursor": page.next_cursor})
+        return urls, _fragment(list_body(page, items))
 
     if not page.shared:
         return make(page)[1]
@@ -129,7 +129,15 @@ def user_entry(e: UserListEntry) -> dict[str, Any]:
 
 
 def user_page(page: Page[UserListEntry]) -> dict[str, Any]:
-    return {"items": [user_entry(e) for e in page.items], "next_cursor": page.next_cursor}
+    return list_body(page, [user_entry(e) for e in page.items])
+
+
+def list_body(page: Page[Any], items: list[Any]) -> dict[str, Any]:
+    """A list's JSON body; `"partial": true` only when a shard was left out."""
+    body: dict[str, Any] = {"items": items, "next_cursor": page.next_cursor}
+    if page.partial:
+        body["partial"] = True
+    return body
 
 
 def comment(c: CommentRecord) -> dict[str, Any]:

@@ -338,7 +338,9 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     )
     runner.register(photos.job_kinds())
     app[keys.PHOTOS] = photos
-    app[keys.SOCIAL] = SocialService(db=db, bus=app[keys.BUS], cached=cached)
+    social = SocialService(db=db, bus=app[keys.BUS], cached=cached, jobs=runner)
+    runner.register(social.job_kinds())
+    app[keys.SOCIAL] = social
     app[keys.NOTIFICATIONS] = NotificationService(db=db)
     app[keys.SEARCH] = SearchService(db=db)
     app[keys.PAYMENTS] = PaymentService(

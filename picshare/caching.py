@@ -123,35 +123,39 @@ class CachedReads:
         )
         return None if user_id is None else await self.user(int(user_id))
 
-    async def public_first_page(
-        self, limit: int, compute: Callable[[], Awaitable[list[PhotoRecord]]]
-    ) -> list[PhotoRecord]:
+    async def public_first_page(self, limit: int, compute: Callable[[], Awaitable[Rows]]) -> Rows:
         """The first page of newest public photos as anyone signed out sees it
         (`limit` rows), under the namespace `public`: bumped when a photo
         joins or leaves it (ready, deleted, its owner going private or
         renamed); like and comment counts on it are as old as the entry
-        (`cache.public_ttl`)."""
-
-        async def rows() -> list[dict[str, Any]]:
-            return [_photo_dict(p) for p in await compute()]
-
-        raw = await self._raw(
-            f"first:{limit}", rows, self._fresh(self._ttl.public), namespace="public"
-        )
-        return self._pages(raw)
+        (`cache.public_ttl`). `compute` says whether a shard was left out:
+        such a page is handed back, never stored."""
+        try:
+            raw = await self._raw(
+                f"first:{limit}",
+                _whole(compute),
+                self._fresh(self._ttl.public),
+                namespace="public",
+            )
+        except _PartialPage as page:
+            return page.rows, True
+        return self._pages(raw), False
 
     async def feed_first_page(
-        self, viewer_id: int, limit: int, compute: Callable[[], Awaitable[list[PhotoRecord]]]
-    ) -> list[PhotoRecord]:
-        """The viewer's first feed page (`limit` rows), cached under `feed:{viewer}`."""
-
-        async def rows() -> list[dict[str, Any]]:
-            return [_photo_dict(p) for p in await compute()]
-
-        cached: list[dict[str, Any]] = await self._cache.get_or_compute(
-            f"first:{limit}", rows, ttl=self._fresh(self._ttl.feed), namespace=f"feed:{viewer_id}"
-        )
-        return [_photo_from(r) for r in cached]
+        self, viewer_id: int, limit: int, compute: Callable[[], Awaitable[Rows]]
+    ) -> Rows:
+        """The viewer's first feed page (`limit` rows), cached under `feed:{viewer}`
+        unless a shard was left out of it."""
+        try:
+            cached: list[dict[str, Any]] = await self._cache.get_or_compute(
+                f"first:{limit}",
+                _whole(compute),
+                ttl=self._fresh(self._ttl.feed),
+                namespace=f"feed:{viewer_id}",
+            )
+        except _PartialPage as page:
+            return page.rows, True
+        return [_photo_from(r) for r in cached], False
 
     # -- invalidation -----------------------------------------------------------
 
@@ -209,7 +213,7 @@ class CachedReads:
         return row
 
     async def _user_row(self, user_id: int) -> dict[str, Any] | None:
-        async with self._db.unrouted.read(PRIMARY) as conn:
+        async with self._db.of_user(user_id).read(PRIMARY) as conn:
             user = await users_repo.user_by_id(conn, user_id)
         if user is None:
             return None
@@ -218,9 +222,34 @@ class CachedReads:
         return row
 
     async def _user_id(self, username: str) -> int | None:
-        async with self._db.unrouted.read(PRIMARY) as conn:
+        async with self._db.of_username(username).read(PRIMARY) as conn:
             user = await users_repo.user_by_username(conn, username)
         return None if user is None else user.id
+
+
+# A page's rows, and whether a shard was left out of them.
+Rows = tuple[list[PhotoRecord], bool]
+
+
+class _PartialPage(Exception):
+    """Rows a shard was missing from: raised through the cache, which then
+    stores nothing (and hands it to every caller waiting for that entry)."""
+
+    def __init__(self, rows: list[PhotoRecord]) -> None:
+        super().__init__("a shard was left out of this page")
+        self.rows = rows
+
+
+def _whole(compute: Callable[[], Awaitable[Rows]]) -> Callable[[], Awaitable[list[Any]]]:
+    """`compute` as a cache source: the rows as dicts, or _PartialPage."""
+
+    async def rows() -> list[dict[str, Any]]:
+        found, partial = await compute()
+        if partial:
+            raise _PartialPage(found)
+        return [_photo_dict(p) for p in found]
+
+    return rows
 
 
 def _photo_dict(photo: PhotoRecord) -> dict[str, Any]:

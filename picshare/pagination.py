@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import heapq
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
+from itertools import islice
 from typing import Generic, Protocol, TypeVar
 
 from picshare.errors import invalid
@@ -27,6 +30,9 @@ class Page(Generic[T]):
     # One object handed to every reader while its cache entry holds (the
     # signed-out front page): what is made from it may be kept with it.
     shared: bool = False
+    # A shard was left out of the read (storage/shards.py, `gather`): some
+    # items may be missing. Such a page is never cached as the whole page.
+    partial: bool = False
 
 
 def encode_cursor(last_id: int) -> str:
@@ -65,8 +71,20 @@ def parse_limit(raw: str | None, *, default: int, maximum: int) -> int:
     return int(raw)
 
 
-def page_of(rows: list[T], limit: int, *, shared: bool = False) -> Page[T]:
+def page_of(rows: list[T], limit: int, *, shared: bool = False, partial: bool = False) -> Page[T]:
     """`rows` was fetched with limit+1: the extra row only says there is more."""
     items = rows[:limit]
     has_more = len(rows) > limit and bool(items)
-    return Page(items, encode_cursor(items[-1].id) if has_more else None, shared)
+    return Page(items, encode_cursor(items[-1].id) if has_more else None, shared, partial)
+
+
+def newest(parts: Iterable[list[T]], count: int) -> list[T]:
+    """The `count` highest ids of several lists each sorted by id descending
+    (one per shard): ids sort by time, so this is the newest first. Each list
+    holds its own newest `count` below the cursor, so none of the merged
+    page's rows can be missing and the next cursor skips nothing."""
+    return list(islice(heapq.merge(*parts, key=_desc), count))
+
+
+def _desc(item: HasId) -> int:
+    return -item.id

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from typing import Any, TypeVar
@@ -34,7 +34,7 @@ from picshare.media import (
     probe_image,
     render_display,
 )
-from picshare.pagination import Page, decode_cursor, page_of
+from picshare.pagination import Page, decode_cursor, newest, page_of
 from picshare.staging import StagedUpload
 from picshare.text import clean_caption, normalize_tag, parse_tags
 from storage import notifications_repo, photos_repo, social_repo, users_repo
@@ -193,25 +193,39 @@ class PhotoService:
         # The cached record says False: keep that shared object unless it differs.
         return replace(photo, liked_by_me=True) if liked else photo
 
+    # -- lists across shards ------------------------------------------------------
+    #
+    # A list of many owners' photos asks every shard holding some of them at
+    # once (`Shards.gather`, each within its time budget) for its own newest
+    # page below the cursor, and keeps the newest of them all: ids sort by
+    # time, so the cursor (the last id shown) works across shards, with no gap
+    # and no repeat. A shard that did not answer leaves the page `partial`.
+
     async def list_public(
         self, *, cursor: str | None, limit: int, viewer_id: int | None
     ) -> Page[PhotoRecord]:
         before = decode_cursor(cursor)
 
-        async def read() -> list[PhotoRecord]:
-            async with self._db.unrouted.read(read_your_writes(viewer_id)) as conn:
-                return await photos_repo.list_public(
+        async def read() -> tuple[list[PhotoRecord], bool]:
+            return await self._newest(
+                lambda conn, _db: photos_repo.list_public(
                     conn, viewer_id=viewer_id, before=before, limit=limit + 1
-                )
+                ),
+                viewer_id=viewer_id,
+                count=limit + 1,
+            )
 
         # The first page as a signed-out visitor sees it is the same for all of
         # them: the front page of the site, read far more than anything else.
         if before is None and viewer_id is None:
-            rows = await self._cached.public_first_page(limit + 1, read)
+            rows, partial = await self._cached.public_first_page(limit + 1, read)
+            if partial:
+                return page_of(rows, limit, partial=True)
             # The same rows object while the entry holds: so is the page, and
             # the JSON made of it (handlers/serialize.py).
             return self._front_pages(rows, lambda rows: page_of(rows, limit, shared=True))
-        return page_of(await read(), limit)
+        rows, partial = await read()
+        return page_of(rows, limit, partial=partial)
 
     async def list_tagged(
         self, *, tag: str, cursor: str | None, limit: int, viewer_id: int | None
@@ -220,11 +234,14 @@ class PhotoService:
         clean = normalize_tag(tag)
         if not clean or len(clean) > self._uploads.max_tag_chars:
             raise NotFound("no such tag")
-        async with self._db.unrouted.read(read_your_writes(viewer_id)) as conn:
-            rows = await photos_repo.list_tagged(
+        rows, partial = await self._newest(
+            lambda conn, _db: photos_repo.list_tagged(
                 conn, viewer_id=viewer_id, tag=clean, before=before, limit=limit + 1
-            )
-        return page_of(rows, limit)
+            ),
+            viewer_id=viewer_id,
+            count=limit + 1,
+        )
+        return page_of(rows, limit, partial=partial)
 
     async def list_by_user(
         self,
@@ -240,8 +257,11 @@ class PhotoService:
         # own change invalidates: an account turned private is private here
         # at once, even while a replica still has it public.
         owner = await self._cached.user_by_name(username)
-        async with self._db.unrouted.read(read_your_writes(viewer_id)) as conn:
-            if owner is None or not await privacy.may_see_account(conn, owner, viewer_id):
+        if owner is None:
+            raise NotFound("no such user, or the account is private")
+        # One shard: the owner's photos, and the follows that may show them.
+        async with self._db.of_user(owner.id).read(read_your_writes(viewer_id)) as conn:
+            if not await privacy.may_see_account(conn, owner, viewer_id):
                 # A private account's photos are not even said to exist.
                 raise NotFound("no such user, or the account is private")
             rows = await photos_repo.list_by_owner(
@@ -255,24 +275,74 @@ class PhotoService:
         return page_of(rows, limit)
 
     async def feed(self, *, viewer_id: int, cursor: str | None, limit: int) -> Page[PhotoRecord]:
-        """Fan-out on read, with the plan chosen by how many accounts the viewer
-        follows (README, "The home feed"): per-followee probes for most people,
-        a newest-first scan for those who follow very many."""
+        """Fan-out on read (README, "The home feed"). On one database, the plan
+        is chosen by how many accounts the viewer follows: per-followee probes
+        for most people, a newest-first scan for those who follow very many.
+        With shards, the viewer's following list comes from their shard (the
+        follower side of each follow is there), then each shard holding some
+        of them is asked for its followees' photos, with the same choice of
+        plan by how many of them it holds, and the pages merge by id."""
         before = decode_cursor(cursor)
 
-        async def read() -> list[PhotoRecord]:
-            async with self._db.unrouted.read(read_your_writes(viewer_id)) as conn:
-                viewer = await users_repo.user_by_id(conn, viewer_id)
-                dense = viewer is not None and viewer.following_count >= self._feed.dense_following
-                return await photos_repo.home_feed(
-                    conn, viewer_id=viewer_id, before=before, limit=limit + 1, dense=dense
-                )
+        async def read() -> tuple[list[PhotoRecord], bool]:
+            if self._db.single:
+                return await self._feed_one_database(viewer_id, before, limit + 1), False
+            return await self._feed_across(viewer_id, before, limit + 1)
 
         # The first page is what everyone opens: cached briefly (picshare/caching.py).
-        rows = await (
+        rows, partial = await (
             self._cached.feed_first_page(viewer_id, limit, read) if before is None else read()
         )
-        return page_of(rows, limit)
+        return page_of(rows, limit, partial=partial)
+
+    async def _feed_one_database(
+        self, viewer_id: int, before: int | None, count: int
+    ) -> list[PhotoRecord]:
+        async with self._db.of_user(viewer_id).read(read_your_writes(viewer_id)) as conn:
+            viewer = await users_repo.user_by_id(conn, viewer_id)
+            dense = viewer is not None and viewer.following_count >= self._feed.dense_following
+            return await photos_repo.home_feed(
+                conn, viewer_id=viewer_id, before=before, limit=count, dense=dense
+            )
+
+    async def _feed_across(
+        self, viewer_id: int, before: int | None, count: int
+    ) -> tuple[list[PhotoRecord], bool]:
+        consistency = read_your_writes(viewer_id)
+        async with self._db.of_user(viewer_id).read(consistency) as conn:
+            followees = await social_repo.followee_ids(conn, viewer_id)
+        owners = dict(self._db.by_database([viewer_id, *followees]))
+        return await self._newest(
+            lambda conn, db: photos_repo.feed_of(
+                conn,
+                viewer_id=viewer_id,
+                owners=owners[db],
+                before=before,
+                limit=count,
+                dense=len(owners[db]) >= self._feed.dense_following,
+            ),
+            viewer_id=viewer_id,
+            count=count,
+            among=list(owners),
+        )
+
+    async def _newest(
+        self,
+        fetch: Callable[[Connection, Databases], Awaitable[list[PhotoRecord]]],
+        *,
+        viewer_id: int | None,
+        count: int,
+        among: list[Databases] | None = None,
+    ) -> tuple[list[PhotoRecord], bool]:
+        """`fetch(conn, db)` on every shard (or `among`) at once; the newest
+        `count` of all, and whether a shard was left out."""
+
+        async def on(db: Databases) -> list[PhotoRecord]:
+            async with db.read(read_your_writes(viewer_id)) as conn:
+                return await fetch(conn, db)
+
+        found = await self._db.gather(on, among=among)
+        return newest(found.results, count), found.partial
 
     async def delete(self, photo_id: int, user_id: int) -> None:
         async with self._db.of_id(photo_id).transaction() as conn:

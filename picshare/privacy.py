@@ -16,6 +16,11 @@ viewer follows the owner, fetched with whatever else it reads (and only when
 Queries that filter many rows use the same rule in SQL (`VISIBLE`, `PUBLIC`,
 rendered by storage/visibility.py); tests/picshare/test_privacy_rule.py
 checks every surface against both.
+
+With shards the rule is evaluated on the owner's shard, the same way on
+every shard: the owner's photos are there, and so is a row for every follow
+of the owner (the followee's side, picshare/social.py), so "does the viewer
+follow the owner" never leaves that database.
 """
 
 from __future__ import annotations

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import heapq
 import re
 import unicodedata
 from dataclasses import dataclass
+from itertools import islice
+from typing import TypeVar
 
 from picshare.errors import invalid
 from picshare.text import normalize_tag
 from storage import search_repo
 from storage.records import PhotoRecord, UserListEntry
-from storage.router import ANY
-from storage.shards import Shards
+from storage.router import ANY, Databases
+from storage.shards import Gathered, Shards
+
+K = TypeVar("K", search_repo.UserKey, search_repo.PhotoKey)
+V = TypeVar("V", UserListEntry, PhotoRecord)
 
 MAX_QUERY = 100
 _WORD = re.compile(r"\w+")
@@ -22,6 +28,8 @@ class SearchResult:
     users: list[UserListEntry]
     tags: list[tuple[str, int]]
     photos: list[PhotoRecord]
+    # A shard did not answer in time: some matches may be missing.
+    partial: bool = False
 
 
 class SearchService:
@@ -43,12 +51,68 @@ class SearchService:
         words = [w.lower() for w in _WORD.findall(text.lstrip("#@"))][:8]
         # Each word as a prefix ("sun" finds "sunset"), all of them required.
         tsquery = " & ".join(f"{w}:*" for w in words)
-        async with self._db.unrouted.read(ANY) as conn:
+        found = await self._db.gather(
+            lambda db: self._search_shard(db, username, tag, tsquery, viewer_id, limit)
+        )
+        users = _best([part.users for part in found.results], limit)
+        photos = _best([part.photos for part in found.results], limit)
+        tags = await self._tags(found, limit) if tag else []
+        return SearchResult(users, tags, photos, partial=found.partial)
+
+    async def _search_shard(
+        self,
+        db: Databases,
+        username: str,
+        tag: str,
+        tsquery: str,
+        viewer_id: int | None,
+        limit: int,
+    ) -> _ShardHits:
+        """One shard's best matches, ranked as it would rank them alone; the
+        privacy rule is applied there (each photo's owner lives there)."""
+        async with db.read(ANY) as conn:
             users = await search_repo.users(conn, username, limit=limit) if username else []
-            tags = await search_repo.tags(conn, tag, limit=limit) if tag else []
+            # More tags than shown: a tag's total over shards may rank it
+            # higher than any one shard does.
+            tags = await search_repo.tags(conn, tag, limit=limit * 2) if tag else []
             photos = (
                 await search_repo.photos(conn, tsquery, viewer_id=viewer_id, limit=limit)
                 if tsquery
                 else []
             )
-        return SearchResult(users, tags, photos)
+        return _ShardHits(users, tags, photos)
+
+    async def _tags(self, found: Gathered[_ShardHits], limit: int) -> list[tuple[str, int]]:
+        """The candidate tags' photo counts summed over the shards (one query
+        each, for exactly those tags), best first."""
+        if len(found.results) == 1:
+            return found.results[0].tags[:limit]  # one database's counts are the totals
+        candidates = sorted({name for part in found.results for name, _ in part.tags})
+        if not candidates:
+            return []
+        counted = (await self._db.gather(lambda db: self._tag_counts(db, candidates))).results
+        totals: dict[str, int] = {}
+        for counts in counted:
+            for name, count in counts.items():
+                totals[name] = totals.get(name, 0) + count
+        ranked = sorted(
+            ((name, n) for name, n in totals.items() if n > 0), key=lambda t: (-t[1], t[0])
+        )
+        return ranked[:limit]
+
+    async def _tag_counts(self, db: Databases, tags: list[str]) -> dict[str, int]:
+        async with db.read(ANY) as conn:
+            return await search_repo.tag_counts(conn, tags)
+
+
+@dataclass(frozen=True, slots=True)
+class _ShardHits:
+    users: list[tuple[search_repo.UserKey, UserListEntry]]
+    tags: list[tuple[str, int]]
+    photos: list[tuple[search_repo.PhotoKey, PhotoRecord]]
+
+
+def _best(parts: list[list[tuple[K, V]]], limit: int) -> list[V]:
+    """The first `limit` of several shards' ranked lists, by their sort keys."""
+    merged = heapq.merge(*parts, key=lambda pair: pair[0])
+    return [value for _, value in islice(merged, limit)]

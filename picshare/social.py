@@ -2,26 +2,37 @@
 
 Every write checks that the actor may see what they act on (a photo of a
 private account is 404 to a stranger, as if it did not exist), and writes the
-notification it causes in the same transaction (picshare/notify.py).
+notification it causes in the same transaction (picshare/notify.py): the
+transaction of the shard where the notification's recipient lives. A follow
+across shards writes the follower's side first and the followee's side, with
+its notification, in a second transaction on the followee's shard, made sure
+of by a durable job (`_mirror`).
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import unicodedata
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, replace
+from typing import Any
 
 from picshare import notify, privacy
 from picshare.caching import CachedReads
 from picshare.errors import Forbidden, InvalidInput, NotFound, invalid
 from picshare.events import EventBus
+from picshare.jobs import JobKind, JobRunner
 from picshare.pagination import Page, decode_cursor, page_of
 from storage import photos_repo, social_repo, users_repo
 from storage.db import Connection
 from storage.records import CommentRecord, Relationship, UserListEntry, UserRecord
-from storage.router import read_your_writes
+from storage.router import PRIMARY, Databases, read_your_writes
 from storage.shards import Shards
 
 MAX_COMMENT = 2200
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,12 +49,16 @@ class Profile:
 
 
 class SocialService:
-    __slots__ = ("_bus", "_cached", "_db")
+    __slots__ = ("_bus", "_cached", "_db", "_jobs")
 
-    def __init__(self, *, db: Shards, bus: EventBus, cached: CachedReads) -> None:
+    def __init__(self, *, db: Shards, bus: EventBus, cached: CachedReads, jobs: JobRunner) -> None:
         self._db = db
         self._bus = bus
         self._cached = cached
+        self._jobs = jobs
+
+    def job_kinds(self) -> dict[str, JobKind]:
+        return {social_repo.FOLLOW_MIRROR_JOB: JobKind(self._mirror_job)}
 
     # -- likes ----------------------------------------------------------------
     # A like or comment lives with its photo, on the photo's shard (where the
@@ -120,6 +135,15 @@ class SocialService:
         await self._cached.photo_changed(comment.photo_id)
 
     # -- profiles and follows ---------------------------------------------------
+    #
+    # A follow has a row on the follower's shard (their "following" list, the
+    # home feed) and one on the followee's (their "followers" list, the
+    # privacy rule on their photos), with the same id; one row when the two
+    # share a database. The side that changes first is the truth: the
+    # follower's for a follow or an unfollow, the followee's for an approved
+    # request. Its transaction enqueues a mirror job that makes the other side
+    # match it (`_mirror_job`); a follow within one database is one
+    # transaction, as before shards.
 
     async def profile(self, username: str, viewer_id: int | None) -> Profile:
         """The profile from the cache; how the viewer stands from the database."""
@@ -128,44 +152,128 @@ class SocialService:
             raise NotFound("no such user")
         relation = None
         if viewer_id is not None and viewer_id != user.id:
-            async with self._db.unrouted.read(read_your_writes(viewer_id)) as conn:
-                relation = await social_repo.relationship(conn, viewer_id, user.id)
+            relation = await self._relationship(viewer_id, user.id)
         follows = relation is not None and relation.following
         can_see = privacy.can_see_account(user.id, user.private, viewer_id, follows=follows)
         return Profile(user, relation, can_see)
 
+    async def _relationship(self, viewer_id: int, other_id: int) -> Relationship:
+        """Requested from the other's shard (where requests live); following
+        if either side of the follow says so. Each change writes its origin
+        side first and the other a moment later (`_mirror`): the follower's
+        for a follow (on the viewer's shard), the followee's for an approval
+        (on the other's). An unfollow deletes both, the followee's first."""
+        mine, theirs = self._db.of_user(viewer_id), self._db.of_user(other_id)
+        consistency = read_your_writes(viewer_id)
+        if mine is theirs:
+            async with mine.read(consistency) as conn:
+                return await social_repo.relationship(conn, viewer_id, other_id)
+
+        async def following() -> bool:
+            async with mine.read(consistency) as conn:
+                return await social_repo.follows(conn, viewer_id, other_id)
+
+        async def their_side() -> Relationship:
+            async with theirs.read(consistency) as conn:
+                return await social_repo.relationship(conn, viewer_id, other_id)
+
+        here, there = await asyncio.gather(following(), their_side())
+        return Relationship(following=here or there.following, requested=there.requested)
+
     async def follow(self, username: str, user: UserRecord) -> Profile:
-        async with notify.transaction(self._db.unrouted, self._bus) as (conn, notes):
+        theirs, mine = self._db.of_username(username), self._db.of_user(user.id)
+        async with notify.transaction(theirs, self._bus) as (conn, notes):
             target = await _user(conn, username)
             if target.id == user.id:
                 raise invalid("username", "you cannot follow yourself")
             if target.private:
-                following = (await social_repo.relationship(conn, user.id, target.id)).following
+                # A request lives on the target's shard, as does its follow row.
+                following = await social_repo.follows(conn, user.id, target.id)
                 if not following and await social_repo.request_follow(conn, user.id, target.id):
                     await notes.follow_requested(target, user)
-            elif await social_repo.follow(conn, user.id, target.id):
+            elif mine is theirs and await social_repo.follow(conn, user.id, target.id):
                 await notes.followed(target, user)
+        if not target.private and mine is not theirs:
+            # The follower's side first; the mirror brings the followee's side
+            # and the notification (it goes to the followee's shard).
+            await self._change_and_mirror(user.id, target.id, social_repo.follow)
         await self._follows_changed(user.id, target.id)
         return await self.profile(username, user.id)
 
     async def unfollow(self, username: str, user: UserRecord) -> Profile:
-        async with notify.transaction(self._db.unrouted, self._bus) as (conn, notes):
+        theirs, mine = self._db.of_username(username), self._db.of_user(user.id)
+        async with notify.transaction(theirs, self._bus) as (conn, notes):
             target = await _user(conn, username)
-            await social_repo.unfollow(conn, user.id, target.id)
+            # Both sides go (one row when they share a database): the
+            # followee's here, first, so that an approval whose mirror has not
+            # reached the follower's side yet is undone too; its own job
+            # makes the follower's side match should the next step fail.
+            dropped = await social_repo.unfollow(conn, user.id, target.id)
+            if dropped and mine is not theirs:
+                await self._enqueue_mirror(conn, user.id, target.id, social_repo.FOLLOWEE_SIDE)
             if await social_repo.cancel_request(conn, user.id, target.id):
                 await notes.follow_request_withdrawn(target, user)
+        if mine is not theirs:
+            if dropped:
+                self._jobs.wake()
+            await self._change_and_mirror(user.id, target.id, social_repo.unfollow)
         await self._follows_changed(user.id, target.id)
         return await self.profile(username, user.id)
+
+    async def _change_and_mirror(
+        self, follower_id: int, followee_id: int, change: social_repo.FollowChange
+    ) -> None:
+        if await self.record_change(follower_id, followee_id, change):
+            self._jobs.wake()
+            await self._mirror_now(follower_id, followee_id, social_repo.FOLLOWER_SIDE)
+
+    async def record_change(
+        self, follower_id: int, followee_id: int, change: social_repo.FollowChange
+    ) -> bool:
+        """Follow or unfollow on the follower's shard, with the job that makes
+        the followee's shard match, in one transaction: a crash after the
+        commit leaves the job, which any process then runs. True if a row
+        really changed (only then is there a job)."""
+        async with self._db.of_user(follower_id).transaction() as conn:
+            changed = await change(conn, follower_id, followee_id)
+            if changed:
+                await self._enqueue_mirror(
+                    conn, follower_id, followee_id, social_repo.FOLLOWER_SIDE
+                )
+        return changed
+
+    async def _mirror_now(self, follower_id: int, followee_id: int, origin: str) -> None:
+        """The other side at once, so the actor's next read (the counts in the
+        answer, the other's lists) already shows it. Only a head start: when
+        the other shard cannot be reached, the job does it once it can."""
+        try:
+            await self._mirror(follower_id, followee_id, origin)
+        except Exception as exc:
+            log.warning(
+                "follow %s->%s: the other side waits for its job: %r",
+                follower_id,
+                followee_id,
+                exc,
+            )
+
+    async def _enqueue_mirror(
+        self, conn: Connection, follower_id: int, followee_id: int, origin: str
+    ) -> None:
+        await self._jobs.enqueue(
+            conn,
+            social_repo.FOLLOW_MIRROR_JOB,
+            social_repo.mirror_payload(follower_id, followee_id, origin=origin),
+        )
 
     async def followers(
         self, username: str, viewer_id: int | None, *, cursor: str | None, limit: int
     ) -> Page[UserListEntry]:
-        return await self._user_list(username, viewer_id, cursor, limit, social_repo.followers)
+        return await self._user_list(username, viewer_id, cursor, limit, social_repo.follower_ids)
 
     async def following(
         self, username: str, viewer_id: int | None, *, cursor: str | None, limit: int
     ) -> Page[UserListEntry]:
-        return await self._user_list(username, viewer_id, cursor, limit, social_repo.following)
+        return await self._user_list(username, viewer_id, cursor, limit, social_repo.following_ids)
 
     async def _user_list(
         self,
@@ -173,7 +281,7 @@ class SocialService:
         viewer_id: int | None,
         cursor: str | None,
         limit: int,
-        fetch: social_repo.UserLister,
+        fetch: social_repo.IdLister,
     ) -> Page[UserListEntry]:
         before = decode_cursor(cursor)
         # The account from the cache (filled from the primary, invalidated by
@@ -181,29 +289,59 @@ class SocialService:
         user = await self._cached.user_by_name(username)
         if user is None:
             raise NotFound("no such user")
-        async with self._db.unrouted.read(read_your_writes(viewer_id)) as conn:
+        # Both sides of the list's follows are on the listed user's shard.
+        async with self._db.of_user(user.id).read(read_your_writes(viewer_id)) as conn:
             if not await privacy.may_see_account(conn, user, viewer_id):
                 raise NotFound("no such user, or the account is private")
             rows = await fetch(conn, user.id, before=before, limit=limit + 1)
-        return page_of(rows, limit)
+        return await self._with_users(page_of(rows, limit), viewer_id)
 
     async def requests(
         self, user_id: int, *, cursor: str | None, limit: int
     ) -> Page[UserListEntry]:
         before = decode_cursor(cursor)
-        async with self._db.unrouted.read(read_your_writes(user_id)) as conn:
-            rows = await social_repo.incoming_requests(
-                conn, user_id, before=before, limit=limit + 1
-            )
-        return page_of(rows, limit)
+        async with self._db.of_user(user_id).read(read_your_writes(user_id)) as conn:
+            rows = await social_repo.request_ids(conn, user_id, before=before, limit=limit + 1)
+        return await self._with_users(page_of(rows, limit), user_id)
+
+    async def _with_users(
+        self, page: Page[social_repo.ListedId], viewer_id: int | None
+    ) -> Page[UserListEntry]:
+        """The users a page names, one query per shard holding some of them,
+        in the page's order. The cursor is the list's own, so a shard left out
+        (the page is then partial) skips no entry of the next page."""
+        groups = dict(self._db.by_database(row.user_id for row in page.items))
+        if not groups:
+            return Page([], page.next_cursor)
+
+        async def entries(db: Databases) -> dict[int, UserListEntry]:
+            async with db.read(read_your_writes(viewer_id)) as conn:
+                return await social_repo.user_entries(conn, groups[db])
+
+        gathered = await self._db.gather(entries, among=list(groups))
+        found = {k: v for part in gathered.results for k, v in part.items()}
+        items = [
+            replace(found[row.user_id], id=row.id) for row in page.items if row.user_id in found
+        ]
+        return Page(items, page.next_cursor, partial=gathered.partial)
 
     async def approve(self, user: UserRecord, requester: str) -> None:
-        async with notify.transaction(self._db.unrouted, self._bus) as (conn, notes):
-            other = await _user(conn, requester)
+        other = await self._user_named(requester)
+        mine = self._db.of_user(user.id)
+        async with notify.transaction(mine, self._bus) as (conn, notes):
             if not await social_repo.cancel_request(conn, other.id, user.id):
                 raise NotFound("no follow request from that user")
+            # The followee's side here, now: the privacy rule on this shard
+            # shows the requester the photos at once. The requester's side
+            # follows by the mirror.
             await social_repo.follow(conn, other.id, user.id)
             await notes.follow_request_approved(user, other)
+            across = self._db.of_user(other.id) is not mine
+            if across:
+                await self._enqueue_mirror(conn, other.id, user.id, social_repo.FOLLOWEE_SIDE)
+        if across:
+            self._jobs.wake()
+            await self._mirror_now(other.id, user.id, social_repo.FOLLOWEE_SIDE)
         await self._follows_changed(other.id, user.id)
 
     async def _follows_changed(self, follower_id: int, followee_id: int) -> None:
@@ -212,11 +350,76 @@ class SocialService:
         await self._cached.feed_changed(follower_id)
 
     async def decline(self, user: UserRecord, requester: str) -> None:
-        async with notify.transaction(self._db.unrouted, self._bus) as (conn, notes):
-            other = await _user(conn, requester)
+        other = await self._user_named(requester)
+        async with notify.transaction(self._db.of_user(user.id), self._bus) as (conn, notes):
             if not await social_repo.cancel_request(conn, other.id, user.id):
                 raise NotFound("no follow request from that user")
             await notes.follow_request_declined(user, other)
+
+    async def _user_named(self, username: str) -> UserRecord:
+        """A user by name, from the primary of their shard."""
+        async with self._db.of_username(username).read(PRIMARY) as conn:
+            return await _user(conn, username)
+
+    # -- the mirror job ---------------------------------------------------------
+
+    async def _mirror_job(self, payload: dict[str, Any]) -> None:
+        await self._mirror(
+            int(payload["follower_id"]), int(payload["followee_id"]), str(payload["origin"])
+        )
+
+    async def _mirror(self, follower_id: int, followee_id: int, origin_side: str) -> None:
+        """Make one side of a follow match the side that changed (the origin):
+        the row there means a follow, none means none. Idempotent: a retry
+        inserts or deletes nothing twice (ON CONFLICT DO NOTHING, DELETE
+        RETURNING), and counts move only with a row. Runs of the same follow
+        take turns (`lock_pair`) and each reads the origin afresh, so whatever
+        order they run in, the last leaves the origin's last state."""
+        from_follower = origin_side == social_repo.FOLLOWER_SIDE
+        origin_user, mirror_user = (
+            (follower_id, followee_id) if from_follower else (followee_id, follower_id)
+        )
+        origin, mirror = self._db.of_user(origin_user), self._db.of_user(mirror_user)
+        if origin is mirror:
+            return  # one row for both sides: nothing to copy
+        async with self._origin_and_mirror(origin, mirror) as (source, conn, notes):
+            await social_repo.lock_pair(conn, follower_id, followee_id)
+            truth = await social_repo.follow_row(source, follower_id, followee_id)
+            if truth is None:
+                changed = await social_repo.unfollow(conn, follower_id, followee_id)
+            else:
+                changed = await social_repo.follow(conn, follower_id, followee_id, like=truth)
+                # A follow of a public account: its "started following you"
+                # goes to the followee's shard, with the row. (An approval
+                # wrote its own there when it was made.)
+                if changed and from_follower:
+                    follower = await users_repo.user_by_id(source, follower_id)
+                    followee = await users_repo.user_by_id(conn, followee_id)
+                    if follower is not None and followee is not None:
+                        await notes.followed(followee, follower)
+        if changed:
+            await self._follows_changed(follower_id, followee_id)
+
+    @asynccontextmanager
+    async def _origin_and_mirror(
+        self, origin: Databases, mirror: Databases
+    ) -> AsyncIterator[tuple[Connection, Connection, notify.Notes]]:
+        """A connection to the origin's primary (to read the truth) and a
+        transaction on the mirror's, taken in the shards' order: two mirrors
+        going opposite ways never each hold one pool's last connection while
+        waiting for the other's."""
+        if self._db.index_of(origin) < self._db.index_of(mirror):
+            async with (
+                origin.read(PRIMARY) as source,
+                notify.transaction(mirror, self._bus) as (conn, notes),
+            ):
+                yield source, conn, notes
+        else:
+            async with (
+                notify.transaction(mirror, self._bus) as (conn, notes),
+                origin.read(PRIMARY) as source,
+            ):
+                yield source, conn, notes
 
 
 async def _user(conn: Connection, username: str) -> UserRecord:

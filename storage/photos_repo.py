@@ -63,6 +63,21 @@ HOME_FEED_SQL = (
     "ORDER BY p.id DESC LIMIT $3"
 )
 
+# The home feed across shards: the viewer's followees come from the viewer's
+# shard; each shard is asked for those it holds ($4), with the same two plans.
+# $1 viewer, $2 before, $3 limit, $4 owners
+FEED_OF_OWNERS_DENSE_SQL = (
+    _SELECT + f"WHERE p.status = {_READY} AND p.id < $2 AND p.owner_id = ANY($4::bigint[]) "
+    "ORDER BY p.id DESC LIMIT $3"
+)
+FEED_OF_OWNERS_SQL = (
+    f"SELECT {_COLUMNS} FROM unnest($4::bigint[]) o (owner_id) CROSS JOIN LATERAL ("
+    f"  SELECT * FROM photos q WHERE q.owner_id = o.owner_id AND q.status = {_READY}"
+    "  AND q.id < $2 ORDER BY q.id DESC LIMIT $3"
+    ") p JOIN users u ON u.id = p.owner_id "
+    "ORDER BY p.id DESC LIMIT $3"
+)
+
 
 async def insert_photo(
     conn: Connection,
@@ -177,6 +192,27 @@ async def home_feed(
         viewer_id,
         before or _MAX_ID,
         limit,
+    )
+    return [PhotoRecord.from_row(r) for r in rows]
+
+
+async def feed_of(
+    conn: Connection,
+    *,
+    viewer_id: int,
+    owners: list[int],
+    before: int | None,
+    limit: int,
+    dense: bool,
+) -> list[PhotoRecord]:
+    """Ready photos of `owners` (the viewer and followees this database holds),
+    newest first: `home_feed` with the owners given instead of read here."""
+    rows = await conn.fetch(
+        FEED_OF_OWNERS_DENSE_SQL if dense else FEED_OF_OWNERS_SQL,
+        viewer_id,
+        before or _MAX_ID,
+        limit,
+        owners,
     )
     return [PhotoRecord.from_row(r) for r in rows]
 

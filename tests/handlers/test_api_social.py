@@ -10,6 +10,7 @@ from aiohttp.test_utils import TestClient
 import tests.imaging as imaging
 from picshare import keys
 from tests.conftest import bearer, signup, upload_ready
+from tests.sharded import follows_settled, pool_of_user, user_id, wait_for
 
 Client = TestClient[Any, Any]
 
@@ -144,11 +145,20 @@ async def test_mutual_concurrent_follows_do_not_deadlock(client: Client) -> None
     ]
     results = await asyncio.gather(*calls)
     assert all(r.status == 200 for r in results)
-    pool = client.app[keys.DATABASES].unrouted.primary.pool
-    rows = await pool.fetch(
-        "SELECT follower_count, following_count FROM users WHERE username LIKE 'mutual%'"
-    )
-    assert all(r["follower_count"] == 5 and r["following_count"] == 5 for r in rows)
+    ids = [await user_id(client.app, name) for name in names]
+    # Across shards, each follow's other side (and its count) is written just
+    # after its first; one that could not be is left to its mirror job.
+    for a in ids:
+        for b in ids:
+            if a != b:
+                await wait_for(lambda a=a, b=b: follows_settled(client.app, a, b))
+    rows = [
+        await pool_of_user(client.app, i).fetchrow(
+            "SELECT follower_count, following_count FROM users WHERE id = $1", i
+        )
+        for i in ids
+    ]
+    assert all(r and r["follower_count"] == 5 and r["following_count"] == 5 for r in rows)
 
 
 async def test_notifications_list_unread_and_mark_read(client: Client) -> None:

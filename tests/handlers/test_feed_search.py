@@ -8,34 +8,23 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from picshare import keys
 from tests.conftest import bearer, signup
+from tests.sharded import insert_photo, user_id
 
 Client = TestClient[Any, Any]
 
-INSERT = (
-    "INSERT INTO photos (owner_id, caption, tags, mime, width, height, bytes, upload_key, status) "
-    "VALUES ($1, $2, $3, 'image/jpeg', 10, 10, 1, 'uploads/' || repeat('0', 64), 'ready') "
-    "RETURNING id"
-)
-
 
 async def _uid(client: Client, name: str) -> int:
-    return int(
-        await client.app[keys.DATABASES].unrouted.primary.pool.fetchval(
-            "SELECT id FROM users WHERE username = $1", name
-        )
-    )
+    return await user_id(client.app, name)
 
 
 async def test_feed_holds_followed_and_own_photos_only(client: Client) -> None:
     me = await signup(client, "reader")
     await signup(client, "followed")
     await signup(client, "ignored")
-    pool = client.app[keys.DATABASES].unrouted.primary.pool
-    mine = await pool.fetchval(INSERT, await _uid(client, "reader"), "mine", [])
-    theirs = await pool.fetchval(INSERT, await _uid(client, "followed"), "theirs", [])
-    await pool.fetchval(INSERT, await _uid(client, "ignored"), "other", [])
+    mine = await insert_photo(client.app, await _uid(client, "reader"), "mine")
+    theirs = await insert_photo(client.app, await _uid(client, "followed"), "theirs")
+    await insert_photo(client.app, await _uid(client, "ignored"), "other")
     await client.put("/api/v1/users/followed/follow", headers=bearer(me))
     feed = await (await client.get("/api/v1/feed", headers=bearer(me))).json()
     assert [p["id"] for p in feed["items"]] == [str(theirs), str(mine)]
@@ -55,19 +44,18 @@ async def test_feed_pages_have_no_gaps_or_duplicates_while_photos_arrive(
     tuned = settings.replace(feed={"dense_following": 1 if dense else 10_000})
     client = await aiohttp_client(create_app(tuned, media_pool=media_pool))
     me = await signup(client, "scroller")
-    pool = client.app[keys.DATABASES].unrouted.primary.pool
     owners = []
     for i in range(5):
         await signup(client, f"poster{i}")
         await client.put(f"/api/v1/users/poster{i}/follow", headers=bearer(me))
         owners.append(await _uid(client, f"poster{i}"))
-    before = {str(await pool.fetchval(INSERT, owners[i % 5], f"p{i}", [])) for i in range(40)}
+    before = {str(await insert_photo(client.app, owners[i % 5], f"p{i}")) for i in range(40)}
     stop = asyncio.Event()
 
     async def keep_posting() -> None:
         n = 0
         while not stop.is_set():
-            await pool.fetchval(INSERT, owners[n % 5], "late", [])
+            await insert_photo(client.app, owners[n % 5], "late")
             n += 1
             await asyncio.sleep(0.005)
 
@@ -91,8 +79,7 @@ async def test_feed_pages_have_no_gaps_or_duplicates_while_photos_arrive(
 
 async def test_tags_are_normalized(client: Client) -> None:
     await signup(client, "tagger")
-    pool = client.app[keys.DATABASES].unrouted.primary.pool
-    pid = await pool.fetchval(INSERT, await _uid(client, "tagger"), "x", ["café"])
+    pid = await insert_photo(client.app, await _uid(client, "tagger"), "x", ["café"])
     for spelling in ("café", "CAFÉ", "%23caf%C3%A9", "cafe%CC%81"):  # NFC, case, #, NFD
         body = await (await client.get(f"/api/v1/tags/{spelling}/photos")).json()
         assert [p["id"] for p in body["items"]] == [str(pid)], spelling

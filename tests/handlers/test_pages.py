@@ -9,7 +9,7 @@ from aiohttp import FormData
 from aiohttp.test_utils import TestClient
 
 import tests.imaging as imaging
-from picshare import keys
+from tests.sharded import sum_everywhere
 
 Client = TestClient[Any, Any]
 HTML = {"Accept": "text/html"}
@@ -73,8 +73,7 @@ async def test_forms_without_csrf_are_refused(client: Client) -> None:
         headers=HTML,
     )
     assert resp.status == 403
-    async with client.app[keys.DATABASES].unrouted.primary.pool.acquire() as conn:
-        assert await conn.fetchval("SELECT count(*) FROM users") == 0
+    assert await sum_everywhere(client.app, "SELECT count(*) FROM users") == 0
 
 
 async def test_form_errors_are_shown_with_the_field(client: Client) -> None:
@@ -112,8 +111,7 @@ async def test_upload_form_without_csrf_stores_nothing(client: Client) -> None:
     form.add_field("file", imaging.jpeg_bytes(32, 32), filename="x.jpg")
     resp = await client.post("/upload", data=form, headers=HTML)
     assert resp.status == 403
-    async with client.app[keys.DATABASES].unrouted.primary.pool.acquire() as conn:
-        assert await conn.fetchval("SELECT count(*) FROM photos") == 0
+    assert await sum_everywhere(client.app, "SELECT count(*) FROM photos") == 0
 
 
 async def test_cookie_session_api_write_needs_csrf_header(client: Client) -> None:

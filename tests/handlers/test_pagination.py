@@ -7,29 +7,22 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient
 
-from picshare import keys
 from tests.conftest import signup
+from tests.sharded import insert_photo, user_id
 
 Client = TestClient[Any, Any]
-
-INSERT = (
-    "INSERT INTO photos (owner_id, caption, mime, width, height, bytes, upload_key, status) "
-    "VALUES ($1, $2, 'image/jpeg', 10, 10, 1, 'uploads/' || repeat('0', 64), 'ready') "
-    "RETURNING id"
-)
 
 
 async def test_pages_have_no_gaps_or_duplicates_under_concurrent_inserts(client: Client) -> None:
     await signup(client, "pager")
-    pool = client.app[keys.DATABASES].unrouted.primary.pool
-    owner = await pool.fetchval("SELECT id FROM users WHERE username = 'pager'")
-    before = {str(await pool.fetchval(INSERT, owner, f"p{i}")) for i in range(57)}
+    owner = await user_id(client.app, "pager")
+    before = {str(await insert_photo(client.app, owner, f"p{i}")) for i in range(57)}
     stop = asyncio.Event()
 
     async def keep_inserting() -> None:
         n = 0
         while not stop.is_set():
-            await pool.fetchval(INSERT, owner, f"new{n}")
+            await insert_photo(client.app, owner, f"new{n}")
             n += 1
             await asyncio.sleep(0.005)
 

@@ -19,8 +19,8 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 import tests.imaging as imaging
-from picshare import keys
 from tests.conftest import bearer, signup, upload
+from tests.sharded import pool_of_user
 
 Client = TestClient[Any, Any]
 
@@ -54,7 +54,7 @@ class Photo:
 async def _ready_in_db(client: Client, photo_id: str) -> None:
     # Polled in the database, not over the API: a read would fill the photo
     # cache before the test moves the photo to its state.
-    pool = client.app[keys.DATABASES].unrouted.primary.pool
+    pool = pool_of_user(client.app, int(photo_id))
     for _ in range(300):
         async with pool.acquire() as conn:
             status = await conn.fetchval("SELECT status FROM photos WHERE id = $1", int(photo_id))
@@ -97,7 +97,7 @@ async def _world(client: Client) -> tuple[Headers, list[Photo]]:
             assert resp.status == 201, await resp.text()
             photo_id = (await resp.json())["id"]
             await _ready_in_db(client, photo_id)
-            async with client.app[keys.DATABASES].unrouted.primary.pool.acquire() as conn:
+            async with pool_of_user(client.app, int(photo_id)).acquire() as conn:
                 # Renditions are kept, so the signing decision stays observable.
                 key = await conn.fetchval(
                     "UPDATE photos SET status = $2 WHERE id = $1 RETURNING medium_key",
