@@ -8,7 +8,8 @@ job as `failed` with its error once its attempts are spent. A job whose
 process died keeps its lease only until it expires; then it is taken up again.
 
 With shards, each shard has its own `jobs` table (a job is enqueued in the
-transaction of the shard it belongs with): the runner drains every shard, and
+transaction of the shard it belongs with): the runner drains every shard (and
+the catalog, when it is a database of its own: payments enqueue there), and
 one shard being down holds up only its own jobs.
 """
 
@@ -96,7 +97,7 @@ class JobRunner:
     async def _poll_loop(self) -> None:
         waiting: set[int] = set()  # shards down: said once per outage, not every poll
         while True:
-            for index, db in enumerate(self._db.physical):
+            for index, db in enumerate(self._db.everything()):
                 try:
                     await self._claim_and_spawn(index, db)
                 except asyncio.CancelledError:
@@ -164,7 +165,7 @@ class JobRunner:
             await asyncio.sleep(self._settings.lease_seconds / 3)
             if not self._running:
                 continue
-            for index, db in enumerate(self._db.physical):
+            for index, db in enumerate(self._db.everything()):
                 running = self._running_on(index)
                 if not running:
                     continue

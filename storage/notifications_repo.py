@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from storage.db import Connection, sql_literal
+from storage.ids import shard_of
 from storage.records import NotificationKind, NotificationRecord
 
 _COLUMNS = (
@@ -128,3 +129,32 @@ async def since(conn: Connection, user_id: int, after: int, limit: int) -> list[
         limit,
     )
     return [NotificationRecord.from_row(r) for r in rows]
+
+
+async def add_tip(
+    conn: Connection,
+    *,
+    transfer_id: int,
+    user_id: int,
+    actor_id: int,
+    actor_username: str,
+    photo_id: int | None,
+    text: str,
+) -> NotificationRecord | None:
+    """A tip's notification, once per transfer (its job may run again): the
+    record when written now, None when it was there already. Its id names
+    the receiver's shard, where it lives."""
+    row = await conn.fetchrow(
+        "INSERT INTO notifications (id, user_id, kind, actor_id, actor_username, photo_id, "
+        "text, transfer_id) VALUES (picshare_next_id($7), $1, 'tip', $2, $3, $4, $5, $6) "
+        "ON CONFLICT (transfer_id) WHERE transfer_id IS NOT NULL DO NOTHING "
+        f"RETURNING {_COLUMNS}",
+        user_id,
+        actor_id,
+        actor_username,
+        photo_id,
+        text,
+        transfer_id,
+        shard_of(user_id),
+    )
+    return None if row is None else NotificationRecord.from_row(row)

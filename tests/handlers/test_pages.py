@@ -73,7 +73,7 @@ async def test_forms_without_csrf_are_refused(client: Client) -> None:
         headers=HTML,
     )
     assert resp.status == 403
-    async with client.app[keys.DATABASES].unrouted.primary.pool.acquire() as conn:
+    async with client.app[keys.DATABASES].of_username("x_user").primary.pool.acquire() as conn:
         assert await conn.fetchval("SELECT count(*) FROM users") == 0
 
 
@@ -112,7 +112,7 @@ async def test_upload_form_without_csrf_stores_nothing(client: Client) -> None:
     form.add_field("file", imaging.jpeg_bytes(32, 32), filename="x.jpg")
     resp = await client.post("/upload", data=form, headers=HTML)
     assert resp.status == 403
-    async with client.app[keys.DATABASES].unrouted.primary.pool.acquire() as conn:
+    async with client.app[keys.DATABASES].of_username("poster2").primary.pool.acquire() as conn:
         assert await conn.fetchval("SELECT count(*) FROM photos") == 0
 
 
