@@ -96,7 +96,10 @@ class JobRunner:
 
     async def _poll_loop(self) -> None:
         waiting: set[int] = set()  # shards down: said once per outage, not every poll
-        while True:
+        # Until the scheduler closes: on Python 3.11 a cancel that meets the
+        # wake-up in `wait_for` can be swallowed, and a claim made then could
+        # not be spawned (its jobs would wait out their leases).
+        while not self._scheduler.closed:
             for index, db in enumerate(self._db.everything()):
                 try:
                     await self._claim_and_spawn(index, db)
@@ -118,6 +121,8 @@ class JobRunner:
 
     async def _claim_and_spawn(self, index: int, db: Databases) -> None:
         while (free := self._settings.concurrency - len(self._running)) > 0:
+            if self._scheduler.closed:
+                return
             full, room = self._kinds_room()
             # One claim takes up to `free` jobs of any kind that is not full;
             # when a kind has less room than that, one job at a time, so it
