@@ -138,6 +138,8 @@ class JobRunner:
                     skip_kinds=full,
                 )
             for job in jobs:
+                if self._scheduler.closed:
+                    return  # closed while claiming: these leases lapse, the jobs run again
                 self._running[(index, job.id)] = job.kind
                 await self._scheduler.spawn(self._execute(job, db, index))
             if len(jobs) < limit:

@@ -88,10 +88,11 @@ class UserService:
                     conn, user_id=user_id, username=name, email=mail, password_hash=password_hash
                 )
                 token = await self._issue(conn, user.id, kind)
-        except BaseException as exc:
+        except users_repo.DuplicateUser as exc:
             await asyncio.shield(self._release_claim(user_id))
-            if isinstance(exc, users_repo.DuplicateUser):
-                raise Conflict(f"that {exc.field} is taken", field=exc.field) from None
+            raise Conflict(f"that {exc.field} is taken", field=exc.field) from None
+        except BaseException:
+            await asyncio.shield(self._release_unless_made(user_id))
             raise
         await self._confirm_claim(home, user)
         await home.remember_writer(user.id)
@@ -252,6 +253,19 @@ class UserService:
     async def _user_exists(self, user_id: int) -> bool:
         async with self._db.of_user(user_id).read(PRIMARY) as conn:
             return await users_repo.user_by_id(conn, user_id) is not None
+
+    async def _release_unless_made(self, user_id: int) -> None:
+        """After a failure that may have come after the commit (a cancel, a
+        lost connection): give the claim back only if the user row is surely
+        not there; when that cannot be told, the claim stays, to be taken over
+        once stale if the row indeed never arrived."""
+        try:
+            made = await self._user_exists(user_id)
+        except Exception:
+            log.warning("sign-up of user %s failed; its claim waits to turn stale", user_id)
+            return
+        if not made:
+            await self._release_claim(user_id)
 
     async def _release_claim(self, user_id: int) -> None:
         try:
