@@ -8,6 +8,7 @@ comments, and tips between shards kept in the catalog's ledger."""
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -323,7 +324,8 @@ async def test_a_tip_between_shards_is_one_ledger_and_notifies_on_the_receivers_
     # The ledger is the catalog's (the first shard here): nothing on the other.
     assert await _on_each(client, "SELECT count(*) FROM transfers") == [2, 0]
     names = await _value(
-        shards.catalog, "SELECT array_agg(username ORDER BY username) FROM accounts WHERE kind = 'user'"
+        shards.catalog,
+        "SELECT array_agg(username ORDER BY username) FROM accounts WHERE kind = 'user'",
     )
     assert names == ["alice", "nina"]
     # The notification is on alice's shard, written once however often its
@@ -389,3 +391,29 @@ async def test_a_new_display_name_reaches_comments_on_other_shards(
         "SELECT array_agg(status) FROM jobs WHERE kind = 'rename_in_comments'",
     )
     assert done == ["done"]  # one job, for the one other shard
+
+
+async def test_a_browser_session_lives_on_the_users_shard(make_client: MakeClient) -> None:
+    """A session id is a token too: it names the user's shard and is kept there."""
+    client = await make_client()
+    page = await (await client.get("/signup", headers={"Accept": "text/html"})).text()
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    assert csrf
+    resp = await client.post(
+        "/signup",
+        data={
+            "csrf_token": csrf.group(1),
+            "username": "nina",
+            "email": "nina@example.com",
+            "password": "correct horse",
+        },
+        allow_redirects=False,
+    )
+    assert resp.status == 303
+    assert await _on_each(client, "SELECT count(*) FROM auth_tokens WHERE kind = 'session'") == [
+        0,
+        1,
+    ]
+    me = await client.get("/api/v1/me")  # the cookie, on the second shard only
+    assert me.status == 200
+    assert (await me.json())["username"] == "nina"
