@@ -99,7 +99,7 @@ class JobRunner:
         # Until the scheduler closes: on Python 3.11 a cancel that meets the
         # wake-up in `wait_for` can be swallowed, and a claim made then could
         # not be spawned (its jobs would wait out their leases).
-        while not self._scheduler.closed:
+        while not self._closing():
             for index, db in enumerate(self._db.everything()):
                 try:
                     await self._claim_and_spawn(index, db)
@@ -121,7 +121,7 @@ class JobRunner:
 
     async def _claim_and_spawn(self, index: int, db: Databases) -> None:
         while (free := self._settings.concurrency - len(self._running)) > 0:
-            if self._scheduler.closed:
+            if self._closing():
                 return
             full, room = self._kinds_room()
             # One claim takes up to `free` jobs of any kind that is not full;
@@ -138,12 +138,16 @@ class JobRunner:
                     skip_kinds=full,
                 )
             for job in jobs:
-                if self._scheduler.closed:
+                if self._closing():
                     return  # closed while claiming: these leases lapse, the jobs run again
                 self._running[(index, job.id)] = job.kind
                 await self._scheduler.spawn(self._execute(job, db, index))
             if len(jobs) < limit:
                 return  # nothing more is due
+
+    def _closing(self) -> bool:
+        # A call, not the property inline: it changes across every await.
+        return self._scheduler.closed
 
     def _running_on(self, index: int) -> list[int]:
         return [job_id for shard, job_id in self._running if shard == index]
