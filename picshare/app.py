@@ -324,7 +324,9 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     db = app[keys.DATABASES]
     cached = app[keys.CACHED_READS]
     runner = app[keys.JOBS]
-    app[keys.USERS] = UserService(db=db, auth=settings.auth, cached=cached)
+    users = UserService(db=db, auth=settings.auth, cached=cached, jobs=runner)
+    runner.register(users.job_kinds())
+    app[keys.USERS] = users
     photos = PhotoService(
         db=db,
         blobs=app[keys.BLOBS],
@@ -343,12 +345,15 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     app[keys.SOCIAL] = social
     app[keys.NOTIFICATIONS] = NotificationService(db=db)
     app[keys.SEARCH] = SearchService(db=db)
-    app[keys.PAYMENTS] = PaymentService(
+    payments = PaymentService(
         db=db,
         bus=app[keys.BUS],
+        jobs=runner,
         settings=settings.payments,
         on_retry=app[keys.METRICS].payment_retries.inc,
     )
+    runner.register(payments.job_kinds())
+    app[keys.PAYMENTS] = payments
     app[keys.HEALTH] = HealthService(db=db, blobs=app[keys.BLOBS])
     app[keys.IDEMPOTENCY] = IdempotencyService(db=db, settings=settings.idempotency)
     yield

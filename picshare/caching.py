@@ -34,7 +34,7 @@ from storage import photos_repo, users_repo
 from storage.cache import Cache
 from storage.cache.memo import Memo
 from storage.records import PhotoRecord, UserRecord
-from storage.router import PRIMARY
+from storage.router import PRIMARY, Databases
 from storage.shards import Shards
 
 _USER_FIELDS = (
@@ -70,11 +70,13 @@ def _identity(data: bytes) -> Any:
 class CachedReads:
     __slots__ = ("_cache", "_db", "_joined", "_pages", "_photos", "_ttl", "_users")
 
-    def _fresh(self, ttl: float) -> float:
-        """An entry's lifetime: `ttl`, or a moment while a primary is down (the
-        entry then comes from a replica that may be far behind, and must not
-        outlive the outage by a whole TTL)."""
-        return min(ttl, STALE_TTL) if self._db.primary_down() else ttl
+    def _fresh(self, ttl: float, source: Databases | None = None) -> float:
+        """An entry's lifetime: `ttl`, or a moment while the primary it is
+        filled from (`source`; None: an entry filled from several shards, any
+        of them) is down: it then comes from a replica that may be far behind,
+        and must not outlive the outage by a whole TTL."""
+        down = self._db.primary_down() if source is None else not source.primary.up
+        return min(ttl, STALE_TTL) if down else ttl
 
     def __init__(self, *, db: Shards, cache: Cache, ttl: CacheTtls) -> None:
         # Entries are filled from the primary (a replica only while it is
@@ -103,7 +105,9 @@ class CachedReads:
         """The photo with its owner's current fields; liked_by_me is False (per viewer).
         The same record object while neither entry changes: callers never mutate it."""
         raw = await self._raw(
-            f"photo:{photo_id}", lambda: self._photo_row(photo_id), self._fresh(self._ttl.photo)
+            f"photo:{photo_id}",
+            lambda: self._photo_row(photo_id),
+            self._fresh(self._ttl.photo, self._db.of_id(photo_id)),
         )
         if raw == _NULL:
             return None
@@ -119,7 +123,9 @@ class CachedReads:
     async def user_by_name(self, username: str) -> UserRecord | None:
         key = username.lower()
         user_id = await self._cache.get_or_compute(
-            f"uname:{key}", lambda: self._user_id(key), ttl=self._fresh(self._ttl.profile)
+            f"uname:{key}",
+            lambda: self._user_id(key),
+            ttl=self._fresh(self._ttl.profile, self._db.of_username(key)),
         )
         return None if user_id is None else await self.user(int(user_id))
 
@@ -175,7 +181,9 @@ class CachedReads:
 
     async def _user_raw(self, user_id: int) -> bytes:
         return await self._raw(
-            f"user:{user_id}", lambda: self._user_row(user_id), self._fresh(self._ttl.profile)
+            f"user:{user_id}",
+            lambda: self._user_row(user_id),
+            self._fresh(self._ttl.profile, self._db.of_user(user_id)),
         )
 
     async def _raw(

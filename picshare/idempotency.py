@@ -4,8 +4,9 @@
 on the primary, atomically, so two processes given the same key cannot both
 run it. The holder then `complete`s the claim with the answer to store, or
 `release`s it (the request failed on our side: a retry should run again).
-Everything goes through the storage router's primary (`db.write()`): never a
-replica, never a cache, since a stale "absent" would run a request twice.
+Everything goes through the primary (`write()`) of the user's shard, where
+a user's keys live: never a replica, never a cache, since a stale "absent"
+would run a request twice.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 from picshare.config import IdempotencySettings
 from picshare.errors import Conflict, Unprocessable
 from storage import idempotency_repo
+from storage.router import DatabaseUnavailable
 from storage.shards import Shards
 
 __all__ = [
@@ -94,7 +96,7 @@ class IdempotencyService:
         await self._maybe_sweep()
         for _ in range(_CLAIM_ATTEMPTS):
             token = secrets.randbits(63)
-            async with self._db.unrouted.write() as conn:
+            async with self._db.of_user(user_id).write() as conn:
                 if await idempotency_repo.claim(
                     conn,
                     user_id=user_id,
@@ -137,7 +139,7 @@ class IdempotencyService:
             await asyncio.sleep(0.1)
 
     async def complete(self, claim: Claim, answer: Answer) -> None:
-        async with self._db.unrouted.write() as conn:
+        async with self._db.of_user(claim.user_id).write() as conn:
             stored = await idempotency_repo.complete(
                 conn,
                 user_id=claim.user_id,
@@ -154,7 +156,7 @@ class IdempotencyService:
             )
 
     async def release(self, claim: Claim) -> None:
-        async with self._db.unrouted.write() as conn:
+        async with self._db.of_user(claim.user_id).write() as conn:
             await idempotency_repo.release(
                 conn, user_id=claim.user_id, key=claim.key, token=claim.token
             )
@@ -176,7 +178,7 @@ class IdempotencyService:
         while True:
             await asyncio.sleep(self._settings.lease / 3)
             try:
-                async with self._db.unrouted.write() as conn:
+                async with self._db.of_user(claim.user_id).write() as conn:
                     held = await idempotency_repo.extend(
                         conn,
                         user_id=claim.user_id,
@@ -205,6 +207,13 @@ class IdempotencyService:
             log.warning("sweeping expired idempotency keys failed", exc_info=True)
 
     async def sweep(self, *, limit: int = _SWEEP_BATCH) -> int:
-        """Delete up to `limit` expired keys; the number deleted."""
-        async with self._db.unrouted.write() as conn:
-            return await idempotency_repo.sweep(conn, limit=limit)
+        """Delete up to `limit` expired keys on each shard; the number deleted.
+        A shard that cannot be reached is swept another time."""
+        deleted = 0
+        for db in self._db.physical:
+            try:
+                async with db.write() as conn:
+                    deleted += await idempotency_repo.sweep(conn, limit=limit)
+            except DatabaseUnavailable as exc:
+                log.warning("sweeping expired idempotency keys: %s", exc)
+        return deleted

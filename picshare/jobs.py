@@ -8,7 +8,8 @@ job as `failed` with its error once its attempts are spent. A job whose
 process died keeps its lease only until it expires; then it is taken up again.
 
 With shards, each shard has its own `jobs` table (a job is enqueued in the
-transaction of the shard it belongs with): the runner drains every shard, and
+transaction of the shard it belongs with): the runner drains every shard (and
+the catalog, when it is a database of its own: payments enqueue there), and
 one shard being down holds up only its own jobs.
 """
 
@@ -95,8 +96,11 @@ class JobRunner:
 
     async def _poll_loop(self) -> None:
         waiting: set[int] = set()  # shards down: said once per outage, not every poll
-        while True:
-            for index, db in enumerate(self._db.physical):
+        # Until the scheduler closes: on Python 3.11 a cancel that meets the
+        # wake-up in `wait_for` can be swallowed, and a claim made then could
+        # not be spawned (its jobs would wait out their leases).
+        while not self._closing():
+            for index, db in enumerate(self._db.everything()):
                 try:
                     await self._claim_and_spawn(index, db)
                 except asyncio.CancelledError:
@@ -117,6 +121,8 @@ class JobRunner:
 
     async def _claim_and_spawn(self, index: int, db: Databases) -> None:
         while (free := self._settings.concurrency - len(self._running)) > 0:
+            if self._closing():
+                return
             full, room = self._kinds_room()
             # One claim takes up to `free` jobs of any kind that is not full;
             # when a kind has less room than that, one job at a time, so it
@@ -132,10 +138,16 @@ class JobRunner:
                     skip_kinds=full,
                 )
             for job in jobs:
+                if self._closing():
+                    return  # closed while claiming: these leases lapse, the jobs run again
                 self._running[(index, job.id)] = job.kind
                 await self._scheduler.spawn(self._execute(job, db, index))
             if len(jobs) < limit:
                 return  # nothing more is due
+
+    def _closing(self) -> bool:
+        # A call, not the property inline: it changes across every await.
+        return self._scheduler.closed
 
     def _running_on(self, index: int) -> list[int]:
         return [job_id for shard, job_id in self._running if shard == index]
@@ -164,7 +176,7 @@ class JobRunner:
             await asyncio.sleep(self._settings.lease_seconds / 3)
             if not self._running:
                 continue
-            for index, db in enumerate(self._db.physical):
+            for index, db in enumerate(self._db.everything()):
                 running = self._running_on(index)
                 if not running:
                     continue

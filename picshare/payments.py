@@ -1,6 +1,12 @@
 """The payments ledger: wallets, top-ups from a stand-in payment provider,
 and tips between users (CONTRACT.md, "Payments ledger").
 
+The ledger lives in the catalog database (`shards.catalog`), so a tip
+between users of two shards is still one transaction. The receiver and the
+photo are looked up on their shards first; the receiver's notification is
+written on the receiver's shard by a job enqueued in the tip's transaction
+(and at once after it commits, the job then finding it done).
+
 The consistent side of CAP. Every operation, reads included, is one
 SERIALIZABLE transaction on the primary (`db.transaction`, never `db.read`:
 money is never read from a replica or a cache), so while the primary is
@@ -15,6 +21,7 @@ sum to zero (a deferred trigger), whatever code writes them.
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -23,17 +30,22 @@ from typing import TypeVar
 
 import asyncpg
 
-from picshare import notify
 from picshare.config import PaymentSettings
 from picshare.errors import Conflict, NotFound, Unavailable, invalid
 from picshare.events import EventBus
-from storage import ledger_repo, photos_repo, users_repo
+from picshare.jobs import JobKind, JobRunner
+from picshare.notifications import event_of
+from storage import ledger_repo, notifications_repo, photos_repo, users_repo
 from storage.db import Connection
 from storage.ids import parse_id
-from storage.records import TransferKind, UserRecord, WalletMovement
+from storage.records import PhotoRecord, TransferKind, UserRecord, WalletMovement
+from storage.router import PRIMARY
 from storage.shards import Shards
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
+# The job that writes a tip's notification on the receiver's shard.
+TIP_NOTIFICATION = "tip_notification"
 
 # What a serializable transaction may fail with only because another ran at
 # the same time: running it again is the cure.
@@ -75,18 +87,20 @@ def money_text(cents: int, currency: str) -> str:
 
 
 class PaymentService:
-    __slots__ = ("_bus", "_db", "_on_retry", "_provider", "_settings", "retries")
+    __slots__ = ("_bus", "_db", "_jobs", "_on_retry", "_provider", "_settings", "retries")
 
     def __init__(
         self,
         *,
         db: Shards,
         bus: EventBus,
+        jobs: JobRunner,
         settings: PaymentSettings,
         on_retry: Callable[[], None] | None = None,
     ) -> None:
         self._db = db
         self._bus = bus
+        self._jobs = jobs
         self._settings = settings
         self._on_retry = on_retry
         self._provider: int | None = None
@@ -99,16 +113,19 @@ class PaymentService:
     def currency(self) -> str:
         return self._settings.currency
 
+    def job_kinds(self) -> dict[str, JobKind]:
+        return {TIP_NOTIFICATION: JobKind(self._notify_tip)}
+
     # -- reads (on the primary, serializable like the writes) -------------------
 
     async def wallet(self, user_id: int) -> Wallet:
-        async def read(conn: Connection, _notes: notify.Notes) -> Wallet:
+        async def read(conn: Connection) -> Wallet:
             return Wallet(await ledger_repo.balance(conn, user_id), self.currency)
 
         return await self._serializable(read, readonly=True)
 
     async def movements(self, user_id: int, *, limit: int = 20) -> list[WalletMovement]:
-        async def read(conn: Connection, _notes: notify.Notes) -> list[WalletMovement]:
+        async def read(conn: Connection) -> list[WalletMovement]:
             return await ledger_repo.movements(conn, user_id, limit)
 
         return await self._serializable(read, readonly=True)
@@ -123,12 +140,12 @@ class PaymentService:
         returns the transfer it made instead of making another."""
         amount = _amount(amount_cents, self._settings.max_topup_cents, "top-up")
 
-        async def work(conn: Connection, _notes: notify.Notes) -> Receipt:
+        async def work(conn: Connection) -> Receipt:
             made = await self._made(conn, user.id, request_key)
             if made is not None:
                 return made
             provider = await self._provider_account(conn)
-            wallet = (await ledger_repo.lock_wallets(conn, [user.id]))[user.id]
+            wallet = (await ledger_repo.lock_wallets(conn, {user.id: user.username}))[user.id]
             transfer = await ledger_repo.record_transfer(
                 conn,
                 kind=TransferKind.TOPUP,
@@ -168,22 +185,30 @@ class PaymentService:
         amount = _amount(amount_cents, self._settings.max_tip_cents, "tip")
         photo = _photo_id(photo_id)
 
-        async def work(conn: Connection, notes: notify.Notes) -> Receipt:
+        if request_key is not None:
+            # A retry of a tip that was made answers as it did, whatever
+            # happened to the photo or the receiver since.
+            made = await self._serializable(
+                lambda conn: self._made(conn, tipper.id, request_key), readonly=True
+            )
+            if made is not None:
+                return made
+        # On their shards, before the ledger's transaction: a user and a
+        # photo are no rows of the catalog. Usernames never change, and a
+        # photo deleted meanwhile leaves the tip standing, as it would after.
+        receiver = await self._receiver(to)
+        if receiver.id == tipper.id:
+            raise invalid("to", "you cannot tip yourself")
+        if photo is not None:
+            await self._check_photo(photo, tipper, receiver)
+
+        async def work(conn: Connection) -> Receipt:
             made = await self._made(conn, tipper.id, request_key)
             if made is not None:
                 return made
-            receiver = await users_repo.user_by_username(conn, to)
-            if receiver is None:
-                raise NotFound("no such user", field="to")
-            if receiver.id == tipper.id:
-                raise invalid("to", "you cannot tip yourself")
-            if photo is not None:
-                found = await photos_repo.photo_for(conn, photo, tipper.id)
-                if found is None:
-                    raise NotFound("no such photo", field="photo_id")
-                if found.owner_id != receiver.id:
-                    raise invalid("photo_id", f"is not a photo of {receiver.username}")
-            wallets = await ledger_repo.lock_wallets(conn, [tipper.id, receiver.id])
+            wallets = await ledger_repo.lock_wallets(
+                conn, {tipper.id: tipper.username, receiver.id: receiver.username}
+            )
             source, target = wallets[tipper.id], wallets[receiver.id]
             if source.balance_cents < amount:
                 raise Conflict(
@@ -202,7 +227,7 @@ class PaymentService:
             )
             balance = await ledger_repo.add_to_balance(conn, source.account_id, -amount)
             await ledger_repo.add_to_balance(conn, target.account_id, amount)
-            await notes.tipped(receiver.id, tipper, money_text(amount, self.currency), photo)
+            await self._jobs.enqueue(conn, TIP_NOTIFICATION, {"transfer_id": transfer.id})
             return Receipt(
                 transfer.id,
                 TransferKind.TIP,
@@ -215,7 +240,60 @@ class PaymentService:
                 balance,
             )
 
-        return await self._serializable(work)
+        receipt = await self._serializable(work)
+        await self._tell_receiver(receipt.id)
+        return receipt
+
+    async def _receiver(self, username: str) -> UserRecord:
+        # The primary: a user who signed up a moment ago can be tipped.
+        async with self._db.of_username(username).read(PRIMARY) as conn:
+            receiver = await users_repo.user_by_username(conn, username)
+        if receiver is None:
+            raise NotFound("no such user", field="to")
+        return receiver
+
+    async def _check_photo(self, photo_id: int, tipper: UserRecord, receiver: UserRecord) -> None:
+        """The photo must be the receiver's, and one the tipper may see."""
+        async with self._db.of_id(photo_id).read(PRIMARY) as conn:
+            found: PhotoRecord | None = await photos_repo.photo_for(conn, photo_id, tipper.id)
+        if found is None:
+            raise NotFound("no such photo", field="photo_id")
+        if found.owner_id != receiver.id:
+            raise invalid("photo_id", f"is not a photo of {receiver.username}")
+
+    # -- the tip's notification (the receiver's shard) ------------------------------
+
+    async def _tell_receiver(self, transfer_id: int) -> None:
+        """Write the tip's notification now; if that fails, its job (committed
+        with the tip) writes it later. Either way the tip stands."""
+        try:
+            await self._notify_tip({"transfer_id": transfer_id})
+        except Exception:
+            log.warning("a tip's notification waits for its job", exc_info=True)
+            self._jobs.wake()
+
+    async def _notify_tip(self, payload: dict[str, object]) -> None:
+        """The tip's notification on the receiver's shard, once however often
+        this runs; pushed live by the run that wrote it."""
+        transfer_id = int(str(payload["transfer_id"]))
+        async with self._db.catalog.read(PRIMARY) as conn:
+            tip = await ledger_repo.tip_notice(conn, transfer_id)
+        if tip is None:
+            return  # not a tip: nothing to tell
+        where = " for your photo" if tip.photo_id is not None else ""
+        amount = money_text(tip.amount_cents, self.currency)
+        async with self._db.of_user(tip.receiver_id).write() as conn:
+            record = await notifications_repo.add_tip(
+                conn,
+                transfer_id=tip.transfer_id,
+                user_id=tip.receiver_id,
+                actor_id=tip.tipper_id,
+                actor_username=tip.tipper,
+                photo_id=tip.photo_id,
+                text=f"{tip.tipper} tipped you {amount}{where}",
+            )
+        if record is not None:
+            await self._bus.publish(record.user_id, event_of(record))
 
     # -- the retry loop -----------------------------------------------------------
 
@@ -240,20 +318,19 @@ class PaymentService:
 
     async def _serializable(
         self,
-        work: Callable[[Connection, notify.Notes], Awaitable[T]],
+        work: Callable[[Connection], Awaitable[T]],
         *,
         readonly: bool = False,
     ) -> T:
-        """Run `work` in one serializable transaction, again (from the start,
-        on a fresh snapshot) when it loses a conflict. Notifications go live
-        only after the attempt that committed."""
+        """Run `work` in one serializable transaction in the catalog, again
+        (from the start, on a fresh snapshot) when it loses a conflict."""
         attempts = self._settings.max_attempts
         for attempt in range(1, attempts + 1):
             try:
-                async with notify.transaction(
-                    self._db.unrouted, self._bus, isolation="serializable", readonly=readonly
-                ) as (conn, notes):
-                    return await work(conn, notes)
+                async with self._db.catalog.transaction(
+                    isolation="serializable", readonly=readonly
+                ) as conn:
+                    return await work(conn)
             except asyncpg.UniqueViolationError as exc:
                 # The same request running twice at once: the loser runs
                 # again and finds the winner's transfer.

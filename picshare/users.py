@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import math
 import re
 import unicodedata
@@ -15,10 +17,15 @@ from picshare import passwords, tokens
 from picshare.caching import CachedReads
 from picshare.config import AuthSettings
 from picshare.errors import Conflict, FieldError, InvalidInput, Unauthenticated, invalid
-from storage import social_repo, users_repo
+from picshare.jobs import JobKind, JobRunner, PermanentJobError
+from storage import directory_repo, social_repo, users_repo
+from storage.db import Connection
+from storage.ids import shard_of
 from storage.records import UserRecord
-from storage.router import ANY, PRIMARY, read_your_writes
+from storage.router import ANY, PRIMARY, Databases, read_your_writes
 from storage.shards import Shards
+
+log = logging.getLogger(__name__)
 
 USERNAME = re.compile(r"^[a-z0-9_.]{3,30}$")
 # Deliberately loose: one @, something on both sides, a dot in the domain.
@@ -27,6 +34,10 @@ LOGIN_FAILED = "wrong username or password"
 MAX_SETTINGS_BYTES = 16 * 1024
 MAX_DISPLAY_NAME = 64
 MAX_BIO = 300
+# The job that puts a new display name in one other shard's comments.
+RENAME_IN_COMMENTS = "rename_in_comments"
+# A claim may meet stale claims more than once (each taken over in turn).
+_CLAIM_ATTEMPTS = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,14 +47,24 @@ class SignedIn:
 
 
 class UserService:
-    __slots__ = ("_auth", "_cached", "_db")
+    __slots__ = ("_auth", "_cached", "_db", "_jobs")
 
     def __init__(
-        self, *, db: Shards, auth: AuthSettings, cached: CachedReads | None = None
+        self,
+        *,
+        db: Shards,
+        auth: AuthSettings,
+        cached: CachedReads | None = None,
+        jobs: JobRunner | None = None,
     ) -> None:
         self._db = db
         self._auth = auth
         self._cached = cached
+        # Renames on other shards run as its jobs (none: a single database).
+        self._jobs = jobs
+
+    def job_kinds(self) -> dict[str, JobKind]:
+        return {RENAME_IN_COMMENTS: JobKind(self._rename_in_comments)}
 
     async def signup(self, *, username: Any, email: Any, password: Any, kind: str) -> SignedIn:
         errors: list[FieldError] = []
@@ -53,15 +74,28 @@ class UserService:
         if errors:
             raise InvalidInput(errors)
         password_hash = await passwords.hash_password(secret)
-        async with self._db.unrouted.transaction() as conn:
-            try:
+        home = self._db.of_username(name)
+        # The id first (made on the user's shard, naming it), then the name
+        # and email claimed in the catalog's directory with that id, then the
+        # user row: a crash between the last two leaves a claim without a
+        # user, which a later sign-up takes over once it is stale.
+        async with home.write() as conn:
+            user_id = await users_repo.next_user_id(conn, self._db.logical_for(name))
+        await self._claim(user_id, name, mail)
+        try:
+            async with home.transaction() as conn:
                 user = await users_repo.insert_user(
-                    conn, username=name, email=mail, password_hash=password_hash
+                    conn, user_id=user_id, username=name, email=mail, password_hash=password_hash
                 )
-            except users_repo.DuplicateUser as exc:
-                raise Conflict(f"that {exc.field} is taken", field=exc.field) from None
-            token = await self._issue(conn, user.id, kind)
-        await self._db.unrouted.remember_writer(user.id)
+                token = await self._issue(conn, user.id, kind)
+        except users_repo.DuplicateUser as exc:
+            await asyncio.shield(self._release_claim(user_id))
+            raise Conflict(f"that {exc.field} is taken", field=exc.field) from None
+        except BaseException:
+            await asyncio.shield(self._release_unless_made(user_id))
+            raise
+        await self._confirm_claim(home, user)
+        await home.remember_writer(user.id)
         return SignedIn(user, token)
 
     async def login(self, *, username: Any, password: Any, kind: str) -> SignedIn:
@@ -69,40 +103,42 @@ class UserService:
             raise invalid("username", "is required")
         if not isinstance(password, str) or not password:
             raise invalid("password", "is required")
-        async with self._db.unrouted.read(PRIMARY) as conn:
-            name = unicodedata.normalize("NFKC", username.strip()).lower()
+        name = unicodedata.normalize("NFKC", username.strip()).lower()
+        home = self._db.of_username(name)
+        async with home.read(PRIMARY) as conn:
             user = await users_repo.user_by_username(conn, name)
         # Verify even for an unknown user, so timing does not tell which it was.
         ok = await passwords.verify_password(user.password_hash if user else None, password)
         if user is None or not ok:
             raise Unauthenticated(LOGIN_FAILED)
-        async with self._db.unrouted.transaction() as conn:
+        async with home.transaction() as conn:
             token = await self._issue(conn, user.id, kind)
-        await self._db.unrouted.remember_writer(user.id)
+        await home.remember_writer(user.id)
         return SignedIn(user, token)
 
     async def logout(self, token: str) -> None:
-        async with self._db.unrouted.write() as conn:
+        async with self._token_db(token).write() as conn:
             await users_repo.revoke_token(conn, tokens.hash_token(token))
 
     async def authenticate(self, token: str, kind: str) -> UserRecord | None:
         digest = tokens.hash_token(token)
-        async with self._db.unrouted.read(ANY) as conn:
+        db = self._token_db(token)
+        async with db.read(ANY) as conn:
             user = await users_repo.user_by_token(conn, digest, kind)
-        if user is not None and not await self._db.unrouted.wrote_recently(user.id):
+        if user is not None and not await db.wrote_recently(user.id):
             return user
         # A token issued a moment ago may not have reached the replica yet,
         # and one revoked a moment ago (a logout: that user's write) must not
         # keep working there: both are settled on the primary.
-        async with self._db.unrouted.read(PRIMARY) as conn:
+        async with db.read(PRIMARY) as conn:
             return await users_repo.user_by_token(conn, digest, kind)
 
     async def get(self, user_id: int) -> UserRecord | None:
-        async with self._db.unrouted.read(read_your_writes(user_id)) as conn:
+        async with self._db.of_user(user_id).read(read_your_writes(user_id)) as conn:
             return await users_repo.user_by_id(conn, user_id)
 
     async def by_username(self, username: str) -> UserRecord | None:
-        async with self._db.unrouted.read(ANY) as conn:
+        async with self._db.of_username(username).read(ANY) as conn:
             return await users_repo.user_by_username(conn, username)
 
     async def update_profile(self, user_id: int, changes: dict[str, Any]) -> UserRecord:
@@ -126,18 +162,21 @@ class UserService:
                 errors.append(FieldError(key, "is not a field you can change"))
         if errors:
             raise InvalidInput(errors)
-        async with self._db.unrouted.transaction() as conn:
+        home = self._db.of_user(user_id)
+        async with home.transaction() as conn:
             before = await users_repo.user_by_id(conn, user_id)
             user = await users_repo.update_user(conn, user_id, clean)
             if before is None or user is None:
                 raise Unauthenticated("the account no longer exists")
-            # Denormalized copies change with the original, in its transaction.
-            if user.display_name != before.display_name:
-                await social_repo.rename_in_comments(conn, user.id, user.display_name)
+            renamed = user.display_name != before.display_name
+            if renamed:
+                await self._rename_everywhere(conn, home, user)
             approved: list[int] = []
             if before.private and not user.private:
                 # Going public: whoever asked to follow now follows.
                 approved = await social_repo.approve_all_requests(conn, user.id)
+        if renamed and self._jobs is not None:
+            self._jobs.wake()
         if self._cached is not None:
             await self._cached.users_changed(user.id, *approved)
             if (user.private, user.display_name) != (before.private, before.display_name):
@@ -146,9 +185,116 @@ class UserService:
                 await self._cached.feed_changed(follower)
         return user
 
+    async def _rename_everywhere(self, conn: Connection, home: Databases, user: UserRecord) -> None:
+        """The user's new display name in the comments' denormalized copies:
+        on the user's own shard in this transaction, on every other shard by
+        a job enqueued in it (so the edit never waits on, or fails with,
+        another shard)."""
+        await social_repo.rename_in_comments(conn, user.id, user.display_name)
+        if self._jobs is None:
+            return
+        for index, db in enumerate(self._db.physical):
+            if db is not home:
+                await self._jobs.enqueue(
+                    conn, RENAME_IN_COMMENTS, {"user_id": user.id, "database": index}
+                )
+
+    async def _rename_in_comments(self, payload: dict[str, Any]) -> None:
+        """One shard's comments by the user get the user's current display name,
+        read afresh from the user's shard: a repeat, or an older edit's job
+        running after a newer one, leaves the same right name."""
+        user_id = int(payload["user_id"])
+        index = int(payload["database"])
+        if not 0 <= index < len(self._db.physical):
+            raise PermanentJobError(f"no shard database {index} in the settings")
+        async with self._db.of_user(user_id).read(PRIMARY) as conn:
+            user = await users_repo.user_by_id(conn, user_id)
+        if user is None:
+            return  # the account is gone; so, in time, are its comments
+        async with self._db.physical[index].write() as conn:
+            await social_repo.rename_in_comments(conn, user_id, user.display_name)
+
+    async def _claim(self, user_id: int, username: str, email: str) -> None:
+        """Claim the username and email in the directory, taking over stale
+        claims; Conflict (409) when a live one holds either."""
+        taken = "username"
+        for _ in range(_CLAIM_ATTEMPTS):
+            try:
+                async with self._db.catalog.write() as conn:
+                    await directory_repo.claim(
+                        conn, user_id=user_id, username=username, email=email
+                    )
+                return
+            except directory_repo.NameTaken as exc:
+                taken = exc.field
+            live = await self._take_over_stale(username, email)
+            if live is not None:
+                raise Conflict(f"that {live} is taken", field=live)
+        raise Conflict(f"that {taken} is taken", field=taken)
+
+    async def _take_over_stale(self, username: str, email: str) -> str | None:
+        """Drop the stale claims on this username or email: old ones whose
+        user row does not exist. The field a live claim holds, or None when
+        every conflicting claim was stale (and is gone now)."""
+        async with self._db.catalog.read(PRIMARY) as conn:
+            claims = await directory_repo.conflicting(conn, username=username, email=email)
+        live: list[str] = []
+        for claim in claims:
+            if claim.old and not await self._user_exists(claim.user_id):
+                async with self._db.catalog.write() as conn:
+                    if await directory_repo.drop_stale(conn, claim.user_id):
+                        log.warning("took over the stale directory claim of user %s", claim.user_id)
+                continue
+            live.append("username" if claim.username.lower() == username else "email")
+        if not live:
+            return None
+        return "username" if "username" in live else "email"
+
+    async def _user_exists(self, user_id: int) -> bool:
+        async with self._db.of_user(user_id).read(PRIMARY) as conn:
+            return await users_repo.user_by_id(conn, user_id) is not None
+
+    async def _release_unless_made(self, user_id: int) -> None:
+        """After a failure that may have come after the commit (a cancel, a
+        lost connection): give the claim back only if the user row is surely
+        not there; when that cannot be told, the claim stays, to be taken over
+        once stale if the row indeed never arrived."""
+        try:
+            made = await self._user_exists(user_id)
+        except Exception:
+            log.warning("sign-up of user %s failed; its claim waits to turn stale", user_id)
+            return
+        if not made:
+            await self._release_claim(user_id)
+
+    async def _release_claim(self, user_id: int) -> None:
+        try:
+            async with self._db.catalog.write() as conn:
+                await directory_repo.release(conn, user_id)
+        except Exception:
+            # Left behind, the claim turns stale and the next sign-up takes it.
+            log.warning("could not release the directory claim of user %s", user_id, exc_info=True)
+
+    async def _confirm_claim(self, home: Databases, user: UserRecord) -> None:
+        """The claim must still be ours now that the user row exists: one taken
+        over as stale while this sign-up stalled for a minute belongs to
+        another sign-up now, and this one is undone."""
+        async with self._db.catalog.read(PRIMARY) as conn:
+            if await directory_repo.holds(conn, user.id):
+                return
+        async with home.write() as conn:
+            await users_repo.delete_user(conn, user.id)
+        raise Conflict("that username is taken", field="username")
+
+    def _token_db(self, token: str) -> Databases:
+        """The database holding a token: its user's shard, which the token
+        names; the catalog for a token that names none (made before shards)."""
+        logical = tokens.logical_of(token)
+        return self._db.catalog if logical is None else self._db.of_logical(logical)
+
     async def _issue(self, conn: Any, user_id: int, kind: str) -> str:
         days = self._auth.session_days if kind == "session" else self._auth.token_days
-        token = tokens.new_token()
+        token = tokens.new_token(shard_of(user_id))
         await users_repo.insert_token(
             conn,
             user_id=user_id,

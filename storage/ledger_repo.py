@@ -1,5 +1,9 @@
 """SQL for the payments ledger (storage/migrations/0004_payments.sql).
 
+The ledger lives in the catalog database, whichever shards its users are on,
+so a tip between two shards' users is one transaction. Wallets keep their
+user's username (migration 0008): the users are not in this database.
+
 Every function expects to run inside the caller's serializable transaction
 on the primary (picshare/payments.py): the ledger is never read from a
 replica or a cache. Wallets are locked in account-id order, so two transfers
@@ -42,19 +46,21 @@ async def provider_account(conn: Connection) -> int:
     return int(account_id)
 
 
-async def lock_wallets(conn: Connection, user_ids: list[int]) -> dict[int, Wallet]:
-    """The users' wallets, locked until the transaction ends; made (empty)
+async def lock_wallets(conn: Connection, owners: dict[int, str]) -> dict[int, Wallet]:
+    """The wallets of `owners` (user id -> username), locked until the
+    transaction ends; made (empty, with the username, which never changes)
     the first time a user needs one."""
-    wanted = sorted(set(user_ids))
+    wanted = sorted(owners)
     rows = await conn.fetch(_LOCK_WALLETS, wanted)
     if len(rows) < len(wanted):
         # Two first transfers racing to make one wallet: the loser of the
         # unique index gets a serialization failure and is run again.
         await conn.execute(
-            "INSERT INTO accounts (kind, user_id, balance_cents) "
-            "SELECT 'user', u, 0 FROM unnest($1::bigint[]) AS u "
+            "INSERT INTO accounts (kind, user_id, username, balance_cents) "
+            "SELECT 'user', u, n, 0 FROM unnest($1::bigint[], $2::text[]) AS x (u, n) "
             "ON CONFLICT (user_id) DO NOTHING",
             wanted,
+            [owners[u] for u in wanted],
         )
         rows = await conn.fetch(_LOCK_WALLETS, wanted)
     return {r["user_id"]: Wallet(r["id"], r["user_id"], r["balance_cents"]) for r in rows}
@@ -118,10 +124,10 @@ class MadeTransfer:
 async def transfer_by_request(conn: Connection, user_id: int, key: str) -> MadeTransfer | None:
     row = await conn.fetchrow(
         "SELECT t.id, t.kind, t.amount_cents, t.photo_id, t.created_at,"
-        " fu.username AS sender, tu.username AS receiver"
+        " fa.username AS sender, ta.username AS receiver"
         " FROM transfers t"
-        " JOIN accounts fa ON fa.id = t.from_account LEFT JOIN users fu ON fu.id = fa.user_id"
-        " JOIN accounts ta ON ta.id = t.to_account JOIN users tu ON tu.id = ta.user_id"
+        " JOIN accounts fa ON fa.id = t.from_account"
+        " JOIN accounts ta ON ta.id = t.to_account"
         " WHERE t.request_user = $1 AND t.request_key = $2",
         user_id,
         key,
@@ -164,12 +170,46 @@ async def movements(conn: Connection, user_id: int, limit: int) -> list[WalletMo
         ") SELECT t.id, t.kind, t.photo_id, t.created_at,"
         "  CASE WHEN t.to_account = (SELECT id FROM w) THEN t.amount_cents"
         "       ELSE -t.amount_cents END AS amount_cents,"
-        "  u.username AS counterparty"
+        "  a.username AS counterparty"
         " FROM t JOIN accounts a ON a.id = CASE WHEN t.to_account = (SELECT id FROM w)"
         "   THEN t.from_account ELSE t.to_account END"
-        " LEFT JOIN users u ON u.id = a.user_id"
         " ORDER BY t.id DESC LIMIT $2",
         user_id,
         limit,
     )
     return [WalletMovement.from_row(r) for r in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class TipNotice:
+    """What a tip's notification tells its receiver."""
+
+    transfer_id: int
+    receiver_id: int
+    tipper_id: int
+    tipper: str
+    amount_cents: int
+    photo_id: int | None
+
+
+async def tip_notice(conn: Connection, transfer_id: int) -> TipNotice | None:
+    """The tip `transfer_id` as its notification needs it; None if it is no tip."""
+    row = await conn.fetchrow(
+        "SELECT t.id, t.amount_cents, t.photo_id, fa.user_id AS tipper_id,"
+        " fa.username AS tipper, ta.user_id AS receiver_id"
+        " FROM transfers t"
+        " JOIN accounts fa ON fa.id = t.from_account"
+        " JOIN accounts ta ON ta.id = t.to_account"
+        " WHERE t.id = $1 AND t.kind = 'tip'",
+        transfer_id,
+    )
+    if row is None:
+        return None
+    return TipNotice(
+        row["id"],
+        row["receiver_id"],
+        row["tipper_id"],
+        row["tipper"],
+        row["amount_cents"],
+        row["photo_id"],
+    )

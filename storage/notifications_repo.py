@@ -156,3 +156,32 @@ async def forget_photo(conn: Connection, photo_id: int) -> int:
     """Delete every notification about a deleted photo in this database; how many."""
     result = await conn.execute("DELETE FROM notifications WHERE photo_id = $1", photo_id)
     return int(result.split()[-1])
+
+
+async def add_tip(
+    conn: Connection,
+    *,
+    transfer_id: int,
+    user_id: int,
+    actor_id: int,
+    actor_username: str,
+    photo_id: int | None,
+    text: str,
+) -> NotificationRecord | None:
+    """A tip's notification, once per transfer (its job may run again): the
+    record when written now, None when it was there already. Its id names
+    the receiver's shard, where it lives."""
+    row = await conn.fetchrow(
+        "INSERT INTO notifications (id, user_id, kind, actor_id, actor_username, photo_id, "
+        "text, transfer_id) VALUES (picshare_next_id($7), $1, 'tip', $2, $3, $4, $5, $6) "
+        "ON CONFLICT (transfer_id) WHERE transfer_id IS NOT NULL DO NOTHING "
+        f"RETURNING {_COLUMNS}",
+        user_id,
+        actor_id,
+        actor_username,
+        photo_id,
+        text,
+        transfer_id,
+        shard_of(user_id),
+    )
+    return None if row is None else NotificationRecord.from_row(row)

@@ -8,6 +8,7 @@ from typing import Any
 import asyncpg
 
 from storage.db import Connection
+from storage.ids import shard_of
 from storage.records import UserRecord
 
 _USER_COLUMNS = (
@@ -24,13 +25,21 @@ class DuplicateUser(Exception):
         self.field = field
 
 
+async def next_user_id(conn: Connection, logical: int) -> int:
+    """A new user's id, naming the logical shard the user belongs to."""
+    value = await conn.fetchval("SELECT picshare_next_id($1)", logical)
+    assert value is not None
+    return int(value)
+
+
 async def insert_user(
-    conn: Connection, *, username: str, email: str, password_hash: str
+    conn: Connection, *, user_id: int, username: str, email: str, password_hash: str
 ) -> UserRecord:
     try:
         row = await conn.fetchrow(
-            f"INSERT INTO users (username, email, password_hash, display_name) "
-            f"VALUES ($1, $2, $3, $1) RETURNING {_USER_COLUMNS}",
+            f"INSERT INTO users (id, username, email, password_hash, display_name) "
+            f"VALUES ($1, $2, $3, $4, $2) RETURNING {_USER_COLUMNS}",
+            user_id,
             username,
             email,
             password_hash,
@@ -56,6 +65,11 @@ async def user_by_username(conn: Connection, username: str) -> UserRecord | None
     return None if row is None else UserRecord.from_row(row)
 
 
+async def delete_user(conn: Connection, user_id: int) -> None:
+    """Undo a sign-up whose directory claim was lost (its tokens go with it)."""
+    await conn.execute("DELETE FROM users WHERE id = $1", user_id)
+
+
 async def update_user(conn: Connection, user_id: int, changes: dict[str, Any]) -> UserRecord | None:
     allowed = ("display_name", "bio", "private", "settings")
     names = [name for name in allowed if name in changes]
@@ -74,12 +88,15 @@ async def update_user(conn: Connection, user_id: int, changes: dict[str, Any]) -
 async def insert_token(
     conn: Connection, *, user_id: int, token_hash: bytes, kind: str, expires_at: datetime
 ) -> None:
+    # Its id names the user's shard, as every row that lives with a user.
     await conn.execute(
-        "INSERT INTO auth_tokens (user_id, token_hash, kind, expires_at) VALUES ($1, $2, $3, $4)",
+        "INSERT INTO auth_tokens (id, user_id, token_hash, kind, expires_at) "
+        "VALUES (picshare_next_id($5), $1, $2, $3, $4)",
         user_id,
         token_hash,
         kind,
         expires_at,
+        shard_of(user_id),
     )
 
 

@@ -93,8 +93,11 @@ async def test_a_revoked_session_can_log_in_again(client: Client) -> None:
         allow_redirects=False,
     )
     assert resp.status == 303
-    await client.app[keys.DATABASES].unrouted.primary.pool.execute(
-        "UPDATE auth_tokens SET revoked_at = now()"
+    # The session's token lives on its user's shard.
+    await (
+        client.app[keys.DATABASES]
+        .of_username("revoked")
+        .primary.pool.execute("UPDATE auth_tokens SET revoked_at = now()")
     )
     page = await (await client.get("/login", headers={"Accept": "text/html"})).text()
     csrf = re.search(r'name="csrf_token" value="([^"]+)"', page)

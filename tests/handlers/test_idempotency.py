@@ -81,9 +81,22 @@ async def _comment(client: Client, token: str, photo_id: str, text: str, key: st
     )
 
 
+async def _total(client: Client, query: str) -> int:
+    """A count summed over every shard database."""
+    total = 0
+    for db in client.app[keys.DATABASES].physical:
+        total += int(await db.primary.pool.fetchval(query))
+    return total
+
+
+async def _everywhere(client: Client, statement: str) -> None:
+    """Run a statement on every shard database."""
+    for db in client.app[keys.DATABASES].physical:
+        await db.primary.pool.execute(statement)
+
+
 async def _comment_count(client: Client) -> int:
-    pool = client.app[keys.DATABASES].unrouted.primary.pool
-    return int(await pool.fetchval("SELECT count(*) FROM comments"))
+    return await _total(client, "SELECT count(*) FROM comments")
 
 
 async def test_same_key_same_payload_replays_the_first_answer(client: Client) -> None:
@@ -219,8 +232,9 @@ async def test_a_stale_claim_is_taken_over(slow_app: tuple[Client, Slow]) -> Non
         client.post("/api/v1/test/slow", json={}, headers=_keyed(token, "k"))
     )
     await asyncio.wait_for(slow.entered.wait(), 10)
-    pool = client.app[keys.DATABASES].unrouted.primary.pool
-    await pool.execute("UPDATE idempotency_keys SET lease_until = now() - interval '1 second'")
+    await _everywhere(
+        client, "UPDATE idempotency_keys SET lease_until = now() - interval '1 second'"
+    )
     heir = await client.post("/api/v1/test/slow", json={}, headers=_keyed(token, "k"))
     assert heir.status == 201
     assert (await heir.json())["call"] == 2
@@ -234,14 +248,17 @@ async def test_keys_expire_and_are_swept(client: Client) -> None:
     token = await signup(client, "forgetful")
     photo = await upload_ready(client, token, imaging.jpeg_bytes(64, 64))
     assert (await _comment(client, token, photo["id"], "a", "old")).status == 201
-    pool = client.app[keys.DATABASES].unrouted.primary.pool
-    await pool.execute("UPDATE idempotency_keys SET expires_at = now() - interval '1 second'")
+    await _everywhere(
+        client, "UPDATE idempotency_keys SET expires_at = now() - interval '1 second'"
+    )
     # An expired key is as good as new: the request runs again.
     again = await _comment(client, token, photo["id"], "a", "old")
     assert again.status == 201
     assert "Idempotent-Replayed" not in again.headers
     assert await _comment_count(client) == 2
     assert (await _comment(client, token, photo["id"], "b", "other")).status == 201
+    # The keys live on the user's shard.
+    pool = client.app[keys.DATABASES].of_username("forgetful").primary.pool
     await pool.execute(
         "UPDATE idempotency_keys SET expires_at = now() - interval '1 second' WHERE key = 'other'"
     )
@@ -268,8 +285,7 @@ async def test_an_api_upload_with_a_key_makes_one_photo(client: Client) -> None:
     assert again.status == 201
     assert again.headers["Idempotent-Replayed"] == "true"
     assert (await again.json())["id"] == (await first.json())["id"]
-    pool = client.app[keys.DATABASES].unrouted.primary.pool
-    assert await pool.fetchval("SELECT count(*) FROM photos") == 1
+    assert await _total(client, "SELECT count(*) FROM photos") == 1
 
 
 async def test_an_upload_still_streaming_is_409(client: Client) -> None:
@@ -298,9 +314,8 @@ async def test_an_upload_still_streaming_is_409(client: Client) -> None:
 
     headers = {**_keyed(token, "drip"), "Content-Type": f"multipart/form-data; boundary={boundary}"}
     first = asyncio.create_task(client.post("/api/v1/upload", data=body(), headers=headers))
-    pool = client.app[keys.DATABASES].unrouted.primary.pool
     for _ in range(100):
-        if await pool.fetchval("SELECT count(*) FROM idempotency_keys"):
+        if await _total(client, "SELECT count(*) FROM idempotency_keys"):
             break
         await asyncio.sleep(0.05)
     form = FormData()
@@ -309,7 +324,7 @@ async def test_an_upload_still_streaming_is_409(client: Client) -> None:
     assert busy.status == 409
     gate.set()
     assert (await first).status == 201
-    assert await pool.fetchval("SELECT count(*) FROM photos") == 1
+    assert await _total(client, "SELECT count(*) FROM photos") == 1
 
 
 def _upload_form(csrf: str, form_key: str, data: bytes) -> FormData:
@@ -351,8 +366,7 @@ async def test_the_upload_form_sent_twice_makes_one_photo(client: Client) -> Non
     )
     assert [r.status for r in together] == [303] * 3
     assert len({r.headers["Location"] for r in together}) == 1
-    pool = client.app[keys.DATABASES].unrouted.primary.pool
-    assert await pool.fetchval("SELECT count(*) FROM photos") == 2
+    assert await _total(client, "SELECT count(*) FROM photos") == 2
 
 
 async def test_the_upload_form_reused_for_another_file_is_refused(client: Client) -> None:
@@ -374,5 +388,4 @@ async def test_the_upload_form_reused_for_another_file_is_refused(client: Client
     page = await other.text()
     fresh = re.search(r'name="idempotency_key" value="([^"]+)"', page)
     assert fresh and fresh.group(1) != form_key  # the form again, with a new key
-    pool = client.app[keys.DATABASES].unrouted.primary.pool
-    assert await pool.fetchval("SELECT count(*) FROM photos") == 1
+    assert await _total(client, "SELECT count(*) FROM photos") == 1
