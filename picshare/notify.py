@@ -141,23 +141,6 @@ class Notes:
             )
         )
 
-    async def tipped(
-        self, receiver_id: int, tipper: UserRecord, amount: str, photo_id: int | None
-    ) -> None:
-        """A tip arrived (`amount` already written out with its currency)."""
-        where = " for your photo" if photo_id is not None else ""
-        self._keep(
-            await notifications_repo.add(
-                self._conn,
-                user_id=receiver_id,
-                kind=NotificationKind.TIP,
-                actor_id=tipper.id,
-                actor_username=tipper.username,
-                photo_id=photo_id,
-                text=f"{tipper.username} tipped you {amount}{where}",
-            )
-        )
-
     async def _drop_request(self, target: UserRecord, requester: UserRecord) -> None:
         """A follow request is gone (withdrawn, declined, approved): so is its notification."""
         await notifications_repo.remove(
