@@ -8,7 +8,7 @@ PILLOW_SIMD := pillow-simd==12.1.1.post0
 # AVX2 paths of Pillow-SIMD's resize, where the CPU has them.
 SIMD_CC := $(shell grep -q avx2 /proc/cpuinfo 2>/dev/null && echo "cc -mavx2" || echo cc)
 
-.PHONY: run test lint typecheck unit bench install clean
+.PHONY: run test lint typecheck unit unit-sharded bench install clean
 
 $(STAMP): requirements.txt requirements-dev.txt setup.cfg deploy/system-packages.sh Makefile
 	bash deploy/system-packages.sh
@@ -38,7 +38,11 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(PY) -m pytest -q
 
-test: lint typecheck unit
+# The whole suite again with every test's app sharded across two databases.
+unit-sharded: $(STAMP)
+	PICSHARE_TEST_SHARDS=2 $(PY) -m pytest -q
+
+test: lint typecheck unit unit-sharded
 
 bench: $(STAMP)
 	$(PY) run.py bench
