@@ -82,13 +82,16 @@ class JobRunner:
         """A job was just committed: look now instead of at the next poll."""
         self._wake.set()
 
-    async def enqueue(self, conn: Any, kind: str, payload: dict[str, Any]) -> int:
-        """Add a job in the caller's transaction (call `wake()` after commit)."""
+    async def enqueue(
+        self, conn: Any, kind: str, payload: dict[str, Any], *, max_attempts: int | None = None
+    ) -> int:
+        """Add a job in the caller's transaction (call `wake()` after commit).
+        `max_attempts`: more than the setting for a job that must outlast an
+        outage of another shard (a follow's mirror)."""
         if kind not in self._kinds:
             raise ValueError(f"unknown job kind {kind}")
-        return await jobs_repo.enqueue(
-            conn, kind, payload, max_attempts=self._settings.max_attempts
-        )
+        attempts = self._settings.max_attempts if max_attempts is None else max_attempts
+        return await jobs_repo.enqueue(conn, kind, payload, max_attempts=attempts)
 
     async def start(self) -> None:
         await self._scheduler.spawn(self._poll_loop())

@@ -263,6 +263,7 @@ class SocialService:
             conn,
             social_repo.FOLLOW_MIRROR_JOB,
             social_repo.mirror_payload(follower_id, followee_id, origin=origin),
+            max_attempts=social_repo.MIRROR_ATTEMPTS,
         )
 
     async def followers(

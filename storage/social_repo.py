@@ -367,8 +367,9 @@ async def approve_all_requests(conn: Connection, target_id: int) -> list[int]:
 FOLLOW_MIRROR_JOB = "follow.mirror"
 FOLLOWER_SIDE = "follower"
 FOLLOWEE_SIDE = "followee"
-# A shard may be down for a while: the mirror keeps trying (backoff is capped).
-MIRROR_ATTEMPTS = 100
+# A shard may be down for a long while: the mirror keeps trying, with the
+# job backoff capped (jobs.backoff_max, 5 min): about three days of outage.
+MIRROR_ATTEMPTS = 1000
 
 
 def mirror_payload(follower_id: int, followee_id: int, *, origin: str) -> dict[str, Any]:

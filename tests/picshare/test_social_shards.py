@@ -506,3 +506,16 @@ async def rows_of_one(app: web.Application, followee: int) -> int | None:
         "SELECT id FROM follows WHERE followee_id = $1", followee
     )
     return found
+
+
+async def test_a_mirror_job_outlasts_a_long_outage(make_app: MakeApp) -> None:
+    """Its job may be retried far more often than an ordinary one: the other
+    shard may be down for hours."""
+    app = (await make_app(jobs=False)).app
+    alice = await make_user(app, 0, "alice")
+    nina = await make_user(app, 1, "nina")
+    assert await app[keys.SOCIAL].record_change(alice.id, nina.id, social_repo.follow)
+    attempts = await pool_of_user(app, alice.id).fetchval(
+        "SELECT max_attempts FROM jobs WHERE kind = $1", social_repo.FOLLOW_MIRROR_JOB
+    )
+    assert attempts == social_repo.MIRROR_ATTEMPTS > app[keys.SETTINGS].jobs.max_attempts * 100
