@@ -433,3 +433,22 @@ async def test_a_browser_session_lives_on_the_users_shard(make_client: MakeClien
     me = await client.get("/api/v1/me")  # the cookie, on the second shard only
     assert me.status == 200
     assert (await me.json())["username"] == "nina"
+
+
+async def test_concurrent_sign_ups_for_one_email_on_two_shards_make_one_user(
+    make_client: MakeClient,
+) -> None:
+    client = await make_client()
+
+    async def attempt(username: str) -> int:
+        resp = await client.post(
+            "/api/v1/auth/signup",
+            json={"username": username, "email": "same@example.com", "password": "correct horse"},
+        )
+        return resp.status
+
+    statuses = await asyncio.gather(*(attempt(n) for n in ("alma", "nils", "bert", "otto")))
+    assert sorted(statuses) == [201, 409, 409, 409]
+    assert sum(await _on_each(client, "SELECT count(*) FROM users")) == 1
+    catalog = _shards(client).catalog
+    assert await _value(catalog, "SELECT count(*) FROM user_directory") == 1
