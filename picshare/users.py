@@ -38,6 +38,8 @@ MAX_BIO = 300
 RENAME_IN_COMMENTS = "rename_in_comments"
 # A claim may meet stale claims more than once (each taken over in turn).
 _CLAIM_ATTEMPTS = 3
+# Writes of a rename job while the name keeps changing under it.
+_RENAME_ROUNDS = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,18 +203,30 @@ class UserService:
 
     async def _rename_in_comments(self, payload: dict[str, Any]) -> None:
         """One shard's comments by the user get the user's current display name,
-        read afresh from the user's shard: a repeat, or an older edit's job
-        running after a newer one, leaves the same right name."""
+        read afresh from the user's shard, and read again after writing: an
+        older edit's job that wrote its name after a newer job wrote the newer
+        one sees the name has moved on and writes it again, so every order of
+        runs ends with the user's name of now."""
         user_id = int(payload["user_id"])
         index = int(payload["database"])
         if not 0 <= index < len(self._db.physical):
             raise PermanentJobError(f"no shard database {index} in the settings")
+        name = await self._display_name(user_id)
+        for _ in range(_RENAME_ROUNDS):
+            if name is None:
+                return  # the account is gone; so, in time, are its comments
+            async with self._db.physical[index].write() as conn:
+                await social_repo.rename_in_comments(conn, user_id, name)
+            now = await self._display_name(user_id)
+            if now == name:
+                return
+            name = now
+        raise RuntimeError("the display name keeps changing; the job runs again later")
+
+    async def _display_name(self, user_id: int) -> str | None:
         async with self._db.of_user(user_id).read(PRIMARY) as conn:
             user = await users_repo.user_by_id(conn, user_id)
-        if user is None:
-            return  # the account is gone; so, in time, are its comments
-        async with self._db.physical[index].write() as conn:
-            await social_repo.rename_in_comments(conn, user_id, user.display_name)
+        return None if user is None else user.display_name
 
     async def _claim(self, user_id: int, username: str, email: str) -> None:
         """Claim the username and email in the directory, taking over stale

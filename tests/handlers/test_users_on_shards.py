@@ -394,19 +394,20 @@ async def test_a_new_display_name_reaches_comments_on_other_shards(
             photo_id,
             nina_id,
         )
-    resp = await client.patch("/api/v1/me", json={"display_name": "Nina N."}, headers=bearer(nina))
-    assert resp.status == 200, await resp.text()
+    for display_name in ("Nina N.", "Nina 2"):
+        resp = await client.patch(
+            "/api/v1/me", json={"display_name": display_name}, headers=bearer(nina)
+        )
+        assert resp.status == 200, await resp.text()
+    query = "SELECT array_agg(status) FROM jobs WHERE kind = 'rename_in_comments'"
     for _ in range(100):
-        name = await _value(away, "SELECT display_name FROM comments WHERE user_id = $1", nina_id)
-        if name == "Nina N.":
+        statuses = await _value(shards.of_user(nina_id), query)
+        if statuses == ["done", "done"]:
             break
         await asyncio.sleep(0.1)
-    assert name == "Nina N."
-    done = await _value(
-        shards.of_user(nina_id),
-        "SELECT array_agg(status) FROM jobs WHERE kind = 'rename_in_comments'",
-    )
-    assert done == ["done"]  # one job, for the one other shard
+    assert statuses == ["done", "done"]  # one job per edit, for the one other shard
+    name = await _value(away, "SELECT display_name FROM comments WHERE user_id = $1", nina_id)
+    assert name == "Nina 2"
 
 
 async def test_a_browser_session_lives_on_the_users_shard(make_client: MakeClient) -> None:
@@ -433,3 +434,22 @@ async def test_a_browser_session_lives_on_the_users_shard(make_client: MakeClien
     me = await client.get("/api/v1/me")  # the cookie, on the second shard only
     assert me.status == 200
     assert (await me.json())["username"] == "nina"
+
+
+async def test_concurrent_sign_ups_for_one_email_on_two_shards_make_one_user(
+    make_client: MakeClient,
+) -> None:
+    client = await make_client()
+
+    async def attempt(username: str) -> int:
+        resp = await client.post(
+            "/api/v1/auth/signup",
+            json={"username": username, "email": "same@example.com", "password": "correct horse"},
+        )
+        return resp.status
+
+    statuses = await asyncio.gather(*(attempt(n) for n in ("alma", "nils", "bert", "otto")))
+    assert sorted(statuses) == [201, 409, 409, 409]
+    assert sum(await _on_each(client, "SELECT count(*) FROM users")) == 1
+    catalog = _shards(client).catalog
+    assert await _value(catalog, "SELECT count(*) FROM user_directory") == 1
