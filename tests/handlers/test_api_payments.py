@@ -170,7 +170,11 @@ async def test_concurrent_tips_over_http_keep_the_ledger_whole(client: Client) -
         return resp.status
 
     statuses = await asyncio.gather(*(tip(i) for i in range(120)))
-    assert set(statuses) <= {201, 409}, statuses
+    # 409: not enough money. 503 (with Retry-After): the serializable retries
+    # ran out under this contention on a loaded machine; nothing was written,
+    # which the ledger's sums below check.
+    assert set(statuses) <= {201, 409, 503}, statuses
+    assert statuses.count(201) >= 30, statuses
     total = 0
     for token in tokens.values():
         body = await (await client.get("/api/v1/wallet", headers=bearer(token))).json()

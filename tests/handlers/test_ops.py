@@ -7,6 +7,7 @@ from typing import Any
 from aiohttp.test_utils import TestClient
 
 from handlers.openapi import template_path
+from tests.harness import TEST_SHARDS
 
 Client = TestClient[Any, Any]
 
@@ -15,7 +16,12 @@ async def test_health_and_ready(client: Client) -> None:
     assert (await client.get("/healthz")).status == 200
     resp = await client.get("/readyz")
     assert resp.status == 200
-    assert (await resp.json())["checks"] == {"database": "ok", "blobs": "ok"}
+    checks = (await resp.json())["checks"]
+    # Sharded (PICSHARE_TEST_SHARDS), each shard's primary is named as well.
+    shards = (
+        {f"shard-{i}/primary": "ok" for i in range(1, TEST_SHARDS + 1)} if TEST_SHARDS > 1 else {}
+    )
+    assert checks == {"database": "ok", "blobs": "ok", **shards}
 
 
 async def test_openapi_describes_every_route(client: Client) -> None:
