@@ -32,12 +32,19 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import asyncpg
+
 from storage.db import Connection
 from storage.router import PRIMARY, Databases
 from storage.shard_map import save_move
 from storage.shards import Shards
 
 BATCH = 5_000
+# Serializes fences on one database (two moves off it at once).
+FENCE_LOCK = 0x5049_4353_4645_4E43 & 0x7FFF_FFFF_FFFF_FFFF
+# A trigger's table lock is waited for this long at a time, then tried again.
+DDL_LOCK_WAIT_MS = 200
+DDL_ATTEMPTS = 50
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,24 +218,51 @@ async def fence(db: Databases, logical: int) -> None:
     for the table's running writers, so once this returns, every write to the
     shard's rows either committed before (and the catch-up copies it) or fails."""
     async with db.write() as conn:
-        await conn.execute(
-            "INSERT INTO shard_fences (logical) VALUES ($1) ON CONFLICT DO NOTHING", logical
-        )
-        for table in MOVED_TABLES:
-            owners = ", ".join(f"'{o}'" for o in table.owners)
+        await conn.execute("SELECT pg_advisory_lock($1)", FENCE_LOCK)
+        try:
             await conn.execute(
-                f"CREATE OR REPLACE TRIGGER picshare_fence BEFORE INSERT OR UPDATE OR DELETE "
-                f"ON {table.name} FOR EACH ROW EXECUTE FUNCTION picshare_fence({owners})"
+                "INSERT INTO shard_fences (logical) VALUES ($1) ON CONFLICT DO NOTHING", logical
             )
+            for table in MOVED_TABLES:
+                owners = ", ".join(f"'{o}'" for o in table.owners)
+                await _ddl(
+                    conn,
+                    f"CREATE OR REPLACE TRIGGER picshare_fence BEFORE INSERT OR UPDATE OR DELETE "
+                    f"ON {table.name} FOR EACH ROW EXECUTE FUNCTION picshare_fence({owners})",
+                )
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock($1)", FENCE_LOCK)
 
 
 async def unfence(db: Databases, logical: int) -> None:
     """Lift the fence of `logical` on `db`; the triggers go with the last fence."""
-    async with db.transaction() as conn:
-        await conn.execute("DELETE FROM shard_fences WHERE logical = $1", logical)
-        if not await conn.fetchval("SELECT count(*) FROM shard_fences"):
-            for table in MOVED_TABLES:
-                await conn.execute(f"DROP TRIGGER IF EXISTS picshare_fence ON {table.name}")
+    async with db.write() as conn:
+        await conn.execute("SELECT pg_advisory_lock($1)", FENCE_LOCK)
+        try:
+            await conn.execute("DELETE FROM shard_fences WHERE logical = $1", logical)
+            if not await conn.fetchval("SELECT count(*) FROM shard_fences"):
+                for table in MOVED_TABLES:
+                    await _ddl(conn, f"DROP TRIGGER IF EXISTS picshare_fence ON {table.name}")
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock($1)", FENCE_LOCK)
+
+
+async def _ddl(conn: Connection, statement: str) -> None:
+    """A trigger made or dropped in a transaction of its own, one table at a
+    time, never queueing long behind a running transaction: a DDL lock waited
+    for blocks every later reader and writer of the table (the other logical
+    shards too), and two tables' locks taken in one transaction could
+    deadlock with a request that reads them in the other order."""
+    for attempt in range(1, DDL_ATTEMPTS + 1):
+        try:
+            async with conn.transaction():
+                await conn.execute(f"SET LOCAL lock_timeout = '{DDL_LOCK_WAIT_MS}ms'")
+                await conn.execute(statement)
+            return
+        except asyncpg.LockNotAvailableError:
+            if attempt == DDL_ATTEMPTS:
+                raise
+            await asyncio.sleep(0.05 * attempt)
 
 
 async def delete_moved(db: Databases, logical: int, still_here: Sequence[int]) -> int:
