@@ -174,7 +174,7 @@ async def test_a_move_under_write_load_loses_and_duplicates_nothing(
 
 
 class Crash(Exception):
-    pass
+    """The move's process dying at that point (what it leaves is what a crash leaves)."""
 
 
 @pytest.mark.parametrize("where", ["copying", "grace"])
