@@ -152,6 +152,17 @@ def make_settings(data_dir: Path, database_url: str, **sections: dict[str, Any])
     return load_settings(env={}, overrides=overrides)
 
 
+def sharded_settings(
+    data_dir: Path,
+    dsns: list[str],
+    database: dict[str, Any] | None = None,
+    **sections: dict[str, Any],
+) -> Settings:
+    """Settings of an app sharded across `dsns` (the first also the catalog)."""
+    shards = {"url": "", "shards": tuple(dsns), **(database or {})}
+    return make_settings(data_dir, "", database=shards, **sections)
+
+
 @pytest.fixture
 def settings(tmp_path: Path, database_url: str) -> Settings:
     return make_settings(tmp_path / "data", database_url)

@@ -22,7 +22,14 @@ from picshare.app import create_app
 from picshare.photos import NOTIFY_JOB
 from storage.ids import shard_of
 from storage.router import Databases
-from tests.conftest import AiohttpClient, bearer, make_settings, signup, upload, upload_ready
+from tests.conftest import (
+    AiohttpClient,
+    bearer,
+    sharded_settings,
+    signup,
+    upload,
+    upload_ready,
+)
 from tests.shard_harness import ShardClusters
 
 Client = TestClient[Any, Any]
@@ -37,16 +44,10 @@ async def client(
     media_pool: ProcessPoolExecutor,
     aiohttp_client: AiohttpClient,
 ) -> Client:
-    settings = make_settings(
+    settings = sharded_settings(
         tmp_path / "data",
-        "",
-        database={
-            "url": "",
-            "shards": tuple(shard_dsns),
-            "shard_router": "range",
-            "connect_timeout": 2.0,
-            "pool_max": 5,
-        },
+        shard_dsns,
+        {"shard_router": "range", "connect_timeout": 2.0, "pool_max": 5},
     )
     result: Client = await aiohttp_client(create_app(settings, media_pool=media_pool))
     return result

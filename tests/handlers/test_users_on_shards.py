@@ -8,7 +8,6 @@ comments, and tips between shards kept in the catalog's ledger."""
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -22,7 +21,8 @@ from picshare.app import create_app
 from storage.ids import shard_of
 from storage.router import PRIMARY, Databases
 from storage.shards import Shards
-from tests.conftest import AiohttpClient, bearer, make_settings, signup
+from tests.conftest import AiohttpClient, bearer, sharded_settings, signup
+from tests.handlers.test_pages import browser_signup
 
 Client = TestClient[Any, Any]
 MakeClient = Callable[..., Awaitable[Client]]
@@ -38,15 +38,10 @@ def make_client(
     async def make(*, jobs: bool = True) -> Client:
         # Without jobs, nothing in the background (the runner polls every
         # database, the map watcher the catalog): what is counted is the request's.
-        settings = make_settings(
+        settings = sharded_settings(
             tmp_path / "data",
-            "",
-            database={
-                "url": "",
-                "shards": tuple(shard_dsns),
-                "shard_router": "range",
-                "shard_map_poll": 1.0 if jobs else 3600.0,
-            },
+            shard_dsns,
+            {"shard_router": "range", "shard_map_poll": 1.0 if jobs else 3600.0},
             jobs={"enabled": jobs},
         )
         client: Client = await aiohttp_client(create_app(settings, media_pool=media_pool))
@@ -420,20 +415,7 @@ async def test_a_new_display_name_reaches_comments_on_other_shards(
 async def test_a_browser_session_lives_on_the_users_shard(make_client: MakeClient) -> None:
     """A session id is a token too: it names the user's shard and is kept there."""
     client = await make_client()
-    page = await (await client.get("/signup", headers={"Accept": "text/html"})).text()
-    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page)
-    assert csrf
-    resp = await client.post(
-        "/signup",
-        data={
-            "csrf_token": csrf.group(1),
-            "username": "nina",
-            "email": "nina@example.com",
-            "password": "correct horse",
-        },
-        allow_redirects=False,
-    )
-    assert resp.status == 303
+    await browser_signup(client, "nina")  # answered 303 (asserted there)
     assert await _on_each(client, "SELECT count(*) FROM auth_tokens WHERE kind = 'session'") == [
         0,
         1,

@@ -16,7 +16,7 @@ from storage.ids import shard_of
 from storage.router import PRIMARY, Databases, ShardMoving
 from storage.shard_move import move
 from storage.shards import Shards
-from tests.conftest import make_settings
+from tests.conftest import sharded_settings
 
 MOVED = 5  # on the first database (0-511 of 1024)
 STAYS = 6  # its neighbour there: must never pause
@@ -24,11 +24,7 @@ FAR = 700  # on the second database
 
 
 def sharded(tmp_path: Path, dsns: list[str]) -> Settings:
-    return make_settings(
-        tmp_path / "data",
-        "",
-        database={"url": "", "shards": tuple(dsns), "shard_map_poll": 0.1},
-    )
+    return sharded_settings(tmp_path / "data", dsns, {"shard_map_poll": 0.1})
 
 
 async def _user(shards: Shards, logical: int, name: str) -> int:

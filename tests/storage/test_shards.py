@@ -14,14 +14,12 @@ from picshare.database import open_shards
 from storage.ids import shard_of
 from storage.router import PRIMARY, Databases
 from storage.shard_map import ShardMapError
-from tests.conftest import make_settings
+from tests.conftest import sharded_settings
 from tests.shard_harness import ShardClusters
 
 
 def sharded(tmp_path: Path, dsns: list[str], **database: object) -> Settings:
-    return make_settings(
-        tmp_path / "data", "", database={"url": "", "shards": tuple(dsns), **database}
-    )
+    return sharded_settings(tmp_path / "data", dsns, database)
 
 
 async def test_the_map_is_made_once_in_the_catalog(tmp_path: Path, shard_dsns: list[str]) -> None:
