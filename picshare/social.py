@@ -204,6 +204,7 @@ class SocialService:
         theirs, mine = self._db.of_username(username), self._db.of_user(user.id)
         async with notify.transaction(theirs, self._bus) as (conn, notes):
             target = await _user(conn, username)
+            await social_repo.lock_pair(conn, user.id, target.id)
             # Both sides go (one row when they share a database): the
             # followee's here, first, so that an approval whose mirror has not
             # reached the follower's side yet is undone too; its own job
@@ -235,6 +236,7 @@ class SocialService:
         commit leaves the job, which any process then runs. True if a row
         really changed (only then is there a job)."""
         async with self._db.of_user(follower_id).transaction() as conn:
+            await social_repo.lock_pair(conn, follower_id, followee_id)
             changed = await change(conn, follower_id, followee_id)
             if changed:
                 await self._enqueue_mirror(
@@ -330,6 +332,7 @@ class SocialService:
         other = await self._user_named(requester)
         mine = self._db.of_user(user.id)
         async with notify.transaction(mine, self._bus) as (conn, notes):
+            await social_repo.lock_pair(conn, other.id, user.id)
             if not await social_repo.cancel_request(conn, other.id, user.id):
                 raise NotFound("no follow request from that user")
             # The followee's side here, now: the privacy rule on this shard
@@ -384,7 +387,18 @@ class SocialService:
         if origin is mirror:
             return  # one row for both sides: nothing to copy
         async with self._origin_and_mirror(origin, mirror) as (source, conn, notes):
-            await social_repo.lock_pair(conn, follower_id, followee_id)
+            # The pair's lock on both databases, in the shards' order (so two
+            # mirrors going opposite ways cannot wait on each other), held to
+            # the end: no change of the origin commits between the reading of
+            # the truth and its copy, or a copy could bring back a row that an
+            # unfollow has just deleted, after that unfollow's own job ran.
+            first, second = (
+                (source, conn)
+                if self._db.index_of(origin) < self._db.index_of(mirror)
+                else (conn, source)
+            )
+            await social_repo.lock_pair(first, follower_id, followee_id)
+            await social_repo.lock_pair(second, follower_id, followee_id)
             truth = await social_repo.follow_row(source, follower_id, followee_id)
             if truth is None:
                 changed = await social_repo.unfollow(conn, follower_id, followee_id)
@@ -411,14 +425,14 @@ class SocialService:
         waiting for the other's."""
         if self._db.index_of(origin) < self._db.index_of(mirror):
             async with (
-                origin.read(PRIMARY) as source,
+                origin.transaction(readonly=True) as source,
                 notify.transaction(mirror, self._bus) as (conn, notes),
             ):
                 yield source, conn, notes
         else:
             async with (
                 notify.transaction(mirror, self._bus) as (conn, notes),
-                origin.read(PRIMARY) as source,
+                origin.transaction(readonly=True) as source,
             ):
                 yield source, conn, notes
 

@@ -243,9 +243,10 @@ async def unfollow(conn: Connection, follower_id: int, followee_id: int) -> bool
 
 
 async def lock_pair(conn: Connection, follower_id: int, followee_id: int) -> None:
-    """Serialize the mirror runs of one follow on this database (till commit):
-    each reads the origin after the one before it wrote, so the last to run
-    leaves what the origin had last."""
+    """Serialize the changes of one follow on this database (till commit):
+    every write of either side takes it, and a mirror run takes it on both
+    databases, so each run reads the origin after the change before it
+    committed and the last to run leaves what the origin had last."""
     await conn.execute(
         "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
         f"follow:{follower_id}:{followee_id}",

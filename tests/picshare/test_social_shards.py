@@ -197,6 +197,39 @@ async def test_mirror_runs_out_of_order_or_repeated_converge(make_app: MakeApp) 
     assert await counts(app, nina.id) == (0, 0) and await counts(app, alice.id) == (0, 0)
 
 
+async def test_a_mirror_and_an_unfollow_of_one_follow_take_turns(make_app: MakeApp) -> None:
+    """A follow's mirror job may still be queued when its follower unfollows.
+    Had the mirror read the follow before the unfollow and copied it after,
+    the followee's side would say "following" for good. So every change of a
+    follow takes the pair's lock where it writes, and a mirror holds it on
+    both databases from its read to its commit: here the test holds it, as a
+    running mirror would, and each waits for the other."""
+    app = (await make_app(jobs=False)).app
+    social = app[keys.SOCIAL]
+    alice = await make_user(app, 0, "alice")
+    nina = await make_user(app, 1, "nina")
+    mirror = social.job_kinds()[social_repo.FOLLOW_MIRROR_JOB].run
+    stale = social_repo.mirror_payload(alice.id, nina.id, origin=social_repo.FOLLOWER_SIDE)
+    await social.follow(nina.username, alice)
+
+    async def waits_for_the_pair_lock(user_id: int, step: Awaitable[Any]) -> None:
+        pool = pool_of_user(app, user_id)
+        async with pool.acquire() as conn, conn.transaction():
+            await social_repo.lock_pair(conn, alice.id, nina.id)
+            task = asyncio.ensure_future(step)
+            await asyncio.sleep(0.5)
+            assert not task.done(), "went ahead while the pair's lock was held"
+        await task
+
+    # The unfollow's first write (the followee's side) waits for a mirror...
+    await waits_for_the_pair_lock(nina.id, social.unfollow(nina.username, alice))
+    assert await rows_of(app, alice.id, nina.id) == [None, None]
+    # ...and a mirror waits for the lock on its origin (the follower's side).
+    await waits_for_the_pair_lock(alice.id, mirror(stale))
+    assert await rows_of(app, alice.id, nina.id) == [None, None]
+    assert await counts(app, nina.id) == (0, 0)
+
+
 async def test_a_follow_survives_a_crash_between_its_two_halves(make_app: MakeApp) -> None:
     # The first half commits (the follower's row and the job), then the
     # process stops before anything runs the job: no runner, no head start.
