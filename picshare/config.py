@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from storage.table_groups import GROUPS, SEPARABLE
+
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
 
 
@@ -81,6 +83,20 @@ class DatabaseSettings:
     shard_budget: float = 2.0
     # Seconds between each process's reads of the shard map (a move waits 3x this).
     shard_map_poll: float = 1.0
+    # Table groups in databases of their own (PICSHARE_DATABASE_GROUP_<GROUP>_URL;
+    # storage/table_groups.py); empty: the group lives with the rest.
+    group_users_url: str = ""
+    group_photos_url: str = ""
+    group_likes_url: str = ""
+    group_comments_url: str = ""
+    group_notifications_url: str = ""
+    group_payments_url: str = ""
+    group_jobs_url: str = ""
+
+    def group_urls(self) -> dict[str, str]:
+        """The groups given a database of their own, with its URL."""
+        urls = {g: getattr(self, f"group_{g}_url") for g in GROUPS}
+        return {g: url for g, url in urls.items() if url}
 
 
 @dataclass(frozen=True, slots=True)
@@ -415,7 +431,20 @@ def _coerce(name: str, typ: Any, value: Any) -> Any:
 
 
 def _validate(s: Settings) -> None:
+    groups = s.database.group_urls()
+    not_yet = sorted(set(groups) - SEPARABLE)
     checks: list[tuple[bool, str]] = [
+        (
+            all(u.startswith(("postgres://", "postgresql://")) for u in groups.values()),
+            "database.group_<group>_url (PICSHARE_DATABASE_GROUP_<GROUP>_URL) must be"
+            " postgresql:// URLs",
+        ),
+        (
+            not not_yet,
+            f"table group {', '.join(g.upper() for g in not_yet)} cannot have a database of"
+            " its own yet (its SQL still joins another group's tables); groups that can: "
+            + ", ".join(sorted(g.upper() for g in SEPARABLE)),
+        ),
         (0 < s.server.port < 65536, "server.port must be between 1 and 65535"),
         (s.server.header_timeout > 0, "server.header_timeout must be positive"),
         (s.server.body_timeout > 0, "server.body_timeout must be positive"),

@@ -24,6 +24,7 @@ from storage.router import Databases
 from storage.shard_map import load_or_create
 from storage.shard_routers import shard_router
 from storage.shards import Shards
+from storage.table_groups import EVERY_GROUP
 from storage.wal_marks import MemoryMarks, RedisMarks, WalMarks
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,8 @@ class Topology(NamedTuple):
 
     shards: tuple[DatabaseUrls, ...]
     catalog: str | None
+    # Table groups with a database of their own: group -> DSN.
+    groups: dict[str, str]
 
 
 @asynccontextmanager
@@ -53,11 +56,12 @@ async def database_topology(settings: Settings) -> AsyncIterator[Topology]:
         yield Topology(
             tuple(DatabaseUrls(u, tuple(r)) for u, r in zip(db.shards, extra, strict=True)),
             db.url or None,
+            db.group_urls(),
         )
         return
     if db.embedded_shards <= 1:
         async with database_urls(settings) as urls:
-            yield Topology((urls,), None)
+            yield Topology((urls,), None, db.group_urls())
         return
     async with AsyncExitStack() as stack:
         shards = []
@@ -66,7 +70,7 @@ async def database_topology(settings: Settings) -> AsyncIterator[Topology]:
             # site that grows keeps its data where it was.
             base = settings.data_path if k == 0 else settings.data_path / f"shard-{k + 1}"
             shards.append(await stack.enter_async_context(_embedded_urls(settings, base)))
-        yield Topology(tuple(shards), None)
+        yield Topology(tuple(shards), None, db.group_urls())
 
 
 @asynccontextmanager
@@ -198,9 +202,21 @@ async def open_shards(
         catalog = None
         if topology.catalog is not None:
             catalog = await stack.enter_async_context(opened(topology.catalog, (), "catalog"))
-        for each in (*physical, *(() if catalog is None else (catalog,))):
+        # A group's own database (one per distinct URL: groups may share one).
+        apart = frozenset(topology.groups)
+        hosted: dict[Databases, frozenset[str]] = dict.fromkeys(
+            (*physical, *([catalog] if catalog else [])), EVERY_GROUP - apart
+        )
+        groups: dict[str, Databases] = {}
+        by_url: dict[str, Databases] = {}
+        for group, url in sorted(topology.groups.items()):
+            if url not in by_url:
+                by_url[url] = await stack.enter_async_context(opened(url, (), f"group-{group}"))
+            groups[group] = by_url[url]
+            hosted[by_url[url]] = hosted.get(by_url[url], frozenset()) | {group}
+        for each, its_groups in hosted.items():
             async with each.write() as conn:
-                applied = await migrate(conn, shard_id=db.shard_id)
+                applied = await migrate(conn, shard_id=db.shard_id, groups=its_groups)
             if applied:
                 log.info("migrations applied on %s: %s", each.primary.label, ", ".join(applied))
             if migrated is not None:
@@ -219,5 +235,10 @@ async def open_shards(
                 physical=len(physical),
             )
         yield Shards(
-            physical, router=router, shard_map=shard_map, catalog=catalog, budget=db.shard_budget
+            physical,
+            router=router,
+            shard_map=shard_map,
+            catalog=catalog,
+            budget=db.shard_budget,
+            groups=groups,
         )

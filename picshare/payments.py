@@ -1,8 +1,9 @@
 """The payments ledger: wallets, top-ups from a stand-in payment provider,
 and tips between users (CONTRACT.md, "Payments ledger").
 
-The ledger lives in the catalog database (`shards.catalog`), so a tip
-between users of two shards is still one transaction. The receiver and the
+The ledger lives in the PAYMENTS table group's database (`shards.payments`:
+its own with `PICSHARE_DATABASE_GROUP_PAYMENTS_URL`, else the catalog's), so
+a tip between users of two shards is still one transaction. The receiver and the
 photo are looked up on their shards first; the receiver's notification is
 written on the receiver's shard by a job enqueued in the tip's transaction
 (and at once after it commits, the job then finding it done).
@@ -194,7 +195,7 @@ class PaymentService:
             if made is not None:
                 return made
         # On their shards, before the ledger's transaction: a user and a
-        # photo are no rows of the catalog. Usernames never change, and a
+        # photo are no rows of the ledger's database. Usernames never change, and a
         # photo deleted meanwhile leaves the tip standing, as it would after.
         receiver = await self._receiver(to)
         if receiver.id == tipper.id:
@@ -276,7 +277,7 @@ class PaymentService:
         """The tip's notification on the receiver's shard, once however often
         this runs; pushed live by the run that wrote it."""
         transfer_id = int(str(payload["transfer_id"]))
-        async with self._db.catalog.read(PRIMARY) as conn:
+        async with self._db.payments.read(PRIMARY) as conn:
             tip = await ledger_repo.tip_notice(conn, transfer_id)
         if tip is None:
             return  # not a tip: nothing to tell
@@ -327,7 +328,7 @@ class PaymentService:
         attempts = self._settings.max_attempts
         for attempt in range(1, attempts + 1):
             try:
-                async with self._db.catalog.transaction(
+                async with self._db.payments.transaction(
                     isolation="serializable", readonly=readonly
                 ) as conn:
                     return await work(conn)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -30,6 +30,7 @@ from storage.router import PRIMARY, Databases, DatabaseStatus, DatabaseUnavailab
 from storage.shard_map import ShardMap
 from storage.shard_map import load as load_map
 from storage.shard_routers import ShardRouter
+from storage.table_groups import PAYMENTS
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -44,7 +45,7 @@ class Gathered(Generic[T]):
 
 
 class Shards:
-    __slots__ = ("_budget", "_only", "catalog", "map", "physical", "router")
+    __slots__ = ("_budget", "_groups", "_only", "catalog", "map", "physical", "router")
 
     def __init__(
         self,
@@ -54,6 +55,7 @@ class Shards:
         shard_map: ShardMap,
         catalog: Databases | None = None,
         budget: float = 2.0,
+        groups: Mapping[str, Databases] | None = None,
     ) -> None:
         if not physical:
             raise ValueError("at least one database")
@@ -62,6 +64,7 @@ class Shards:
         self.map = shard_map
         self.catalog = catalog if catalog is not None else self.physical[0]
         self._budget = budget
+        self._groups = dict(groups or {})
         # One database: every question has the same answer, asked of no map.
         self._only = self.physical[0] if len(self.physical) == 1 else None
 
@@ -160,14 +163,22 @@ class Shards:
                 scope.partial = True
         return Gathered(results, partial)
 
+    @property
+    def payments(self) -> Databases:
+        """The ledger's database: the PAYMENTS group's own, else the catalog's
+        (payments are one ledger for the whole site, on no user's shard)."""
+        return self._groups.get(PAYMENTS, self.catalog)
+
     # -- operators -------------------------------------------------------------
 
     def everything(self) -> list[Databases]:
-        """Every database once: the catalog (when it is its own) and the shards."""
-        return [
-            *(() if self.catalog in self.physical else (self.catalog,)),
-            *self.physical,
-        ]
+        """Every database once: the catalog (when it is its own), the shards,
+        and the table groups' own databases."""
+        found: list[Databases] = []
+        for db in (self.catalog, *self.physical, *self._groups.values()):
+            if db not in found:
+                found.append(db)
+        return found
 
     def primary_down(self) -> bool:
         """Whether some shard's primary is down (what a cache hit then may be missing)."""

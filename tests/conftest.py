@@ -19,6 +19,7 @@ from picshare.app import create_app
 from picshare.config import Settings, load_settings
 from picshare.media import create_media_pool
 from tests.harness import (
+    PAYMENTS_OF,
     REQUIRE_SERVICES,
     SHARDS_OF,
     TEST_SHARDS,
@@ -123,12 +124,16 @@ def media_pool() -> Iterator[ProcessPoolExecutor]:
 async def database_url(postgres: PostgresForTests) -> AsyncIterator[str]:
     """A fresh migrated database; with PICSHARE_TEST_SHARDS=N, the first of N,
     which settings made by make_settings shard across (tests/harness.py)."""
-    names = [await postgres.create_database() for _ in range(TEST_SHARDS)]
+    sharded = TEST_SHARDS > 1
+    # Sharded, the PAYMENTS table group gets a database of its own too.
+    names = [await postgres.create_database() for _ in range(TEST_SHARDS + sharded)]
     urls = tuple(with_database(postgres.admin_dsn, name) for name in names)
-    if len(urls) > 1:
-        SHARDS_OF[urls[0]] = urls
+    if sharded:
+        SHARDS_OF[urls[0]] = urls[:-1]
+        PAYMENTS_OF[urls[0]] = urls[-1]
     yield urls[0]
     SHARDS_OF.pop(urls[0], None)
+    PAYMENTS_OF.pop(urls[0], None)
     for name in names:
         await postgres.drop_database(name)
 
@@ -137,7 +142,12 @@ def make_settings(data_dir: Path, database_url: str, **sections: dict[str, Any])
     overrides: dict[str, dict[str, Any]] = {
         "server": {"data_dir": str(data_dir), "secret_key": "test-secret-key-0123456789"},
         "database": (
-            {"url": "", "shards": SHARDS_OF[database_url], "pool_max": 5}
+            {
+                "url": "",
+                "shards": SHARDS_OF[database_url],
+                "group_payments_url": PAYMENTS_OF[database_url],
+                "pool_max": 5,
+            }
             if database_url in SHARDS_OF
             else {"url": database_url, "pool_max": 5}
         ),

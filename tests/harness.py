@@ -6,7 +6,8 @@ With `PICSHARE_REQUIRE_SERVICES=1` (CI), a service that cannot be reached
 fails the run instead of being skipped.
 
 With `PICSHARE_TEST_SHARDS=N` (N > 1) every test's app shards across N fresh
-databases (the first holds the catalog), so the whole suite runs sharded.
+databases (the first holds the catalog), so the whole suite runs sharded, and
+keeps its ledger in one more (the PAYMENTS table group's own database).
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ REQUIRE_SERVICES = os.environ.get("PICSHARE_REQUIRE_SERVICES") == "1"
 TEST_SHARDS = int(os.environ.get("PICSHARE_TEST_SHARDS", "1"))
 # A test's database URL -> the DSNs of all its shards (the URL's is the first).
 SHARDS_OF: dict[str, tuple[str, ...]] = {}
+# ... -> the DSN of its PAYMENTS table group's own database (sharded runs).
+PAYMENTS_OF: dict[str, str] = {}
 # The machine's own PostgreSQL service (CI machines have one; a laptop may not).
 SERVICE_DATABASE_URL = os.environ.get(
     "PICSHARE_SERVICE_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -38,7 +41,11 @@ def database_env(database_url: str) -> dict[str, str]:
     shards = SHARDS_OF.get(database_url)
     if shards is None:
         return {"PICSHARE_DATABASE_URL": database_url}
-    return {"PICSHARE_DATABASE_URL": "", "PICSHARE_SHARDS": ",".join(shards)}
+    return {
+        "PICSHARE_DATABASE_URL": "",
+        "PICSHARE_SHARDS": ",".join(shards),
+        "PICSHARE_DATABASE_GROUP_PAYMENTS_URL": PAYMENTS_OF[database_url],
+    }
 
 
 def missing_service(reason: str) -> NoReturn:
@@ -85,6 +92,16 @@ class PostgresForTests:
         finally:
             await conn.close()
         return name
+
+    async def create_empty_database(self, name: str) -> str:
+        """An empty database (not from the migrated template), made afresh; its DSN."""
+        conn = await self._admin()
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+        return with_database(self.admin_dsn, name)
 
     async def drop_database(self, name: str) -> None:
         conn = await self._admin()

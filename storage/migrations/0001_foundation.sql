@@ -29,6 +29,7 @@ BEGIN
 END;
 $$;
 
+-- @group users
 CREATE TABLE users (
     id bigint PRIMARY KEY DEFAULT picshare_next_id(),
     username text NOT NULL CHECK (username ~ '^[a-z0-9_.]{3,30}$'),
@@ -61,9 +62,10 @@ CREATE TABLE auth_tokens (
 );
 CREATE INDEX auth_tokens_user ON auth_tokens (user_id);
 
+-- @group photos
 CREATE TABLE photos (
     id bigint PRIMARY KEY DEFAULT picshare_next_id(),
-    owner_id bigint NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    owner_id bigint NOT NULL,
     caption text NOT NULL DEFAULT '' CHECK (length(caption) <= 2200),
     tags text[] NOT NULL DEFAULT '{}',
     status text NOT NULL DEFAULT 'processing'
@@ -97,6 +99,10 @@ CREATE INDEX photos_original_key ON photos (original_key);
 CREATE INDEX photos_large_key ON photos (large_key);
 CREATE INDEX photos_medium_key ON photos (medium_key);
 CREATE INDEX photos_thumb_key ON photos (thumb_key);
+-- @group photos users
+ALTER TABLE photos ADD CONSTRAINT photos_owner_id_fkey
+    FOREIGN KEY (owner_id) REFERENCES users (id) ON DELETE CASCADE;
+-- @group *
 
 -- Durable jobs: the outbox the in-process runner drains. A job is leased
 -- (locked_until) so one interrupted by a crash is taken up again.

@@ -1,3 +1,4 @@
+-- @group notifications
 -- A retried "new photo" job must not notify a follower twice.
 DELETE FROM notifications a USING notifications b
     WHERE a.kind = 'photo' AND b.kind = 'photo' AND a.user_id = b.user_id

@@ -3,6 +3,7 @@
 -- sum to zero; a user's wallet balance is kept in `accounts`, changed in the
 -- transaction that writes the entries, and can never go below zero.
 
+-- @group payments
 -- A user's wallet, or the stand-in payment provider (the outside world that
 -- top-ups come from). Only wallets keep a balance: the provider's is the sum
 -- of its entries (negative: what users paid in), so concurrent top-ups do not
@@ -10,7 +11,7 @@
 CREATE TABLE accounts (
     id bigint PRIMARY KEY DEFAULT picshare_next_id(),
     kind text NOT NULL CHECK (kind IN ('user', 'provider')),
-    user_id bigint UNIQUE REFERENCES users (id),
+    user_id bigint UNIQUE,
     balance_cents bigint,
     created_at timestamptz NOT NULL DEFAULT now(),
     CONSTRAINT accounts_user_has_owner CHECK ((kind = 'user') = (user_id IS NOT NULL)),
@@ -27,7 +28,7 @@ CREATE TABLE transfers (
     to_account bigint NOT NULL REFERENCES accounts (id),
     amount_cents bigint NOT NULL CHECK (amount_cents > 0),
     -- The photo a tip was given for; the money stays if the photo goes.
-    photo_id bigint REFERENCES photos (id) ON DELETE SET NULL,
+    photo_id bigint,
     created_at timestamptz NOT NULL DEFAULT now(),
     CHECK (from_account <> to_account)
 );
@@ -85,7 +86,14 @@ CREATE TRIGGER transfers_no_update BEFORE UPDATE ON transfers
     EXECUTE FUNCTION ledger_append_only();
 CREATE TRIGGER ledger_entries_append_only BEFORE UPDATE OR DELETE ON ledger_entries
     FOR EACH ROW EXECUTE FUNCTION ledger_append_only();
+-- @group payments users
+ALTER TABLE accounts ADD CONSTRAINT accounts_user_id_fkey
+    FOREIGN KEY (user_id) REFERENCES users (id);
+-- @group payments photos
+ALTER TABLE transfers ADD CONSTRAINT transfers_photo_id_fkey
+    FOREIGN KEY (photo_id) REFERENCES photos (id) ON DELETE SET NULL;
 
+-- @group notifications
 -- Tips notify their receiver.
 ALTER TABLE notifications DROP CONSTRAINT notifications_kind_check;
 ALTER TABLE notifications ADD CONSTRAINT notifications_kind_check

@@ -1,3 +1,4 @@
+-- @group users
 -- Idempotency-Key (handlers/idempotency.py): the first answer to a user's
 -- unsafe request under a key, replayed for retries of it. On the primary
 -- only; a row is claimed atomically (INSERT ... ON CONFLICT) before the

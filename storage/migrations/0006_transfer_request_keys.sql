@@ -1,3 +1,4 @@
+-- @group payments
 -- A transfer remembers the request that made it (its Idempotency-Key or the
 -- page form's key, per requesting user), in the transfer's own serializable
 -- transaction. The idempotency layer keeps answers, but it cannot know whether

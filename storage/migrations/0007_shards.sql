@@ -19,6 +19,7 @@ BEGIN
 END;
 $$;
 
+-- @group users
 -- Used in the catalog database only (storage/shard_map.py).
 CREATE TABLE shard_catalog (
     singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
@@ -45,13 +46,20 @@ CREATE UNIQUE INDEX user_directory_email ON user_directory (lower(email));
 -- A like, comment, follow or notification may name a user (or a photo) of
 -- another shard: such references cannot be foreign keys. References within
 -- one user's data (a photo's owner, a like's photo) stay.
+-- @group likes users
 ALTER TABLE likes DROP CONSTRAINT likes_user_id_fkey;
+-- @group comments users
 ALTER TABLE comments DROP CONSTRAINT comments_user_id_fkey;
+-- @group users
 ALTER TABLE follows DROP CONSTRAINT follows_follower_id_fkey;
 ALTER TABLE follows DROP CONSTRAINT follows_followee_id_fkey;
 ALTER TABLE follow_requests DROP CONSTRAINT follow_requests_requester_id_fkey;
 ALTER TABLE follow_requests DROP CONSTRAINT follow_requests_target_id_fkey;
+-- @group notifications users
 ALTER TABLE notifications DROP CONSTRAINT notifications_actor_id_fkey;
+-- @group notifications photos
 ALTER TABLE notifications DROP CONSTRAINT notifications_photo_id_fkey;
+-- @group payments users
 ALTER TABLE accounts DROP CONSTRAINT accounts_user_id_fkey;
+-- @group payments photos
 ALTER TABLE transfers DROP CONSTRAINT transfers_photo_id_fkey;

@@ -1,3 +1,4 @@
+-- @group notifications
 -- A photo's notifications, found by the photo: 0007 dropped the foreign key
 -- that deleted them with it (a follower's notification may be on another
 -- shard than the photo), so PicShare deletes them itself, on every shard

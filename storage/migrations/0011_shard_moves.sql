@@ -32,6 +32,7 @@ BEGIN
 END;
 $$;
 
+-- @group users
 -- Moves under way (catalog only): where each stands, so a move interrupted at
 -- any point finishes when run again.
 CREATE TABLE shard_moves (

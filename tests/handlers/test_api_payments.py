@@ -181,7 +181,7 @@ async def test_concurrent_tips_over_http_keep_the_ledger_whole(client: Client) -
         assert body["balance_cents"] >= 0
         total += body["balance_cents"]
     assert total == 6 * 1_000
-    async with client.app[keys.DATABASES].catalog.write() as conn:
+    async with client.app[keys.DATABASES].payments.write() as conn:
         assert await conn.fetchval("SELECT coalesce(sum(amount_cents), 0) FROM ledger_entries") == 0
         tips = await conn.fetchval("SELECT count(*) FROM transfers WHERE kind = 'tip'")
     assert tips == statuses.count(201)

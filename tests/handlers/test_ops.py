@@ -17,9 +17,15 @@ async def test_health_and_ready(client: Client) -> None:
     resp = await client.get("/readyz")
     assert resp.status == 200
     checks = (await resp.json())["checks"]
-    # Sharded (PICSHARE_TEST_SHARDS), each shard's primary is named as well.
+    # Sharded (PICSHARE_TEST_SHARDS), each shard's primary is named as well,
+    # and the PAYMENTS table group's own database.
     shards = (
-        {f"shard-{i}/primary": "ok" for i in range(1, TEST_SHARDS + 1)} if TEST_SHARDS > 1 else {}
+        {
+            **{f"shard-{i}/primary": "ok" for i in range(1, TEST_SHARDS + 1)},
+            "group-payments/primary": "ok",
+        }
+        if TEST_SHARDS > 1
+        else {}
     )
     assert checks == {"database": "ok", "blobs": "ok", **shards}
 

@@ -43,7 +43,7 @@ def _payments(client: Client) -> PaymentService:
 
 async def _audit(client: Client) -> dict[str, Any]:
     """The ledger's invariants, computed independently of the service's code."""
-    async with client.app[keys.DATABASES].catalog.write() as conn:
+    async with client.app[keys.DATABASES].payments.write() as conn:
         unbalanced = await conn.fetchval(
             "SELECT count(*) FROM (SELECT transfer_id FROM ledger_entries GROUP BY transfer_id "
             "HAVING sum(amount_cents) <> 0 OR count(*) <> 2) x"
@@ -209,7 +209,7 @@ async def test_the_database_itself_refuses_unbalanced_or_negative_money(client: 
     pay = _payments(client)
     alice = await _user(client, "alice")
     await pay.topup(alice, 100)
-    async with client.app[keys.DATABASES].catalog.write() as conn:
+    async with client.app[keys.DATABASES].payments.write() as conn:
         wallet = await conn.fetchval("SELECT id FROM accounts WHERE user_id = $1", alice.id)
         provider = await conn.fetchval("SELECT id FROM accounts WHERE kind = 'provider'")
         with pytest.raises(asyncpg.CheckViolationError):
@@ -243,7 +243,7 @@ async def test_a_conflict_is_retried_and_counted(client: Client) -> None:
     pay = _payments(client)
     await pay.topup(alice, 1_000)
     before = pay.retries
-    db = client.app[keys.DATABASES].catalog
+    db = client.app[keys.DATABASES].payments
     async with db.write() as holder, holder.transaction(isolation="serializable"):
         await holder.execute(
             "UPDATE accounts SET balance_cents = balance_cents - 400 WHERE user_id = $1",
@@ -266,7 +266,7 @@ async def test_one_attempt_only_answers_unavailable_on_a_conflict(
     await _user(client, "bob")
     pay = _payments(client)
     await pay.topup(alice, 1_000)
-    db = client.app[keys.DATABASES].catalog
+    db = client.app[keys.DATABASES].payments
     async with db.write() as holder, holder.transaction(isolation="serializable"):
         await holder.execute(
             "UPDATE accounts SET balance_cents = balance_cents WHERE user_id = $1", alice.id
@@ -338,7 +338,7 @@ async def test_a_thousand_concurrent_tips_create_and_lose_no_money(
     assert audit["mismatched"] == 0
     assert audit["wallets"] == audit["topped_up"] == USERS * START
     shards = client.app[keys.DATABASES]
-    async with shards.catalog.write() as conn:
+    async with shards.payments.write() as conn:
         tips = await conn.fetchval("SELECT count(*) FROM transfers WHERE kind = 'tip'")
     notified = 0
     for db in shards.physical:  # each receiver's notification is on the receiver's shard

@@ -1,0 +1,76 @@
+"""Table groups: the tables that may live in a database of their own
+(vertical partitioning, `PICSHARE_DATABASE_GROUP_<GROUP>_URL`).
+
+Every database also has what each needs for itself, whatever it hosts: the ID
+function and its shard number, its own `jobs` outbox (a job is enqueued in
+the transaction of the change it follows from, so it lives beside that
+change), the migrations table and the shard-move fence.
+
+A migration says which group each of its statements belongs to
+(`storage/migrate.py`), so a database gets the tables of the groups it hosts
+and no others; a statement naming two groups (a foreign key from one to the
+other) runs only where both live, as in the default single database.
+"""
+
+from __future__ import annotations
+
+USERS = "users"
+PHOTOS = "photos"
+LIKES = "likes"
+COMMENTS = "comments"
+NOTIFICATIONS = "notifications"
+PAYMENTS = "payments"
+JOBS = "jobs"
+
+GROUPS: tuple[str, ...] = (USERS, PHOTOS, LIKES, COMMENTS, NOTIFICATIONS, PAYMENTS, JOBS)
+EVERY_GROUP: frozenset[str] = frozenset(GROUPS)
+
+# Which tables each group holds (the migrations' markers say the same, per
+# statement; tests/storage/test_table_groups.py checks the two agree).
+TABLES: dict[str, frozenset[str]] = {
+    # Users and auth, the follow graph (it belongs to the users it links),
+    # and the catalog of a sharded site (map, directory, moves).
+    USERS: frozenset(
+        {
+            "users",
+            "auth_tokens",
+            "idempotency_keys",
+            "follows",
+            "follow_requests",
+            "user_directory",
+            "shard_catalog",
+            "shard_map",
+            "shard_moves",
+        }
+    ),
+    PHOTOS: frozenset({"photos", "tags"}),
+    LIKES: frozenset({"likes"}),
+    COMMENTS: frozenset({"comments"}),
+    NOTIFICATIONS: frozenset({"notifications"}),
+    PAYMENTS: frozenset({"accounts", "transfers", "ledger_entries"}),
+    # The job queue is every database's own outbox (above); the group names
+    # it so that operators see where jobs are, and cannot be split off.
+    JOBS: frozenset(),
+}
+EVERY_DATABASE: frozenset[str] = frozenset(
+    {"schema_migrations", "schema_groups", "shard_info", "jobs", "shard_fences"}
+)
+
+# The groups that can have a database of their own today. The others still
+# share SQL with another group (a join, or a count kept in the same
+# transaction): README, "Table groups", says which and what remains.
+SEPARABLE: frozenset[str] = frozenset({PAYMENTS})
+
+
+class TableGroupError(ValueError):
+    pass
+
+
+def group_named(name: str) -> str:
+    """The group a setting names (any case), or an error that lists them."""
+    group = name.strip().lower()
+    if group not in EVERY_GROUP:
+        raise TableGroupError(
+            f"no table group {name!r}; the groups are {', '.join(g.upper() for g in GROUPS)}"
+        )
+    return group

@@ -1,0 +1,86 @@
+"""Migrations per table group, on real PostgreSQL: a database made for some
+groups gets their tables (and what every database has) and no others."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import asyncpg
+import pytest
+
+from storage.migrate import MigrationError, migrate
+from storage.table_groups import EVERY_DATABASE, EVERY_GROUP, GROUPS, TABLES, USERS
+from tests.harness import PostgresForTests
+
+Fresh = Callable[[str], Awaitable[asyncpg.Connection]]
+
+
+@pytest.fixture
+async def fresh(postgres: PostgresForTests) -> AsyncIterator[Fresh]:
+    """Makes empty databases by name; all dropped afterwards."""
+    made: list[str] = []
+    conns: list[asyncpg.Connection] = []
+
+    async def make(name: str) -> asyncpg.Connection:
+        url = await postgres.create_empty_database(name)
+        made.append(name)
+        conn = await asyncpg.connect(url)
+        conns.append(conn)
+        return conn
+
+    yield make
+    for conn in conns:
+        await conn.close()
+    for name in made:
+        await postgres.drop_database(name)
+
+
+async def tables(conn: asyncpg.Connection) -> set[str]:
+    rows = await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+    return {r["tablename"] for r in rows}
+
+
+async def foreign_keys(conn: asyncpg.Connection) -> set[str]:
+    rows = await conn.fetch("SELECT conname FROM pg_constraint WHERE contype = 'f'")
+    return {r["conname"] for r in rows}
+
+
+async def test_each_group_alone_gets_its_tables_only(fresh: Fresh) -> None:
+    for group in GROUPS:
+        conn = await fresh(f"picshare_group_{group}")
+        applied = await migrate(conn, shard_id=1, groups=frozenset({group}))
+        assert applied, group
+        assert await tables(conn) == TABLES[group] | EVERY_DATABASE, group
+        # IDs work wherever a group lives.
+        assert await conn.fetchval("SELECT picshare_next_id(5)") > 0
+        # Run again: nothing to do, the groups recorded.
+        assert await migrate(conn, shard_id=1, groups=frozenset({group})) == []
+
+
+async def test_all_groups_together_is_the_single_database(fresh: Fresh) -> None:
+    conn = await fresh("picshare_group_all")
+    await migrate(conn, shard_id=1)
+    assert await tables(conn) == set().union(*TABLES.values()) | EVERY_DATABASE
+    # The keys between groups exist where both groups live (a photo's likes
+    # go with it); split apart, each group's database has none of them.
+    keys = await foreign_keys(conn)
+    assert {"photos_owner_id_fkey", "likes_photo_id_fkey", "notifications_user_id_fkey"} <= keys
+    apart = await fresh("picshare_group_likes_photos")
+    await migrate(apart, shard_id=1, groups=frozenset({"likes"}))
+    assert await foreign_keys(apart) == set()
+
+
+async def test_a_database_keeps_the_groups_it_was_made_for(
+    fresh: Fresh,
+) -> None:
+    conn = await fresh("picshare_group_keep")
+    await migrate(conn, shard_id=1, groups=frozenset({"payments"}))
+    # Its sections for other groups never ran: hosting them now would find
+    # their tables missing, so the start is refused, saying what to do.
+    with pytest.raises(MigrationError, match=r"PAYMENTS.*USERS"):
+        await migrate(conn, shard_id=1, groups=frozenset({"payments", USERS}))
+    # One made for all (the default) may host fewer: the group moved out
+    # starts empty in its own database; its tables here stay, unused.
+    whole = await fresh("picshare_group_whole")
+    await migrate(whole, shard_id=1)
+    assert await migrate(whole, shard_id=1, groups=EVERY_GROUP - {"payments"}) == []
