@@ -172,6 +172,7 @@ async def _serve_until_stopped(settings: Settings) -> None:
         shutdown_timeout=server.shutdown_timeout,
         access_log=web_log if server.access_log else None,
         access_log_class=AccessLog,
+        access_log_format=server.access_log_format,
     )
     await runner.setup()
     try:

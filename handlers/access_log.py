@@ -10,7 +10,12 @@ second of lines; a clean stop flushes them (`flush_now`, and at exit).
 
 The line reads exactly as the `logging` one did:
 `2026-11-30 08:47:08,179 INFO aiohttp.access: 127.0.0.1 "GET /p HTTP/1.1" 200 512
-0.000811 "curl/8"` (one line).
+0.000811 "curl/8"` (one line). With `server.access_log_format = "json"` it is
+one JSON object instead, with the request id (`X-Request-ID`) that the
+response and the app's own log lines carry:
+`{"time":"2026-11-30T08:47:08.179Z","request_id":"4f1c2a9b07e31","remote":
+"127.0.0.1","method":"GET","path":"/p","status":200,"bytes":512,
+"seconds":0.000811,"user_agent":"curl/8"}`.
 """
 
 from __future__ import annotations
@@ -22,14 +27,19 @@ import sys
 import time
 from typing import TextIO
 
+import orjson
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
+
+from picshare import keys
 
 __all__ = ["AccessLog", "flush_now"]
 
 FLUSH_AFTER = 0.1
 # `AccessLog.log` takes a parameter named `time` (aiohttp's signature).
 _now = time.time
+_strftime = time.strftime
+_gmtime = time.gmtime
 FLUSH_BYTES = 64 * 1024
 
 
@@ -95,17 +105,23 @@ class AccessLog(AbstractAccessLogger):
     """`%a "%r" %s %b %Tf "%{User-Agent}i"` under the logger's name, batched.
     The format argument is ignored: this is the one format PicShare writes."""
 
-    __slots__ = ("_prefix",)
+    __slots__ = ("_json", "_prefix")
 
     def __init__(self, logger: logging.Logger, log_format: str) -> None:
         super().__init__(logger, log_format)
         self._prefix = f" INFO {logger.name}: "
+        # aiohttp hands over its `access_log_format`: PicShare passes
+        # `server.access_log_format` there ("text" or "json").
+        self._json = log_format == "json"
 
     @property
     def enabled(self) -> bool:
         return bool(self.logger.isEnabledFor(logging.INFO))
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        if self._json:
+            _batch.add(_json_line(request, response, time))
+            return
         version = request.version
         agent = request.headers.get("User-Agent", "-")
         remote = request.remote or "-"
@@ -114,3 +130,24 @@ class AccessLog(AbstractAccessLogger):
             f'"{request.method} {request.raw_path} HTTP/{version.major}.{version.minor}" '
             f'{response.status} {response.body_length} {time:.6f} "{agent}"\n'
         )
+
+
+def _json_line(request: web.BaseRequest, response: web.StreamResponse, seconds: float) -> str:
+    now = _now()
+    stamp = _strftime("%Y-%m-%dT%H:%M:%S", _gmtime(now))
+    return (
+        orjson.dumps(
+            {
+                "time": f"{stamp}.{int((now % 1) * 1000):03d}Z",
+                "request_id": request.get(keys.REQUEST_ID, "-"),
+                "remote": request.remote or "-",
+                "method": request.method,
+                "path": request.raw_path,
+                "status": response.status,
+                "bytes": response.body_length,
+                "seconds": round(seconds, 6),
+                "user_agent": request.headers.get("User-Agent", "-"),
+            }
+        ).decode()
+        + "\n"
+    )

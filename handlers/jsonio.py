@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import orjson
 from aiohttp import web
 
 from picshare.errors import FieldError, InvalidInput, TooLarge, invalid
+from storage.scope import rendered
 
 MAX_JSON_BYTES = 64 * 1024
 
@@ -19,9 +21,10 @@ def dumps(data: Any) -> bytes:
 def json_response(
     data: Any, *, status: int = 200, headers: dict[str, str] | None = None
 ) -> web.Response:
-    return web.Response(
-        body=orjson.dumps(data), status=status, content_type="application/json", headers=headers
-    )
+    started = time.perf_counter()
+    body = orjson.dumps(data)
+    rendered(time.perf_counter() - started)  # Server-Timing's "render"
+    return web.Response(body=body, status=status, content_type="application/json", headers=headers)
 
 
 async def read_json_object(request: web.Request) -> dict[str, Any]:

@@ -63,6 +63,7 @@ def observe_middleware(table: RouteTable, metrics: Metrics, *, wal_cookie_ttl: i
     prefix = secrets.token_hex(6)
     counter = itertools.count(1)
     observe = metrics.observe_request
+    requests = metrics.requests
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -79,6 +80,7 @@ def observe_middleware(table: RouteTable, metrics: Metrics, *, wal_cookie_ttl: i
         scope = db_scope.open_scope(_positions(wal) if wal else None)
         started = time.perf_counter()
         status = 500
+        requests.in_flight += 1
         try:
             # Errors are answered here too (one frame less than a layer of
             # their own): problem details, or an error page for browsers.
@@ -91,6 +93,9 @@ def observe_middleware(table: RouteTable, metrics: Metrics, *, wal_cookie_ttl: i
                     security_headers(exc.headers)
                     if scope.served:  # a redirect after a form's write
                         _database_headers(request, exc.headers, scope, wal_cookie_ttl)
+                    exc.headers["Server-Timing"] = _server_timing(
+                        scope, time.perf_counter() - started
+                    )
                     raise
                 response = error_answer(request, exc)
             except Exception as exc:
@@ -106,18 +111,38 @@ def observe_middleware(table: RouteTable, metrics: Metrics, *, wal_cookie_ttl: i
                     scope.stale = databases is not None and databases.primary_down()
                 if scope.served or scope.stale or scope.partial:
                     _database_headers(request, headers, scope, wal_cookie_ttl)
+                headers["Server-Timing"] = _server_timing(scope, time.perf_counter() - started)
             return response
         finally:
+            requests.in_flight -= 1
             observe(info.name, request.method, status, time.perf_counter() - started)
 
     return middleware
 
 
+def _server_timing(scope: db_scope.Scope, total: float) -> str:
+    """Where the request's time went, in milliseconds: each database use (its
+    `desc` names the database, as CONTRACT.md says), the cache's round trips
+    with its hits and misses, rendering (JSON or a page), and the total until
+    the answer's head. Browsers show it in their network panel."""
+    parts = [
+        f'db;desc="{label}";dur={seconds * 1000:.2f}'
+        for label, seconds in zip(scope.served, scope.db_seconds, strict=True)
+    ]
+    if scope.cache_hits or scope.cache_misses:
+        parts.append(
+            f'cache;desc="hits={scope.cache_hits} misses={scope.cache_misses}";'
+            f"dur={scope.cache_seconds * 1000:.2f}"
+        )
+    if scope.render_seconds:
+        parts.append(f"render;dur={scope.render_seconds * 1000:.2f}")
+    parts.append(f"total;dur={total * 1000:.2f}")
+    return ", ".join(parts)
+
+
 def _database_headers(
     request: web.Request, headers: CIMultiDict[str], scope: db_scope.Scope, ttl: int
 ) -> None:
-    if scope.served:
-        headers["Server-Timing"] = ", ".join(f'db;desc="{label}"' for label in scope.served)
     if scope.stale:
         headers["PicShare-Stale"] = "1"
     if scope.partial:

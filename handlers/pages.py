@@ -9,6 +9,7 @@ POST-redirect-GET. The social pages live beside this module
 from __future__ import annotations
 
 import re
+import time
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
@@ -28,6 +29,7 @@ from picshare.errors import DomainError, Forbidden
 from picshare.media_urls import MediaUrls
 from picshare.staging import StagedUpload
 from storage.records import PhotoRecord, UserRecord
+from storage.scope import rendered
 
 PAGE_SIZE = 24  # photos in a grid
 FEED_SIZE = 12  # photo cards on the home feed
@@ -56,7 +58,10 @@ async def render(
         "ago": _ago,
         **values,
     }
-    return aiohttp_jinja2.render_template(template, request, context, status=status)
+    started = time.perf_counter()
+    page = aiohttp_jinja2.render_template(template, request, context, status=status)
+    rendered(time.perf_counter() - started)  # Server-Timing's "render"
+    return page
 
 
 async def form_error(

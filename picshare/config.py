@@ -36,6 +36,9 @@ class ServerSettings:
     trusted_proxies: tuple[str, ...] = ()
     shutdown_timeout: float = 10.0
     access_log: bool = True
+    # "text" (the line `logging` used to write) or "json" (one object per
+    # line, with the request id: for log collectors).
+    access_log_format: str = "text"
     # Seconds a client has to send a request's head (from its first byte, or
     # from connecting), and its body (from the end of the head); uploads have
     # their own bound, uploads.read_timeout. Slower clients are cut off.
@@ -434,6 +437,10 @@ def _validate(s: Settings) -> None:
     groups = s.database.group_urls()
     not_yet = sorted(set(groups) - SEPARABLE)
     checks: list[tuple[bool, str]] = [
+        (
+            s.server.access_log_format in ("text", "json"),
+            "server.access_log_format must be text or json",
+        ),
         (
             all(u.startswith(("postgres://", "postgresql://")) for u in groups.values()),
             "database.group_<group>_url (PICSHARE_DATABASE_GROUP_<GROUP>_URL) must be"

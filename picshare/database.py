@@ -108,17 +108,6 @@ async def _embedded_urls(settings: Settings, base: Path) -> AsyncIterator[Databa
 
 
 @asynccontextmanager
-async def database_url(settings: Settings) -> AsyncIterator[str]:
-    """Yield the primary's DSN only (migrate, jobs, seed); with no URL set, run
-    the embedded server for the duration, never its replicas."""
-    if settings.database.url:
-        yield settings.database.url
-        return
-    async with _embedded(settings, settings.data_path) as (_server, admin_dsn):
-        yield _with_database(admin_dsn, EMBEDDED_DATABASE)
-
-
-@asynccontextmanager
 async def _embedded(settings: Settings, base: Path) -> AsyncIterator[tuple[EmbeddedPostgres, str]]:
     """The embedded server in `base`/pg, with PicShare's database in it,
     for the duration; yields the server and its admin DSN."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections.abc import Iterator
 
-from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
@@ -38,6 +38,8 @@ class RequestMetrics(Collector):
     def __init__(self) -> None:
         self._counts: dict[tuple[str, str, int], int] = {}
         self._latency: dict[tuple[str, str], _Series] = {}
+        # Requests being served now (the middleware adds and takes one).
+        self.in_flight = 0
 
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:
         key = (route, method, status)
@@ -49,7 +51,14 @@ class RequestMetrics(Collector):
         series.buckets[bisect_left(BUCKETS, seconds)] += 1
         series.total += seconds
 
-    def collect(self) -> Iterator[CounterMetricFamily | HistogramMetricFamily]:
+    def collect(
+        self,
+    ) -> Iterator[CounterMetricFamily | HistogramMetricFamily | GaugeMetricFamily]:
+        yield GaugeMetricFamily(
+            "picshare_http_requests_in_flight",
+            "Requests this process is serving now",
+            value=self.in_flight,
+        )
         requests = CounterMetricFamily(
             "picshare_http_requests", "HTTP requests", labels=["route", "method", "status"]
         )

@@ -19,6 +19,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import subprocess
+import time
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -30,6 +32,7 @@ log = logging.getLogger(__name__)
 HANDLES_FILE = ".handle_pids.json"
 # Coarse file times (1 s on some filesystems) must not make a live user look newer.
 _START_TIME_SLACK = 1.0
+_START_ATTEMPTS = 3
 
 
 class EmbeddedPostgres:
@@ -51,7 +54,18 @@ class EmbeddedPostgres:
         self.pgdata.parent.mkdir(parents=True, exist_ok=True)
         forget_dead_handles(self.pgdata)
         log.info("starting embedded PostgreSQL in %s", self.pgdata)
-        self._server = get_server(self.pgdata, cleanup_mode="stop")
+        for attempt in range(1, _START_ATTEMPTS + 1):
+            try:
+                self._server = get_server(self.pgdata, cleanup_mode="stop")
+                break
+            except subprocess.CalledProcessError as exc:
+                # Seen rarely on a busy machine: initdb or pg_ctl failing once
+                # (the wheel logs their stderr above). initdb removes what it
+                # made on failure, so trying again starts clean.
+                if attempt == _START_ATTEMPTS:
+                    raise
+                log.warning("embedded PostgreSQL did not start (%s); trying again", exc)
+                time.sleep(attempt)
         return str(self._server.get_uri("postgres"))
 
     def address(self) -> tuple[str, int]:

@@ -15,6 +15,7 @@ is marked stale. Writes fail fast with `DatabaseUnavailable` (503)."""
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -302,10 +303,12 @@ class Databases:
 
     @asynccontextmanager
     async def _lent(self, node: Node, conn: PoolConnectionProxy) -> AsyncIterator[Connection]:
+        scope = request_scope.current()
+        use = -1
+        if scope is not None:
+            use = scope.note(node.label)
+            lent_at = time.perf_counter()
         try:
-            scope = request_scope.current()
-            if scope is not None:
-                scope.note(node.label)
             try:
                 yield conn
             except TimeoutError as exc:  # a command timed out: slow is not gone
@@ -322,6 +325,8 @@ class Databases:
                 self._down(node, exc)
                 raise DatabaseUnavailable(node.label) from exc
         finally:
+            if use >= 0 and scope is not None:
+                scope.db_seconds[use] = time.perf_counter() - lent_at
             await node.pool.release(conn)
 
     def _down(self, node: Node, exc: BaseException) -> None:

@@ -186,11 +186,3 @@ class Shards:
 
     def status(self) -> list[DatabaseStatus]:
         return [status for db in self.everything() for status in db.status()]
-
-    @property
-    def unrouted(self) -> Databases:
-        """The one database, for call sites not yet told which shard they need.
-        With several shards this is an error, so none can pass unnoticed."""
-        if self._only is None:
-            raise RuntimeError("a storage call that names no shard, with several shards")
-        return self._only

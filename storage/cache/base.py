@@ -26,6 +26,8 @@ import random
 from collections.abc import Awaitable, Callable
 from typing import Protocol, TypeVar
 
+from storage.scope import cache_lookup
+
 T = TypeVar("T")
 
 
@@ -116,6 +118,11 @@ class CacheCounters:
         self.misses = metrics.cache_requests.labels(cache=name, result="miss")
         self.recomputes = metrics.cache_recomputes.labels(cache=name)
         self.errors = metrics.cache_errors
+
+    def lookup(self, hit: bool) -> None:
+        """One `get_or_compute`: the process's counters and the request's (Server-Timing)."""
+        (self.hits if hit else self.misses).inc()
+        cache_lookup(hit)
 
 
 def check_options(name: str, jitter: float) -> None:

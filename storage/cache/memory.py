@@ -92,9 +92,9 @@ class MemoryCache:
         name = entry_key(key, namespace, self._generation(namespace))
         data = self._get(name)
         if data is not None:
-            self._counters.hits.inc()
+            self._counters.lookup(hit=True)
             return decode(data)
-        self._counters.misses.inc()
+        self._counters.lookup(hit=False)
         data = await self._flights.run(name, lambda: self._fill(name, compute, ttl, encode))
         return decode(data)
 

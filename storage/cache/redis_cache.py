@@ -47,6 +47,7 @@ from redis.exceptions import MaxConnectionsError, RedisError
 
 from storage.cache.base import CacheCounters, CacheMetrics, check_options, entry_key, jittered
 from storage.cache.single_flight import SingleFlight
+from storage.scope import cache_waited
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -168,7 +169,7 @@ class RedisCache:
             entry_key(key, namespace),
             lambda: self._lookup(key, namespace, compute, ttl, encode),
         )
-        (self._counters.hits if hit else self._counters.misses).inc()
+        self._counters.lookup(hit)
         return decode(data)
 
     async def delete(self, *keys: str) -> None:
@@ -289,8 +290,12 @@ class RedisCache:
             self._failed(exc)
 
     async def _call(self, pending: Awaitable[R]) -> R:
-        async with asyncio.timeout(self._timeout):
-            return await pending
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(self._timeout):
+                return await pending
+        finally:
+            cache_waited(time.perf_counter() - started)
 
     def _usable(self) -> bool:
         if self._down_until == 0:

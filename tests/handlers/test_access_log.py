@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import logging
 import re
+from typing import Any
 
 import aiohttp
 import pytest
@@ -20,24 +22,33 @@ LINE = re.compile(
 )
 
 
-async def _serve_and_get(paths: list[str]) -> None:
+async def _serve_and_get(
+    paths: list[str], app: web.Application | None = None, **runner: Any
+) -> list[str]:
+    """Serve `app` (else one "hello" route) as run.py does; GET each path;
+    the responses' request ids."""
+
     async def hello(request: web.Request) -> web.Response:
         return web.Response(text="hello")
 
-    app = web.Application()
-    app.router.add_get("/hello", hello)
-    runner = web.AppRunner(app, access_log_class=AccessLog)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
+    if app is None:
+        app = web.Application()
+        app.router.add_get("/hello", hello)
+    served = web.AppRunner(app, access_log_class=AccessLog, **runner)
+    await served.setup()
+    site = web.TCPSite(served, "127.0.0.1", 0)
     await site.start()
-    port = runner.addresses[0][1]
+    port = served.addresses[0][1]
+    ids = []
     try:
         async with aiohttp.ClientSession(headers={"User-Agent": "probe/1"}) as session:
             for path in paths:
                 async with session.get(f"http://127.0.0.1:{port}{path}") as resp:
                     assert resp.status == 200
+                    ids.append(resp.headers.get("X-Request-ID", ""))
     finally:
-        await runner.cleanup()
+        await served.cleanup()
+    return ids
 
 
 @pytest.fixture
@@ -70,3 +81,17 @@ async def test_a_quiet_logger_writes_nothing(stream: io.StringIO) -> None:
         assert stream.getvalue() == ""
     finally:
         logging.getLogger("aiohttp.access").setLevel(logging.NOTSET)
+
+
+async def test_json_lines_carry_the_request_id(stream: io.StringIO, app: web.Application) -> None:
+    """`server.access_log_format = "json"`, on the real app: one object per
+    line, whose request id is the one the response carried."""
+    (request_id,) = await _serve_and_get(["/healthz?x=1"], app, access_log_format="json")
+    flush_now()
+    (line,) = stream.getvalue().splitlines()
+    entry = json.loads(line)
+    assert entry["request_id"] == request_id != ""
+    assert (entry["method"], entry["path"], entry["status"]) == ("GET", "/healthz?x=1", 200)
+    assert entry["user_agent"] == "probe/1" and entry["remote"] == "127.0.0.1"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", entry["time"])
+    assert 0 < entry["seconds"] < 5 and entry["bytes"] > 0

@@ -1,12 +1,15 @@
-"""Health, readiness, OpenAPI and docs."""
+"""Health, readiness, OpenAPI and docs; what an operator reads off a
+response (Server-Timing) and off /metrics."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from aiohttp.test_utils import TestClient
 
 from handlers.openapi import template_path
+from tests.conftest import signup
 from tests.harness import TEST_SHARDS
 
 Client = TestClient[Any, Any]
@@ -73,3 +76,35 @@ async def test_metrics_count_requests_per_route(client: Client) -> None:
     assert 'route="unmatched",status="404"' in text
     assert "picshare_jobs_queue_depth" in text
     assert "picshare_http_request_seconds_bucket" in text
+    # The scrape itself is being served while it is rendered.
+    assert "picshare_http_requests_in_flight 1.0" in text
+    assert "picshare_database_connections_in_use" in text
+
+
+_TIMING = re.compile(r'(\w+)(?:;desc="([^"]*)")?;dur=(\d+\.\d\d)')
+
+
+def timings(resp: Any) -> list[tuple[str, str, float]]:
+    header = resp.headers["Server-Timing"]
+    return [(name, desc, float(dur)) for name, desc, dur in _TIMING.findall(header)]
+
+
+async def test_server_timing_says_where_the_time_went(client: Client) -> None:
+    await signup(client, "alice")
+    first = await client.get("/api/v1/users/alice")
+    assert first.status == 200
+    entries = timings(first)
+    names = [name for name, _, _ in entries]
+    # The profile came from the database (named, as CONTRACT.md says), through
+    # the cache (two misses: the name's id, then the account), was rendered
+    # as JSON; the total covers them all.
+    assert "db" in names and names[-1] == "total"
+    assert any(n == "cache" and d.endswith("misses=2") for n, d, _ in entries), entries
+    assert "render" in names
+    total = entries[-1][2]
+    assert all(dur <= total for name, _, dur in entries if name in ("db", "render"))
+    again = await client.get("/api/v1/users/alice")
+    entries = timings(again)
+    # A cache hit names no database.
+    assert [n for n, _, _ in entries if n == "db"] == []
+    assert any(n == "cache" and d == "hits=2 misses=0" for n, d, _ in entries), entries

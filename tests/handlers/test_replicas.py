@@ -67,14 +67,14 @@ async def until(check: Callable[[], bool], timeout: float = 10.0) -> None:
 
 
 def node(client: Client, label: str) -> Any:
-    databases = client.app[keys.DATABASES].unrouted
+    databases = client.app[keys.DATABASES].physical[0]
     return next(n for n in (databases.primary, *databases.replicas) if n.label == label)
 
 
 async def caught_up(client: Client, replicated: Replicated) -> None:
     """Both replicas replayed everything, and the router's watcher knows it."""
     await replicated.wait_caught_up()
-    databases = client.app[keys.DATABASES].unrouted
+    databases = client.app[keys.DATABASES].physical[0]
     await asyncio.sleep(0.2)
     await until(lambda: all(r.up and r.lag == 0 for r in databases.replicas))
 
