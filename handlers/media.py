@@ -14,9 +14,8 @@ from aiohttp import web
 from handlers.middlewares import security_headers
 from handlers.problems import problem
 from picshare import keys
-from storage.blobs import PUBLIC_KEY_PATTERN
+from storage.blobs import IMMUTABLE_CACHE_CONTROL, PUBLIC_KEY_PATTERN
 
-CACHE_FOREVER = "public, max-age=31536000, immutable"
 _RANGE = re.compile(r"bytes=([0-9]{0,18})-([0-9]{0,18})")
 
 
@@ -24,7 +23,7 @@ async def serve_media(request: web.Request) -> web.StreamResponse:
     key = request.match_info["key"]
     if not PUBLIC_KEY_PATTERN.match(key):
         raise web.HTTPNotFound()
-    cache = CACHE_FOREVER
+    cache = IMMUTABLE_CACHE_CONTROL
     if not await request.app[keys.PHOTOS].media_is_public(key):
         # A private account's (or an unready) photo: only with a valid signature,
         # and 404 otherwise, so a stranger cannot tell it exists.
