@@ -87,6 +87,11 @@ async def open_s3_store(
         # after botocore's default series of backoffs.
         retries={"max_attempts": 2, "mode": "standard"},
         max_pool_connections=max(10, parts_in_flight * 4),
+        # No CRC of every part computed on the event loop (and not every S3
+        # API knows the newer checksum headers); TLS and Content-MD5-free
+        # parts are what AWS has always taken.
+        request_checksum_calculation="when_required",
+        response_checksum_validation="when_required",
     )
     session = get_session()
     async with session.create_client(
@@ -278,6 +283,7 @@ class S3Writer:
 
     __slots__ = (
         "_buffer",
+        "_buffered",
         "_completed",
         "_done",
         "_part_size",
@@ -292,7 +298,8 @@ class S3Writer:
     def __init__(self, store: S3BlobStore, *, part_size: int, parts_in_flight: int) -> None:
         self._store = store
         self._part_size = part_size
-        self._buffer = bytearray()
+        self._buffer: list[bytes] = []
+        self._buffered = 0
         self._temp_key = f"{INCOMING}{uuid.uuid4().hex}"
         self._upload_id: str | None = None
         self._parts: list[asyncio.Task[dict[str, Any]]] = []
@@ -305,10 +312,19 @@ class S3Writer:
         return f"<S3Writer {self._temp_key} parts={len(self._parts)}>"
 
     async def write(self, chunk: bytes) -> None:
-        self._buffer += chunk
-        while len(self._buffer) >= self._part_size:
-            part = bytes(self._buffer[: self._part_size])
-            del self._buffer[: self._part_size]
+        # Chunks are kept as they came and joined once per part: one copy of
+        # each byte, not the two of a growing bytearray sliced into bytes.
+        self._buffer.append(chunk)
+        self._buffered += len(chunk)
+        if self._buffered >= self._part_size:
+            data = b"".join(self._buffer)
+            self._buffer.clear()
+            rest = len(data) - self._part_size
+            part = data[: self._part_size] if rest else data
+            if rest:
+                self._buffer.append(data[self._part_size :])
+            self._buffered = rest
+            del data
             await self._send(part)
 
     async def _send(self, part: bytes) -> None:
@@ -344,13 +360,14 @@ class S3Writer:
             self._slots.release()
 
     async def finish(self) -> None:
+        rest = b"".join(self._buffer)
+        self._buffer.clear()
+        self._buffered = 0
         if self._upload_id is None:
-            self._small = bytes(self._buffer)
-            self._buffer.clear()
+            self._small = rest
             return
-        if self._buffer:
-            await self._send(bytes(self._buffer))
-            self._buffer.clear()
+        if rest:
+            await self._send(rest)
         parts = await asyncio.gather(*self._parts)
         with _unavailable():
             await self._store.client.complete_multipart_upload(
@@ -388,6 +405,7 @@ class S3Writer:
             return
         self._done = True
         self._buffer.clear()
+        self._buffered = 0
         self._small = None
         for task in self._parts:
             task.cancel()
