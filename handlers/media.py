@@ -1,5 +1,8 @@
 """Serving renditions: immutable, content-addressed, with strong ETags, 304 and Range.
 
+With a CDN configured, a private photo's signed URL redirects to the blob
+store's own expiring URL (a presigned S3 URL) when it has one.
+
 The key names the content, so the ETag is the content hash itself and the
 object may be cached forever.
 """
@@ -33,6 +36,12 @@ async def serve_media(request: web.Request) -> web.StreamResponse:
         if not remaining:
             raise web.HTTPNotFound()
         cache = f"private, max-age={remaining}"
+        if request.app[keys.SETTINGS].media.cdn_url:
+            # Media are served by others (a CDN, the store): the store's own
+            # expiring URL, when it has one, sends the bytes straight from it.
+            direct = await request.app[keys.BLOBS].presigned_url(key, remaining)
+            if direct is not None:
+                raise web.HTTPFound(direct, headers={"Cache-Control": "private, no-store"})
     store = request.app[keys.BLOBS]
     info = await store.stat(key)
     if info is None:

@@ -90,5 +90,9 @@ class BlobStore(Protocol):
     async def delete(self, key: str) -> None:
         """Remove the object (nothing if there is none)."""
 
+    async def presigned_url(self, key: str, expires_in: int) -> str | None:
+        """A URL the store itself serves the object at, valid `expires_in`
+        seconds; None when the store has none (local files)."""
+
     async def ping(self) -> None:
         """Raise if the store is not usable (readiness probe)."""

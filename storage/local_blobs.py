@@ -107,6 +107,9 @@ class LocalBlobStore:
     async def delete(self, key: str) -> None:
         await asyncio.to_thread(self.path_of(key).unlink, missing_ok=True)
 
+    async def presigned_url(self, key: str, expires_in: int) -> str | None:
+        return None  # only this server reads these files
+
     async def ping(self) -> None:
         await asyncio.to_thread(_check_writable, self._spool)
 

@@ -91,6 +91,9 @@ async def open_s3_store(
         # API knows the newer checksum headers); TLS and Content-MD5-free
         # parts are what AWS has always taken.
         request_checksum_calculation="when_required",
+        # SigV4 everywhere, presigned URLs included (botocore would presign
+        # with the legacy SigV2 for a custom endpoint; newer regions refuse it).
+        signature_version="s3v4",
         response_checksum_validation="when_required",
     )
     session = get_session()
@@ -195,6 +198,13 @@ class S3BlobStore:
         check_key(key)
         with _unavailable():
             await self._client.delete_object(Bucket=self._bucket, Key=key)
+
+    async def presigned_url(self, key: str, expires_in: int) -> str | None:
+        check_key(key)
+        # Signed here, with the credentials the client holds: no request to S3.
+        return await self._client.generate_presigned_url(
+            "get_object", Params={"Bucket": self._bucket, "Key": key}, ExpiresIn=expires_in
+        )
 
     async def ping(self) -> None:
         with _unavailable():

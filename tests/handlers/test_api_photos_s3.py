@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import aiohttp
 import pytest
 from aiobotocore.session import get_session
 from aiohttp import web
@@ -201,9 +202,21 @@ async def test_public_urls_point_at_the_cdn(
     assert thumb.startswith("https://cdn.example/r/")
     _, objects = await bucket_state(s3_endpoint, s3_bucket)
     assert thumb.removeprefix("https://cdn.example/") in objects
-    # A private account's photo: PicShare's own signed URL, not the CDN.
+    # A private account's photo: PicShare's own signed URL, not the CDN's...
     await client.patch("/api/v1/me", json={"private": True}, headers=bearer(token))
     mine = await (await client.get(f"/api/v1/photos/{photo['id']}", headers=bearer(token))).json()
-    assert mine["urls"]["thumb"].startswith("/media/r/")
-    assert "sig=" in mine["urls"]["thumb"]
-    assert (await client.get(mine["urls"]["thumb"])).status == 200
+    signed = mine["urls"]["thumb"]
+    assert signed.startswith("/media/r/")
+    assert "sig=" in signed
+    assert (await client.get(signed.split("?")[0], allow_redirects=False)).status == 404
+    # ...which sends the browser to an expiring presigned S3 URL.
+    moved = await client.get(signed, allow_redirects=False)
+    assert moved.status == 302
+    direct = moved.headers["Location"]
+    assert direct.startswith(s3_endpoint)
+    assert "X-Amz-Signature=" in direct
+    assert "X-Amz-Expires=" in direct
+    async with aiohttp.ClientSession() as browser, browser.get(direct) as got:
+        assert got.status == 200
+        assert (await got.read())[:2] == b"\xff\xd8"  # a JPEG
+    # (moto does not check signatures, so a forged one cannot be refused here.)
