@@ -121,8 +121,9 @@ class S3Settings:
     bucket: str = ""
     endpoint_url: str = ""
     # Uploads go up in parts of this size (S3: at least 5 MiB), this many at
-    # once: an upload holds about (parts_in_flight + 1) x part_size in memory.
-    part_size: int = 8 * 1024 * 1024
+    # once: an upload holds about (2 x parts_in_flight + 1) x part_size in
+    # memory at the peak, whatever its size (README, "Blobs on S3").
+    part_size: int = 5 * 1024 * 1024
     parts_in_flight: int = 2
     # Seconds; every S3 call has these bounds (and one retry).
     connect_timeout: float = 3.0

@@ -73,7 +73,7 @@ async def open_s3_store(
     *,
     bucket: str,
     endpoint_url: str = "",
-    part_size: int = 8 * 1024 * 1024,
+    part_size: int = 5 * 1024 * 1024,
     parts_in_flight: int = 2,
     connect_timeout: float = 3.0,
     read_timeout: float = 30.0,
