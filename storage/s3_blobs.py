@@ -41,6 +41,7 @@ from storage.blobs import (
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
+    from types_aiobotocore_s3.type_defs import CompletedPartTypeDef
 
 log = logging.getLogger(__name__)
 
@@ -141,12 +142,16 @@ class S3BlobStore:
         check_key(key)
         if await self.stat(key) is not None:
             return False  # content-addressed: the same bytes are there already
-        extra: dict[str, str] = {"ContentType": "application/octet-stream"}
-        if PUBLIC_KEY_PATTERN.match(key):
-            # What a CDN in front of the bucket passes on to browsers.
-            extra = {"ContentType": "image/jpeg", "CacheControl": IMMUTABLE_CACHE_CONTROL}
+        public = PUBLIC_KEY_PATTERN.match(key) is not None
         with _unavailable():
-            await self._client.put_object(Bucket=self._bucket, Key=key, Body=data, **extra)  # type: ignore[arg-type]
+            await self._client.put_object(
+                Bucket=self._bucket,
+                Key=key,
+                Body=data,
+                # What a CDN in front of the bucket passes on to browsers.
+                ContentType="image/jpeg" if public else "application/octet-stream",
+                CacheControl=IMMUTABLE_CACHE_CONTROL if public else "private, no-store",
+            )
         return True
 
     async def stat(self, key: str) -> BlobInfo | None:
@@ -312,7 +317,7 @@ class S3Writer:
         self._buffered = 0
         self._temp_key = f"{INCOMING}{uuid.uuid4().hex}"
         self._upload_id: str | None = None
-        self._parts: list[asyncio.Task[dict[str, Any]]] = []
+        self._parts: list[asyncio.Task[CompletedPartTypeDef]] = []
         self._slots = asyncio.Semaphore(parts_in_flight)
         self._small: bytes | None = None  # finished without a multipart upload
         self._completed = False
@@ -354,7 +359,7 @@ class S3Writer:
         number = len(self._parts) + 1
         self._parts.append(asyncio.create_task(self._upload_part(number, part)))
 
-    async def _upload_part(self, number: int, data: bytes) -> dict[str, Any]:
+    async def _upload_part(self, number: int, data: bytes) -> CompletedPartTypeDef:
         assert self._upload_id is not None
         try:
             with _unavailable():
@@ -384,7 +389,7 @@ class S3Writer:
                 Bucket=self._store.bucket,
                 Key=self._temp_key,
                 UploadId=self._upload_id,
-                MultipartUpload={"Parts": parts},  # type: ignore[typeddict-item]
+                MultipartUpload={"Parts": parts},
             )
         self._completed = True
 
