@@ -28,6 +28,7 @@ async def open_s3(settings: S3Settings) -> AsyncIterator[S3BlobStore]:
         parts_in_flight=settings.parts_in_flight,
         connect_timeout=settings.connect_timeout,
         read_timeout=settings.read_timeout,
+        max_attempts=settings.max_attempts,
     ) as store:
         yield store
 

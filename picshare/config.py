@@ -125,9 +125,11 @@ class S3Settings:
     # memory at the peak, whatever its size (README, "Blobs on S3").
     part_size: int = 5 * 1024 * 1024
     parts_in_flight: int = 2
-    # Seconds; every S3 call has these bounds (and one retry).
+    # Seconds; every S3 call has these bounds.
     connect_timeout: float = 3.0
     read_timeout: float = 30.0
+    # Tries per S3 call (2: one retry, after a short backoff; 1: none).
+    max_attempts: int = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -532,6 +534,7 @@ def _validate(s: Settings) -> None:
         ),
         (s.s3.part_size >= 5 * 1024 * 1024, "s3.part_size must be at least 5 MiB (5242880)"),
         (1 <= s.s3.parts_in_flight <= 16, "s3.parts_in_flight must be 1-16"),
+        (1 <= s.s3.max_attempts <= 10, "s3.max_attempts must be 1-10"),
         (
             s.s3.connect_timeout > 0 and s.s3.read_timeout > 0,
             "s3.connect_timeout and s3.read_timeout must be positive",

@@ -78,15 +78,16 @@ async def open_s3_store(
     parts_in_flight: int = 2,
     connect_timeout: float = 3.0,
     read_timeout: float = 30.0,
+    max_attempts: int = 2,
 ) -> AsyncIterator[S3BlobStore]:
     """A store over one client (its connection pool), closed on the way out.
     Credentials and region come from the usual AWS_* variables (or files)."""
     config = AioConfig(
         connect_timeout=connect_timeout,
         read_timeout=read_timeout,
-        # One quick retry: a store that is down should answer 503 soon, not
-        # after botocore's default series of backoffs.
-        retries={"max_attempts": 2, "mode": "standard"},
+        # Few tries: a store that is down should answer 503 soon, not after
+        # botocore's default series of backoffs.
+        retries={"max_attempts": max_attempts, "mode": "standard"},
         max_pool_connections=max(10, parts_in_flight * 4),
         # No CRC of every part computed on the event loop (and not every S3
         # API knows the newer checksum headers); TLS and Content-MD5-free

@@ -58,6 +58,7 @@ async def s3_client(
             "part_size": PART,
             "connect_timeout": 1.0,
             "read_timeout": 5.0,
+            "max_attempts": 1,
         },
         uploads={"max_bytes": 20 * 1024 * 1024},
     )

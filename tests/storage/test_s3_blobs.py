@@ -28,6 +28,7 @@ async def store_at(endpoint: str, bucket: str, **options: Any) -> AsyncIterator[
         part_size=MIN_PART,
         connect_timeout=1,
         read_timeout=5,
+        max_attempts=1,  # no retry after a backoff: failures answer at once
         **options,
     ) as store:
         yield store
