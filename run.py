@@ -4,6 +4,7 @@ python run.py serve [--host H] [--port P] [--data-dir D] [--replicas N] [--shard
 python run.py migrate
 python run.py shards
 python run.py jobs [--status queued|running|done|failed] [--limit N]
+python run.py blobs migrate --to s3
 python run.py bench [--quick]
 """
 
@@ -27,12 +28,13 @@ from aiohttp.log import access_logger as web_log
 from handlers.access_log import AccessLog, flush_now
 from handlers.slow_clients import GuardedTCPSite
 from picshare.app import create_app
+from picshare.blob_migration import migrate_blobs
+from picshare.blob_stores import local_store, open_blob_store, open_s3
 from picshare.config import Settings, SettingsError, load_settings
 from picshare.database import open_shards
 from picshare.progress import Progress
 from picshare.seed import SEED_PASSWORD, SeedPlan, seed
 from storage import jobs_repo
-from storage.local_blobs import LocalBlobStore
 from storage.records import JobRecord
 from storage.router import PRIMARY
 from storage.shard_map import ShardMapError
@@ -76,6 +78,10 @@ def main(argv: list[str] | None = None) -> int:
     seed.add_argument("--likes", type=int, default=1_000_000)
     seed.add_argument("--follows-per-user", type=int, default=30)
     seed.add_argument("--comments", type=int, default=50_000)
+    blobs = sub.add_parser("blobs", help="the blob store: blobs migrate --to s3")
+    blobs.add_argument("--data-dir")
+    blobs.add_argument("action", choices=["migrate"], help="copy the local store to another")
+    blobs.add_argument("--to", choices=["s3"], required=True, help="the store to copy to")
     sub.add_parser("bench", help="run the benchmarks in bench/ (options: --quick, --only NAME)")
     for cmd in (serve, seed, *(sub.choices[name] for name in commands)):
         cmd.add_argument(
@@ -120,6 +126,8 @@ def _command(parser: argparse.ArgumentParser, args: argparse.Namespace, settings
             comments=args.comments,
         )
         return uvloop.run(_seed(settings, plan))
+    if args.command == "blobs":
+        return uvloop.run(_migrate_blobs(settings))
     if args.command == "shards":
         if args.action == "move":
             if args.logical is None or args.target is None:
@@ -205,13 +213,46 @@ async def _migrate(settings: Settings) -> int:
     return 0
 
 
+async def _migrate_blobs(settings: Settings) -> int:
+    """Copy <data_dir>/blobs to the S3 bucket of the settings; run it again to resume."""
+    if not settings.s3.bucket:
+        print("picshare: blobs migrate --to s3 needs PICSHARE_S3_BUCKET", file=sys.stderr)
+        return 2
+    bars: dict[str, Callable[[int], None]] = {}
+
+    def on_total(total: int) -> None:
+        bars["bar"] = Progress().stage("blobs", total)
+
+    async with open_s3(settings.s3) as target:
+        try:
+            await target.ping()
+        except Exception as exc:
+            print(
+                f"picshare: the bucket {settings.s3.bucket} is not usable: {exc}", file=sys.stderr
+            )
+            return 1
+        report = await migrate_blobs(
+            local_store(settings),
+            target,
+            on_total=on_total,
+            on_done=lambda done: bars["bar"](done),
+        )
+    print(
+        f"copied {report.copied:,} blobs ({report.bytes_copied:,} bytes), "
+        f"{report.skipped:,} already in s3://{settings.s3.bucket}"
+    )
+    return 0
+
+
 async def _seed(settings: Settings, plan: SeedPlan) -> int:
     if plan.users < 2 or plan.photos < 1:
         print("picshare: seed needs at least 2 users and 1 photo", file=sys.stderr)
         return 2
     # Bulk statements (a recount over a million likes) outlast a request's timeout.
-    async with open_shards(settings, command_timeout=600) as shards:
-        blobs = LocalBlobStore(settings.data_path / "blobs")
+    async with (
+        open_shards(settings, command_timeout=600) as shards,
+        open_blob_store(settings) as blobs,
+    ):
         report = await seed(shards, blobs, plan)
     print(
         f"seeded {report.users:,} users, {report.photos:,} photos, {report.follows:,} follows, "

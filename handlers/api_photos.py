@@ -78,7 +78,7 @@ async def upload(request: web.Request) -> web.Response:
     user = require_user(request)
     photos = request.app[keys.PHOTOS]
     limit = request.app[keys.SETTINGS].uploads.max_bytes
-    async with StagedUpload(request.app[keys.BLOBS].spool_dir(), limit=limit) as staged:
+    async with StagedUpload(request.app[keys.BLOBS].writer(), limit=limit) as staged:
         form = await receive_upload(request, staged)
         caption, tags = photos.check_text(form.caption, form.tags)
         created = await photos.create(owner_id=user.id, staged=staged, caption=caption, tags=tags)

@@ -1,5 +1,8 @@
 """Serving renditions: immutable, content-addressed, with strong ETags, 304 and Range.
 
+With a CDN configured, a private photo's signed URL redirects to the blob
+store's own expiring URL (a presigned S3 URL) when it has one.
+
 The key names the content, so the ETag is the content hash itself and the
 object may be cached forever.
 """
@@ -14,9 +17,8 @@ from aiohttp import web
 from handlers.middlewares import security_headers
 from handlers.problems import problem
 from picshare import keys
-from storage.blobs import PUBLIC_KEY_PATTERN
+from storage.blobs import IMMUTABLE_CACHE_CONTROL, PUBLIC_KEY_PATTERN
 
-CACHE_FOREVER = "public, max-age=31536000, immutable"
 _RANGE = re.compile(r"bytes=([0-9]{0,18})-([0-9]{0,18})")
 
 
@@ -24,7 +26,7 @@ async def serve_media(request: web.Request) -> web.StreamResponse:
     key = request.match_info["key"]
     if not PUBLIC_KEY_PATTERN.match(key):
         raise web.HTTPNotFound()
-    cache = CACHE_FOREVER
+    cache = IMMUTABLE_CACHE_CONTROL
     if not await request.app[keys.PHOTOS].media_is_public(key):
         # A private account's (or an unready) photo: only with a valid signature,
         # and 404 otherwise, so a stranger cannot tell it exists.
@@ -34,6 +36,12 @@ async def serve_media(request: web.Request) -> web.StreamResponse:
         if not remaining:
             raise web.HTTPNotFound()
         cache = f"private, max-age={remaining}"
+        if request.app[keys.SETTINGS].media.cdn_url:
+            # Media are served by others (a CDN, the store): the store's own
+            # expiring URL, when it has one, sends the bytes straight from it.
+            direct = await request.app[keys.BLOBS].presigned_url(key, remaining)
+            if direct is not None:
+                raise web.HTTPFound(direct, headers={"Cache-Control": "private, no-store"})
     store = request.app[keys.BLOBS]
     info = await store.stat(key)
     if info is None:

@@ -30,6 +30,7 @@ from picshare.errors import DomainError, Forbidden, Unauthenticated, Unavailable
 from picshare.metrics import Metrics
 from picshare.routing import RouteTable
 from storage import scope as db_scope
+from storage.blobs import BlobStoreUnavailable
 from storage.router import DatabaseUnavailable, ShardMoving
 
 log = logging.getLogger(__name__)
@@ -195,6 +196,11 @@ def error_answer(request: web.Request, exc: Exception) -> web.StreamResponse:
             else "The database is unavailable for a moment; try again shortly."
         )
         return _error_response(request, 503, down)
+    if isinstance(exc, BlobStoreUnavailable):
+        log.warning("%s %s: %s", request.method, request.path, exc)
+        return _error_response(
+            request, 503, Unavailable("The photo store is unavailable; try again shortly.")
+        )
     if isinstance(exc, web.HTTPException):
         return _http_error(request, exc)
     log.exception("unhandled error in %s %s", request.method, request.path)

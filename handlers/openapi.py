@@ -244,6 +244,10 @@ def _api_responses(route: Route, raw: str) -> dict[str, Any]:
     elif route.name == "media":
         responses["200"] = {"description": "The image", "content": {"image/jpeg": {}}}
         responses["206"] = {"description": "Part of the image (Range)"}
+        responses["302"] = {
+            "description": "A private photo's signed URL, with a CDN and S3 configured:"
+            " to the store's own expiring (presigned) URL"
+        }
         responses["304"] = {"description": "Not modified (If-None-Match)"}
     else:
         content = (

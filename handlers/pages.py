@@ -253,7 +253,7 @@ async def upload_submit(request: web.Request) -> web.StreamResponse:
     values: dict[str, str] = {}
     try:
         async with StagedUpload(
-            request.app[keys.BLOBS].spool_dir(), limit=_max_bytes(request)
+            request.app[keys.BLOBS].writer(), limit=_max_bytes(request)
         ) as staged:
             form = await receive_upload(request, staged)
             values = {"caption": form.caption, "tags": form.tags}

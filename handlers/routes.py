@@ -410,7 +410,7 @@ ROUTES: tuple[Route, ...] = (
         "media",
         "A rendition (immutable; ETag, 304, Range)",
         "media",
-        errors=(404, 416),
+        errors=(404, 416, 503),
         query=("exp", "sig"),
         limit="none",
         credentials=False,  # private media carry their own signature

@@ -31,6 +31,7 @@ from handlers.ratelimit import ratelimit_middleware
 from handlers.routes import setup_routes
 from handlers.template_filters import blurhash_color
 from picshare import keys
+from picshare.blob_stores import open_blob_store
 from picshare.caching import CachedReads, CacheTtls
 from picshare.config import Settings
 from picshare.database import open_shards
@@ -57,7 +58,6 @@ from picshare.secret import load_secret_key
 from picshare.social import SocialService
 from picshare.users import UserService
 from storage.cache import Cache, MemoryCache, RedisCache
-from storage.local_blobs import LocalBlobStore
 from storage.redis_bus import RedisBus
 from storage.shards import Shards
 from ws.hub import Hub
@@ -88,6 +88,7 @@ def create_app(settings: Settings, *, media_pool: Executor | None = None) -> web
         prefix=settings.media.url_prefix,
         secret=app[keys.SECRET_KEY],
         ttl=settings.media.signed_url_ttl,
+        cdn_url=settings.media.cdn_url,
     )
     env = aiohttp_jinja2.setup(
         app,
@@ -252,9 +253,10 @@ async def _close_sockets(app: web.Application) -> None:
 
 
 async def _blobs(app: web.Application) -> AsyncIterator[None]:
-    store = LocalBlobStore(app[keys.SETTINGS].data_path / "blobs")
-    app[keys.BLOBS] = store
-    yield
+    """Local files or an S3 bucket (its client, and its janitor task, closed after)."""
+    async with open_blob_store(app[keys.SETTINGS], janitor=True) as store:
+        app[keys.BLOBS] = store
+        yield
 
 
 def _media_workers(shared: Executor | None) -> CleanupContext:

@@ -122,6 +122,33 @@ class MediaSettings:
     thumb_size: int = 150
     url_prefix: str = "/media"
     signed_url_ttl: int = 3600
+    # PICSHARE_MEDIA_CDN_URL: public photos' URLs point there (it fetches
+    # from the bucket, or from url_prefix here); empty: served by PicShare.
+    cdn_url: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class BlobSettings:
+    # PICSHARE_BLOBS_BACKEND: "local" (files under <data_dir>/blobs) or "s3".
+    backend: str = "local"
+
+
+@dataclass(frozen=True, slots=True)
+class S3Settings:
+    # PICSHARE_S3_BUCKET, PICSHARE_S3_ENDPOINT_URL (empty: AWS). Credentials
+    # and region: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_DEFAULT_REGION.
+    bucket: str = ""
+    endpoint_url: str = ""
+    # Uploads go up in parts of this size (S3: at least 5 MiB), this many at
+    # once: an upload holds about (2 x parts_in_flight + 1) x part_size in
+    # memory at the peak, whatever its size (README, "Blobs on S3").
+    part_size: int = 5 * 1024 * 1024
+    parts_in_flight: int = 2
+    # Seconds; every S3 call has these bounds.
+    connect_timeout: float = 3.0
+    read_timeout: float = 30.0
+    # Tries per S3 call (2: one retry, after a short backoff; 1: none).
+    max_attempts: int = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,6 +312,8 @@ class Settings:
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
     uploads: UploadSettings = field(default_factory=UploadSettings)
     media: MediaSettings = field(default_factory=MediaSettings)
+    blobs: BlobSettings = field(default_factory=BlobSettings)
+    s3: S3Settings = field(default_factory=S3Settings)
     jobs: JobSettings = field(default_factory=JobSettings)
     auth: AuthSettings = field(default_factory=AuthSettings)
     pagination: PaginationSettings = field(default_factory=PaginationSettings)
@@ -523,6 +552,29 @@ def _validate(s: Settings) -> None:
         (1 <= s.media.jpeg_quality <= 100, "media.jpeg_quality must be 1-100"),
         (s.media.workers >= 0, "media.workers must be >= 0"),
         (s.media.signed_url_ttl >= 60, "media.signed_url_ttl must be at least 60 seconds"),
+        (
+            s.media.cdn_url == "" or s.media.cdn_url.startswith(("https://", "http://")),
+            "media.cdn_url (PICSHARE_MEDIA_CDN_URL) must be an http(s):// URL",
+        ),
+        (
+            s.blobs.backend in ("local", "s3"),
+            "blobs.backend (PICSHARE_BLOBS_BACKEND) must be local or s3",
+        ),
+        (
+            s.blobs.backend != "s3" or s.s3.bucket != "",
+            "blobs.backend is s3: set s3.bucket (PICSHARE_S3_BUCKET)",
+        ),
+        (
+            s.s3.endpoint_url == "" or s.s3.endpoint_url.startswith(("https://", "http://")),
+            "s3.endpoint_url (PICSHARE_S3_ENDPOINT_URL) must be an http(s):// URL",
+        ),
+        (s.s3.part_size >= 5 * 1024 * 1024, "s3.part_size must be at least 5 MiB (5242880)"),
+        (1 <= s.s3.parts_in_flight <= 16, "s3.parts_in_flight must be 1-16"),
+        (1 <= s.s3.max_attempts <= 10, "s3.max_attempts must be 1-10"),
+        (
+            s.s3.connect_timeout > 0 and s.s3.read_timeout > 0,
+            "s3.connect_timeout and s3.read_timeout must be positive",
+        ),
         (s.jobs.concurrency >= 1, "jobs.concurrency must be at least 1"),
         (s.feed.dense_following >= 1, "feed.dense_following must be at least 1"),
         (

@@ -34,6 +34,7 @@ from picshare.media import (
     probe_image,
     render_display,
 )
+from picshare.media.source import local_file
 from picshare.pagination import Page, decode_cursor, newest, page_of
 from picshare.staging import StagedUpload
 from picshare.text import clean_caption, normalize_tag, parse_tags
@@ -140,7 +141,7 @@ class PhotoService:
         try:
             # The photo lives with its owner, on the owner's shard.
             async with self._blob_keys_locked(self._db.of_user(owner_id), [key]) as conn:
-                await self._blobs.put_file(key, staged.path)
+                await staged.commit(key)
                 photo_id = await photos_repo.insert_photo(
                     conn,
                     owner_id=owner_id,
@@ -167,7 +168,8 @@ class PhotoService:
 
     async def _probe(self, staged: StagedUpload) -> ProbeResult:
         try:
-            return await self._media.run(probe_image, str(staged.path), self._uploads.max_pixels)
+            async with local_file(staged.read()) as path:
+                return await self._media.run(probe_image, str(path), self._uploads.max_pixels)
         except WorkersRestarted as exc:
             raise Unavailable(str(exc)) from None
         except MediaError as exc:
@@ -439,9 +441,9 @@ class PhotoService:
     async def _render(self, fn: Callable[[str, RenditionSpec], T], photo: PhotoRecord) -> T:
         """Run a media function on the photo's upload in a worker; a file it
         cannot read fails the job for good (retrying would not help)."""
-        source = await self._blobs.local_copy(photo.upload_key)
         try:
-            return await self._media.run(fn, str(source), self._spec)
+            async with local_file(self._blobs.read(photo.upload_key)) as source:
+                return await self._media.run(fn, str(source), self._spec)
         except MediaError as exc:
             raise PermanentJobError(exc.message) from None
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from picshare import passwords
 from picshare.media import RenditionSpec, make_original, render_display
+from picshare.media.source import local_file
 from picshare.progress import Progress
 from storage import seed_repo
 from storage.blobs import BlobStore
@@ -260,10 +261,10 @@ async def _images(blobs: BlobStore, count: int, rng: random.Random) -> list[dict
         raw = await asyncio.to_thread(_picture, rng.randrange(1 << 30), i)
         upload_key = f"uploads/{hashlib.sha256(raw).hexdigest()}"
         await blobs.put_bytes(upload_key, raw)
-        path = await blobs.local_copy(upload_key)
         # The way uploads are rendered: display renditions, then the original.
-        result = await asyncio.to_thread(render_display, str(path), RenditionSpec())
-        original = await asyncio.to_thread(make_original, str(path), RenditionSpec())
+        async with local_file(blobs.read(upload_key)) as path:
+            result = await asyncio.to_thread(render_display, str(path), RenditionSpec())
+            original = await asyncio.to_thread(make_original, str(path), RenditionSpec())
         keys = {}
         for name, data in {**result.renditions, "original": original.data}.items():
             keys[name] = f"r/{hashlib.sha256(data).hexdigest()}.jpg"

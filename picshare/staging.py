@@ -1,35 +1,33 @@
-"""An upload being received: streamed to a spool file while hashed and counted.
+"""An upload being received: streamed into the blob store while hashed and counted.
 
 The body is never held whole in memory. Passing the size limit raises
-`TooLarge` at once and removes the spool file; so does `abort()`.
+`TooLarge` at once and drops what was written; so does `abort()`, which
+every way out of the `async with` takes unless the upload was committed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-import os
-import tempfile
-from pathlib import Path
+from collections.abc import AsyncGenerator
 from types import TracebackType
-from typing import BinaryIO
 
 from picshare.errors import TooLarge
+from storage.blobs import BlobWriter
 
 
 class StagedUpload:
-    __slots__ = ("_fh", "_hash", "_limit", "path", "size")
+    __slots__ = ("_done", "_hash", "_limit", "_writer", "size")
 
-    def __init__(self, spool_dir: Path, *, limit: int) -> None:
-        fd, name = tempfile.mkstemp(dir=spool_dir, prefix="upload-")
-        self._fh: BinaryIO | None = os.fdopen(fd, "wb")
-        self.path = Path(name)
+    def __init__(self, writer: BlobWriter, *, limit: int) -> None:
+        self._writer = writer
         self._hash = hashlib.sha256()
         self._limit = limit
+        self._done = False
         self.size = 0
 
     def __repr__(self) -> str:
-        return f"<StagedUpload {self.path.name} {self.size} bytes>"
+        return f"<StagedUpload {self.size} bytes via {self._writer!r}>"
 
     @property
     def sha256(self) -> str:
@@ -40,24 +38,28 @@ class StagedUpload:
         if self.size > self._limit:
             await self.abort()
             raise TooLarge(f"the file is larger than {self._limit} bytes", field="file")
-        # Hashing and writing a chunk both release the GIL: one thread hop for both.
-        await asyncio.to_thread(self._write, chunk)
-
-    def _write(self, chunk: bytes) -> None:
-        assert self._fh is not None
-        self._hash.update(chunk)
-        self._fh.write(chunk)
+        # Hashing releases the GIL on large chunks: off the loop.
+        await asyncio.to_thread(self._hash.update, chunk)
+        await self._writer.write(chunk)
 
     async def finish(self) -> None:
-        """Close the spool file, durably: fsynced here, before any database
-        transaction, so storing it later is only a rename."""
-        if self._fh is not None:
-            fh, self._fh = self._fh, None
-            await asyncio.to_thread(_close_synced, fh)
+        """Every byte is stored (not yet under its key): before any database transaction."""
+        await self._writer.finish()
+
+    def read(self) -> AsyncGenerator[bytes, None]:
+        """The finished bytes, to check what they are."""
+        return self._writer.read()
+
+    async def commit(self, key: str) -> bool:
+        created = await self._writer.commit(key)
+        self._done = True
+        return created
 
     async def abort(self) -> None:
-        await self.finish()
-        await asyncio.to_thread(self.path.unlink, missing_ok=True)
+        if not self._done:
+            self._done = True
+            # Shielded: a client hanging up must not leave a half-written upload.
+            await asyncio.shield(self._writer.abort())
 
     async def __aenter__(self) -> StagedUpload:
         return self
@@ -68,13 +70,5 @@ class StagedUpload:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        # Whatever happened, the spool file goes: on success it was moved away.
+        # Whatever happened, an uncommitted upload goes.
         await self.abort()
-
-
-def _close_synced(fh: BinaryIO) -> None:
-    try:
-        fh.flush()
-        os.fsync(fh.fileno())
-    finally:
-        fh.close()

@@ -29,6 +29,7 @@ from tests.harness import (
 )
 from tests.redis_harness import redis_server
 from tests.replication_harness import Replicated, Replication
+from tests.s3_harness import moto_s3, new_bucket_name
 from tests.shard_harness import ShardClusters
 
 AiohttpClient = Any  # pytest-aiohttp's factory fixture has no public type
@@ -111,6 +112,24 @@ def redis_url(redis_service: str | None) -> str:
     client.flushdb()
     client.close()
     return redis_service
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """moto's S3 server, one per session (tests/s3_harness.py)."""
+    with moto_s3() as url:
+        yield url
+
+
+@pytest.fixture
+async def s3_bucket(s3_endpoint: str) -> str:
+    """A fresh, empty bucket on it."""
+    from aiobotocore.session import get_session
+
+    name = new_bucket_name()
+    async with get_session().create_client("s3", endpoint_url=s3_endpoint) as s3:
+        await s3.create_bucket(Bucket=name)
+    return name
 
 
 @pytest.fixture(scope="session")
