@@ -5,7 +5,7 @@
 # instant; `make` calls it before creating the virtual environment.
 set -euo pipefail
 packages=(gcc python3-dev libjpeg62-turbo-dev zlib1g-dev libwebp-dev libtiff-dev
-          liblcms2-dev libopenjp2-7-dev chromium redis-server wrk)
+          liblcms2-dev libopenjp2-7-dev chromium redis-server wrk nginx)
 packages+=("$@")
 missing=()
 for p in "${packages[@]}"; do
