@@ -315,6 +315,11 @@ async def test_http_redirects_to_https_and_https_sends_hsts(edge: Edge) -> None:
         async with session.get(f"{edge.https}/healthz") as resp:
             assert resp.status == 200
             assert resp.headers["Strict-Transport-Security"].startswith("max-age=63072000")
+        # PicShare believes nginx's X-Forwarded-Proto: its cookies are Secure.
+        async with session.get(f"{edge.https}/login") as resp:
+            assert resp.status == 200
+            cookies = resp.headers.getall("Set-Cookie", [])
+            assert cookies and all("; Secure" in c for c in cookies), cookies
 
 
 async def test_an_upload_over_the_limit_is_refused_at_the_edge(edge: Edge) -> None:
