@@ -12,7 +12,8 @@ that dies, and passes a stop signal on:
 - SIGINT or SIGTERM reaches every worker as SIGTERM; each finishes its
   in-flight requests, closes its WebSockets with 1001 and gives its running
   jobs back (the job runner's shutdown) within server.shutdown_timeout;
-- a worker that exits on its own is started again after a pause.
+- a worker that exits on its own is started again after a pause; one that
+  keeps exiting right after its start stops the whole server (exit 1).
 
 It runs no event loop: it waits on children, nothing else.
 """
@@ -30,6 +31,9 @@ from types import FrameType
 
 log = logging.getLogger(__name__)
 _RESTART_PAUSE = 1.0
+# A worker that exits this soon after starting, this many times in a row, is given up on.
+_QUICK_DEATH = 10.0
+_QUICK_DEATHS = 3
 _POLL = 0.2
 
 
@@ -68,10 +72,9 @@ class Supervisor:
                 f"======== {len(self._children)} workers on {self._host}:{self._port} ========",
                 flush=True,
             )
-            self._watch()
+            return self._watch()
         finally:
             self._stop_all()
-        return 0
 
     def _stop(self, signum: int, frame: FrameType | None) -> None:
         self._stopping = True
@@ -92,20 +95,34 @@ class Supervisor:
             time.sleep(_POLL)
         return False
 
-    def _watch(self) -> None:
+    def _watch(self) -> int:
+        """Until a stop signal (0), or a worker that keeps dying at start (1)."""
+        started = dict.fromkeys(range(len(self._children)), time.monotonic())
         died_at: dict[int, float] = {}
+        quick_deaths = dict.fromkeys(range(len(self._children)), 0)
         while not self._stopping:
             time.sleep(_POLL)
             for i, child in enumerate(self._children):
                 if child is None or child.poll() is None or self._stopping:
                     continue
-                # A crash loop must not spin: each restart waits a moment.
                 now = time.monotonic()
-                if now - died_at.setdefault(i, now) < _RESTART_PAUSE:
+                if i not in died_at:
+                    died_at[i] = now
+                    log.warning("worker %d exited with %s", i + 1, child.returncode)
+                    # Dying at start (a port taken, a setting refused) will not heal by itself.
+                    quick = now - started[i] < _QUICK_DEATH
+                    quick_deaths[i] = quick_deaths[i] + 1 if quick else 0
+                    if quick_deaths[i] >= _QUICK_DEATHS:
+                        log.error("worker %d keeps exiting at start; stopping", i + 1)
+                        return 1
+                # A crash loop must not spin: each restart waits a moment.
+                if now - died_at[i] < _RESTART_PAUSE:
                     continue
                 del died_at[i]
-                log.warning("worker %d exited with %s; starting it again", i + 1, child.returncode)
+                log.warning("starting worker %d again", i + 1)
                 self._children[i] = self._spawn()
+                started[i] = time.monotonic()
+        return 0
 
     def _stop_all(self) -> None:
         alive = [c for c in self._children if c is not None and c.poll() is None]

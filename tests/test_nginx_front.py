@@ -322,17 +322,26 @@ async def test_http_redirects_to_https_and_https_sends_hsts(edge: Edge) -> None:
             assert cookies and all("; Secure" in c for c in cookies), cookies
 
 
-async def test_an_upload_over_the_limit_is_refused_at_the_edge(edge: Edge) -> None:
-    before = sum(await _counts("api.upload", edge.backends))
+async def test_an_upload_over_the_limit_is_refused_as_problem_details(edge: Edge) -> None:
     async with edge.session() as session:
         auth = await _signup(session, edge.https, "big_poster")
+        # Just over PicShare's limit: nginx lets it through, PicShare refuses it.
+        before = sum(await _counts("api.upload", edge.backends))
+        form = aiohttp.FormData()
+        form.add_field("file", io.BytesIO(b"\xff" * (MAX_UPLOAD + 1000)), filename="x.jpg")
+        async with session.post(f"{edge.https}/api/v1/upload", data=form, headers=auth) as resp:
+            assert resp.status == 413
+            assert resp.content_type == "application/problem+json"
+        after = sum(await _counts("api.upload", edge.backends))
+        assert after == before + 1
+        # Beyond the multipart envelope: nginx refuses it, PicShare never sees it.
         form = aiohttp.FormData()
         form.add_field("file", io.BytesIO(b"\xff" * (2 * MAX_UPLOAD)), filename="x.jpg")
         async with session.post(f"{edge.https}/api/v1/upload", data=form, headers=auth) as resp:
             assert resp.status == 413
             assert resp.content_type == "application/problem+json"
             assert (await resp.json())["status"] == 413
-    assert sum(await _counts("api.upload", edge.backends)) == before
+    assert sum(await _counts("api.upload", edge.backends)) == after
 
 
 async def test_a_killed_process_is_routed_around(edge: Edge) -> None:

@@ -80,6 +80,12 @@ async def test_workers_share_the_port_and_stop_gracefully(
         while _listening(server.proc.pid, port) < 2:  # the second starts after the first
             assert time.monotonic() < deadline, log.read_text()[-2000:]
             await asyncio.sleep(0.1)
+        # A worker that dies is started again.
+        killed = psutil.Process(server.proc.pid).children()[0]
+        killed.kill()
+        while _listening(server.proc.pid, port) < 2 or killed.is_running():
+            assert time.monotonic() < deadline, log.read_text()[-2000:]
+            await asyncio.sleep(0.1)
         connector = aiohttp.TCPConnector(limit=0)
         async with aiohttp.ClientSession(timeout=TIMEOUT, connector=connector) as session:
             body = {"username": "many", "email": "m@example.com", "password": "correct horse"}
