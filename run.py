@@ -130,9 +130,14 @@ def main(argv: list[str] | None = None) -> int:
 
 def _command(parser: argparse.ArgumentParser, args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "serve":
+        try:
+            tls = _tls(settings)  # a wrong file stops the start at once, not after set-up
+        except (ssl.SSLError, OSError) as exc:
+            print(f"picshare: server.certfile / server.keyfile: {exc}", file=sys.stderr)
+            return 2
         if settings.server.workers > 1:
             return _supervise(settings, sys.argv[1:] if args.argv is None else args.argv)
-        return _serve(settings, reuse_port=args.reuse_port)
+        return _serve(settings, tls, reuse_port=args.reuse_port)
     if args.command == "nginx-config":
         try:
             print(render_nginx_config(nginx_options(args, settings)), end="")
@@ -191,18 +196,20 @@ def _supervise(settings: Settings, argv: list[str]) -> int:
     return supervisor.run()
 
 
-def _serve(settings: Settings, *, reuse_port: bool = False) -> int:
+def _serve(settings: Settings, tls: ssl.SSLContext | None, *, reuse_port: bool) -> int:
     # Objects made at start-up live forever: freeze them out of the collector's
     # sight, and collect the old generation less often. With 10k open sockets
     # (~1M tracked objects) a full collection pauses the loop ~0.65 s.
     gc.freeze()
     gc.set_threshold(50_000, 50, 100)
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(_serve_until_stopped(settings, reuse_port=reuse_port))
+        runner.run(_serve_until_stopped(settings, tls, reuse_port=reuse_port))
     return 0
 
 
-async def _serve_until_stopped(settings: Settings, *, reuse_port: bool) -> None:
+async def _serve_until_stopped(
+    settings: Settings, tls: ssl.SSLContext | None, *, reuse_port: bool
+) -> None:
     """What web.run_app does, with a site that bounds slow clients (handlers/slow_clients.py)."""
     server = settings.server
     # Set before start-up, so a signal during it (a slow first initdb) stops
@@ -228,7 +235,7 @@ async def _serve_until_stopped(settings: Settings, *, reuse_port: bool) -> None:
             body_timeout=server.body_timeout,
             # Room for a reconnect storm (every socket after a deploy); aiohttp's 128 stalls it.
             backlog=1024,
-            ssl_context=_tls(settings),
+            ssl_context=tls,
             reuse_port=reuse_port,
         )
         await site.start()

@@ -560,6 +560,11 @@ def _server_checks(s: Settings) -> list[tuple[bool, str]]:
             "sockets held by the other processes)",
         ),
         (
+            server.workers == 1 or not (s.database.embedded_replicas or s.database.embedded_shards),
+            "serve --workers with --replicas or --shards (embedded clusters) is not supported: "
+            "each worker would manage the clusters; give database URLs instead",
+        ),
+        (
             bool(server.certfile) == bool(server.keyfile),
             "server.certfile and server.keyfile (--certfile, --keyfile) go together",
         ),

@@ -143,6 +143,21 @@ async def test_workers_share_the_port_and_stop_gracefully(
         server.stop()
 
 
+def test_a_key_that_is_no_key_stops_the_start(tmp_path: Path) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert.write_text("not a certificate")
+    key.write_text("not a key")
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "run.py"), "serve", "--certfile", str(cert)],
+        env={"PATH": "/usr/bin:/bin", "PICSHARE_SERVER_KEYFILE": str(key)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "server.certfile / server.keyfile" in done.stderr
+
+
 async def test_serve_terminates_tls_itself(tmp_path: Path, database_url: str) -> None:
     cert, key = self_signed_certificate(tmp_path)
     log = tmp_path / "serve.log"
