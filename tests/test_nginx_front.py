@@ -315,6 +315,13 @@ async def test_http_redirects_to_https_and_https_sends_hsts(edge: Edge) -> None:
         async with session.get(f"{edge.https}/healthz") as resp:
             assert resp.status == 200
             assert resp.headers["Strict-Transport-Security"].startswith("max-age=63072000")
+        # One id per request in both logs: the client's own, else nginx's.
+        async with session.get(f"{edge.https}/healthz", headers={"X-Request-ID": "mine-1"}) as resp:
+            assert resp.headers["X-Request-ID"] == "mine-1"
+        async with session.get(f"{edge.https}/healthz") as resp:
+            made = resp.headers["X-Request-ID"]
+        assert re.fullmatch(r"[0-9a-f]{32}", made)  # nginx's $request_id
+        assert f"id={made}" in (edge.nginx.folder / "logs" / "access.log").read_text()
         # PicShare believes nginx's X-Forwarded-Proto: its cookies are Secure.
         async with session.get(f"{edge.https}/login") as resp:
             assert resp.status == 200
