@@ -105,6 +105,16 @@ async def test_workers_share_the_port_and_stop_gracefully(
             held = _serving(server.proc.pid, port)
             assert len(held) == 2 and all(held.values()), held
 
+            # Live notifications cross workers (Redis): every socket gets the follow.
+            body = {"username": "fan", "email": "f@example.com", "password": "correct horse"}
+            async with session.post(f"{server.base}/api/v1/auth/signup", json=body) as resp:
+                fan = {"Authorization": f"Bearer {(await resp.json())['token']}"}
+            async with session.put(f"{server.base}/api/v1/users/many/follow", headers=fan) as resp:
+                assert resp.status in (200, 204), await resp.text()
+            for ws in sockets:
+                message = await ws.receive_json(timeout=10)
+                assert (message["type"], message["kind"]) == ("notification", "follow")
+
             # A stop while an upload is still arriving: it finishes; the sockets get 1001.
             started = asyncio.Event()
             form = aiohttp.FormData()
