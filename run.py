@@ -1,6 +1,9 @@
 """PicShare's command line: serve, migrate, jobs, bench.
 
 python run.py serve [--host H] [--port P] [--data-dir D] [--replicas N] [--shards M]
+                    [--workers N] [--certfile F --keyfile F]
+python run.py nginx-config --upstream HOST:PORT ... [--method round_robin|least_conn|ip_hash]
+                    [--listen PORT] [--tls-cert F --tls-key F] [--edge-cache DIR]
 python run.py migrate
 python run.py shards
 python run.py jobs [--status queued|running|done|failed] [--limit N]
@@ -15,6 +18,7 @@ import asyncio
 import gc
 import logging
 import signal
+import ssl
 import subprocess
 import sys
 from collections.abc import Callable
@@ -32,8 +36,15 @@ from picshare.blob_migration import migrate_blobs
 from picshare.blob_stores import local_store, open_blob_store, open_s3
 from picshare.config import Settings, SettingsError, load_settings
 from picshare.database import open_shards
+from picshare.nginx_config import (
+    NginxConfigError,
+    add_nginx_arguments,
+    nginx_options,
+    render_nginx_config,
+)
 from picshare.progress import Progress
 from picshare.seed import SEED_PASSWORD, SeedPlan, seed
+from picshare.supervisor import Supervisor
 from storage import jobs_repo
 from storage.records import JobRecord
 from storage.router import PRIMARY
@@ -55,6 +66,16 @@ def main(argv: list[str] | None = None) -> int:
         "--replicas",
         type=int,
         help="with no database URL: also run N streaming replicas of the embedded database",
+    )
+    serve.add_argument(
+        "--workers", type=int, help="N full processes on this port (SO_REUSEPORT); needs Redis"
+    )
+    serve.add_argument("--certfile", help="terminate TLS: the certificate chain (PEM)")
+    serve.add_argument("--keyfile", help="terminate TLS: the private key (PEM)")
+    # Set by the --workers supervisor on its children only.
+    serve.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
+    add_nginx_arguments(
+        sub.add_parser("nginx-config", help="print an nginx configuration for PicShare")
     )
     commands = {
         "migrate": "apply database migrations",
@@ -91,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     # The benchmark's own options pass through untouched.
     args, extra = parser.parse_known_args(argv)
+    args.argv = argv
     if extra and args.command != "bench":
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
 
@@ -114,7 +136,21 @@ def main(argv: list[str] | None = None) -> int:
 
 def _command(parser: argparse.ArgumentParser, args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "serve":
-        return _serve(settings)
+        try:
+            tls = _tls(settings)  # a wrong file stops the start at once, not after set-up
+        except (ssl.SSLError, OSError) as exc:
+            print(f"picshare: server.certfile / server.keyfile: {exc}", file=sys.stderr)
+            return 2
+        if settings.server.workers > 1:
+            return _supervise(settings, sys.argv[1:] if args.argv is None else args.argv)
+        return _serve(settings, tls, reuse_port=args.reuse_port)
+    if args.command == "nginx-config":
+        try:
+            print(render_nginx_config(nginx_options(args, settings)), end="")
+        except NginxConfigError as exc:
+            print(f"picshare: {exc}", file=sys.stderr)
+            return 2
+        return 0
     if args.command == "migrate":
         return uvloop.run(_migrate(settings))
     if args.command == "seed":
@@ -139,7 +175,7 @@ def _command(parser: argparse.ArgumentParser, args: argparse.Namespace, settings
 
 def _overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     server: dict[str, Any] = {}
-    for name in ("host", "port", "data_dir"):
+    for name in ("host", "port", "data_dir", "workers", "certfile", "keyfile"):
         value = getattr(args, name, None)
         if value is not None:
             server[name] = value
@@ -154,18 +190,34 @@ def _overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     return overrides
 
 
-def _serve(settings: Settings) -> int:
+def _supervise(settings: Settings, argv: list[str]) -> int:
+    """`serve --workers N`: this process only keeps N `serve` children up."""
+    server = settings.server
+    command = [sys.executable, str(ROOT / "run.py"), *argv, "--workers", "1", "--reuse-port"]
+    supervisor = Supervisor(
+        command,
+        workers=server.workers,
+        host=server.host,
+        port=server.port,
+        stop_timeout=server.shutdown_timeout,
+    )
+    return supervisor.run()
+
+
+def _serve(settings: Settings, tls: ssl.SSLContext | None, *, reuse_port: bool) -> int:
     # Objects made at start-up live forever: freeze them out of the collector's
     # sight, and collect the old generation less often. With 10k open sockets
     # (~1M tracked objects) a full collection pauses the loop ~0.65 s.
     gc.freeze()
     gc.set_threshold(50_000, 50, 100)
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(_serve_until_stopped(settings))
+        runner.run(_serve_until_stopped(settings, tls, reuse_port=reuse_port))
     return 0
 
 
-async def _serve_until_stopped(settings: Settings) -> None:
+async def _serve_until_stopped(
+    settings: Settings, tls: ssl.SSLContext | None, *, reuse_port: bool
+) -> None:
     """What web.run_app does, with a site that bounds slow clients (handlers/slow_clients.py)."""
     server = settings.server
     # Set before start-up, so a signal during it (a slow first initdb) stops
@@ -192,13 +244,25 @@ async def _serve_until_stopped(settings: Settings) -> None:
             body_timeout=server.body_timeout,
             # Room for a reconnect storm (every socket after a deploy); aiohttp's 128 stalls it.
             backlog=1024,
+            ssl_context=tls,
+            reuse_port=reuse_port,
         )
         await site.start()
         print(f"======== Running on {site.name} ========\n(Press CTRL+C to quit)", flush=True)
         await stop.wait()
+        # Requests in progress (an upload still arriving) finish first.
+        await site.drain(server.shutdown_timeout)
     finally:
         await runner.cleanup()
         flush_now()  # the access log's last lines
+
+
+def _tls(settings: Settings) -> ssl.SSLContext | None:
+    if not settings.server.certfile:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(settings.server.certfile, settings.server.keyfile)
+    return context
 
 
 async def _migrate(settings: Settings) -> int:

@@ -3,7 +3,7 @@
 python run.py bench [--quick] [--only NAME[,NAME]] [--loadgen auto|python|aiohttp|wrk]
 
 Names: renditions, ready, upload, requests, social, cache, cache_http, ratelimit, ws,
-router, tips, shards.
+router, tips, shards, edge.
 --quick is a smoke run (fewer iterations, smaller images and files, 1 s load
 runs). Exit status 1 if a
 benchmark failed; the others still run.
@@ -34,6 +34,7 @@ import uvloop  # noqa: E402
 from bench import (  # noqa: E402
     cache,
     cache_http,
+    edge,
     ratelimit,
     ready,
     renditions,
@@ -62,6 +63,7 @@ BENCHES: dict[str, Bench] = {
     "router": router.run,
     "tips": tips.run,
     "shards": shards.run,
+    "edge": edge.run,
 }
 # The servers the benchmarks start send thousands of requests a second from
 # one address; under the default rate limits most would be 429s. The limiter

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs the Debian packages PicShare's own build needs: the image headers
 # Pillow-SIMD compiles against, and chromium, the browser the browser tests
-# drive through Playwright. Runs only what is missing, so a second call is
+# drive through Playwright, and nginx, the reverse proxy the tests put in
+# front of PicShare. Runs only what is missing, so a second call is
 # instant; `make` calls it before creating the virtual environment.
 set -euo pipefail
 packages=(gcc python3-dev libjpeg62-turbo-dev zlib1g-dev libwebp-dev libtiff-dev
-          liblcms2-dev libopenjp2-7-dev chromium redis-server wrk)
+          liblcms2-dev libopenjp2-7-dev chromium redis-server wrk nginx)
 packages+=("$@")
 missing=()
 for p in "${packages[@]}"; do

@@ -24,7 +24,9 @@ used as they are.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import ssl
 
 from aiohttp import web
 from yarl import URL
@@ -62,7 +64,7 @@ def allow_slow_body(request: web.BaseRequest, seconds: float) -> None:
 class GuardedTCPSite(web.BaseSite):
     """aiohttp's TCP site with head and body deadlines on every connection."""
 
-    __slots__ = ("_body_timeout", "_header_timeout", "_host", "_port")
+    __slots__ = ("_body_timeout", "_guard", "_header_timeout", "_host", "_port", "_reuse_port")
 
     def __init__(
         self,
@@ -73,34 +75,71 @@ class GuardedTCPSite(web.BaseSite):
         header_timeout: float,
         body_timeout: float,
         backlog: int = 128,
+        ssl_context: ssl.SSLContext | None = None,
+        reuse_port: bool = False,
     ) -> None:
-        super().__init__(runner, backlog=backlog)
+        super().__init__(runner, backlog=backlog, ssl_context=ssl_context)
         self._host = host
         self._port = port
+        self._reuse_port = reuse_port
+        self._guard: _Guard | None = None
         self._header_timeout = header_timeout
         self._body_timeout = body_timeout
 
     @property
     def name(self) -> str:
-        return str(URL.build(scheme="http", host=self._host, port=self._port))
+        scheme = "https" if self._ssl_context else "http"
+        return str(URL.build(scheme=scheme, host=self._host, port=self._port))
 
     async def start(self) -> None:
         await super().start()
         server = self._runner.server
         assert server is not None  # BaseSite refuses a runner not set up
-        guard = _Guard(server, self._header_timeout, self._body_timeout)
+        guard = self._guard = _Guard(server, self._header_timeout, self._body_timeout)
         self._server = await asyncio.get_running_loop().create_server(
-            guard.connection, self._host, self._port, backlog=self._backlog, reuse_address=True
+            guard.connection,
+            self._host,
+            self._port,
+            ssl=self._ssl_context,
+            backlog=self._backlog,
+            reuse_address=True,
+            # Several `serve` processes on one port (--workers): the kernel
+            # spreads new connections across their listening sockets.
+            reuse_port=self._reuse_port or None,
         )
+
+    async def drain(self, timeout: float) -> None:
+        """Stop accepting; wait up to `timeout` for the requests in progress.
+
+        Before the runner's cleanup: that closes every connection first, and
+        aiohttp then drops whatever still arrives on it (aio-libs/aiohttp#2298),
+        so an upload still streaming in would hang until cut off. WebSockets
+        are not waited for: the app's on_shutdown closes them with 1001.
+        """
+        if self._server is not None:
+            self._server.close()
+        if self._guard is not None:
+            await self._guard.wait_idle(timeout)
 
 
 class _Guard:
     """One per server: makes the connections and sees every request's start and end."""
 
-    __slots__ = ("_body_timeout", "_connections", "_handle", "_header_timeout", "_server")
+    __slots__ = (
+        "_body_timeout",
+        "_connections",
+        "_handle",
+        "_header_timeout",
+        "_idle",
+        "_in_flight",
+        "_server",
+    )
 
     def __init__(self, server: web.Server, header_timeout: float, body_timeout: float) -> None:
         self._server = server
+        self._in_flight = 0  # requests being handled, WebSockets left out
+        self._idle = asyncio.Event()
+        self._idle.set()
         self._header_timeout = header_timeout
         self._body_timeout = body_timeout
         self._connections: dict[web.RequestHandler, _GuardedConnection] = {}
@@ -113,7 +152,24 @@ class _Guard:
         """The protocol factory for `create_server`."""
         return _GuardedConnection(self, self._server(), self._header_timeout, self._body_timeout)
 
+    async def wait_idle(self, timeout: float) -> None:
+        """Until no request is being handled, or `timeout` seconds (shutdown only)."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), timeout)
+
     async def _handle_request(self, request: web.BaseRequest) -> web.StreamResponse:
+        if request.headers.get("Upgrade", "").lower() == "websocket":
+            return await self._guarded(request)
+        self._in_flight += 1
+        self._idle.clear()
+        try:
+            return await self._guarded(request)
+        finally:
+            self._in_flight -= 1
+            if not self._in_flight:
+                self._idle.set()
+
+    async def _guarded(self, request: web.BaseRequest) -> web.StreamResponse:
         connection = self._connections.get(request.protocol)
         if connection is None:
             return await self._handle(request)

@@ -44,6 +44,13 @@ class ServerSettings:
     # their own bound, uploads.read_timeout. Slower clients are cut off.
     header_timeout: float = 10.0
     body_timeout: float = 60.0
+    # TLS terminated by PicShare itself (`serve --certfile F --keyfile F`):
+    # PEM files; both or neither.
+    certfile: str = ""
+    keyfile: str = ""
+    # Full PicShare processes on one port (`serve --workers N`), SO_REUSEPORT
+    # under a small supervisor (picshare/supervisor.py); above 1 needs Redis.
+    workers: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -616,6 +623,7 @@ def _validate(s: Settings) -> None:
         (s.idempotency.max_body >= 1024, "idempotency.max_body must be at least 1024"),
         (s.idempotency.sweep_interval > 0, "idempotency.sweep_interval must be positive"),
     ]
+    checks += _server_checks(s)
     for proxy in s.server.trusted_proxies:
         try:
             ipaddress.ip_network(proxy, strict=False)
@@ -626,6 +634,33 @@ def _validate(s: Settings) -> None:
     for ok, message in checks:
         if not ok:
             raise SettingsError(message)
+
+
+def _server_checks(s: Settings) -> list[tuple[bool, str]]:
+    server = s.server
+    checks = [
+        (1 <= server.workers <= 64, "server.workers must be 1-64"),
+        (
+            server.workers == 1 or s.redis.url != "",
+            f"serve --workers {server.workers} needs PICSHARE_REDIS_URL: separate processes "
+            "share their cache, rate limits and live notifications only through Redis "
+            "(without it each would keep its own, and a notification would miss the "
+            "sockets held by the other processes)",
+        ),
+        (
+            server.workers == 1 or not (s.database.embedded_replicas or s.database.embedded_shards),
+            "serve --workers with --replicas or --shards (embedded clusters) is not supported: "
+            "each worker would manage the clusters; give database URLs instead",
+        ),
+        (
+            bool(server.certfile) == bool(server.keyfile),
+            "server.certfile and server.keyfile (--certfile, --keyfile) go together",
+        ),
+    ]
+    for name in ("certfile", "keyfile"):
+        path = getattr(server, name)
+        checks.append((not path or Path(path).is_file(), f"server.{name}: no file at {path}"))
+    return checks
 
 
 def _as_raw(s: Settings) -> dict[str, dict[str, Any]]:

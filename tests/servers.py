@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -43,22 +44,22 @@ class ServerProcess:
         return int(self.proc.returncode)
 
 
-@contextlib.asynccontextmanager
-async def picshare_process(
-    data_dir: Path, env: dict[str, str], log_path: Path
-) -> AsyncIterator[ServerProcess]:
-    port = free_port()
+def spawn_serve(
+    data_dir: Path,
+    env: dict[str, str],
+    log_path: Path,
+    *args: str,
+    port: int | None = None,
+    scheme: str = "http",
+) -> ServerProcess:
+    """`run.py serve` on a free port (or `port`), in its own process group."""
+    port = port or free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
-    with log_path.open("wb") as log:
+    with log_path.open("ab") as log:
         proc = subprocess.Popen(
             [
-                sys.executable,
-                str(ROOT / "run.py"),
-                "serve",
-                "--port",
-                str(port),
-                "--data-dir",
-                str(data_dir),
+                *(sys.executable, str(ROOT / "run.py"), "serve"),
+                *("--port", str(port), "--data-dir", str(data_dir), *args),
             ],
             env={
                 **os.environ,
@@ -70,12 +71,32 @@ async def picshare_process(
             stderr=log,
             start_new_session=True,
         )
-        server = ServerProcess(proc, f"http://127.0.0.1:{port}")
-        try:
-            await _wait_healthy(server, log_path)
-            yield server
-        finally:
-            server.stop()
+    return ServerProcess(proc, f"{scheme}://127.0.0.1:{port}")
+
+
+def wait_listening(server: ServerProcess, log_path: Path, timeout: float = 60) -> None:
+    """Blocking: until the server accepts connections (for fixtures outside a loop)."""
+    port = int(server.base.rsplit(":", 1)[1])
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.proc.poll() is not None:
+            raise RuntimeError(f"server exited: {log_path.read_text()[-2000:]}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"server did not listen: {log_path.read_text()[-2000:]}")
+
+
+@contextlib.asynccontextmanager
+async def picshare_process(
+    data_dir: Path, env: dict[str, str], log_path: Path
+) -> AsyncIterator[ServerProcess]:
+    server = spawn_serve(data_dir, env, log_path)
+    try:
+        await _wait_healthy(server, log_path)
+        yield server
+    finally:
+        server.stop()
 
 
 async def _wait_healthy(server: ServerProcess, log_path: Path) -> None:

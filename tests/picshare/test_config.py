@@ -44,6 +44,21 @@ def test_environment_overrides_toml(tmp_path: Path) -> None:
         ({"PICSHARE_DATABASE_URL": "mysql://x"}, "database.url"),
         ({"PICSHARE_SERVER_TRUSTED_PROXIES": "not-an-ip"}, "server.trusted_proxies"),
         ({"PICSHARE_DATABASE_SHARD_ID": "9000"}, "database.shard_id"),
+        ({"PICSHARE_SERVER_WORKERS": "0"}, "server.workers"),
+        ({"PICSHARE_SERVER_WORKERS": "2"}, "PICSHARE_REDIS_URL"),
+        (
+            {
+                "PICSHARE_SERVER_WORKERS": "2",
+                "PICSHARE_REDIS_URL": "redis://127.0.0.1:6379/0",
+                "PICSHARE_DATABASE_EMBEDDED_SHARDS": "2",
+            },
+            "embedded clusters",
+        ),
+        ({"PICSHARE_SERVER_CERTFILE": "/nonexistent.pem"}, "server.keyfile"),
+        (
+            {"PICSHARE_SERVER_CERTFILE": "/no/c.pem", "PICSHARE_SERVER_KEYFILE": "/no/k.pem"},
+            "server.certfile",
+        ),
     ],
 )
 def test_wrong_values_name_the_setting(env: dict[str, str], named: str) -> None:
