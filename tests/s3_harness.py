@@ -115,12 +115,12 @@ class S3Gate:
         self._writers |= {writer, up_writer}
 
         async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            # A cut (the test closing the relay) ends the copy; so does EOF.
             try:
-                while data := await src.read(65536):
-                    dst.write(data)
-                    await dst.drain()
-            except OSError:
-                pass
+                with contextlib.suppress(OSError):
+                    while data := await src.read(65536):
+                        dst.write(data)
+                        await dst.drain()
             finally:
                 dst.transport.abort()
 

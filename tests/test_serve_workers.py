@@ -186,7 +186,6 @@ async def test_serve_terminates_tls_itself(tmp_path: Path, database_url: str) ->
                 assert resp.status == 200
             plain = server.base.replace("https://", "http://")
             with pytest.raises(aiohttp.ClientError):  # plain HTTP spoken to a TLS port
-                async with session.get(f"{plain}/healthz"):
-                    pass
+                await session.get(f"{plain}/healthz")
     finally:
         server.stop()
