@@ -38,6 +38,10 @@ from tests.harness import (
 from tests.nginx_harness import Nginx, self_signed_certificate
 from tests.servers import ServerProcess, free_port, spawn_serve, wait_listening
 
+# Its own databases, or nothing in it depends on where rows live: the
+# sharded pass (PICSHARE_TEST_SHARDS) would run it the same way again.
+pytestmark = pytest.mark.one_pass
+
 ROOT = Path(__file__).resolve().parent.parent
 MAX_UPLOAD = 1_000_000
 TIMEOUT = aiohttp.ClientTimeout(total=60)

@@ -22,6 +22,10 @@ from tests.harness import database_env
 from tests.nginx_harness import self_signed_certificate
 from tests.servers import ROOT, spawn_serve, wait_listening
 
+# Its own databases, or nothing in it depends on where rows live: the
+# sharded pass (PICSHARE_TEST_SHARDS) would run it the same way again.
+pytestmark = pytest.mark.one_pass
+
 TIMEOUT = aiohttp.ClientTimeout(total=30)
 
 

@@ -12,10 +12,15 @@ from pathlib import Path
 
 import aiohttp
 import asyncpg
+import pytest
 
 from storage.shard_routers.hashed import HashRouter
 from tests import imaging
 from tests.servers import ROOT, picshare_process, signup_over_http
+
+# Its own databases, or nothing in it depends on where rows live: the
+# sharded pass (PICSHARE_TEST_SHARDS) would run it the same way again.
+pytestmark = pytest.mark.one_pass
 
 
 def _two_names_on_the_first_database() -> tuple[str, str, int]:

@@ -32,6 +32,10 @@ from tests.conftest import (
 )
 from tests.shard_harness import ShardClusters
 
+# Its own databases, or nothing in it depends on where rows live: the
+# sharded pass (PICSHARE_TEST_SHARDS) would run it the same way again.
+pytestmark = pytest.mark.one_pass
+
 Client = TestClient[Any, Any]
 _DB = re.compile(r'db;desc="([^"]+)"')
 FIRST, SECOND = "shard-1/primary", "shard-2/primary"

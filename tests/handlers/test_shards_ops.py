@@ -7,9 +7,15 @@ import asyncio
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+import pytest
+
 from picshare.app import create_app
 from tests.conftest import AiohttpClient, make_settings
 from tests.shard_harness import ShardClusters
+
+# Its own databases, or nothing in it depends on where rows live: the
+# sharded pass (PICSHARE_TEST_SHARDS) would run it the same way again.
+pytestmark = pytest.mark.one_pass
 
 
 async def test_readyz_and_metrics_name_each_shard(

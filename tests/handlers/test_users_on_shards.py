@@ -24,6 +24,10 @@ from storage.shards import Shards
 from tests.conftest import AiohttpClient, bearer, sharded_settings, signup
 from tests.handlers.test_pages import browser_signup
 
+# Its own databases, or nothing in it depends on where rows live: the
+# sharded pass (PICSHARE_TEST_SHARDS) would run it the same way again.
+pytestmark = pytest.mark.one_pass
+
 Client = TestClient[Any, Any]
 MakeClient = Callable[..., Awaitable[Client]]
 

@@ -8,6 +8,10 @@ import pytest
 
 from picshare.nginx_config import NginxConfigError, NginxOptions, render_nginx_config
 
+# Its own databases, or nothing in it depends on where rows live: the
+# sharded pass (PICSHARE_TEST_SHARDS) would run it the same way again.
+pytestmark = pytest.mark.one_pass
+
 UPSTREAMS = ("127.0.0.1:8001", "127.0.0.1:8002")
 
 

@@ -32,6 +32,10 @@ from tests.servers import ROOT
 from tests.shard_harness import ShardClusters
 from tests.sharded import follows_settled, insert_photo, pool_of_user, wait_for
 
+# Its own databases, or nothing in it depends on where rows live: the
+# sharded pass (PICSHARE_TEST_SHARDS) would run it the same way again.
+pytestmark = pytest.mark.one_pass
+
 AiohttpClient = Any
 Client = TestClient[Any, Any]
 MakeApp = Callable[..., Awaitable[Client]]

@@ -20,6 +20,10 @@ from storage.embedded_replicas import SLOT_PREFIX
 from storage.replication import Cluster
 from tests.replication_harness import Replicated
 
+# Its own databases, or nothing in it depends on where rows live: the
+# sharded pass (PICSHARE_TEST_SHARDS) would run it the same way again.
+pytestmark = pytest.mark.one_pass
+
 
 async def _fetchval(dsn: str, sql: str, *args: object) -> object:
     conn = await asyncpg.connect(dsn, timeout=5)

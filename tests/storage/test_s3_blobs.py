@@ -15,6 +15,10 @@ from storage.blobs import BlobNotFound, BlobStoreUnavailable
 from storage.s3_blobs import MIN_PART, S3BlobStore, open_s3_store
 from tests.s3_harness import S3Gate
 
+# Its own databases, or nothing in it depends on where rows live: the
+# sharded pass (PICSHARE_TEST_SHARDS) would run it the same way again.
+pytestmark = pytest.mark.one_pass
+
 KEY = "uploads/" + "ab" * 32
 RENDITION = "r/" + "cd" * 32 + ".jpg"
 

@@ -18,6 +18,10 @@ from storage.shard_move import move
 from storage.shards import Shards
 from tests.conftest import sharded_settings
 
+# Its own databases, or nothing in it depends on where rows live: the
+# sharded pass (PICSHARE_TEST_SHARDS) would run it the same way again.
+pytestmark = pytest.mark.one_pass
+
 MOVED = 5  # on the first database (0-511 of 1024)
 STAYS = 6  # its neighbour there: must never pause
 FAR = 700  # on the second database

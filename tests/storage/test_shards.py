@@ -17,6 +17,10 @@ from storage.shard_map import ShardMapError
 from tests.conftest import sharded_settings
 from tests.shard_harness import ShardClusters
 
+# Its own databases, or nothing in it depends on where rows live: the
+# sharded pass (PICSHARE_TEST_SHARDS) would run it the same way again.
+pytestmark = pytest.mark.one_pass
+
 
 def sharded(tmp_path: Path, dsns: list[str], **database: object) -> Settings:
     return sharded_settings(tmp_path / "data", dsns, database)

@@ -12,6 +12,10 @@ from storage.migrate import MigrationError, migrate
 from storage.table_groups import EVERY_DATABASE, EVERY_GROUP, GROUPS, TABLES, USERS
 from tests.harness import PostgresForTests
 
+# Its own databases, or nothing in it depends on where rows live: the
+# sharded pass (PICSHARE_TEST_SHARDS) would run it the same way again.
+pytestmark = pytest.mark.one_pass
+
 Fresh = Callable[[str], Awaitable[asyncpg.Connection]]
 
 
