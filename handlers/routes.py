@@ -26,6 +26,7 @@ from handlers import (
     pages_profile,
     pages_wallet,
 )
+from handlers.graphql import view as graphql_view
 from handlers.route_info import register, register_static
 from handlers.static_files import StaticFiles
 from picshare.routing import Idempotency, RouteTable
@@ -391,6 +392,32 @@ ROUTES: tuple[Route, ...] = (
         auth=True,
         errors=(400, 401, 403),
         query=("since", "token"),
+    ),
+    # GraphQL describes its schema itself (introspection); the document
+    # says what the endpoint takes and answers. Errors of an operation are in
+    # the `errors` array of a 200; problem details only for what never ran.
+    Route(
+        "GET",
+        "/graphql",
+        graphql_view.graphql,
+        "graphql",
+        "GraphQL queries (?query=), the graphql-transport-ws WebSocket, GraphiQL for browsers",
+        "graphql",
+        response="GraphQLResponse",
+        errors=(400, 403, 405),
+        query=("query", "variables", "operationName", "token"),
+    ),
+    Route(
+        "POST",
+        "/graphql",
+        graphql_view.graphql,
+        "graphql.post",
+        "GraphQL queries and mutations",
+        "graphql",
+        body="GraphQLRequest",
+        response="GraphQLResponse",
+        errors=(400, 403, 415),
+        idempotency="none",  # an operation is not one write to replay
     ),
     Route("GET", "/openapi.json", ops.openapi_json, "openapi", "This document", "operations"),
     Route(
