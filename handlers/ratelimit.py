@@ -88,16 +88,19 @@ async def limit_login(request: web.Request, username: object) -> None:
         raise _refusal(decision)
 
 
-async def charge(request: web.Request, times: int) -> None:
-    """Count `times` more hits against the policy this request was limited by
-    (an expensive GraphQL operation costs more than one request); raise
-    `RateLimited` once it runs out. Nothing when limits are off."""
+async def charge(request: web.Request, times: int, rate: RateClass | None = None) -> None:
+    """Count `times` more hits against the policy of class `rate` (by default
+    the one this request was limited by): an expensive GraphQL operation
+    costs more than one request, a mutation is a write. Raise `RateLimited`
+    once the budget runs out. Nothing when limits are off."""
+    settings = request.app[keys.SETTINGS].ratelimit
     decision = request.get(keys.RATELIMIT)
-    if decision is None or times <= 0:
+    if not settings.enabled or decision is None or times <= 0:
         return
+    policy = decision.policy if rate is None else Policies.from_settings(settings).of(rate)
     key = client_key(request, by_user=True)
     for _ in range(times):
-        hit = await _hit(request, decision.policy, key)
+        hit = await _hit(request, policy, key)
         if not hit.allowed:
             raise _refusal(hit)
 

@@ -34,7 +34,7 @@ from ws import handler as ws_handler
 
 API = "/api/v1"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-Limit = Literal["by_method", "uploads", "login", "none"]
+Limit = Literal["by_method", "reads", "uploads", "login", "none"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +60,8 @@ class Route:
     #   "api" routes always with problem+json, and want the CSRF header on
     #   cookie-authenticated unsafe requests.
     # - limit: the rate-limit class; "by_method" is reads for GET and HEAD,
-    #   writes otherwise; "none" for probes and media.
+    #   writes otherwise; "reads" whatever the method (GraphQL, which charges
+    #   its mutations to writes itself); "none" for probes and media.
     # - credentials: read the bearer token or session cookie (probes, metrics
     #   and media need no identity and cost no database work).
     # - idempotency: whether an Idempotency-Key is honoured ("optional"),
@@ -406,6 +407,7 @@ ROUTES: tuple[Route, ...] = (
         response="GraphQLResponse",
         errors=(400, 403, 405),
         query=("query", "variables", "operationName", "token"),
+        limit="reads",
     ),
     Route(
         "POST",
@@ -418,6 +420,9 @@ ROUTES: tuple[Route, ...] = (
         response="GraphQLResponse",
         errors=(400, 403, 415),
         idempotency="none",  # an operation is not one write to replay
+        # Queries are reads, POSTed or not; mutations are charged to writes
+        # by handlers/graphql/limits.py, and every operation by its cost.
+        limit="reads",
     ),
     Route("GET", "/openapi.json", ops.openapi_json, "openapi", "This document", "operations"),
     Route(

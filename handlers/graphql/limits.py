@@ -26,6 +26,7 @@ from graphql import (
     InlineFragmentNode,
     IntValueNode,
     OperationDefinitionNode,
+    OperationType,
     SelectionSetNode,
     VariableNode,
 )
@@ -165,5 +166,11 @@ class Limits(SchemaExtension):
                 context = ec.context
                 if isinstance(context, Context):
                     # The request counted once already (handlers/ratelimit.py).
-                    await ratelimit.charge(context.request, math.ceil(cost / COST_PER_HIT) - 1)
+                    request = context.request
+                    await ratelimit.charge(request, math.ceil(cost / COST_PER_HIT) - 1)
+                    if operation.operation == OperationType.MUTATION:
+                        # Each mutation is a write, as its REST twin would be.
+                        await ratelimit.charge(
+                            request, len(operation.selection_set.selections), "writes"
+                        )
         yield
