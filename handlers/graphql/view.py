@@ -59,8 +59,10 @@ class PicShareGraphQLView(GraphQLView[Context, None]):
     async def render_graphql_ide(self, request: web.Request) -> web.Response:
         return graphiql.page(request)
 
-    def encode_json(self, data: object) -> bytes:
-        return orjson.dumps(data)
+    def encode_json(self, data: object) -> str:
+        # Text, not bytes: the view sends bytes as binary WebSocket frames,
+        # which graphql-transport-ws clients refuse.
+        return orjson.dumps(data).decode()
 
     async def process_result(
         self, request: web.Request, result: ExecutionResult
