@@ -34,6 +34,7 @@ import uvloop  # noqa: E402
 from bench import (  # noqa: E402
     cache,
     cache_http,
+    graphql,
     ratelimit,
     ready,
     renditions,
@@ -62,6 +63,7 @@ BENCHES: dict[str, Bench] = {
     "router": router.run,
     "tips": tips.run,
     "shards": shards.run,
+    "graphql": graphql.run,
 }
 # The servers the benchmarks start send thousands of requests a second from
 # one address; under the default rate limits most would be 429s. The limiter

@@ -9,6 +9,7 @@ from typing import Any
 
 import strawberry
 from graphql import GraphQLError
+from strawberry.extensions import ParserCache, ValidationCache
 from strawberry.scalars import JSON
 from strawberry.types import ExecutionContext
 
@@ -25,8 +26,12 @@ from handlers.graphql.types import (
     SearchResult,
     Tag,
     User,
+    comment_of,
     connection,
+    me_of,
     photo_connection,
+    photo_of,
+    user_of,
 )
 from picshare import keys
 from picshare.errors import NotFound
@@ -49,19 +54,19 @@ class Query:
     @strawberry.field
     def me(self, info: Info) -> Me | None:
         viewer = info.context.viewer
-        return None if viewer is None else Me(record=viewer)
+        return None if viewer is None else me_of(viewer)
 
     @strawberry.field
     async def user(self, info: Info, username: str) -> User:
         ctx = info.context
         profile = await ctx.app[keys.SOCIAL].profile(username, ctx.viewer_id)
         relation = profile.relationship
-        return User(record=profile.user, known_followed=relation is not None and relation.following)
+        return user_of(profile.user, known_followed=relation is not None and relation.following)
 
     @strawberry.field
     async def photo(self, info: Info, id: strawberry.ID) -> Photo:
         ctx = info.context
-        return Photo(record=await ctx.app[keys.PHOTOS].get(_id(id, "photo"), ctx.viewer_id))
+        return photo_of(ctx, await ctx.app[keys.PHOTOS].get(_id(id, "photo"), ctx.viewer_id))
 
     # A user's photos, a tag's, or the newest public ones.
     @strawberry.field
@@ -81,7 +86,7 @@ class Query:
             limit=ctx.page_size(first),
             viewer_id=ctx.viewer_id,
         )
-        return photo_connection(page)
+        return photo_connection(ctx, page)
 
     # Your home feed: you and the people you follow, newest first.
     @strawberry.field
@@ -93,7 +98,7 @@ class Query:
         page = await ctx.app[keys.PHOTOS].feed(
             viewer_id=viewer.id, cursor=after, limit=ctx.page_size(first)
         )
-        return photo_connection(page)
+        return photo_connection(ctx, page)
 
     @strawberry.field
     async def search(self, info: Info, q: str) -> SearchResult:
@@ -102,14 +107,14 @@ class Query:
         users = await ctx.loaders.users.load_many([u.user_id for u in found.users])
         listed = [(e, u) for e, u in zip(found.users, users, strict=True) if u is not None]
         return SearchResult(
-            users=connection([User(record=u) for _, u in listed], [e.id for e, _ in listed], None),
+            users=connection([user_of(u) for _, u in listed], [e.id for e, _ in listed], None),
             tags=connection(
                 [Tag(name=t, photo_count=n) for t, n in found.tags],
                 list(range(1, len(found.tags) + 1)),
                 None,
             ),
             photos=connection(
-                [Photo(record=p) for p in found.photos], [p.id for p in found.photos], None
+                [photo_of(ctx, p) for p in found.photos], [p.id for p in found.photos], None
             ),
             partial=found.partial,
         )
@@ -150,7 +155,7 @@ class Mutation:
     async def add_comment(self, info: Info, photo_id: strawberry.ID, text: str) -> Comment:
         user = info.context.require_viewer()
         made = await info.context.app[keys.SOCIAL].add_comment(_id(photo_id, "photo"), user, text)
-        return Comment(record=made)
+        return comment_of(made)
 
     # The comment's author or the photo's owner; its id.
     @strawberry.mutation
@@ -165,7 +170,7 @@ class Mutation:
         user = info.context.require_viewer()
         profile = await info.context.app[keys.SOCIAL].follow(username, user)
         relation = profile.relationship
-        return User(record=profile.user, known_followed=relation is not None and relation.following)
+        return user_of(profile.user, known_followed=relation is not None and relation.following)
 
     # Unfollow, or withdraw the request; idempotent.
     @strawberry.mutation
@@ -173,7 +178,7 @@ class Mutation:
         user = info.context.require_viewer()
         profile = await info.context.app[keys.SOCIAL].unfollow(username, user)
         relation = profile.relationship
-        return User(record=profile.user, known_followed=relation is not None and relation.following)
+        return user_of(profile.user, known_followed=relation is not None and relation.following)
 
     # Your photo and its files; its id.
     @strawberry.mutation
@@ -201,7 +206,7 @@ class Mutation:
         }
         changes = {k: v for k, v in given.items() if v is not None}
         updated = await info.context.app[keys.USERS].update_profile(user.id, changes)
-        return Me(record=updated)
+        return me_of(updated)
 
 
 @strawberry.type
@@ -225,7 +230,12 @@ class PicShareSchema(strawberry.Schema):
 
 def make_schema() -> strawberry.Schema:
     return PicShareSchema(
-        query=Query, mutation=Mutation, subscription=Subscription, extensions=[Limits]
+        query=Query,
+        mutation=Mutation,
+        subscription=Subscription,
+        # Clients send the same few documents again and again: each is parsed
+        # and validated once per process, not per request.
+        extensions=[lambda: ParserCache(maxsize=256), lambda: ValidationCache(maxsize=256), Limits],
     )
 
 

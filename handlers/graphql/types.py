@@ -53,63 +53,67 @@ def connection(nodes: list[T], ids: list[int], next_cursor: str | None) -> Conne
     )
 
 
-def photo_connection(page: Page[PhotoRecord]) -> Connection[Photo]:
+def photo_connection(ctx: Context, page: Page[PhotoRecord]) -> Connection[Photo]:
     return connection(
-        [Photo(record=p) for p in page.items], [p.id for p in page.items], page.next_cursor
+        [photo_of(ctx, p) for p in page.items], [p.id for p in page.items], page.next_cursor
     )
 
 
 @strawberry.type
 class User:
-    record: strawberry.Private[UserRecord]
+    """A user. Made from a whole record, or from what a photo or comment row
+    carries of its author (id, username, display name: no read at all); the
+    other fields then load the record through the request's users loader."""
+
+    id: strawberry.ID
+    username: str
+    display_name: str
+    user_id: strawberry.Private[int]
+    record: strawberry.Private[UserRecord | None] = None
     # How the viewer stands, when the read that found the user said it already.
     known_followed: strawberry.Private[bool | None] = None
 
-    @strawberry.field
-    def id(self) -> strawberry.ID:
-        return strawberry.ID(str(self.record.id))
+    async def _whole(self, info: Info) -> UserRecord:
+        if self.record is None:
+            found = await info.context.loaders.users.load(self.user_id)
+            if found is None:
+                raise NotFound("no such user")
+            self.record = found
+        return self.record
 
     @strawberry.field
-    def username(self) -> str:
-        return self.record.username
+    async def bio(self, info: Info) -> str:
+        return (await self._whole(info)).bio
 
     @strawberry.field
-    def display_name(self) -> str:
-        return self.record.display_name
+    async def private(self, info: Info) -> bool:
+        return (await self._whole(info)).private
 
     @strawberry.field
-    def bio(self) -> str:
-        return self.record.bio
+    async def photo_count(self, info: Info) -> int:
+        return (await self._whole(info)).photo_count
 
     @strawberry.field
-    def private(self) -> bool:
-        return self.record.private
+    async def follower_count(self, info: Info) -> int:
+        return (await self._whole(info)).follower_count
 
     @strawberry.field
-    def photo_count(self) -> int:
-        return self.record.photo_count
+    async def following_count(self, info: Info) -> int:
+        return (await self._whole(info)).following_count
 
     @strawberry.field
-    def follower_count(self) -> int:
-        return self.record.follower_count
-
-    @strawberry.field
-    def following_count(self) -> int:
-        return self.record.following_count
-
-    @strawberry.field
-    def created_at(self) -> str:
-        return iso(self.record.created_at)
+    async def created_at(self, info: Info) -> str:
+        return iso((await self._whole(info)).created_at)
 
     # Whether you follow them; null when signed out or yourself.
     @strawberry.field
     async def followed_by_me(self, info: Info) -> bool | None:
         viewer = info.context.viewer_id
-        if viewer is None or viewer == self.record.id:
+        if viewer is None or viewer == self.user_id:
             return None
         if self.known_followed is not None:
             return self.known_followed
-        return await info.context.loaders.followed.load(self.record.id)
+        return await info.context.loaders.followed.load(self.user_id)
 
     # Their photos that you may see, newest first.
     @strawberry.field
@@ -118,12 +122,23 @@ class User:
     ) -> Connection[Photo]:
         ctx = info.context
         page = await ctx.app[keys.PHOTOS].list_by_user(
-            username=self.record.username,
+            username=self.username,
             cursor=after,
             limit=ctx.page_size(first),
             viewer_id=ctx.viewer_id,
         )
-        return photo_connection(page)
+        return photo_connection(ctx, page)
+
+
+def user_of(record: UserRecord, *, known_followed: bool | None = None) -> User:
+    return User(
+        id=strawberry.ID(str(record.id)),
+        username=record.username,
+        display_name=record.display_name,
+        user_id=record.id,
+        record=record,
+        known_followed=known_followed,
+    )
 
 
 @strawberry.type
@@ -132,18 +147,32 @@ class Me(User):
 
     @strawberry.field
     def email(self) -> str:
+        assert self.record is not None
         return self.record.email
 
     @strawberry.field
     def settings(self) -> JSON:
+        assert self.record is not None
         return JSON(self.record.settings)
 
 
-async def user_of(info: Info, user_id: int) -> User:
-    found = await info.context.loaders.users.load(user_id)
-    if found is None:
-        raise NotFound("no such user")
-    return User(record=found)
+def me_of(record: UserRecord) -> Me:
+    return Me(
+        id=strawberry.ID(str(record.id)),
+        username=record.username,
+        display_name=record.display_name,
+        user_id=record.id,
+        record=record,
+    )
+
+
+def _author(user_id: int, username: str, display_name: str) -> User:
+    return User(
+        id=strawberry.ID(str(user_id)),
+        username=username,
+        display_name=display_name,
+        user_id=user_id,
+    )
 
 
 @strawberry.type
@@ -156,92 +185,51 @@ class PhotoUrls:
 
 @strawberry.type
 class Comment:
+    id: strawberry.ID
+    text: str
+    photo_id: strawberry.ID
+    created_at: str
     record: strawberry.Private[CommentRecord]
 
     @strawberry.field
-    def id(self) -> strawberry.ID:
-        return strawberry.ID(str(self.record.id))
+    def user(self) -> User:
+        c = self.record
+        return _author(c.user_id, c.username, c.display_name)
 
-    @strawberry.field
-    def text(self) -> str:
-        return self.record.text
 
-    @strawberry.field
-    def photo_id(self) -> strawberry.ID:
-        return strawberry.ID(str(self.record.photo_id))
-
-    @strawberry.field
-    def created_at(self) -> str:
-        return iso(self.record.created_at)
-
-    @strawberry.field
-    async def user(self, info: Info) -> User:
-        return await user_of(info, self.record.user_id)
+def comment_of(c: CommentRecord) -> Comment:
+    return Comment(
+        id=strawberry.ID(str(c.id)),
+        text=c.text,
+        photo_id=strawberry.ID(str(c.photo_id)),
+        created_at=iso(c.created_at),
+        record=c,
+    )
 
 
 @strawberry.type
 class Photo:
+    """Plain fields, filled when made (the cheapest fields to resolve), but
+    for the owner (from the row: no read) and the comments (the loader)."""
+
+    id: strawberry.ID
+    caption: str
+    tags: list[str]
+    width: int
+    height: int
+    blurhash: str | None
+    status: str
+    like_count: int
+    comment_count: int
+    liked_by_me: bool
+    created_at: str
+    urls: PhotoUrls
     record: strawberry.Private[PhotoRecord]
 
     @strawberry.field
-    def id(self) -> strawberry.ID:
-        return strawberry.ID(str(self.record.id))
-
-    @strawberry.field
-    async def owner(self, info: Info) -> User:
-        return await user_of(info, self.record.owner_id)
-
-    @strawberry.field
-    def caption(self) -> str:
-        return self.record.caption
-
-    @strawberry.field
-    def tags(self) -> list[str]:
-        return self.record.tags
-
-    @strawberry.field
-    def width(self) -> int:
-        return self.record.width
-
-    @strawberry.field
-    def height(self) -> int:
-        return self.record.height
-
-    @strawberry.field
-    def blurhash(self) -> str | None:
-        return self.record.blurhash
-
-    @strawberry.field
-    def status(self) -> str:
-        return str(self.record.status)
-
-    @strawberry.field
-    def like_count(self) -> int:
-        return self.record.like_count
-
-    @strawberry.field
-    def comment_count(self) -> int:
-        return self.record.comment_count
-
-    @strawberry.field
-    def liked_by_me(self) -> bool:
-        return self.record.liked_by_me
-
-    @strawberry.field
-    def created_at(self) -> str:
-        return iso(self.record.created_at)
-
-    @strawberry.field
-    def urls(self, info: Info) -> PhotoUrls:
+    def owner(self) -> User:
         p = self.record
-        media = info.context.app[keys.MEDIA_URLS]
-        signed = privacy.signed_media(p)
-        return PhotoUrls(
-            original=media.url(p.original_key, signed=signed),
-            large=media.url(p.large_key, signed=signed),
-            medium=media.url(p.medium_key, signed=signed),
-            thumb=media.url(p.thumb_key, signed=signed),
-        )
+        return _author(p.owner_id, p.owner_username, p.owner_display_name)
 
     # Newest first.
     @strawberry.field
@@ -259,8 +247,33 @@ class Photo:
             rows = await ctx.loaders.comments.load((self.record.id, size))
             page = page_of(rows, size)
         return connection(
-            [Comment(record=c) for c in page.items], [c.id for c in page.items], page.next_cursor
+            [comment_of(c) for c in page.items], [c.id for c in page.items], page.next_cursor
         )
+
+
+def photo_of(ctx: Context, p: PhotoRecord) -> Photo:
+    media = ctx.app[keys.MEDIA_URLS]
+    signed = privacy.signed_media(p)
+    return Photo(
+        id=strawberry.ID(str(p.id)),
+        caption=p.caption,
+        tags=p.tags,
+        width=p.width,
+        height=p.height,
+        blurhash=p.blurhash,
+        status=str(p.status),
+        like_count=p.like_count,
+        comment_count=p.comment_count,
+        liked_by_me=p.liked_by_me,
+        created_at=iso(p.created_at),
+        urls=PhotoUrls(
+            original=media.url(p.original_key, signed=signed),
+            large=media.url(p.large_key, signed=signed),
+            medium=media.url(p.medium_key, signed=signed),
+            thumb=media.url(p.thumb_key, signed=signed),
+        ),
+        record=p,
+    )
 
 
 @strawberry.type
