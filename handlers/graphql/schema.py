@@ -25,6 +25,7 @@ from handlers.graphql.types import (
     Photo,
     SearchResult,
     Tag,
+    Transfer,
     User,
     comment_of,
     connection,
@@ -33,6 +34,7 @@ from handlers.graphql.types import (
     photo_of,
     user_of,
 )
+from handlers.idempotency import check_key
 from picshare import keys
 from picshare.errors import NotFound
 from picshare.notifications import event_of
@@ -207,6 +209,29 @@ class Mutation:
         changes = {k: v for k, v in given.items() if v is not None}
         updated = await info.context.app[keys.USERS].update_profile(user.id, changes)
         return me_of(updated)
+
+    # Tip a user (optionally for one of their photos). `idempotencyKey` does
+    # what the Idempotency-Key header does for `POST /payments/tips`: the same
+    # key again returns the transfer it made instead of making another.
+    @strawberry.mutation
+    async def tip(
+        self,
+        info: Info,
+        to: str,
+        amount_cents: int,
+        idempotency_key: str,
+        photo_id: strawberry.ID | None = None,
+    ) -> Transfer:
+        user = info.context.require_viewer()
+        check_key(idempotency_key)
+        receipt = await info.context.app[keys.PAYMENTS].tip(
+            user,
+            to,
+            amount_cents,
+            None if photo_id is None else str(photo_id),
+            request_key=idempotency_key,
+        )
+        return Transfer.of_receipt(receipt)
 
 
 @strawberry.type

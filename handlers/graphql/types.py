@@ -15,6 +15,7 @@ from handlers.serialize import iso
 from picshare import keys, privacy
 from picshare.errors import NotFound
 from picshare.pagination import Page, encode_cursor, page_of
+from picshare.payments import Receipt
 from storage.records import CommentRecord, PhotoRecord, UserRecord
 
 T = TypeVar("T")
@@ -326,3 +327,28 @@ class LikeState:
     photo_id: strawberry.ID
     like_count: int
     liked: bool
+
+
+@strawberry.type
+class Transfer:
+    """A tip just made (as REST's receipt), with your balance after it."""
+
+    id: strawberry.ID
+    amount_cents: int
+    currency: str
+    to: str
+    photo_id: strawberry.ID | None
+    created_at: str
+    balance_cents: int
+
+    @classmethod
+    def of_receipt(cls, r: Receipt) -> Transfer:
+        return cls(
+            id=strawberry.ID(str(r.id)),
+            amount_cents=r.amount_cents,
+            currency=r.currency,
+            to=r.receiver,
+            photo_id=None if r.photo_id is None else strawberry.ID(str(r.photo_id)),
+            created_at=iso(r.created_at),
+            balance_cents=r.balance_cents,
+        )

@@ -144,3 +144,29 @@ async def test_cookie_sessions_need_the_csrf_header(client: Client) -> None:
     # GET queries need no CSRF header; the session cookie says who asks.
     got = await client.get("/graphql", params=query)
     assert (await got.json())["data"]["me"]["username"] == "erin"
+
+
+TIP = """mutation($to: String!, $cents: Int!, $key: String!) {
+  tip(to: $to, amountCents: $cents, idempotencyKey: $key) { id amountCents to balanceCents }
+}"""
+
+
+async def test_a_tip_moves_credit_once_per_key(client: Client) -> None:
+    payer = await signup(client, "payer")
+    await signup(client, "payee")
+    topup = await client.post(
+        "/api/v1/wallet/topup",
+        json={"amount_cents": 1000},
+        headers={**bearer(payer), "Idempotency-Key": "topup-1"},
+    )
+    assert topup.status == 201, await topup.text()
+    g = Gql(client, payer)
+    first = (await g(TIP, to="payee", cents=300, key="tip-1"))["tip"]
+    assert first["amountCents"] == 300 and first["to"] == "payee"
+    assert first["balanceCents"] == 700
+    again = (await g(TIP, to="payee", cents=300, key="tip-1"))["tip"]
+    assert again["id"] == first["id"]  # the same transfer, not a second one
+    wallet = await (await client.get("/api/v1/wallet", headers=bearer(payer))).json()
+    assert wallet["balance_cents"] == 700
+    too_much = await g.errors(TIP, to="payee", cents=5000, key="tip-2")
+    assert codes(too_much) == ["BAD_USER_INPUT"]  # more than the balance (409 over REST)
