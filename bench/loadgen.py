@@ -20,6 +20,7 @@ import re
 import shutil
 import subprocess
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
@@ -69,8 +70,9 @@ async def measure(
     duration: float,
     server_pid: int,
     related: str | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> LoadResult:
-    """Load ``url`` after a short unmeasured warm-up.
+    """Load ``url`` (with ``headers`` on every request) after a short unmeasured warm-up.
 
     A run during which unrelated processes took CPU is repeated (up to
     ATTEMPTS runs); the least disturbed one is kept. ``related``: a string in
@@ -81,14 +83,15 @@ async def measure(
     best: LoadResult | None = None
     for _ in range(ATTEMPTS):
         await wait_quiet()
-        await _raw_load(url, connections, min(0.5, duration / 2))
+        extra = dict(headers or {})
+        await _raw_load(url, connections, min(0.5, duration / 2), extra)
         cpu = _CpuMeter(server_pid, related)
         if tool == "wrk":
-            result = await asyncio.to_thread(_wrk_load, url, connections, duration)
+            result = await asyncio.to_thread(_wrk_load, url, connections, duration, extra)
         elif tool == "aiohttp":
-            result = await _aiohttp_load(url, connections, duration)
+            result = await _aiohttp_load(url, connections, duration, extra)
         else:
-            result = await _raw_load(url, connections, duration)
+            result = await _raw_load(url, connections, duration, extra)
         server, foreign, others = cpu.read()
         run = LoadResult(
             result.requests, result.errors, result.seconds, tool, server, foreign, others
@@ -152,11 +155,14 @@ class _Connection(asyncio.Protocol):
             self.transport.close()
 
 
-async def _raw_load(url: str, connections: int, duration: float) -> LoadResult:
+async def _raw_load(
+    url: str, connections: int, duration: float, headers: Mapping[str, str] | None = None
+) -> LoadResult:
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
     target = parts.path + (f"?{parts.query}" if parts.query else "")
-    request = f"GET {target} HTTP/1.1\r\nHost: {parts.netloc}\r\n\r\n".encode()
+    lines = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
+    request = f"GET {target} HTTP/1.1\r\nHost: {parts.netloc}\r\n{lines}\r\n".encode()
     loop = asyncio.get_running_loop()
     start = time.perf_counter()
     deadline = start + duration
@@ -179,7 +185,9 @@ async def _raw_load(url: str, connections: int, duration: float) -> LoadResult:
     )
 
 
-async def _aiohttp_load(url: str, connections: int, duration: float) -> LoadResult:
+async def _aiohttp_load(
+    url: str, connections: int, duration: float, headers: Mapping[str, str] | None = None
+) -> LoadResult:
     ok = errors = 0
     timeout = aiohttp.ClientTimeout(total=5)
     connector = aiohttp.TCPConnector(limit=connections)
@@ -188,7 +196,7 @@ async def _aiohttp_load(url: str, connections: int, duration: float) -> LoadResu
         nonlocal ok, errors
         while time.perf_counter() < deadline:
             try:
-                async with session.get(url) as resp:
+                async with session.get(url, headers=headers) as resp:
                     await resp.read()
                     if 200 <= resp.status < 300:
                         ok += 1
@@ -212,10 +220,13 @@ async def _aiohttp_load(url: str, connections: int, duration: float) -> LoadResu
     return LoadResult(ok, errors, elapsed, "aiohttp")
 
 
-def _wrk_load(url: str, connections: int, duration: float) -> LoadResult:
+def _wrk_load(
+    url: str, connections: int, duration: float, headers: Mapping[str, str] | None = None
+) -> LoadResult:
     seconds = max(1, round(duration))
+    given = [a for k, v in (headers or {}).items() for a in ("-H", f"{k}: {v}")]
     out = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "5s", url],
+        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "5s", *given, url],
         capture_output=True,
         text=True,
         check=True,

@@ -35,6 +35,7 @@ from bench import (  # noqa: E402
     cache,
     cache_http,
     edge,
+    graphql,
     ratelimit,
     ready,
     renditions,
@@ -64,6 +65,7 @@ BENCHES: dict[str, Bench] = {
     "tips": tips.run,
     "shards": shards.run,
     "edge": edge.run,
+    "graphql": graphql.run,
 }
 # The servers the benchmarks start send thousands of requests a second from
 # one address; under the default rate limits most would be 429s. The limiter

@@ -33,29 +33,13 @@ def photo_id_of(request: web.Request) -> int:
 
 
 async def list_photos(request: web.Request) -> web.Response:
-    photos = request.app[keys.PHOTOS]
-    username, tag = request.query.get("user"), request.query.get("tag")
-    if username:
-        page = await photos.list_by_user(
-            username=username,
-            cursor=request.query.get("cursor"),
-            limit=limit_of(request),
-            viewer_id=viewer_id(request),
-            tag=tag,
-        )
-    elif tag:
-        page = await photos.list_tagged(
-            tag=tag,
-            cursor=request.query.get("cursor"),
-            limit=limit_of(request),
-            viewer_id=viewer_id(request),
-        )
-    else:
-        page = await photos.list_public(
-            cursor=request.query.get("cursor"),
-            limit=limit_of(request),
-            viewer_id=viewer_id(request),
-        )
+    page = await request.app[keys.PHOTOS].browse(
+        username=request.query.get("user"),
+        tag=request.query.get("tag"),
+        cursor=request.query.get("cursor"),
+        limit=limit_of(request),
+        viewer_id=viewer_id(request),
+    )
     return json_response(photo_page(page, urls=media_urls(request)))
 
 

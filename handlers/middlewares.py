@@ -332,7 +332,7 @@ def _sets_cookie(response: web.StreamResponse, name: str) -> bool:
     return name in response.cookies
 
 
-_CSP = (
+CSP = (
     "default-src 'self'; img-src 'self' data: blob:; style-src 'self' 'unsafe-inline'; "
     "frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
 )
@@ -347,4 +347,4 @@ def security_headers(headers: CIMultiDict[str]) -> None:
     headers.setdefault("Referrer-Policy", "same-origin")
     if headers.get("Content-Type", "").startswith("text/html"):
         headers.setdefault("X-Frame-Options", "DENY")
-        headers.setdefault("Content-Security-Policy", _CSP)
+        headers.setdefault("Content-Security-Policy", CSP)

@@ -26,6 +26,9 @@ _QUERY: dict[str, dict[str, Any]] = {
     "user": {"type": "string", "description": "only this user's photos"},
     "tag": {"type": "string", "description": "only photos with this tag"},
     "q": {"type": "string", "maxLength": 100, "description": "what to look for"},
+    "query": {"type": "string", "description": "a GraphQL query (not a mutation)"},
+    "variables": {"type": "string", "description": "its variables, a JSON object"},
+    "operationName": {"type": "string", "description": "which operation of the query"},
     "since": {
         "type": "string",
         "pattern": "^[0-9]{1,19}$",
@@ -241,6 +244,12 @@ def _api_responses(route: Route, raw: str) -> dict[str, Any]:
     elif route.name == "metrics":
         text = {"text/plain": {"schema": {"type": "string"}}}
         responses["200"] = {"description": "Prometheus text format", "content": text}
+    elif route.name.startswith("graphql"):
+        content = {"application/json": {"schema": _ref(route.response)}}
+        if route.method == "GET":
+            content.update(_HTML)  # GraphiQL, for browsers
+            responses["101"] = {"description": "graphql-transport-ws subscriptions"}
+        responses["200"] = {"description": "data and errors", "content": content}
     elif route.name == "media":
         responses["200"] = {"description": "The image", "content": {"image/jpeg": {}}}
         responses["206"] = {"description": "Part of the image (Range)"}

@@ -30,7 +30,7 @@ from picshare.metrics import Metrics
 from picshare.ratelimit import Decision, Policies, Policy, RateClass
 from storage.cache.memo import Memo
 
-__all__ = ["client_key", "limit_login", "ratelimit_middleware", "set_headers"]
+__all__ = ["charge", "client_key", "limit_login", "ratelimit_middleware", "set_headers"]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -86,6 +86,23 @@ async def limit_login(request: web.Request, username: object) -> None:
     decision = await _hit(request, Policies.from_settings(settings).login, f"name:{digest}")
     if not decision.allowed:
         raise _refusal(decision)
+
+
+async def charge(request: web.Request, times: int, rate: RateClass | None = None) -> None:
+    """Count `times` more hits against the policy of class `rate` (by default
+    the one this request was limited by): an expensive GraphQL operation
+    costs more than one request, a mutation is a write. Raise `RateLimited`
+    once the budget runs out. Nothing when limits are off."""
+    settings = request.app[keys.SETTINGS].ratelimit
+    decision = request.get(keys.RATELIMIT)
+    if not settings.enabled or decision is None or times <= 0:
+        return
+    policy = decision.policy if rate is None else Policies.from_settings(settings).of(rate)
+    key = client_key(request, by_user=True)
+    for _ in range(times):
+        hit = await _hit(request, policy, key)
+        if not hit.allowed:
+            raise _refusal(hit)
 
 
 def client_key(request: web.Request, *, by_user: bool = True) -> str:

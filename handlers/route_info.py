@@ -52,6 +52,8 @@ def register(
         rate = "uploads"
     elif limit == "login":
         rate = "login"
+    elif limit == "reads":
+        rate = "reads"
     else:
         rate = "reads" if route.method in READ_METHODS else "writes"
     if route.method in READ_METHODS or surface != "api" or not credentials:

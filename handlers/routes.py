@@ -26,6 +26,7 @@ from handlers import (
     pages_profile,
     pages_wallet,
 )
+from handlers.graphql import view as graphql_view
 from handlers.route_info import register, register_static
 from handlers.static_files import StaticFiles
 from picshare.routing import Idempotency, RouteTable
@@ -33,7 +34,7 @@ from ws import handler as ws_handler
 
 API = "/api/v1"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-Limit = Literal["by_method", "uploads", "login", "none"]
+Limit = Literal["by_method", "reads", "uploads", "login", "none"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +60,8 @@ class Route:
     #   "api" routes always with problem+json, and want the CSRF header on
     #   cookie-authenticated unsafe requests.
     # - limit: the rate-limit class; "by_method" is reads for GET and HEAD,
-    #   writes otherwise; "none" for probes and media.
+    #   writes otherwise; "reads" whatever the method (GraphQL, which charges
+    #   its mutations to writes itself); "none" for probes and media.
     # - credentials: read the bearer token or session cookie (probes, metrics
     #   and media need no identity and cost no database work).
     # - idempotency: whether an Idempotency-Key is honoured ("optional"),
@@ -391,6 +393,36 @@ ROUTES: tuple[Route, ...] = (
         auth=True,
         errors=(400, 401, 403),
         query=("since", "token"),
+    ),
+    # GraphQL describes its schema itself (introspection); the document
+    # says what the endpoint takes and answers. Errors of an operation are in
+    # the `errors` array of a 200; problem details only for what never ran.
+    Route(
+        "GET",
+        "/graphql",
+        graphql_view.graphql,
+        "graphql",
+        "GraphQL queries (?query=), the graphql-transport-ws WebSocket, GraphiQL for browsers",
+        "graphql",
+        response="GraphQLResponse",
+        errors=(400, 403, 405),
+        query=("query", "variables", "operationName", "token"),
+        limit="reads",
+    ),
+    Route(
+        "POST",
+        "/graphql",
+        graphql_view.graphql,
+        "graphql.post",
+        "GraphQL queries and mutations",
+        "graphql",
+        body="GraphQLRequest",
+        response="GraphQLResponse",
+        errors=(400, 403, 415),
+        idempotency="none",  # an operation is not one write to replay
+        # Queries are reads, POSTed or not; mutations are charged to writes
+        # by handlers/graphql/limits.py, and every operation by its cost.
+        limit="reads",
     ),
     Route("GET", "/openapi.json", ops.openapi_json, "openapi", "This document", "operations"),
     Route(

@@ -321,6 +321,25 @@ SCHEMAS: dict[str, Any] = {
             "balance_cents": {"type": "integer", "description": "your balance after it"},
         },
     },
+    "GraphQLRequest": {
+        "type": "object",
+        "required": ["query"],
+        "properties": {
+            "query": {"type": "string"},
+            "variables": {"type": ["object", "null"]},
+            "operationName": {"type": ["string", "null"]},
+        },
+    },
+    "GraphQLResponse": {
+        "type": "object",
+        "description": "errors carry extensions.code: UNAUTHENTICATED, FORBIDDEN, NOT_FOUND, "
+        "BAD_USER_INPUT, RATE_LIMITED, UNAVAILABLE, QUERY_TOO_DEEP, QUERY_TOO_COSTLY, "
+        "GRAPHQL_VALIDATION_FAILED",
+        "properties": {
+            "data": {"type": ["object", "null"]},
+            "errors": {"type": "array", "items": {"type": "object"}},
+        },
+    },
     "Health": {
         "type": "object",
         "properties": {"status": {"type": "string"}, "checks": {"type": "object"}},

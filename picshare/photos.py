@@ -203,6 +203,25 @@ class PhotoService:
     # time, so the cursor (the last id shown) works across shards, with no gap
     # and no repeat. A shard that did not answer leaves the page `partial`.
 
+    async def browse(
+        self,
+        *,
+        username: str | None,
+        tag: str | None,
+        cursor: str | None,
+        limit: int,
+        viewer_id: int | None,
+    ) -> Page[PhotoRecord]:
+        """`GET /photos` and GraphQL's `photos`: a user's (with that tag, if
+        given), else a tag's, else the newest public photos."""
+        if username:
+            return await self.list_by_user(
+                username=username, cursor=cursor, limit=limit, viewer_id=viewer_id, tag=tag
+            )
+        if tag:
+            return await self.list_tagged(tag=tag, cursor=cursor, limit=limit, viewer_id=viewer_id)
+        return await self.list_public(cursor=cursor, limit=limit, viewer_id=viewer_id)
+
     async def list_public(
         self, *, cursor: str | None, limit: int, viewer_id: int | None
     ) -> Page[PhotoRecord]:

@@ -100,6 +100,24 @@ class SocialService:
             )
         return page_of(rows, limit)
 
+    async def latest_comments(
+        self, photo_ids: list[int], viewer_id: int | None, *, limit: int
+    ) -> dict[int, list[CommentRecord]]:
+        """The newest `limit` (+1, to tell whether there are more) comments of
+        each photo, newest first: one statement per database. The caller has
+        the photos from a read that applied the visibility rule already."""
+        found: dict[int, list[CommentRecord]] = {photo_id: [] for photo_id in photo_ids}
+        for db, ids in self._db.by_database(photo_ids):
+            async with db.read(read_your_writes(viewer_id)) as conn:
+                for comment in await social_repo.latest_comments(conn, ids, limit + 1):
+                    found[comment.photo_id].append(comment)
+        return found
+
+    async def followed_among(self, viewer_id: int, user_ids: list[int]) -> set[int]:
+        """Which of `user_ids` the viewer follows: one statement on the viewer's shard."""
+        async with self._db.of_user(viewer_id).read(read_your_writes(viewer_id)) as conn:
+            return await social_repo.followed_among(conn, viewer_id, user_ids)
+
     async def add_comment(self, photo_id: int, user: UserRecord, text: object) -> CommentRecord:
         clean = _comment_text(text)
         async with notify.transaction(self._db.of_id(photo_id), self._bus) as (conn, notes):

@@ -139,6 +139,15 @@ class UserService:
         async with self._db.of_user(user_id).read(read_your_writes(user_id)) as conn:
             return await users_repo.user_by_id(conn, user_id)
 
+    async def by_ids(self, user_ids: list[int], viewer_id: int | None) -> dict[int, UserRecord]:
+        """Many users at once: one statement per database holding some of them
+        (the batches of the GraphQL DataLoaders, handlers/graphql/loaders.py)."""
+        found: dict[int, UserRecord] = {}
+        for db, ids in self._db.by_database(user_ids):
+            async with db.read(read_your_writes(viewer_id)) as conn:
+                found.update((u.id, u) for u in await users_repo.users_by_ids(conn, ids))
+        return found
+
     async def by_username(self, username: str) -> UserRecord | None:
         async with self._db.of_username(username).read(ANY) as conn:
             return await users_repo.user_by_username(conn, username)

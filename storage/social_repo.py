@@ -124,6 +124,33 @@ async def list_comments(
     return [CommentRecord.from_row(r) for r in rows]
 
 
+async def latest_comments(
+    conn: Connection, photo_ids: list[int], limit: int
+) -> list[CommentRecord]:
+    """The newest `limit` comments of each photo among `photo_ids` on this
+    database, in one statement (a lateral probe of the photo_id index per photo)."""
+    rows = await conn.fetch(
+        f"SELECT c.* FROM unnest($1::bigint[]) AS p(id) CROSS JOIN LATERAL "
+        f"(SELECT {_COMMENT} FROM comments WHERE photo_id = p.id "
+        "ORDER BY id DESC LIMIT $2) AS c",
+        photo_ids,
+        limit,
+    )
+    return [CommentRecord.from_row(r) for r in rows]
+
+
+async def followed_among(conn: Connection, follower_id: int, user_ids: list[int]) -> set[int]:
+    """Which of `user_ids` the follower follows (on the follower's own database,
+    where the follower side of each of their follows is)."""
+    rows = await conn.fetch(
+        "SELECT followee_id FROM follows WHERE follower_id = $1 "
+        "AND followee_id = ANY($2::bigint[])",
+        follower_id,
+        user_ids,
+    )
+    return {int(r["followee_id"]) for r in rows}
+
+
 async def rename_in_comments(conn: Connection, user_id: int, display_name: str) -> None:
     await conn.execute(
         "UPDATE comments SET display_name = $2 WHERE user_id = $1 AND display_name <> $2",

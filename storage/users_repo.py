@@ -56,6 +56,14 @@ async def user_by_id(conn: Connection, user_id: int) -> UserRecord | None:
     return None if row is None else UserRecord.from_row(row)
 
 
+async def users_by_ids(conn: Connection, user_ids: list[int]) -> list[UserRecord]:
+    """The users among `user_ids` that live on this database (any order)."""
+    rows = await conn.fetch(
+        f"SELECT {_USER_COLUMNS} FROM users WHERE id = ANY($1::bigint[])", user_ids
+    )
+    return [UserRecord.from_row(r) for r in rows]
+
+
 async def user_by_username(conn: Connection, username: str) -> UserRecord | None:
     if "\x00" in username:
         return None  # PostgreSQL text cannot hold NUL, so no name has one

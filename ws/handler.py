@@ -27,7 +27,7 @@ MAX_MESSAGE = 4096
 
 
 async def websocket(request: web.Request) -> web.StreamResponse:
-    user = await _authenticate(request)
+    user = await authenticate(request)
     since = request.query.get("since")
     after = parse_id(since) if since else 0
     if after is None:
@@ -77,7 +77,9 @@ async def _on_text(data: str, send: Callable[[dict[str, object]], Awaitable[None
         await send({"type": "pong"})
 
 
-async def _authenticate(request: web.Request) -> UserRecord:
+async def authenticate(request: web.Request) -> UserRecord:
+    """Who opens this socket (also `/graphql`'s subscriptions): the signed-in
+    user, or `?token=`; a cookie-authenticated socket from a foreign Origin is refused."""
     user: UserRecord | None = request.get(keys.USER)
     if user is None and "token" in request.query:
         user = await request.app[keys.USERS].authenticate(request.query["token"], "api")

@@ -1,0 +1,83 @@
+"""`/graphql`: strawberry's aiohttp view, behind PicShare's middleware chain.
+
+The chain already did what REST gets: the caller's bearer token or session
+cookie (with the CSRF header on cookie-authenticated POSTs, queries
+included: a cross-site form cannot send it), the rate limit, errors as
+problem details for what never reaches GraphQL. Here: the resolvers'
+context, errors in the `errors` array with `extensions.code`, the WebSocket
+handshake authenticated as `/ws` authenticates it (ws/handler.py: the Origin
+rule for cookie-authenticated sockets, `?token=` for browsers), and the
+GraphiQL page for browsers (handlers/graphql/graphiql.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from aiohttp import web
+from cross_web import HTTPException
+from strawberry.aiohttp.views import GraphQLView
+from strawberry.http import GraphQLHTTPResponse
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
+from strawberry.types import ExecutionResult
+
+from handlers import problems
+from handlers.graphql import errors, graphiql
+from handlers.graphql.context import Context, context_of
+from handlers.graphql.schema import SCHEMA
+from picshare import keys
+from ws import handler as ws_handler
+
+
+class PicShareGraphQLView(GraphQLView[Context, None]):
+    def __init__(self) -> None:
+        super().__init__(
+            SCHEMA,
+            graphql_ide="graphiql",
+            subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
+        )
+
+    async def __call__(self, request: web.Request) -> web.StreamResponse:
+        if request.method == "GET" and self.is_websocket_request(request):
+            # Refused with a 401/403 problem before the upgrade, like /ws.
+            request[keys.USER] = await ws_handler.authenticate(request)
+        try:
+            return await self.run(request=request)
+        except HTTPException as exc:
+            # What strawberry refuses before running anything (no query, a body
+            # that is not JSON, a mutation over GET): problem details, as REST.
+            return problems.problem(exc.status_code, exc.reason, instance=request.rel_url.raw_path)
+
+    def is_websocket_origin_allowed(self, request: web.Request, origin: str) -> bool:
+        # ws_handler.authenticate applied PicShare's rule already: a foreign
+        # Origin matters only with the session cookie, and was refused then.
+        return True
+
+    async def get_context(self, request: web.Request, response: Any) -> Context:
+        return context_of(request)
+
+    async def render_graphql_ide(self, request: web.Request) -> web.Response:
+        return graphiql.page(request)
+
+    def encode_json(self, data: object) -> str:
+        # Text, not bytes: the view sends bytes as binary WebSocket frames,
+        # which graphql-transport-ws clients refuse.
+        return orjson.dumps(data).decode()
+
+    async def process_result(
+        self, request: web.Request, result: ExecutionResult
+    ) -> GraphQLHTTPResponse:
+        body: GraphQLHTTPResponse = {"data": result.data}
+        if result.errors:
+            body["errors"] = [errors.formatted(e) for e in result.errors]
+        if result.extensions:
+            body["extensions"] = result.extensions
+        return body
+
+
+# One view per process: the schema is built once (handlers/graphql/schema.py).
+VIEW = PicShareGraphQLView()
+
+
+async def graphql(request: web.Request) -> web.StreamResponse:
+    return await VIEW(request)

@@ -1,0 +1,82 @@
+"""Depth and cost limits, refused before anything runs with a clear error in
+the `errors` array; the rate limiter counts an operation by its cost, and a
+mutation as a write."""
+
+from __future__ import annotations
+
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from aiohttp.test_utils import TestClient
+
+from handlers.graphql.limits import MAX_COST, MAX_DEPTH, measure
+from picshare.app import create_app
+from tests.conftest import AiohttpClient, make_settings, signup
+from tests.handlers.graphql.gqlclient import Gql, codes
+
+Client = TestClient[Any, Any]
+
+DEEP = """{ photos { edges { node { owner { photos { edges { node { owner {
+  photos { edges { node { id } } } } } } } } } } } }"""
+COSTLY = """query($p: Int, $n: Int) { photos(first: $p) { edges { node {
+  comments(first: $n) { edges { node { text user { username } } } } } } } }"""
+
+
+async def test_too_deep_and_too_costly_operations_are_refused_before_running(
+    client: Client,
+) -> None:
+    anon = Gql(client)
+    deep = await anon.errors(DEEP)
+    assert codes(deep) == ["QUERY_TOO_DEEP"]
+    assert f"at most {MAX_DEPTH}" in deep[0]["message"]
+    costly = await anon.errors(COSTLY, p=100, n=100)
+    assert codes(costly) == ["QUERY_TOO_COSTLY"]
+    assert "first" in costly[0]["message"] and str(MAX_COST) in costly[0]["message"]
+    # The same shape with small pages runs; introspection is on (and free).
+    assert (await anon(COSTLY, p=100, n=3))["photos"]["edges"] == []
+    schema = await anon("{ __schema { queryType { name } mutationType { name } } }")
+    assert schema["__schema"]["queryType"]["name"] == "Query"
+
+
+def test_cost_follows_first_and_fragments() -> None:
+    from graphql import parse
+
+    doc = parse(
+        "query { feed(first: 10) { edges { node { ...P } } } } "
+        "fragment P on Photo { id comments(first: 3) { edges { node { text } } } }"
+    )
+    operation = doc.definitions[0]
+    fragments = {d.name.value: d for d in doc.definitions[1:]}  # type: ignore[attr-defined]
+    depth, cost = measure(operation, fragments, {})  # type: ignore[arg-type]
+    # feed, edges x10, node x10, id x10, comments x10, then 3 per photo: edges, node, text.
+    assert depth == 7
+    assert cost == 1 + 10 * (1 + 1 + 1 + 1 + 3 * (1 + 1 + 1))
+
+
+async def test_the_rate_limiter_counts_cost_and_mutations(
+    tmp_path: Path,
+    database_url: str,
+    media_pool: ProcessPoolExecutor,
+    aiohttp_client: AiohttpClient,
+) -> None:
+    settings = make_settings(
+        tmp_path / "data", database_url, ratelimit={"reads": "10/60s", "writes": "3/60s"}
+    )
+    client: Client = await aiohttp_client(create_app(settings, media_pool=media_pool))
+    token = await signup(client, "rita")
+    g = Gql(client, token)
+    cheap = "{ me { username } }"
+    assert (await g(cheap))["me"]["username"] == "rita"
+    # About 2500 nodes: ten requests' worth, past the nine left of ten.
+    refused = await g.errors(COSTLY, p=20, n=24)
+    assert codes(refused) == ["RATE_LIMITED"]
+    assert refused[0]["extensions"]["retryAfter"] >= 1
+    # Mutations are writes: three allowed, the fourth refused (reads still left).
+    other = await signup(client, "sam")
+    ok = [
+        await Gql(client, other)('mutation { updateProfile(bio: "x") { bio } }') for _ in range(3)
+    ]
+    assert len(ok) == 3
+    fourth = await Gql(client, other).errors('mutation { updateProfile(bio: "y") { bio } }')
+    assert codes(fourth) == ["RATE_LIMITED"]
