@@ -4,6 +4,7 @@ the app closes on shutdown. `ws/hub.py` implements it; picshare never imports
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, Protocol
 
 
@@ -34,3 +35,13 @@ class SocketHub(Protocol):
 
     async def close_all(self) -> None:
         """Close every socket with GOING_AWAY (shutdown)."""
+
+
+def offer_to(queue: asyncio.Queue[Any], event: dict[str, Any]) -> bool:
+    """A socket's `offer`: queue the event unless the queue is full (a slow
+    consumer, whom the hub then closes); whether it went in."""
+    try:
+        queue.put_nowait(event)
+    except asyncio.QueueFull:
+        return False
+    return True

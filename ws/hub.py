@@ -17,7 +17,7 @@ from typing import Any
 
 from aiohttp import WSCloseCode
 
-from picshare.live import Socket
+from picshare.live import Socket, offer_to
 
 log = logging.getLogger(__name__)
 
@@ -54,11 +54,7 @@ class Connection:
 
     def offer(self, event: dict[str, Any]) -> bool:
         """Queue an event; False if the queue is full (a slow consumer)."""
-        try:
-            self._queue.put_nowait(event)
-        except asyncio.QueueFull:
-            return False
-        return True
+        return offer_to(self._queue, event)
 
     async def _drain(self) -> None:
         while True:

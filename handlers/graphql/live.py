@@ -11,6 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from picshare import keys
+from picshare.live import offer_to
 
 
 class QueuedSocket:
@@ -28,11 +29,7 @@ class QueuedSocket:
         return f"<QueuedSocket user={self.user_id} queued={self._queue.qsize()}>"
 
     def offer(self, event: dict[str, Any]) -> bool:
-        try:
-            self._queue.put_nowait(event)
-        except asyncio.QueueFull:
-            return False
-        return True
+        return offer_to(self._queue, event)
 
     async def close(self, code: int, reason: str) -> None:
         self.closed = True
