@@ -32,7 +32,8 @@ from handlers.routes import setup_routes
 from handlers.template_filters import blurhash_color
 from picshare import keys
 from picshare.caching import CachedReads, CacheTtls
-from picshare.config import Settings
+from picshare.config import Settings, SettingsError
+from picshare.consumers import UnknownConsumer, counters, names_chosen
 from picshare.database import open_shards
 from picshare.events import EventBus, InProcessBus
 from picshare.health import HealthService
@@ -42,6 +43,7 @@ from picshare.media import MediaWorkers
 from picshare.media_urls import MediaUrls
 from picshare.metrics import Metrics
 from picshare.notifications import NotificationService
+from picshare.outbox import Outbox
 from picshare.payments import PaymentService
 from picshare.photos import PhotoService
 from picshare.ratelimit import (
@@ -51,6 +53,9 @@ from picshare.ratelimit import (
     RateLimiter,
     RedisLimiter,
 )
+from picshare.relay import EventRelay
+from picshare.relay_amqp import AmqpRelay
+from picshare.relay_inprocess import InProcessRelay
 from picshare.routing import RouteTable
 from picshare.search import SearchService
 from picshare.secret import load_secret_key
@@ -309,11 +314,49 @@ async def _jobs(app: web.Application) -> AsyncIterator[None]:
     Services register their kinds next; `_start_jobs` starts it after them."""
     settings = app[keys.SETTINGS]
     scheduler = aiojobs.Scheduler(limit=None, close_timeout=settings.server.shutdown_timeout)
-    app[keys.JOBS] = JobRunner(
+    runner = JobRunner(
         db=app[keys.DATABASES], settings=settings.jobs, scheduler=scheduler, kinds={}
     )
+    app[keys.JOBS] = runner
+    relay = _relay(app, runner)
+    app[keys.RELAY] = relay
+    app[keys.OUTBOX] = Outbox(relay)
     try:
         yield
+    finally:
+        await scheduler.close()
+
+
+def _relay(app: web.Application, runner: JobRunner) -> EventRelay:
+    """The jobs engine in this process, or RabbitMQ with `events.amqp_url`."""
+    settings = app[keys.SETTINGS]
+    if not settings.events.amqp_url:
+        return InProcessRelay(db=app[keys.DATABASES], jobs=runner)
+    try:
+        run_here = names_chosen(settings.events.consumers)
+    except UnknownConsumer as exc:
+        raise SettingsError(str(exc)) from None
+    return AmqpRelay(
+        db=app[keys.DATABASES],
+        settings=settings.events,
+        names=names_chosen("all"),
+        run_here=run_here,
+        on_backlog=app[keys.METRICS].outbox_backlog.set,
+    )
+
+
+@contextlib.asynccontextmanager
+async def relay_for_commands(settings: Settings, db: Shards) -> AsyncIterator[EventRelay]:
+    """A relay for `run.py events` (dead letters), not started: it neither
+    relays nor consumes."""
+    if settings.events.amqp_url:
+        yield AmqpRelay(db=db, settings=settings.events, names=names_chosen("all"), run_here=[])
+        return
+    scheduler = aiojobs.Scheduler(limit=None)
+    try:
+        yield InProcessRelay(
+            db=db, jobs=JobRunner(db=db, settings=settings.jobs, scheduler=scheduler, kinds={})
+        )
     finally:
         await scheduler.close()
 
@@ -324,6 +367,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     db = app[keys.DATABASES]
     cached = app[keys.CACHED_READS]
     runner = app[keys.JOBS]
+    events = app[keys.OUTBOX]
     users = UserService(db=db, auth=settings.auth, cached=cached, jobs=runner)
     runner.register(users.job_kinds())
     app[keys.USERS] = users
@@ -337,10 +381,11 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         feed=settings.feed,
         bus=app[keys.BUS],
         cached=cached,
+        events=events,
     )
     runner.register(photos.job_kinds())
     app[keys.PHOTOS] = photos
-    social = SocialService(db=db, bus=app[keys.BUS], cached=cached, jobs=runner)
+    social = SocialService(db=db, bus=app[keys.BUS], cached=cached, jobs=runner, events=events)
     runner.register(social.job_kinds())
     app[keys.SOCIAL] = social
     app[keys.NOTIFICATIONS] = NotificationService(db=db)
@@ -350,11 +395,18 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         bus=app[keys.BUS],
         jobs=runner,
         settings=settings.payments,
+        events=events,
         on_retry=app[keys.METRICS].payment_retries.inc,
     )
     runner.register(payments.job_kinds())
     app[keys.PAYMENTS] = payments
-    app[keys.HEALTH] = HealthService(db=db, blobs=app[keys.BLOBS])
+    relay = app[keys.RELAY]
+    relay.register([*photos.consumers(), counters(db)])
+    app[keys.HEALTH] = HealthService(
+        db=db,
+        blobs=app[keys.BLOBS],
+        events=relay.state if isinstance(relay, AmqpRelay) else None,
+    )
     app[keys.IDEMPOTENCY] = IdempotencyService(db=db, settings=settings.idempotency)
     yield
 
@@ -363,4 +415,9 @@ async def _start_jobs(app: web.Application) -> AsyncIterator[None]:
     """Last: jobs run once every service has registered its kinds."""
     if app[keys.SETTINGS].jobs.enabled:
         await app[keys.JOBS].start()
-    yield
+    relay = app[keys.RELAY]
+    await relay.start()
+    try:
+        yield
+    finally:
+        await relay.close()

@@ -36,6 +36,7 @@ from picshare.errors import Conflict, NotFound, Unavailable, invalid
 from picshare.events import EventBus
 from picshare.jobs import JobKind, JobRunner
 from picshare.notifications import event_of
+from picshare.outbox import Outbox
 from storage import ledger_repo, notifications_repo, photos_repo, users_repo
 from storage.db import Connection
 from storage.ids import parse_id
@@ -88,7 +89,16 @@ def money_text(cents: int, currency: str) -> str:
 
 
 class PaymentService:
-    __slots__ = ("_bus", "_db", "_jobs", "_on_retry", "_provider", "_settings", "retries")
+    __slots__ = (
+        "_bus",
+        "_db",
+        "_events",
+        "_jobs",
+        "_on_retry",
+        "_provider",
+        "_settings",
+        "retries",
+    )
 
     def __init__(
         self,
@@ -97,9 +107,11 @@ class PaymentService:
         bus: EventBus,
         jobs: JobRunner,
         settings: PaymentSettings,
+        events: Outbox,
         on_retry: Callable[[], None] | None = None,
     ) -> None:
         self._db = db
+        self._events = events
         self._bus = bus
         self._jobs = jobs
         self._settings = settings
@@ -229,6 +241,15 @@ class PaymentService:
             balance = await ledger_repo.add_to_balance(conn, source.account_id, -amount)
             await ledger_repo.add_to_balance(conn, target.account_id, amount)
             await self._jobs.enqueue(conn, TIP_NOTIFICATION, {"transfer_id": transfer.id})
+            await self._events.payment_tip(
+                conn,
+                transfer_id=transfer.id,
+                from_user=tipper.id,
+                to_user=receiver.id,
+                amount_cents=amount,
+                currency=self.currency,
+                photo_id=photo,
+            )
             return Receipt(
                 transfer.id,
                 TransferKind.TIP,
@@ -242,6 +263,7 @@ class PaymentService:
             )
 
         receipt = await self._serializable(work)
+        self._events.committed()
         await self._tell_receiver(receipt.id)
         return receipt
 

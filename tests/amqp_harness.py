@@ -1,0 +1,50 @@
+"""The RabbitMQ the tests use (PICSHARE_TEST_AMQP_URL, default the machine's
+own at 127.0.0.1:5672), and a unique exchange name per test, whose queues
+are deleted afterwards: runs side by side never see each other's events."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator
+from urllib.parse import urlsplit
+
+import aio_pika
+import pytest
+
+from picshare.consumers import CONSUMER_NAMES
+from tests.harness import missing_service
+
+AMQP_URL = os.environ.get("PICSHARE_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+
+
+def _reachable(url: str) -> bool:
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 5672), 2):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture
+async def amqp_exchange() -> AsyncIterator[str]:
+    """A fresh exchange name; it and every queue named after it go at the end."""
+    if not _reachable(AMQP_URL):
+        missing_service(f"no RabbitMQ at {AMQP_URL}")
+    name = f"picshare-test-{uuid.uuid4().hex[:12]}"
+    yield name
+    connection = await aio_pika.connect(AMQP_URL, timeout=5)
+    async with connection:
+        channel = await connection.channel()
+        for consumer in (*CONSUMER_NAMES, "flaky"):
+            for suffix in ("", ".retry", ".dead"):
+                await channel.queue_delete(f"{name}.{consumer}{suffix}")
+        await channel.exchange_delete(name)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
