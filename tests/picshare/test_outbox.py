@@ -6,6 +6,9 @@ and `retry` replays it."""
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import uuid
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
@@ -22,6 +25,8 @@ from picshare.domain_events import EVENT_TYPES, PHOTO_LIKED, DomainEvent
 from picshare.relay_inprocess import InProcessRelay
 from storage import outbox_repo
 from tests.conftest import AiohttpClient, bearer, signup, upload_ready
+from tests.harness import database_env
+from tests.servers import ROOT
 
 Client = TestClient[Any, Any]
 
@@ -125,6 +130,18 @@ async def _settled(client: Client) -> bool:
         )
 
 
+def _run(args: list[str], database_url: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PICSHARE_")}
+    return subprocess.run(
+        [sys.executable, str(ROOT / "run.py"), *args],
+        env={**env, **database_env(database_url)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
 @pytest.fixture
 async def quick_retries(
     settings: Settings, media_pool: ProcessPoolExecutor, aiohttp_client: AiohttpClient
@@ -135,7 +152,7 @@ async def quick_retries(
 
 
 async def test_a_failing_consumer_is_retried_then_dead_then_replayed(
-    quick_retries: Client,
+    quick_retries: Client, database_url: str
 ) -> None:
     client = quick_retries
     relay = client.app[keys.RELAY]
@@ -162,9 +179,15 @@ async def test_a_failing_consumer_is_retried_then_dead_then_replayed(
     assert gone.attempts == attempts and "store is away" in gone.error
     assert len(calls) == attempts
 
+    listed = await asyncio.to_thread(_run, ["events", "dead"], database_url)
+    assert listed.returncode == 0, listed.stderr
+    assert f"{gone.event.id}" in listed.stdout and "flaky" in listed.stdout
+
     healthy.set()
     assert await relay.retry(gone.event.id + 1) == 0  # no such dead event
-    assert await relay.retry(gone.event.id) == 1
+    retried = await asyncio.to_thread(_run, ["events", "retry", str(gone.event.id)], database_url)
+    assert retried.returncode == 0 and "replayed 1" in retried.stdout, retried.stderr
+    client.app[keys.JOBS].wake()
 
     async def replayed() -> bool:
         return len(calls) == attempts + 1 and not await relay.dead()
