@@ -31,13 +31,13 @@ from typing import TypeVar
 
 import asyncpg
 
+from picshare import notify
 from picshare.config import PaymentSettings
 from picshare.errors import Conflict, NotFound, Unavailable, invalid
 from picshare.events import EventBus
 from picshare.jobs import JobKind, JobRunner
-from picshare.notifications import event_of
 from picshare.outbox import Outbox
-from storage import ledger_repo, notifications_repo, photos_repo, users_repo
+from storage import ledger_repo, photos_repo, users_repo
 from storage.db import Connection
 from storage.ids import parse_id
 from storage.records import PhotoRecord, TransferKind, UserRecord, WalletMovement
@@ -305,18 +305,15 @@ class PaymentService:
             return  # not a tip: nothing to tell
         where = " for your photo" if tip.photo_id is not None else ""
         amount = money_text(tip.amount_cents, self.currency)
-        async with self._db.of_user(tip.receiver_id).write() as conn:
-            record = await notifications_repo.add_tip(
-                conn,
+        async with notify.transaction(self._db.of_user(tip.receiver_id), self._bus) as (_, notes):
+            await notes.tipped(
                 transfer_id=tip.transfer_id,
-                user_id=tip.receiver_id,
-                actor_id=tip.tipper_id,
-                actor_username=tip.tipper,
+                receiver_id=tip.receiver_id,
+                tipper_id=tip.tipper_id,
+                tipper=tip.tipper,
                 photo_id=tip.photo_id,
                 text=f"{tip.tipper} tipped you {amount}{where}",
             )
-        if record is not None:
-            await self._bus.publish(record.user_id, event_of(record))
 
     # -- the retry loop -----------------------------------------------------------
 

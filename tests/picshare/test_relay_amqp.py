@@ -23,12 +23,12 @@ import tests.imaging as imaging
 from picshare import keys
 from picshare.app import create_app
 from picshare.config import Settings
-from picshare.consumers import Consumer, counters
+from picshare.consumers import Consumer
 from picshare.domain_events import PHOTO_LIKED, DomainEvent
 from picshare.relay_amqp import AmqpRelay
 from storage import outbox_repo
 from storage.shards import Shards
-from tests.amqp_harness import AMQP_URL, amqp_exchange, free_port
+from tests.amqp_harness import AMQP_URL, BrokerLink, amqp_exchange
 from tests.conftest import AiohttpClient, bearer, signup, upload_ready
 from tests.harness import database_env
 
@@ -188,9 +188,9 @@ async def test_broker_away_requests_succeed_and_the_outbox_drains_later(
     aiohttp_client: AiohttpClient,
     amqp_exchange: str,
 ) -> None:
-    nowhere = f"amqp://guest:guest@127.0.0.1:{free_port()}/"
+    link = BrokerLink()  # down: the app starts while the broker is away
     client = await _broker_app(
-        settings, media_pool, aiohttp_client, _events(amqp_exchange, amqp_url=nowhere)
+        settings, media_pool, aiohttp_client, _events(amqp_exchange, amqp_url=link.url)
     )
     db = client.app[keys.DATABASES]
     await signup(client, "star")
@@ -204,19 +204,30 @@ async def test_broker_away_requests_succeed_and_the_outbox_drains_later(
     metrics = await (await client.get("/metrics")).text()
     assert "picshare_outbox_backlog 1.0" in metrics
 
-    # The broker is back (a relay that reaches it): the backlog goes out.
-    back = client.app[keys.SETTINGS].replace(events=_events(amqp_exchange))
-    relay = AmqpRelay(db=db, settings=back.events, names=["counters"], run_here=["counters"])
-    relay.register([counters(db)])
-    await relay.start()
+    async def counted(event_type: str) -> bool:
+        return await _unsent(db) == 0 and (await _counts(db)).get(event_type) == 1
+
     try:
+        # The broker is back: the app's relay reconnects and the backlog goes out.
+        await link.up()
+        await _until(lambda: counted("user.followed"), timeout=20)
+        assert (await (await client.get("/readyz")).json())["checks"]["events"] == "ok"
 
-        async def drained() -> bool:
-            return await _unsent(db) == 0 and (await _counts(db)).get("user.followed") == 1
+        # Away again while connected: the next change still succeeds, and waits.
+        await link.down()
+        nova = await signup(client, "nova")
+        resp = await client.put("/api/v1/users/fan/follow", headers=bearer(nova))
+        assert resp.status == 200
+        await asyncio.sleep(0.5)
+        assert await _unsent(db) == 1
+        await link.up()
 
-        await _until(drained)
+        async def both() -> bool:
+            return await _unsent(db) == 0 and (await _counts(db)).get("user.followed") == 2
+
+        await _until(both, timeout=20)
     finally:
-        await relay.close()
+        await link.down()
 
 
 def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
