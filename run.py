@@ -115,8 +115,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return _command(parser, args, settings)
-    except ShardMapError as exc:
-        # The settings and the site's shard map disagree: the operator's to fix.
+    except (ShardMapError, SettingsError) as exc:
+        # The settings and the site's shard map disagree, or a setting only
+        # the app can check (a consumer's name): the operator's to fix.
         print(f"picshare: {exc}", file=sys.stderr)
         return 2
 

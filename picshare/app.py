@@ -331,6 +331,12 @@ def _relay(app: web.Application, runner: JobRunner) -> EventRelay:
     """The jobs engine in this process, or RabbitMQ with `events.amqp_url`."""
     settings = app[keys.SETTINGS]
     if not settings.events.amqp_url:
+        if settings.events.consumers.strip().lower() not in ("", "all"):
+            log.warning(
+                "events.consumers=%s has no effect without events.amqp_url: every process"
+                " with jobs runs every consumer",
+                settings.events.consumers,
+            )
         return InProcessRelay(db=app[keys.DATABASES], jobs=runner)
     try:
         run_here = names_chosen(settings.events.consumers)
