@@ -40,7 +40,7 @@ from picshare.outbox import Outbox
 from picshare.pagination import Page, decode_cursor, newest, page_of
 from picshare.staging import StagedUpload
 from picshare.text import clean_caption, normalize_tag, parse_tags
-from storage import notifications_repo, photos_repo, social_repo, users_repo
+from storage import notifications_repo, outbox_repo, photos_repo, social_repo, users_repo
 from storage.blobs import BlobStore
 from storage.cache.memo import IdentityMemo
 from storage.db import Connection
@@ -57,6 +57,9 @@ ORIGINAL_JOB = "photo.original"
 COLLECT_JOB = "blobs.collect"
 NOTIFY_JOB = "photo.notify_followers"
 FORGET_JOB = "photo.forget_notifications"
+# The consumers of domain events this service runs (picshare/consumers.py).
+RENDITIONS = "renditions"
+NOTIFICATIONS = "notifications"
 
 
 class PhotoService:
@@ -126,24 +129,25 @@ class PhotoService:
         followers' notifications once it is ready."""
         return [
             Consumer(
-                "renditions",
+                RENDITIONS,
                 frozenset({PHOTO_UPLOADED}),
                 self._on_uploaded,
                 on_dead=self._on_uploaded_dead,
             ),
-            Consumer("notifications", frozenset({PHOTO_READY}), self._on_ready),
+            Consumer(NOTIFICATIONS, frozenset({PHOTO_READY}), self._on_ready),
         ]
 
     async def _on_uploaded(self, event: DomainEvent) -> None:
         # Idempotent by the photo's state: a repeat finds it ready and stops.
-        await self._render_job({"photo_id": int(event.data["photo_id"])})
+        await self._render_job({"photo_id": int(event.data["photo_id"]), "event_id": event.id})
 
     async def _on_uploaded_dead(self, event: DomainEvent, error: str) -> None:
         await self._render_failed({"photo_id": int(event.data["photo_id"])}, error)
 
     async def _on_ready(self, event: DomainEvent) -> None:
-        # Idempotent by its rows: one photo notification per user and photo.
-        await self._notify_job({"photo_id": int(event.data["photo_id"])})
+        # Idempotent by the event, per shard (below), and by its rows: one
+        # photo notification per user and photo.
+        await self._notify_job({"photo_id": int(event.data["photo_id"]), "event_id": event.id})
 
     def check_text(self, caption: str, tags: str) -> tuple[str, list[str]]:
         """Validate caption and tags (before the file is even read, when possible)."""
@@ -447,6 +451,8 @@ class PhotoService:
         keys["original"] = keys["large"]
         async with self._blob_keys_locked(home, blobs) as conn:
             await self._put_all(blobs)
+            if "event_id" in payload:  # run by the renditions consumer: its record
+                await outbox_repo.first_time(conn, RENDITIONS, int(payload["event_id"]))
             ready = await photos_repo.mark_ready(
                 conn,
                 photo_id,
@@ -526,7 +532,13 @@ class PhotoService:
         for db, user_ids in self._db.by_database(followers):
             try:
                 async with notify.transaction(db, self._bus) as (conn, notes):
-                    await notes.photo_ready(photo, user_ids)
+                    # Each database records its own part of the event: a
+                    # redelivery skips the shards already told.
+                    event_id = payload.get("event_id")
+                    if event_id is None or await outbox_repo.first_time(
+                        conn, NOTIFICATIONS, int(event_id)
+                    ):
+                        await notes.photo_ready(photo, user_ids)
                 wrote.append(db)
             except Exception as exc:
                 # The other shards' followers are still told now, not after the retry.

@@ -36,9 +36,18 @@ async def _outbox(client: Client) -> list[dict[str, Any]]:
     for db in client.app[keys.DATABASES].everything():
         rows += [
             dict(r)
-            for r in await db.primary.pool.fetch("SELECT id, type, data, sent_at FROM outbox")
+            for r in await db.primary.pool.fetch(
+                "SELECT id, type, data, sent_at, created_at FROM outbox"
+            )
         ]
     return sorted(rows, key=lambda r: r["id"])
+
+
+async def _processed(client: Client) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    for db in client.app[keys.DATABASES].everything():
+        rows += map(dict, await db.primary.pool.fetch("SELECT * FROM processed_events"))
+    return rows
 
 
 async def _counts(client: Client) -> dict[str, int]:
@@ -67,6 +76,16 @@ async def test_every_event_is_written_once_with_its_change_and_counted(client: C
     # The notification of the like is there right after it, as before.
     inbox = await (await client.get("/api/v1/notifications", headers=bearer(star))).json()
     assert any(n["kind"] == "like" for n in inbox["items"])
+    # The photo's consumers recorded the events they did, in their work's
+    # transactions; photo.ready delivered again tells the follower nothing new.
+    consumers = {r["consumer"] for r in await _processed(client)}
+    assert {"renditions", "notifications"} <= consumers
+    ready = next(r for r in await _outbox(client) if r["type"] == "photo.ready")
+    event = DomainEvent(ready["id"], ready["type"], ready["data"], ready["created_at"])
+    [notifications] = [c for c in client.app[keys.PHOTOS].consumers() if c.name == "notifications"]
+    await notifications.handle(event)
+    inbox = await (await client.get("/api/v1/notifications", headers=bearer(fan))).json()
+    assert [n["kind"] for n in inbox["items"]].count("photo") == 1
     await client.post(f"/api/v1/photos/{pid}/comments", json={"text": "hi"}, headers=bearer(fan))
     resp = await client.post("/api/v1/wallet/topup", json={"amount_cents": 500}, headers=_key(fan))
     assert resp.status in (200, 201)
