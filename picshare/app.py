@@ -44,6 +44,7 @@ from picshare.media_urls import MediaUrls
 from picshare.metrics import Metrics
 from picshare.notifications import NotificationService
 from picshare.outbox import Outbox
+from picshare.outbox_retention import prune_forever
 from picshare.payments import PaymentService
 from picshare.photos import PhotoService
 from picshare.ratelimit import (
@@ -72,6 +73,8 @@ TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 # Multipart uploads are streamed and limited by uploads.max_bytes; this caps
 # only bodies read whole (JSON, urlencoded forms).
 CLIENT_MAX_SIZE = 1024 * 1024
+
+RETENTION_EVERY = 3600.0  # seconds between prunes of sent events (picshare/outbox_retention.py)
 
 CleanupContext: TypeAlias = Callable[[web.Application], AsyncIterator[None]]
 
@@ -423,7 +426,18 @@ async def _start_jobs(app: web.Application) -> AsyncIterator[None]:
         await app[keys.JOBS].start()
     relay = app[keys.RELAY]
     await relay.start()
+    settings = app[keys.SETTINGS].events
+    retention = asyncio.create_task(
+        prune_forever(
+            app[keys.DATABASES],
+            retention_seconds=settings.retention_days * 86400,
+            every=RETENTION_EVERY,
+        )
+    )
     try:
         yield
     finally:
+        retention.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await retention
         await relay.close()

@@ -152,6 +152,8 @@ class EventSettings:
     timeout: float = 5.0
     # Messages a consumer of this process holds unacknowledged at once.
     prefetch: int = 4
+    # Sent events and consumers' records are kept this many days, checked hourly.
+    retention_days: float = 7.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -568,6 +570,7 @@ def _validate(s: Settings) -> None:
         ),
         (s.events.timeout > 0, "events.timeout must be positive"),
         (s.events.prefetch >= 1, "events.prefetch must be at least 1"),
+        (s.events.retention_days > 0, "events.retention_days must be positive"),
         (s.ws.heartbeat >= 1, "ws.heartbeat must be at least 1 second"),
         (
             min(s.cache.photo_ttl, s.cache.profile_ttl, s.cache.feed_ttl, s.cache.public_ttl) > 0,

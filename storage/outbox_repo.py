@@ -83,3 +83,19 @@ async def count_event(conn: Connection, event_type: str) -> None:
 async def event_counts(conn: Connection) -> dict[str, int]:
     rows = await conn.fetch("SELECT type, count FROM event_counts ORDER BY type")
     return {r["type"]: int(r["count"]) for r in rows}
+
+
+async def prune(conn: Connection, *, older_than_seconds: float) -> tuple[int, int]:
+    """Forget sent events and consumers' records older than that; an unsent
+    event stays, however old (the broker may have been away that long).
+    How many outbox rows and processed records went."""
+    sent = await conn.execute(
+        "DELETE FROM outbox WHERE sent_at IS NOT NULL "
+        "AND created_at < now() - make_interval(secs => $1)",
+        older_than_seconds,
+    )
+    processed = await conn.execute(
+        "DELETE FROM processed_events WHERE processed_at < now() - make_interval(secs => $1)",
+        older_than_seconds,
+    )
+    return int(sent.split()[-1]), int(processed.split()[-1])

@@ -22,6 +22,7 @@ from picshare.app import create_app
 from picshare.config import Settings
 from picshare.consumers import Consumer, counters
 from picshare.domain_events import EVENT_TYPES, PHOTO_LIKED, DomainEvent
+from picshare.outbox_retention import prune
 from picshare.relay_inprocess import InProcessRelay
 from storage import outbox_repo
 from tests.conftest import AiohttpClient, bearer, signup, upload_ready
@@ -212,3 +213,34 @@ async def test_a_failing_consumer_is_retried_then_dead_then_replayed(
         return len(calls) == attempts + 1 and not await relay.dead()
 
     await _until(replayed)
+
+
+async def test_retention_forgets_old_sent_events_and_records_never_unsent_ones(
+    client: Client,
+) -> None:
+    db = client.app[keys.DATABASES].catalog
+    async with db.transaction() as conn:
+        old_sent = await outbox_repo.add(conn, PHOTO_LIKED, {})
+        old_unsent = await outbox_repo.add(conn, PHOTO_LIKED, {})
+        fresh = await outbox_repo.add(conn, PHOTO_LIKED, {})
+        await conn.execute(
+            "UPDATE outbox SET created_at = now() - interval '8 days', "
+            "sent_at = CASE WHEN id = $1 THEN now() END WHERE id = ANY($2::bigint[])",
+            old_sent.id,
+            [old_sent.id, old_unsent.id],
+        )
+        await outbox_repo.mark_sent(conn, [fresh.id])
+        await outbox_repo.first_time(conn, "counters", old_sent.id)
+        await outbox_repo.first_time(conn, "counters", fresh.id)
+        await conn.execute(
+            "UPDATE processed_events SET processed_at = now() - interval '8 days' "
+            "WHERE event_id = $1",
+            old_sent.id,
+        )
+    events, records = await prune(client.app[keys.DATABASES], retention_seconds=7 * 86400)
+    assert (events, records) == (1, 1)
+    async with db.transaction() as conn:
+        left = {r["id"] for r in await conn.fetch("SELECT id FROM outbox")}
+        assert old_unsent.id in left and fresh.id in left and old_sent.id not in left
+        assert await outbox_repo.processed(conn, "counters", fresh.id)
+        assert not await outbox_repo.processed(conn, "counters", old_sent.id)
