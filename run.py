@@ -8,6 +8,8 @@ python run.py migrate
 python run.py shards
 python run.py jobs [--status queued|running|done|failed] [--limit N]
 python run.py blobs migrate --to s3
+python run.py worker [--consumers renditions,notifications,...]
+python run.py events dead | retry ID | retry --all
 python run.py bench [--quick]
 """
 
@@ -34,7 +36,9 @@ from handlers.slow_clients import GuardedTCPSite
 from picshare.app import create_app
 from picshare.blob_migration import migrate_blobs
 from picshare.blob_stores import local_store, open_blob_store, open_s3
+from picshare.app import create_app, relay_for_commands
 from picshare.config import Settings, SettingsError, load_settings
+from picshare.consumers import UnknownConsumer, names_chosen
 from picshare.database import open_shards
 from picshare.nginx_config import (
     NginxConfigError,
@@ -43,6 +47,7 @@ from picshare.nginx_config import (
     render_nginx_config,
 )
 from picshare.progress import Progress
+from picshare.relay_amqp import BrokerUnavailable
 from picshare.seed import SEED_PASSWORD, SeedPlan, seed
 from picshare.supervisor import Supervisor
 from storage import jobs_repo
@@ -92,6 +97,17 @@ def main(argv: list[str] | None = None) -> int:
         if name == "jobs":
             cmd.add_argument("--status", choices=["queued", "running", "done", "failed"])
             cmd.add_argument("--limit", type=int, default=50)
+    worker = sub.add_parser("worker", help="run event consumers and jobs without the HTTP server")
+    worker.add_argument("--data-dir")
+    worker.add_argument(
+        "--consumers",
+        help="with PICSHARE_AMQP_URL: the consumers to run, comma-separated (default: all)",
+    )
+    events = sub.add_parser("events", help="dead-lettered events: list them, or replay them")
+    events.add_argument("--data-dir")
+    events.add_argument("action", choices=["dead", "retry"])
+    events.add_argument("event_id", nargs="?", type=int, help="retry: the event to replay")
+    events.add_argument("--all", action="store_true", help="retry: replay every dead event")
     seed = sub.add_parser("seed", help="load a realistic volume of demo data (COPY)")
     seed.add_argument("--data-dir")
     seed.add_argument("--users", type=int, default=20_000)
@@ -104,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     blobs.add_argument("action", choices=["migrate"], help="copy the local store to another")
     blobs.add_argument("--to", choices=["s3"], required=True, help="the store to copy to")
     sub.add_parser("bench", help="run the benchmarks in bench/ (options: --quick, --only NAME)")
-    for cmd in (serve, seed, *(sub.choices[name] for name in commands)):
+    for cmd in (serve, seed, worker, events, *(sub.choices[name] for name in commands)):
         cmd.add_argument(
             "--shards",
             type=int,
@@ -128,8 +144,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return _command(parser, args, settings)
-    except ShardMapError as exc:
-        # The settings and the site's shard map disagree: the operator's to fix.
+    except (ShardMapError, SettingsError) as exc:
+        # The settings and the site's shard map disagree, or a setting only
+        # the app can check (a consumer's name): the operator's to fix.
         print(f"picshare: {exc}", file=sys.stderr)
         return 2
 
@@ -153,6 +170,12 @@ def _command(parser: argparse.ArgumentParser, args: argparse.Namespace, settings
         return 0
     if args.command == "migrate":
         return uvloop.run(_migrate(settings))
+    if args.command == "worker":
+        return _worker(settings, args.consumers)
+    if args.command == "events":
+        if args.action == "retry" and (args.event_id is None) == (not args.all):
+            parser.error("events retry needs an event ID or --all (not both)")
+        return uvloop.run(_events(settings, args.action, None if args.all else args.event_id))
     if args.command == "seed":
         plan = SeedPlan(
             users=args.users,
@@ -263,6 +286,78 @@ def _tls(settings: Settings) -> ssl.SSLContext | None:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(settings.server.certfile, settings.server.keyfile)
     return context
+
+
+def _worker(settings: Settings, consumers: str | None) -> int:
+    """The app without its HTTP site: the job runner and the event consumers."""
+    if not settings.redis.url:
+        # Its caches and live events must be the web processes' own.
+        print(
+            "picshare: run.py worker shares cache, limits and events with the web"
+            " processes through Redis: set PICSHARE_REDIS_URL",
+            file=sys.stderr,
+        )
+        return 2
+    if consumers is not None:
+        if not settings.events.amqp_url:
+            print(
+                "picshare: run.py worker --consumers needs a broker: set PICSHARE_AMQP_URL"
+                " (without one, every process with jobs runs every consumer)",
+                file=sys.stderr,
+            )
+            return 2
+        try:
+            names_chosen(consumers)
+        except UnknownConsumer as exc:
+            print(f"picshare: --consumers: {exc}", file=sys.stderr)
+            return 2
+        settings = settings.replace(events={"consumers": consumers})
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(_work_until_stopped(settings))
+    return 0
+
+
+async def _work_until_stopped(settings: Settings) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    runner = web.AppRunner(
+        create_app(settings),
+        handle_signals=False,
+        shutdown_timeout=settings.server.shutdown_timeout,
+    )
+    await runner.setup()  # starts every resource: databases, job runner, relay
+    try:
+        which = settings.events.consumers if settings.events.amqp_url else "all (as jobs)"
+        print(f"======== Worker running: consumers {which} ========", flush=True)
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
+async def _events(settings: Settings, action: str, event_id: int | None) -> int:
+    async with open_shards(settings) as shards, relay_for_commands(settings, shards) as relay:
+        try:
+            if action == "retry":
+                replayed = await relay.retry(event_id)
+                if event_id is not None and not replayed:
+                    print(f"picshare: no dead event {event_id}", file=sys.stderr)
+                    return 1
+                print(f"replayed {replayed} dead event(s)")
+                return 0
+            dead = await relay.dead()
+        except BrokerUnavailable as exc:
+            print(f"picshare: {exc}", file=sys.stderr)
+            return 3
+    print(f"{'event':>20}  {'type':<16} {'consumer':<14} {'tries':>5}  last error")
+    for item in dead:
+        error = item.error.splitlines()[0][:60] if item.error else ""
+        print(
+            f"{item.event.id:>20}  {item.event.type:<16} {item.consumer:<14} "
+            f"{item.attempts:>5}  {error}"
+        )
+    return 0
 
 
 async def _migrate(settings: Settings) -> int:

@@ -47,6 +47,7 @@ async def metrics(request: web.Request) -> web.Response:
     health = request.app[keys.HEALTH]
     registry.databases(health.databases())
     registry.jobs_queued.set(await health.jobs_queued())
+    registry.outbox_backlog.set(await health.outbox_backlog())
     return web.Response(body=registry.render(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 

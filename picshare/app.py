@@ -33,7 +33,8 @@ from handlers.template_filters import blurhash_color
 from picshare import keys
 from picshare.blob_stores import open_blob_store
 from picshare.caching import CachedReads, CacheTtls
-from picshare.config import Settings
+from picshare.config import Settings, SettingsError
+from picshare.consumers import UnknownConsumer, counters, names_chosen
 from picshare.database import open_shards
 from picshare.events import EventBus, InProcessBus
 from picshare.health import HealthService
@@ -43,6 +44,8 @@ from picshare.media import MediaWorkers
 from picshare.media_urls import MediaUrls
 from picshare.metrics import Metrics
 from picshare.notifications import NotificationService
+from picshare.outbox import Outbox
+from picshare.outbox_retention import prune_forever
 from picshare.payments import PaymentService
 from picshare.photos import PhotoService
 from picshare.ratelimit import (
@@ -52,6 +55,9 @@ from picshare.ratelimit import (
     RateLimiter,
     RedisLimiter,
 )
+from picshare.relay import EventRelay
+from picshare.relay_amqp import AmqpRelay
+from picshare.relay_inprocess import InProcessRelay
 from picshare.routing import RouteTable
 from picshare.search import SearchService
 from picshare.secret import load_secret_key
@@ -67,6 +73,8 @@ TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 # Multipart uploads are streamed and limited by uploads.max_bytes; this caps
 # only bodies read whole (JSON, urlencoded forms).
 CLIENT_MAX_SIZE = 1024 * 1024
+
+RETENTION_EVERY = 3600.0  # seconds between prunes of sent events (picshare/outbox_retention.py)
 
 CleanupContext: TypeAlias = Callable[[web.Application], AsyncIterator[None]]
 
@@ -311,11 +319,55 @@ async def _jobs(app: web.Application) -> AsyncIterator[None]:
     Services register their kinds next; `_start_jobs` starts it after them."""
     settings = app[keys.SETTINGS]
     scheduler = aiojobs.Scheduler(limit=None, close_timeout=settings.server.shutdown_timeout)
-    app[keys.JOBS] = JobRunner(
+    runner = JobRunner(
         db=app[keys.DATABASES], settings=settings.jobs, scheduler=scheduler, kinds={}
     )
+    app[keys.JOBS] = runner
+    relay = _relay(app, runner)
+    app[keys.RELAY] = relay
+    app[keys.OUTBOX] = Outbox(relay)
     try:
         yield
+    finally:
+        await scheduler.close()
+
+
+def _relay(app: web.Application, runner: JobRunner) -> EventRelay:
+    """The jobs engine in this process, or RabbitMQ with `events.amqp_url`."""
+    settings = app[keys.SETTINGS]
+    if not settings.events.amqp_url:
+        if settings.events.consumers.strip().lower() not in ("", "all"):
+            log.warning(
+                "events.consumers=%s has no effect without events.amqp_url: every process"
+                " with jobs runs every consumer",
+                settings.events.consumers,
+            )
+        return InProcessRelay(db=app[keys.DATABASES], jobs=runner)
+    try:
+        run_here = names_chosen(settings.events.consumers)
+    except UnknownConsumer as exc:
+        raise SettingsError(str(exc)) from None
+    return AmqpRelay(
+        db=app[keys.DATABASES],
+        settings=settings.events,
+        names=names_chosen("all"),
+        run_here=run_here,
+        on_backlog=app[keys.METRICS].outbox_backlog.set,
+    )
+
+
+@contextlib.asynccontextmanager
+async def relay_for_commands(settings: Settings, db: Shards) -> AsyncIterator[EventRelay]:
+    """A relay for `run.py events` (dead letters), not started: it neither
+    relays nor consumes."""
+    if settings.events.amqp_url:
+        yield AmqpRelay(db=db, settings=settings.events, names=names_chosen("all"), run_here=[])
+        return
+    scheduler = aiojobs.Scheduler(limit=None)
+    try:
+        yield InProcessRelay(
+            db=db, jobs=JobRunner(db=db, settings=settings.jobs, scheduler=scheduler, kinds={})
+        )
     finally:
         await scheduler.close()
 
@@ -326,6 +378,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     db = app[keys.DATABASES]
     cached = app[keys.CACHED_READS]
     runner = app[keys.JOBS]
+    events = app[keys.OUTBOX]
     users = UserService(db=db, auth=settings.auth, cached=cached, jobs=runner)
     runner.register(users.job_kinds())
     app[keys.USERS] = users
@@ -339,10 +392,11 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         feed=settings.feed,
         bus=app[keys.BUS],
         cached=cached,
+        events=events,
     )
     runner.register(photos.job_kinds())
     app[keys.PHOTOS] = photos
-    social = SocialService(db=db, bus=app[keys.BUS], cached=cached, jobs=runner)
+    social = SocialService(db=db, bus=app[keys.BUS], cached=cached, jobs=runner, events=events)
     runner.register(social.job_kinds())
     app[keys.SOCIAL] = social
     app[keys.NOTIFICATIONS] = NotificationService(db=db)
@@ -352,11 +406,18 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         bus=app[keys.BUS],
         jobs=runner,
         settings=settings.payments,
+        events=events,
         on_retry=app[keys.METRICS].payment_retries.inc,
     )
     runner.register(payments.job_kinds())
     app[keys.PAYMENTS] = payments
-    app[keys.HEALTH] = HealthService(db=db, blobs=app[keys.BLOBS])
+    relay = app[keys.RELAY]
+    relay.register([*photos.consumers(), counters(db)])
+    app[keys.HEALTH] = HealthService(
+        db=db,
+        blobs=app[keys.BLOBS],
+        events=relay.state if isinstance(relay, AmqpRelay) else None,
+    )
     app[keys.IDEMPOTENCY] = IdempotencyService(db=db, settings=settings.idempotency)
     yield
 
@@ -365,4 +426,20 @@ async def _start_jobs(app: web.Application) -> AsyncIterator[None]:
     """Last: jobs run once every service has registered its kinds."""
     if app[keys.SETTINGS].jobs.enabled:
         await app[keys.JOBS].start()
-    yield
+    relay = app[keys.RELAY]
+    await relay.start()
+    settings = app[keys.SETTINGS].events
+    retention = asyncio.create_task(
+        prune_forever(
+            app[keys.DATABASES],
+            retention_seconds=settings.retention_days * 86400,
+            every=RETENTION_EVERY,
+        )
+    )
+    try:
+        yield
+    finally:
+        retention.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await retention
+        await relay.close()

@@ -170,6 +170,30 @@ class JobSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class EventSettings:
+    # Empty: events go to their consumers through the durable jobs engine in
+    # this process; an amqp:// URL: through RabbitMQ (picshare/relay_amqp.py).
+    amqp_url: str = ""
+    # The topic exchange; its queues are named `<exchange>.<consumer>`.
+    exchange: str = "picshare.events"
+    # The consumers this process runs (RabbitMQ only): all, none, or names.
+    consumers: str = "all"
+    # Seconds between outbox scans when nothing woke the relay.
+    relay_interval: float = 1.0
+    # Deliveries of an event to a consumer before it is dead-lettered.
+    max_attempts: int = 5
+    # Retry n waits retry_base * 2**(n-1) seconds, at most retry_max.
+    retry_base: float = 1.0
+    retry_max: float = 300.0
+    # Seconds for each broker call (connect, publish with its confirm).
+    timeout: float = 5.0
+    # Messages a consumer of this process holds unacknowledged at once.
+    prefetch: int = 4
+    # Sent events and consumers' records are kept this many days, checked hourly.
+    retention_days: float = 7.0
+
+
+@dataclass(frozen=True, slots=True)
 class AuthSettings:
     session_cookie: str = "picshare_session"
     session_days: int = 30
@@ -322,6 +346,7 @@ class Settings:
     blobs: BlobSettings = field(default_factory=BlobSettings)
     s3: S3Settings = field(default_factory=S3Settings)
     jobs: JobSettings = field(default_factory=JobSettings)
+    events: EventSettings = field(default_factory=EventSettings)
     auth: AuthSettings = field(default_factory=AuthSettings)
     pagination: PaginationSettings = field(default_factory=PaginationSettings)
     feed: FeedSettings = field(default_factory=FeedSettings)
@@ -350,6 +375,7 @@ ALIASES: dict[str, tuple[str, str]] = {
     "PICSHARE_SHARDS": ("database", "shards"),
     "PICSHARE_SHARD_ROUTER": ("database", "shard_router"),
     "PICSHARE_REDIS_URL": ("redis", "url"),
+    "PICSHARE_AMQP_URL": ("events", "amqp_url"),
     "PICSHARE_DATA_DIR": ("server", "data_dir"),
     "PICSHARE_HOST": ("server", "host"),
     "PICSHARE_PORT": ("server", "port"),
@@ -597,6 +623,20 @@ def _validate(s: Settings) -> None:
             "redis.url must be a redis:// URL",
         ),
         (s.redis.timeout > 0, "redis.timeout must be positive"),
+        (
+            s.events.amqp_url == "" or s.events.amqp_url.startswith(("amqp://", "amqps://")),
+            "events.amqp_url (PICSHARE_AMQP_URL) must be an amqp:// or amqps:// URL",
+        ),
+        (bool(s.events.exchange.strip()), "events.exchange must not be empty"),
+        (s.events.relay_interval > 0, "events.relay_interval must be positive"),
+        (s.events.max_attempts >= 1, "events.max_attempts must be at least 1"),
+        (
+            0 < s.events.retry_base <= s.events.retry_max,
+            "events.retry_base must be positive and at most events.retry_max",
+        ),
+        (s.events.timeout > 0, "events.timeout must be positive"),
+        (s.events.prefetch >= 1, "events.prefetch must be at least 1"),
+        (s.events.retention_days > 0, "events.retention_days must be positive"),
         (s.ws.heartbeat >= 1, "ws.heartbeat must be at least 1 second"),
         (
             min(s.cache.photo_ttl, s.cache.profile_ttl, s.cache.feed_ttl, s.cache.public_ttl) > 0,

@@ -7,7 +7,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
-from storage import jobs_repo
+from storage import jobs_repo, outbox_repo
 from storage.blobs import BlobStore
 from storage.router import PRIMARY, Databases, DatabaseStatus
 from storage.shards import Shards
@@ -17,10 +17,19 @@ OK = "ok"
 
 
 class HealthService:
-    __slots__ = ("_blobs", "_db", "_timeout")
+    __slots__ = ("_blobs", "_db", "_events", "_timeout")
 
-    def __init__(self, *, db: Shards, blobs: BlobStore, timeout: float = 2.0) -> None:
+    def __init__(
+        self,
+        *,
+        db: Shards,
+        blobs: BlobStore,
+        timeout: float = 2.0,
+        events: Callable[[], str] | None = None,
+    ) -> None:
+        """`events`: the broker relay's state, when events go through one."""
         self._db = db
+        self._events = events
         self._blobs = blobs
         self._timeout = timeout  # per check: a hung store answers "failing", not never
 
@@ -42,6 +51,9 @@ class HealthService:
             for db in databases
         ]
         probes.append(("blobs", self._blobs.ping))
+        if self._events is not None:
+            # Not a reason to refuse traffic: events wait in the outbox.
+            checks["events"] = self._events()
         for name, probe in probes:
             try:
                 await asyncio.wait_for(probe(), self._timeout)
@@ -63,6 +75,15 @@ class HealthService:
                 else:
                     checks[status.label] = OK
         return checks
+
+    async def outbox_backlog(self) -> int:
+        """Domain events not handed to their relay yet (a broker outage), every shard."""
+
+        async def backlog(db: Databases) -> int:
+            async with db.read(PRIMARY) as conn:
+                return await outbox_repo.backlog(conn)
+
+        return sum((await self._db.gather(backlog)).results)
 
     async def jobs_queued(self) -> int:
         """Jobs queued or running, across every process and shard."""

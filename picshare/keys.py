@@ -16,9 +16,11 @@ from picshare.media import MediaWorkers
 from picshare.media_urls import MediaUrls
 from picshare.metrics import Metrics
 from picshare.notifications import NotificationService
+from picshare.outbox import Outbox
 from picshare.payments import PaymentService
 from picshare.photos import PhotoService
 from picshare.ratelimit import Decision, RateLimiter
+from picshare.relay import EventRelay
 from picshare.routing import RouteInfo, RouteTable
 from picshare.search import SearchService
 from picshare.social import SocialService
@@ -33,6 +35,10 @@ DATABASES = web.AppKey("databases", Shards)
 BLOBS = web.AppKey("blobs", BlobStore)
 MEDIA_WORKERS = web.AppKey("media_workers", MediaWorkers)
 JOBS = web.AppKey("jobs", JobRunner)
+# How domain events reach their consumers (picshare/relay.py), and where
+# services write them (picshare/outbox.py).
+RELAY: web.AppKey[EventRelay] = web.AppKey("relay")
+OUTBOX = web.AppKey("outbox", Outbox)
 CACHED_READS = web.AppKey("cached_reads", CachedReads)
 USERS = web.AppKey("users", UserService)
 PHOTOS = web.AppKey("photos", PhotoService)

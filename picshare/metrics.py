@@ -26,6 +26,9 @@ class Metrics:
         self.requests = RequestMetrics()
         r.register(self.requests)
         self.jobs_queued = Gauge("picshare_jobs_queue_depth", "Jobs queued or running", registry=r)
+        self.outbox_backlog = Gauge(
+            "picshare_outbox_backlog", "Domain events not relayed yet (broker away)", registry=r
+        )
         self.ws_connections = Gauge(
             "picshare_ws_connections", "Open WebSocket connections in this process", registry=r
         )

@@ -126,6 +126,29 @@ class Notes:
             text=f"{requester.username} started following you",
         )
 
+    async def tipped(
+        self,
+        *,
+        transfer_id: int,
+        receiver_id: int,
+        tipper_id: int,
+        tipper: str,
+        photo_id: int | None,
+        text: str,
+    ) -> None:
+        """A tip's receiver, once however often it is told (a retried job)."""
+        self._keep(
+            await notifications_repo.add_tip(
+                self._conn,
+                transfer_id=transfer_id,
+                user_id=receiver_id,
+                actor_id=tipper_id,
+                actor_username=tipper,
+                photo_id=photo_id,
+                text=text,
+            )
+        )
+
     async def photo_ready(self, photo: PhotoRecord, follower_ids: list[int]) -> None:
         """A photo became ready: these followers of its owner (all with their
         rows in this transaction's database), in one statement. A repeat (a

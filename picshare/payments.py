@@ -31,12 +31,13 @@ from typing import TypeVar
 
 import asyncpg
 
+from picshare import notify
 from picshare.config import PaymentSettings
 from picshare.errors import Conflict, NotFound, Unavailable, invalid
 from picshare.events import EventBus
 from picshare.jobs import JobKind, JobRunner
-from picshare.notifications import event_of
-from storage import ledger_repo, notifications_repo, photos_repo, users_repo
+from picshare.outbox import Outbox
+from storage import ledger_repo, photos_repo, users_repo
 from storage.db import Connection
 from storage.ids import parse_id
 from storage.records import PhotoRecord, TransferKind, UserRecord, WalletMovement
@@ -88,7 +89,16 @@ def money_text(cents: int, currency: str) -> str:
 
 
 class PaymentService:
-    __slots__ = ("_bus", "_db", "_jobs", "_on_retry", "_provider", "_settings", "retries")
+    __slots__ = (
+        "_bus",
+        "_db",
+        "_events",
+        "_jobs",
+        "_on_retry",
+        "_provider",
+        "_settings",
+        "retries",
+    )
 
     def __init__(
         self,
@@ -97,9 +107,11 @@ class PaymentService:
         bus: EventBus,
         jobs: JobRunner,
         settings: PaymentSettings,
+        events: Outbox,
         on_retry: Callable[[], None] | None = None,
     ) -> None:
         self._db = db
+        self._events = events
         self._bus = bus
         self._jobs = jobs
         self._settings = settings
@@ -229,6 +241,15 @@ class PaymentService:
             balance = await ledger_repo.add_to_balance(conn, source.account_id, -amount)
             await ledger_repo.add_to_balance(conn, target.account_id, amount)
             await self._jobs.enqueue(conn, TIP_NOTIFICATION, {"transfer_id": transfer.id})
+            await self._events.payment_tip(
+                conn,
+                transfer_id=transfer.id,
+                from_user=tipper.id,
+                to_user=receiver.id,
+                amount_cents=amount,
+                currency=self.currency,
+                photo_id=photo,
+            )
             return Receipt(
                 transfer.id,
                 TransferKind.TIP,
@@ -242,6 +263,7 @@ class PaymentService:
             )
 
         receipt = await self._serializable(work)
+        self._events.committed()
         await self._tell_receiver(receipt.id)
         return receipt
 
@@ -283,18 +305,15 @@ class PaymentService:
             return  # not a tip: nothing to tell
         where = " for your photo" if tip.photo_id is not None else ""
         amount = money_text(tip.amount_cents, self.currency)
-        async with self._db.of_user(tip.receiver_id).write() as conn:
-            record = await notifications_repo.add_tip(
-                conn,
+        async with notify.transaction(self._db.of_user(tip.receiver_id), self._bus) as (_, notes):
+            await notes.tipped(
                 transfer_id=tip.transfer_id,
-                user_id=tip.receiver_id,
-                actor_id=tip.tipper_id,
-                actor_username=tip.tipper,
+                receiver_id=tip.receiver_id,
+                tipper_id=tip.tipper_id,
+                tipper=tip.tipper,
                 photo_id=tip.photo_id,
                 text=f"{tip.tipper} tipped you {amount}{where}",
             )
-        if record is not None:
-            await self._bus.publish(record.user_id, event_of(record))
 
     # -- the retry loop -----------------------------------------------------------
 

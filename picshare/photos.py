@@ -13,6 +13,8 @@ from typing import Any, TypeVar
 from picshare import notify, privacy
 from picshare.caching import CachedReads
 from picshare.config import FeedSettings, MediaSettings, UploadSettings
+from picshare.consumers import Consumer
+from picshare.domain_events import PHOTO_READY, PHOTO_UPLOADED, DomainEvent
 from picshare.errors import (
     FieldError,
     Forbidden,
@@ -35,10 +37,11 @@ from picshare.media import (
     render_display,
 )
 from picshare.media.source import local_file
+from picshare.outbox import Outbox
 from picshare.pagination import Page, decode_cursor, newest, page_of
 from picshare.staging import StagedUpload
 from picshare.text import clean_caption, normalize_tag, parse_tags
-from storage import notifications_repo, photos_repo, social_repo, users_repo
+from storage import notifications_repo, outbox_repo, photos_repo, social_repo, users_repo
 from storage.blobs import BlobStore
 from storage.cache.memo import IdentityMemo
 from storage.db import Connection
@@ -55,6 +58,9 @@ ORIGINAL_JOB = "photo.original"
 COLLECT_JOB = "blobs.collect"
 NOTIFY_JOB = "photo.notify_followers"
 FORGET_JOB = "photo.forget_notifications"
+# The consumers of domain events this service runs (picshare/consumers.py).
+RENDITIONS = "renditions"
+NOTIFICATIONS = "notifications"
 
 
 class PhotoService:
@@ -63,6 +69,7 @@ class PhotoService:
         "_bus",
         "_cached",
         "_db",
+        "_events",
         "_feed",
         "_front_pages",
         "_jobs",
@@ -83,8 +90,10 @@ class PhotoService:
         feed: FeedSettings,
         bus: EventBus,
         cached: CachedReads,
+        events: Outbox,
     ) -> None:
         self._bus = bus
+        self._events = events
         self._cached = cached
         self._front_pages: IdentityMemo[list[PhotoRecord], Page[PhotoRecord]] = IdentityMemo(
             max_entries=16
@@ -114,6 +123,32 @@ class PhotoService:
             NOTIFY_JOB: JobKind(self._notify_job),
             FORGET_JOB: JobKind(self._forget_job),
         }
+
+    def consumers(self) -> list[Consumer]:
+        """Of domain events: renditions for a new photo (a process of its own
+        can run them, `run.py worker --consumers renditions`), and its
+        followers' notifications once it is ready."""
+        return [
+            Consumer(
+                RENDITIONS,
+                frozenset({PHOTO_UPLOADED}),
+                self._on_uploaded,
+                on_dead=self._on_uploaded_dead,
+            ),
+            Consumer(NOTIFICATIONS, frozenset({PHOTO_READY}), self._on_ready),
+        ]
+
+    async def _on_uploaded(self, event: DomainEvent) -> None:
+        # Idempotent by the photo's state: a repeat finds it ready and stops.
+        await self._render_job({"photo_id": int(event.data["photo_id"]), "event_id": event.id})
+
+    async def _on_uploaded_dead(self, event: DomainEvent, error: str) -> None:
+        await self._render_failed({"photo_id": int(event.data["photo_id"])}, error)
+
+    async def _on_ready(self, event: DomainEvent) -> None:
+        # Idempotent by the event, per shard (below), and by its rows: one
+        # photo notification per user and photo.
+        await self._notify_job({"photo_id": int(event.data["photo_id"]), "event_id": event.id})
 
     def check_text(self, caption: str, tags: str) -> tuple[str, list[str]]:
         """Validate caption and tags (before the file is even read, when possible)."""
@@ -153,13 +188,13 @@ class PhotoService:
                     size=staged.size,
                     upload_key=key,
                 )
-                await self._jobs.enqueue(conn, RENDER_JOB, {"photo_id": photo_id})
+                await self._events.photo_uploaded(conn, photo_id, owner_id)
         except BaseException:
             # The row did not commit: the blob must not outlive it (unless another
             # photo uses the same bytes, which `_collect` checks).
             await asyncio.shield(self._collect([key]))
             raise
-        self._jobs.wake()
+        self._events.committed()
         await self._cached.users_changed(owner_id)  # photo_count
         await self._cached.feed_changed(owner_id)
         photo = await self._fetch(photo_id, owner_id)
@@ -382,7 +417,9 @@ class PhotoService:
                 await self._jobs.enqueue(conn, FORGET_JOB, {"photo_id": photo_id})
             keys = [photo.upload_key, *photo.rendition_keys]
             await self._jobs.enqueue(conn, COLLECT_JOB, {"keys": keys})
+            await self._events.photo_deleted(conn, photo)
         self._jobs.wake()
+        self._events.committed()
         await self._cached.photo_changed(photo_id)
         await self._cached.users_changed(user_id)
         await self._cached.feed_changed(user_id)
@@ -435,6 +472,8 @@ class PhotoService:
         keys["original"] = keys["large"]
         async with self._blob_keys_locked(home, blobs) as conn:
             await self._put_all(blobs)
+            if "event_id" in payload:  # run by the renditions consumer: its record
+                await outbox_repo.first_time(conn, RENDITIONS, int(payload["event_id"]))
             ready = await photos_repo.mark_ready(
                 conn,
                 photo_id,
@@ -445,13 +484,14 @@ class PhotoService:
             )
             if ready:
                 await self._jobs.enqueue(conn, ORIGINAL_JOB, {"photo_id": photo_id})
-                await self._jobs.enqueue(conn, NOTIFY_JOB, {"photo_id": photo_id})
+                await self._events.photo_ready(conn, photo_id)
             else:
                 await self._jobs.enqueue(conn, COLLECT_JOB, {"keys": sorted(blobs)})
         # Readers first: the jobs just enqueued can start a moment later.
         await self._cached.photo_changed(photo_id)
         await self._cached.public_changed()  # a new photo on the front page
         self._jobs.wake()
+        self._events.committed()
 
     async def _put_all(self, blobs: dict[str, bytes]) -> None:
         # Each write waits for its own fsync: side by side, they overlap.
@@ -513,7 +553,13 @@ class PhotoService:
         for db, user_ids in self._db.by_database(followers):
             try:
                 async with notify.transaction(db, self._bus) as (conn, notes):
-                    await notes.photo_ready(photo, user_ids)
+                    # Each database records its own part of the event: a
+                    # redelivery skips the shards already told.
+                    event_id = payload.get("event_id")
+                    if event_id is None or await outbox_repo.first_time(
+                        conn, NOTIFICATIONS, int(event_id)
+                    ):
+                        await notes.photo_ready(photo, user_ids)
                 wrote.append(db)
             except Exception as exc:
                 # The other shards' followers are still told now, not after the retry.

@@ -24,6 +24,7 @@ from picshare.caching import CachedReads
 from picshare.errors import Forbidden, InvalidInput, NotFound, invalid
 from picshare.events import EventBus
 from picshare.jobs import JobKind, JobRunner
+from picshare.outbox import Outbox
 from picshare.pagination import Page, decode_cursor, page_of
 from storage import photos_repo, social_repo, users_repo
 from storage.db import Connection
@@ -49,10 +50,13 @@ class Profile:
 
 
 class SocialService:
-    __slots__ = ("_bus", "_cached", "_db", "_jobs")
+    __slots__ = ("_bus", "_cached", "_db", "_events", "_jobs")
 
-    def __init__(self, *, db: Shards, bus: EventBus, cached: CachedReads, jobs: JobRunner) -> None:
+    def __init__(
+        self, *, db: Shards, bus: EventBus, cached: CachedReads, jobs: JobRunner, events: Outbox
+    ) -> None:
         self._db = db
+        self._events = events
         self._bus = bus
         self._cached = cached
         self._jobs = jobs
@@ -73,6 +77,8 @@ class SocialService:
             added, count = await social_repo.like(conn, photo_id, user.id)
             if added:
                 await notes.liked(photo, user)
+                await self._events.photo_liked(conn, photo, user)
+        self._events.committed()
         await self._cached.photo_changed(photo_id)
         await self._cached.feed_changed(user.id)  # liked_by_me in the liker's feed
         return LikeState(count, True)
@@ -133,6 +139,8 @@ class SocialService:
                 text=clean,
             )
             await notes.commented(photo, user, comment)
+            await self._events.comment_created(conn, photo, user, comment)
+        self._events.committed()
         await self._cached.photo_changed(photo_id)
         return comment
 
@@ -211,6 +219,8 @@ class SocialService:
                     await notes.follow_requested(target, user)
             elif mine is theirs and await social_repo.follow(conn, user.id, target.id):
                 await notes.followed(target, user)
+                await self._events.user_followed(conn, user.id, target.id)
+        self._events.committed()
         if not target.private and mine is not theirs:
             # The follower's side first; the mirror brings the followee's side
             # and the notification (it goes to the followee's shard).
@@ -260,6 +270,11 @@ class SocialService:
                 await self._enqueue_mirror(
                     conn, follower_id, followee_id, social_repo.FOLLOWER_SIDE
                 )
+                if change is social_repo.follow:
+                    # Its truth is this side (the mirror only copies it).
+                    await self._events.user_followed(conn, follower_id, followee_id)
+        if changed:
+            self._events.committed()
         return changed
 
     async def _mirror_now(self, follower_id: int, followee_id: int, origin: str) -> None:
@@ -358,9 +373,11 @@ class SocialService:
             # follows by the mirror.
             await social_repo.follow(conn, other.id, user.id)
             await notes.follow_request_approved(user, other)
+            await self._events.user_followed(conn, other.id, user.id)
             across = self._db.of_user(other.id) is not mine
             if across:
                 await self._enqueue_mirror(conn, other.id, user.id, social_repo.FOLLOWEE_SIDE)
+        self._events.committed()
         if across:
             self._jobs.wake()
             await self._mirror_now(other.id, user.id, social_repo.FOLLOWEE_SIDE)

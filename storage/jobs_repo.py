@@ -123,3 +123,24 @@ async def queue_depth(conn: Connection) -> int:
     return int(
         await conn.fetchval("SELECT count(*) FROM jobs WHERE status IN ('queued', 'running')")
     )
+
+
+async def failed_of(conn: Connection, *, kind_prefix: str) -> list[JobRecord]:
+    """Parked jobs whose kind starts with `kind_prefix`, oldest first."""
+    rows = await conn.fetch(
+        f"SELECT {_COLUMNS} FROM jobs WHERE status = 'failed' AND starts_with(kind, $1) "
+        "ORDER BY id",
+        kind_prefix,
+    )
+    return [JobRecord.from_row(r) for r in rows]
+
+
+async def requeue(conn: Connection, job_ids: list[int]) -> int:
+    """Parked jobs run again, with their attempts afresh."""
+    result = await conn.execute(
+        "UPDATE jobs SET status = 'queued', attempts = 0, run_after = now(), "
+        "finished_at = NULL, locked_by = NULL, locked_until = NULL, updated_at = now() "
+        "WHERE id = ANY($1::bigint[]) AND status = 'failed'",
+        job_ids,
+    )
+    return int(result.split()[-1])

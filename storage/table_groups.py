@@ -53,7 +53,18 @@ TABLES: dict[str, frozenset[str]] = {
     JOBS: frozenset(),
 }
 EVERY_DATABASE: frozenset[str] = frozenset(
-    {"schema_migrations", "schema_groups", "shard_info", "jobs", "shard_fences"}
+    {
+        "schema_migrations",
+        "schema_groups",
+        "shard_info",
+        "jobs",
+        "shard_fences",
+        # Domain events beside the change they report (picshare/outbox.py),
+        # and what each consumer has done (picshare/consumers.py).
+        "outbox",
+        "processed_events",
+        "event_counts",
+    }
 )
 
 # The groups that can have a database of their own today. The others still

@@ -41,11 +41,10 @@ def database_env(database_url: str) -> dict[str, str]:
     shards = SHARDS_OF.get(database_url)
     if shards is None:
         return {"PICSHARE_DATABASE_URL": database_url}
-    return {
-        "PICSHARE_DATABASE_URL": "",
-        "PICSHARE_SHARDS": ",".join(shards),
-        "PICSHARE_DATABASE_GROUP_PAYMENTS_URL": PAYMENTS_OF[database_url],
-    }
+    env = {"PICSHARE_DATABASE_URL": "", "PICSHARE_SHARDS": ",".join(shards)}
+    if database_url in PAYMENTS_OF:
+        env["PICSHARE_DATABASE_GROUP_PAYMENTS_URL"] = PAYMENTS_OF[database_url]
+    return env
 
 
 def missing_service(reason: str) -> NoReturn:
