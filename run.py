@@ -33,10 +33,9 @@ from aiohttp.log import access_logger as web_log
 
 from handlers.access_log import AccessLog, flush_now
 from handlers.slow_clients import GuardedTCPSite
-from picshare.app import create_app
+from picshare.app import create_app, relay_for_commands
 from picshare.blob_migration import migrate_blobs
 from picshare.blob_stores import local_store, open_blob_store, open_s3
-from picshare.app import create_app, relay_for_commands
 from picshare.config import Settings, SettingsError, load_settings
 from picshare.consumers import UnknownConsumer, names_chosen
 from picshare.database import open_shards

@@ -31,7 +31,7 @@ class Consumer:
 
 
 class UnknownConsumer(ValueError):
-    pass
+    """A consumer name that no consumer has (`--consumers`, `events.consumers`)."""
 
 
 def counters(db: Shards) -> Consumer:

@@ -4,7 +4,6 @@ are deleted afterwards: runs side by side never see each other's events."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import socket
 import uuid
@@ -16,6 +15,7 @@ import pytest
 
 from picshare.consumers import CONSUMER_NAMES
 from tests.harness import missing_service
+from tests.tcp_gate import TcpGate
 
 AMQP_URL = os.environ.get("PICSHARE_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 
@@ -45,52 +45,18 @@ async def amqp_exchange() -> AsyncIterator[str]:
         await channel.exchange_delete(name)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class BrokerLink:
-    """A TCP forwarder to the broker on a port of its own: `down()` closes it
-    and cuts every connection through it (the broker seems gone to whoever
-    uses the port), `up()` opens it again on the same port."""
+class BrokerLink(TcpGate):
+    """A TCP forwarder to the broker on a port of its own (tests/tcp_gate.py):
+    `down()` closes it and cuts every connection through it (the broker seems
+    gone to whoever uses the port), `up()` opens it again on the same port."""
 
     def __init__(self, target: str = AMQP_URL) -> None:
         parts = urlsplit(target)
-        self._target = (parts.hostname or "127.0.0.1", parts.port or 5672)
-        self.port = free_port()
+        super().__init__(parts.hostname or "127.0.0.1", parts.port or 5672)
         self.url = f"amqp://{parts.username}:{parts.password}@127.0.0.1:{self.port}/"
-        self._server: asyncio.Server | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
 
     async def up(self) -> None:
-        self._server = await asyncio.start_server(self._link, "127.0.0.1", self.port)
+        await self.open()
 
     async def down(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            self._server = None
-        for writer in list(self._writers):
-            writer.transport.abort()
-        self._writers.clear()
-
-    async def _link(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            up_reader, up_writer = await asyncio.open_connection(*self._target)
-        except OSError:
-            writer.transport.abort()
-            return
-        self._writers |= {writer, up_writer}
-
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-            try:
-                while data := await src.read(65536):
-                    dst.write(data)
-                    await dst.drain()
-            except (ConnectionError, OSError):
-                pass
-            finally:
-                dst.transport.abort()
-
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        await self.cut()
