@@ -14,8 +14,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import unicodedata
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -23,6 +21,7 @@ from picshare import notify, privacy
 from picshare.caching import CachedReads
 from picshare.errors import Forbidden, InvalidInput, NotFound, invalid
 from picshare.events import EventBus
+from picshare.follow_pairs import FollowPair, Side
 from picshare.jobs import JobKind, JobRunner
 from picshare.outbox import Outbox
 from picshare.pagination import Page, decode_cursor, page_of
@@ -62,7 +61,10 @@ class SocialService:
         self._jobs = jobs
 
     def job_kinds(self) -> dict[str, JobKind]:
-        return {social_repo.FOLLOW_MIRROR_JOB: JobKind(self._mirror_job)}
+        return {
+            social_repo.FOLLOW_MIRROR_JOB: JobKind(self._mirror_job),
+            social_repo.FOLLOW_APPROVE_JOB: JobKind(self._approve_job),
+        }
 
     # -- likes ----------------------------------------------------------------
     # A like or comment lives with its photo, on the photo's shard (where the
@@ -185,10 +187,9 @@ class SocialService:
 
     async def _relationship(self, viewer_id: int, other_id: int) -> Relationship:
         """Requested from the other's shard (where requests live); following
-        if either side of the follow says so. Each change writes its origin
-        side first and the other a moment later (`_mirror`): the follower's
-        for a follow (on the viewer's shard), the followee's for an approval
-        (on the other's). An unfollow deletes both, the followee's first."""
+        if either side of the follow says so (they differ only while a change
+        of the pair is under way, or after a crash until its mirror job ran:
+        follow_pairs.py)."""
         mine, theirs = self._db.of_user(viewer_id), self._db.of_user(other_id)
         consistency = read_your_writes(viewer_id)
         if mine is theirs:
@@ -222,82 +223,85 @@ class SocialService:
                 await self._events.user_followed(conn, user.id, target.id)
         self._events.committed()
         if not target.private and mine is not theirs:
-            # The follower's side first; the mirror brings the followee's side
-            # and the notification (it goes to the followee's shard).
-            await self._change_and_mirror(user.id, target.id, social_repo.follow)
+            await self._grant(user, target)
         await self._follows_changed(user.id, target.id)
         return await self.profile(username, user.id)
 
     async def unfollow(self, username: str, user: UserRecord) -> Profile:
-        theirs, mine = self._db.of_username(username), self._db.of_user(user.id)
-        async with notify.transaction(theirs, self._bus) as (conn, notes):
-            target = await _user(conn, username)
-            await social_repo.lock_pair(conn, user.id, target.id)
-            # Both sides go (one row when they share a database): the
-            # followee's here, first, so that an approval whose mirror has not
-            # reached the follower's side yet is undone too; its own job
-            # makes the follower's side match should the next step fail.
-            dropped = await social_repo.unfollow(conn, user.id, target.id)
-            if dropped and mine is not theirs:
-                await self._enqueue_mirror(conn, user.id, target.id, social_repo.FOLLOWEE_SIDE)
-            if await social_repo.cancel_request(conn, user.id, target.id):
-                await notes.follow_request_withdrawn(target, user)
-        if mine is not theirs:
-            if dropped:
-                self._jobs.wake()
-            await self._change_and_mirror(user.id, target.id, social_repo.unfollow)
+        target = await self._user_named(username)
+        if self._db.of_user(user.id) is self._db.of_username(username):
+            async with notify.transaction(self._db.of_user(user.id), self._bus) as (conn, notes):
+                await social_repo.unfollow(conn, user.id, target.id)
+                if await social_repo.cancel_request(conn, user.id, target.id):
+                    await notes.follow_request_withdrawn(target, user)
+        else:
+            async with FollowPair(self._db, self._bus, user.id, target.id) as pair:
+
+                async def undo(side: Side) -> bool:
+                    dropped = await social_repo.unfollow(side.conn, user.id, target.id)
+                    if side.followee and await social_repo.cancel_request(
+                        side.conn, user.id, target.id
+                    ):
+                        await side.notes.follow_request_withdrawn(target, user)
+                    return dropped
+
+                if await undo(pair.first):
+                    await self._enqueue_mirror(pair.first.conn, user.id, target.id)
+                await pair.commit_first()
+                await undo(pair.second)
         await self._follows_changed(user.id, target.id)
         return await self.profile(username, user.id)
 
-    async def _change_and_mirror(
-        self, follower_id: int, followee_id: int, change: social_repo.FollowChange
+    async def _grant(
+        self, follower: UserRecord, followee: UserRecord, *, approving: bool = False
     ) -> None:
-        if await self.record_change(follower_id, followee_id, change):
-            self._jobs.wake()
-            await self._mirror_now(follower_id, followee_id, social_repo.FOLLOWER_SIDE)
+        """The follow on both databases (follow_pairs.py): the truth's side
+        first with its mirror job, then the other. Approving a request also
+        takes the request away and turns its notification into "follows you"
+        (on the followee's side); a public account's follow tells them too."""
+        async with FollowPair(self._db, self._bus, follower.id, followee.id) as pair:
+            if approving and not await social_repo.requested(
+                pair.followee.conn, follower.id, followee.id
+            ):
+                raise NotFound("no follow request from that user")
+
+            async def grant(side: Side, like: social_repo.FollowRow | None) -> bool:
+                # A new follow row also takes the request away (social_repo.follow).
+                made = await social_repo.follow(side.conn, follower.id, followee.id, like=like)
+                if side.followee:
+                    if approving:
+                        await side.notes.follow_request_approved(followee, follower)
+                    elif made:
+                        await side.notes.followed(followee, follower)
+                return made
+
+            made = await grant(pair.first, None)
+            truth = await social_repo.follow_row(pair.first.conn, follower.id, followee.id)
+            if made:
+                await self._enqueue_mirror(pair.first.conn, follower.id, followee.id)
+                await self._events.user_followed(pair.first.conn, follower.id, followee.id)
+            await pair.commit_first()
+            await grant(pair.second, truth)
+        self._events.committed()
 
     async def record_change(
         self, follower_id: int, followee_id: int, change: social_repo.FollowChange
     ) -> bool:
-        """Follow or unfollow on the follower's shard, with the job that makes
-        the followee's shard match, in one transaction: a crash after the
-        commit leaves the job, which any process then runs. True if a row
-        really changed (only then is there a job)."""
-        async with self._db.of_user(follower_id).transaction() as conn:
-            await social_repo.lock_pair(conn, follower_id, followee_id)
-            changed = await change(conn, follower_id, followee_id)
+        """Only the first half of a change across databases: the truth's side
+        (follow_pairs.py) with its mirror job, committed; what a crash between
+        the halves leaves, for tests to make. True if a row really changed."""
+        async with FollowPair(self._db, self._bus, follower_id, followee_id) as pair:
+            changed = await change(pair.first.conn, follower_id, followee_id)
             if changed:
-                await self._enqueue_mirror(
-                    conn, follower_id, followee_id, social_repo.FOLLOWER_SIDE
-                )
-                if change is social_repo.follow:
-                    # Its truth is this side (the mirror only copies it).
-                    await self._events.user_followed(conn, follower_id, followee_id)
-        if changed:
-            self._events.committed()
+                await self._enqueue_mirror(pair.first.conn, follower_id, followee_id)
+            await pair.commit_first()
         return changed
 
-    async def _mirror_now(self, follower_id: int, followee_id: int, origin: str) -> None:
-        """The other side at once, so the actor's next read (the counts in the
-        answer, the other's lists) already shows it. Only a head start: when
-        the other shard cannot be reached, the job does it once it can."""
-        try:
-            await self._mirror(follower_id, followee_id, origin)
-        except Exception as exc:
-            log.warning(
-                "follow %s->%s: the other side waits for its job: %r",
-                follower_id,
-                followee_id,
-                exc,
-            )
-
-    async def _enqueue_mirror(
-        self, conn: Connection, follower_id: int, followee_id: int, origin: str
-    ) -> None:
+    async def _enqueue_mirror(self, conn: Connection, follower_id: int, followee_id: int) -> None:
         await self._jobs.enqueue(
             conn,
             social_repo.FOLLOW_MIRROR_JOB,
-            social_repo.mirror_payload(follower_id, followee_id, origin=origin),
+            social_repo.mirror_payload(follower_id, followee_id),
             max_attempts=social_repo.MIRROR_ATTEMPTS,
         )
 
@@ -364,23 +368,16 @@ class SocialService:
     async def approve(self, user: UserRecord, requester: str) -> None:
         other = await self._user_named(requester)
         mine = self._db.of_user(user.id)
-        async with notify.transaction(mine, self._bus) as (conn, notes):
-            await social_repo.lock_pair(conn, other.id, user.id)
-            if not await social_repo.cancel_request(conn, other.id, user.id):
-                raise NotFound("no follow request from that user")
-            # The followee's side here, now: the privacy rule on this shard
-            # shows the requester the photos at once. The requester's side
-            # follows by the mirror.
-            await social_repo.follow(conn, other.id, user.id)
-            await notes.follow_request_approved(user, other)
-            await self._events.user_followed(conn, other.id, user.id)
-            across = self._db.of_user(other.id) is not mine
-            if across:
-                await self._enqueue_mirror(conn, other.id, user.id, social_repo.FOLLOWEE_SIDE)
-        self._events.committed()
-        if across:
-            self._jobs.wake()
-            await self._mirror_now(other.id, user.id, social_repo.FOLLOWEE_SIDE)
+        if self._db.of_user(other.id) is not mine:
+            await self._grant(other, user, approving=True)
+        else:
+            async with notify.transaction(mine, self._bus) as (conn, notes):
+                if not await social_repo.cancel_request(conn, other.id, user.id):
+                    raise NotFound("no follow request from that user")
+                await social_repo.follow(conn, other.id, user.id)
+                await notes.follow_request_approved(user, other)
+                await self._events.user_followed(conn, other.id, user.id)
+            self._events.committed()
         await self._follows_changed(other.id, user.id)
 
     async def _follows_changed(self, follower_id: int, followee_id: int) -> None:
@@ -400,76 +397,58 @@ class SocialService:
         async with self._db.of_username(username).read(PRIMARY) as conn:
             return await _user(conn, username)
 
-    # -- the mirror job ---------------------------------------------------------
+    # -- the jobs ----------------------------------------------------------------
 
     async def _mirror_job(self, payload: dict[str, Any]) -> None:
-        await self._mirror(
-            int(payload["follower_id"]), int(payload["followee_id"]), str(payload["origin"])
-        )
+        # Jobs queued before follow_pairs.py also name an origin: the copy
+        # always goes from the truth's side now (follow_pairs.py).
+        await self._mirror(int(payload["follower_id"]), int(payload["followee_id"]))
 
-    async def _mirror(self, follower_id: int, followee_id: int, origin_side: str) -> None:
-        """Make one side of a follow match the side that changed (the origin):
-        the row there means a follow, none means none. Idempotent: a retry
-        inserts or deletes nothing twice (ON CONFLICT DO NOTHING, DELETE
-        RETURNING), and counts move only with a row. Runs of the same follow
-        take turns (`lock_pair`) and each reads the origin afresh, so whatever
-        order they run in, the last leaves the origin's last state."""
-        from_follower = origin_side == social_repo.FOLLOWER_SIDE
-        origin_user, mirror_user = (
-            (follower_id, followee_id) if from_follower else (followee_id, follower_id)
-        )
-        origin, mirror = self._db.of_user(origin_user), self._db.of_user(mirror_user)
-        if origin is mirror:
+    async def _mirror(self, follower_id: int, followee_id: int) -> None:
+        """Make the other side of a follow match the truth's (follow_pairs.py):
+        its row means a follow, none means none. Idempotent (ON CONFLICT DO
+        NOTHING, DELETE RETURNING; counts move only with a row), and under the
+        pair's locks, so it never runs inside a change of the pair."""
+        if self._db.of_user(follower_id) is self._db.of_user(followee_id):
             return  # one row for both sides: nothing to copy
-        async with self._origin_and_mirror(origin, mirror) as (source, conn, notes):
-            # The pair's lock on both databases, in the shards' order (so two
-            # mirrors going opposite ways cannot wait on each other), held to
-            # the end: no change of the origin commits between the reading of
-            # the truth and its copy, or a copy could bring back a row that an
-            # unfollow has just deleted, after that unfollow's own job ran.
-            first, second = (
-                (source, conn)
-                if self._db.index_of(origin) < self._db.index_of(mirror)
-                else (conn, source)
-            )
-            await social_repo.lock_pair(first, follower_id, followee_id)
-            await social_repo.lock_pair(second, follower_id, followee_id)
-            truth = await social_repo.follow_row(source, follower_id, followee_id)
+        async with FollowPair(self._db, self._bus, follower_id, followee_id) as pair:
+            truth = await social_repo.follow_row(pair.first.conn, follower_id, followee_id)
+            other = pair.second
             if truth is None:
-                changed = await social_repo.unfollow(conn, follower_id, followee_id)
+                changed = await social_repo.unfollow(other.conn, follower_id, followee_id)
             else:
-                changed = await social_repo.follow(conn, follower_id, followee_id, like=truth)
-                # A follow of a public account: its "started following you"
-                # goes to the followee's shard, with the row. (An approval
-                # wrote its own there when it was made.)
-                if changed and from_follower:
-                    follower = await users_repo.user_by_id(source, follower_id)
-                    followee = await users_repo.user_by_id(conn, followee_id)
+                asked = other.followee and await social_repo.requested(
+                    other.conn, follower_id, followee_id
+                )
+                changed = await social_repo.follow(other.conn, follower_id, followee_id, like=truth)
+                if changed and other.followee:
+                    # The change did not get to write its notification there.
+                    follower = await users_repo.user_by_id(pair.first.conn, follower_id)
+                    followee = await users_repo.user_by_id(other.conn, followee_id)
                     if follower is not None and followee is not None:
-                        await notes.followed(followee, follower)
+                        tell = (
+                            other.notes.follow_request_approved if asked else other.notes.followed
+                        )
+                        await tell(followee, follower)
         if changed:
             await self._follows_changed(follower_id, followee_id)
 
-    @asynccontextmanager
-    async def _origin_and_mirror(
-        self, origin: Databases, mirror: Databases
-    ) -> AsyncIterator[tuple[Connection, Connection, notify.Notes]]:
-        """A connection to the origin's primary (to read the truth) and a
-        transaction on the mirror's, taken in the shards' order: two mirrors
-        going opposite ways never each hold one pool's last connection while
-        waiting for the other's."""
-        if self._db.index_of(origin) < self._db.index_of(mirror):
-            async with (
-                origin.transaction(readonly=True) as source,
-                notify.transaction(mirror, self._bus) as (conn, notes),
-            ):
-                yield source, conn, notes
-        else:
-            async with (
-                notify.transaction(mirror, self._bus) as (conn, notes),
-                origin.transaction(readonly=True) as source,
-            ):
-                yield source, conn, notes
+    async def _approve_job(self, payload: dict[str, Any]) -> None:
+        """A request to an account that went public, from a user of another
+        database (social_repo.approve_all_requests): approved now, unless it
+        was withdrawn meanwhile."""
+        follower_id, followee_id = int(payload["follower_id"]), int(payload["followee_id"])
+        async with self._db.of_user(follower_id).read(PRIMARY) as conn:
+            follower = await users_repo.user_by_id(conn, follower_id)
+        async with self._db.of_user(followee_id).read(PRIMARY) as conn:
+            followee = await users_repo.user_by_id(conn, followee_id)
+        if follower is None or followee is None:
+            return
+        try:
+            await self._grant(follower, followee, approving=True)
+        except NotFound:
+            return  # withdrawn, or approved already
+        await self._follows_changed(follower_id, followee_id)
 
 
 async def _user(conn: Connection, username: str) -> UserRecord:

@@ -182,17 +182,17 @@ class UserService:
             renamed = user.display_name != before.display_name
             if renamed:
                 await self._rename_everywhere(conn, home, user)
-            approved: list[int] = []
+            approved: list[int] | None = None
             if before.private and not user.private:
                 # Going public: whoever asked to follow now follows.
                 approved = await social_repo.approve_all_requests(conn, user.id)
-        if renamed and self._jobs is not None:
-            self._jobs.wake()
+        if (renamed or approved is not None) and self._jobs is not None:
+            self._jobs.wake()  # the renames elsewhere, the approvals across databases
         if self._cached is not None:
-            await self._cached.users_changed(user.id, *approved)
+            await self._cached.users_changed(user.id, *(approved or ()))
             if (user.private, user.display_name) != (before.private, before.display_name):
                 await self._cached.public_changed()  # their photos leave it, or are renamed
-            for follower in approved:
+            for follower in approved or ():
                 await self._cached.feed_changed(follower)
         return user
 

@@ -370,39 +370,45 @@ async def user_entries(conn: Connection, user_ids: list[int]) -> dict[int, UserL
 
 
 async def approve_all_requests(conn: Connection, target_id: int) -> list[int]:
-    """When an account goes public, its pending requests become follows: the
-    target's side here, and for each requester a mirror job (this database's
-    jobs table, in this transaction) that makes the requester's side match;
-    it changes nothing when the requester lives here too."""
+    """When an account goes public, its pending requests become follows.
+    A requester who lives in this database too (their user row is here) gets
+    the follow's one row now; for one of another database a job (this
+    database's jobs table, in this transaction) approves the request through
+    both databases (picshare/follow_pairs.py), unless it is withdrawn first.
+    Returns the requesters approved now."""
     rows = await conn.fetch(
-        "SELECT requester_id FROM follow_requests WHERE target_id = $1", target_id
+        "SELECT r.requester_id, EXISTS (SELECT 1 FROM users u WHERE u.id = r.requester_id) "
+        "AS here FROM follow_requests r WHERE r.target_id = $1 ORDER BY r.requester_id",
+        target_id,
     )
     approved = []
     for row in rows:
         requester = int(row["requester_id"])
-        if await follow(conn, requester, target_id):
-            approved.append(requester)
+        if not row["here"]:
             await jobs_repo.enqueue(
                 conn,
-                FOLLOW_MIRROR_JOB,
-                mirror_payload(requester, target_id, origin=FOLLOWEE_SIDE),
+                FOLLOW_APPROVE_JOB,
+                mirror_payload(requester, target_id),
                 max_attempts=MIRROR_ATTEMPTS,
             )
+            continue
+        await cancel_request(conn, requester, target_id)
+        if await follow(conn, requester, target_id):
+            approved.append(requester)
     return approved
 
 
-# The job that makes one side of a follow match the other (picshare/social.py).
+# The job that makes the other side of a follow match the truth's, and the
+# one that approves a request across databases (picshare/social.py).
 FOLLOW_MIRROR_JOB = "follow.mirror"
-FOLLOWER_SIDE = "follower"
-FOLLOWEE_SIDE = "followee"
+FOLLOW_APPROVE_JOB = "follow.approve"
 # A shard may be down for a long while: the mirror keeps trying, with the
 # job backoff capped (jobs.backoff_max, 5 min): about three days of outage.
 MIRROR_ATTEMPTS = 1000
 
 
-def mirror_payload(follower_id: int, followee_id: int, *, origin: str) -> dict[str, Any]:
-    """`origin`: the side whose database holds the truth (the one that changed)."""
-    return {"follower_id": follower_id, "followee_id": followee_id, "origin": origin}
+def mirror_payload(follower_id: int, followee_id: int) -> dict[str, Any]:
+    return {"follower_id": follower_id, "followee_id": followee_id}
 
 
 async def viewer_flags(

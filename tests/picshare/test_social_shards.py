@@ -213,7 +213,7 @@ async def test_a_mirror_and_an_unfollow_of_one_follow_take_turns(make_app: MakeA
     alice = await make_user(app, 0, "alice")
     nina = await make_user(app, 1, "nina")
     mirror = social.job_kinds()[social_repo.FOLLOW_MIRROR_JOB].run
-    stale = social_repo.mirror_payload(alice.id, nina.id, origin=social_repo.FOLLOWER_SIDE)
+    stale = social_repo.mirror_payload(alice.id, nina.id)
     await social.follow(nina.username, alice)
 
     async def waits_for_the_pair_lock(user_id: int, step: Awaitable[Any]) -> None:
@@ -408,22 +408,26 @@ async def test_going_public_turns_requests_into_follows_on_both_sides(
     app: web.Application,
 ) -> None:
     """What the account's owner does on their shard (storage/social_repo.py,
-    approve_all_requests, in the profile edit's transaction): the requesters'
-    sides follow by the mirror jobs it enqueues there."""
+    approve_all_requests, in the profile edit's transaction): a requester of
+    another shard is approved by a job enqueued there, through both sides."""
     social = app[keys.SOCIAL]
     alice = await make_user(app, 0, "alice")
     nina = await make_user(app, 1, "nina", private=True)
     await social.follow(nina.username, alice)
     async with app[keys.DATABASES].of_user(nina.id).transaction() as conn:
         await conn.execute("UPDATE users SET private = false WHERE id = $1", nina.id)
-        assert await social_repo.approve_all_requests(conn, nina.id) == [alice.id]
+        assert await social_repo.approve_all_requests(conn, nina.id) == []
+    app[keys.JOBS].wake()
     await app[keys.CACHED_READS].users_changed(nina.id)
-    # At once: the followee's side says so, and the profile reads both sides.
+
+    async def approved() -> bool:
+        return None not in await rows_of(app, alice.id, nina.id)
+
+    await wait_for(approved, what="the approval")
+    assert await follows_settled(app, alice.id, nina.id)
     profile = await social.profile(nina.username, alice.id)
     assert profile.relationship is not None and profile.relationship.following
     assert not profile.relationship.requested and profile.user.follower_count == 1
-    await wait_for(lambda: follows_settled(app, alice.id, nina.id), what="the mirror")
-    assert None not in await rows_of(app, alice.id, nina.id)
     assert await counts(app, alice.id) == (0, 1)
 
 
@@ -517,41 +521,35 @@ async def _quiet(conn: asyncpg.Connection, query: str) -> bool:
     return bool(busy == 0)
 
 
-async def test_an_unfollow_before_an_approvals_mirror_undoes_it(make_app: MakeApp) -> None:
-    """Approved (the followee's side written, its mirror job not run yet), then
-    unfollowed: the unfollow removes the followee's side too, and the late
-    mirror, reading that side, leaves no follow anywhere."""
+async def test_an_unfollow_before_a_going_public_approval_leaves_no_follow(
+    make_app: MakeApp,
+) -> None:
+    """Gone public (the approval of a requester of another shard queued as a
+    job, not run yet), then unfollowed, which withdraws the request: the late
+    job finds no request and leaves no follow anywhere."""
     app = (await make_app(jobs=False)).app
     social = app[keys.SOCIAL]
     alice = await make_user(app, 0, "alice")
     nina = await make_user(app, 1, "nina", private=True)
     await social.follow(nina.username, alice)
     async with app[keys.DATABASES].of_user(nina.id).transaction() as conn:
-        assert await social_repo.approve_all_requests(conn, nina.id) == [alice.id]
-    assert await rows_of(app, alice.id, nina.id) == [None, await rows_of_one(app, nina.id)]
+        await conn.execute("UPDATE users SET private = false WHERE id = $1", nina.id)
+        assert await social_repo.approve_all_requests(conn, nina.id) == []
     profile = await social.unfollow(nina.username, alice)
     assert profile.relationship is not None and not profile.relationship.following
-    assert await rows_of(app, alice.id, nina.id) == [None, None]
+    assert not profile.relationship.requested
     payloads = [
         dict(r["payload"])
-        for db in app[keys.DATABASES].physical
-        for r in await db.primary.pool.fetch(
-            "SELECT payload FROM jobs WHERE kind = $1 ORDER BY id", social_repo.FOLLOW_MIRROR_JOB
+        for r in await pool_of_user(app, nina.id).fetch(
+            "SELECT payload FROM jobs WHERE kind = $1", social_repo.FOLLOW_APPROVE_JOB
         )
     ]
-    mirror = social.job_kinds()[social_repo.FOLLOW_MIRROR_JOB].run
-    for payload in payloads:
-        await mirror(payload)
+    assert len(payloads) == 1
+    approve = social.job_kinds()[social_repo.FOLLOW_APPROVE_JOB].run
+    await approve(payloads[0])
+    await approve(payloads[0])  # a repeat changes nothing either
     assert await rows_of(app, alice.id, nina.id) == [None, None]
     assert await counts(app, alice.id) == (0, 0) and await counts(app, nina.id) == (0, 0)
-
-
-async def rows_of_one(app: web.Application, followee: int) -> int | None:
-    """The id of the one follow row of `followee` on their shard."""
-    found: int | None = await pool_of_user(app, followee).fetchval(
-        "SELECT id FROM follows WHERE followee_id = $1", followee
-    )
-    return found
 
 
 async def test_a_mirror_job_outlasts_a_long_outage(make_app: MakeApp) -> None:
