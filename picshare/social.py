@@ -444,10 +444,18 @@ class SocialService:
             followee = await users_repo.user_by_id(conn, followee_id)
         if follower is None or followee is None:
             return
-        try:
-            await self._grant(follower, followee, approving=True)
-        except NotFound:
-            return  # withdrawn, or approved already
+        home = self._db.of_user(followee_id)
+        if self._db.of_user(follower_id) is home:
+            # One database by now (a shard moved meanwhile): the one row.
+            async with home.transaction() as conn:
+                if not await social_repo.requested(conn, follower_id, followee_id):
+                    return
+                await social_repo.follow(conn, follower_id, followee_id)
+        else:
+            try:
+                await self._grant(follower, followee, approving=True)
+            except NotFound:
+                return  # withdrawn, or approved already
         await self._follows_changed(follower_id, followee_id)
 
 
