@@ -26,7 +26,7 @@ IMMUTABLE_CACHE_CONTROL = "public, max-age=31536000, immutable"
 
 
 class InvalidKey(ValueError):
-    pass
+    """Not a key of the store's own form (storage/blobs.py, KEY_PATTERN)."""
 
 
 class BlobNotFound(FileNotFoundError):

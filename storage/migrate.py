@@ -45,7 +45,8 @@ EARLIER_CHECKSUMS: dict[int, frozenset[str]] = {
 
 
 class MigrationError(RuntimeError):
-    pass
+    """A migration cannot run: edited after it was applied, or for groups
+    the database was not made for."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -74,7 +74,7 @@ SEPARABLE: frozenset[str] = frozenset({PAYMENTS})
 
 
 class TableGroupError(ValueError):
-    pass
+    """A setting names no table group."""
 
 
 def group_named(name: str) -> str:
