@@ -194,6 +194,34 @@ class EventSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class WebhookSettings:
+    # Lets user webhooks reach 127.0.0.0/8 and ::1 (tests, local receivers);
+    # private, link-local and multicast addresses stay refused.
+    allow_loopback: bool = False
+    # Seconds for one delivery attempt (connect, send, answer).
+    timeout: float = 10.0
+    # Standard Webhooks' retry schedule (5 s, 5 min, 30 min, 2 h, 5 h, 10 h,
+    # 10 h after the first attempt) is multiplied by this: tests shorten it.
+    retry_scale: float = 1.0
+    # Endpoints one user may register, and deliveries kept per endpoint.
+    max_per_user: int = 20
+    log_keep: int = 500
+
+
+@dataclass(frozen=True, slots=True)
+class ModerationSettings:
+    # Empty: photos become ready with no moderation. The operator's own
+    # service, so it may be on loopback or a private network.
+    url: str = ""
+    # whsec_...: signs deliveries to it (Standard Webhooks).
+    secret: str = ""
+    # It calls back POST /api/v1/moderation/{photo_id} with this bearer token.
+    token: str = ""
+    # Seconds for one delivery attempt.
+    timeout: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
 class AuthSettings:
     session_cookie: str = "picshare_session"
     session_days: int = 30
@@ -347,6 +375,8 @@ class Settings:
     s3: S3Settings = field(default_factory=S3Settings)
     jobs: JobSettings = field(default_factory=JobSettings)
     events: EventSettings = field(default_factory=EventSettings)
+    webhooks: WebhookSettings = field(default_factory=WebhookSettings)
+    moderation: ModerationSettings = field(default_factory=ModerationSettings)
     auth: AuthSettings = field(default_factory=AuthSettings)
     pagination: PaginationSettings = field(default_factory=PaginationSettings)
     feed: FeedSettings = field(default_factory=FeedSettings)
@@ -637,6 +667,25 @@ def _validate(s: Settings) -> None:
         (s.events.timeout > 0, "events.timeout must be positive"),
         (s.events.prefetch >= 1, "events.prefetch must be at least 1"),
         (s.events.retention_days > 0, "events.retention_days must be positive"),
+        (s.webhooks.timeout > 0, "webhooks.timeout must be positive"),
+        (s.webhooks.retry_scale > 0, "webhooks.retry_scale must be positive"),
+        (s.webhooks.max_per_user >= 1, "webhooks.max_per_user must be at least 1"),
+        (s.webhooks.log_keep >= 1, "webhooks.log_keep must be at least 1"),
+        (
+            s.moderation.url == "" or s.moderation.url.startswith(("https://", "http://")),
+            "moderation.url (PICSHARE_MODERATION_URL) must be an http(s):// URL",
+        ),
+        (
+            s.moderation.url == "" or s.moderation.secret.startswith("whsec_"),
+            "moderation.url is set: moderation.secret (PICSHARE_MODERATION_SECRET)"
+            " must be a whsec_... secret",
+        ),
+        (
+            s.moderation.url == "" or len(s.moderation.token) >= 16,
+            "moderation.url is set: moderation.token (PICSHARE_MODERATION_TOKEN)"
+            " must be at least 16 characters",
+        ),
+        (s.moderation.timeout > 0, "moderation.timeout must be positive"),
         (s.ws.heartbeat >= 1, "ws.heartbeat must be at least 1 second"),
         (
             min(s.cache.photo_ttl, s.cache.profile_ttl, s.cache.feed_ttl, s.cache.public_ttl) > 0,
