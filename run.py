@@ -33,6 +33,7 @@ from aiohttp.log import access_logger as web_log
 
 from handlers.access_log import AccessLog, flush_now
 from handlers.slow_clients import GuardedTCPSite
+from picshare import keys
 from picshare.app import create_app, relay_for_commands
 from picshare.blob_migration import migrate_blobs
 from picshare.blob_stores import local_store, open_blob_store, open_s3
@@ -321,8 +322,10 @@ async def _work_until_stopped(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
+    app = create_app(settings)
+    app[keys.PROCESS_KIND] = "worker"
     runner = web.AppRunner(
-        create_app(settings),
+        app,
         handle_signals=False,
         shutdown_timeout=settings.server.shutdown_timeout,
     )

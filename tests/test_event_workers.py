@@ -152,3 +152,10 @@ async def test_a_worker_killed_holding_the_upload_loses_nothing(
             async with asyncio.timeout(60):
                 while await _status(session, web.base, photo_id, auth) != "ready":
                     await asyncio.sleep(0.1)
+
+            # The web process's /system lists the worker, heard through Redis
+            # (this test's requests come from this machine).
+            async with session.get(f"{web.base}/api/v1/system") as resp:
+                assert resp.status == 200
+                kinds = sorted(p["kind"] for p in (await resp.json())["processes"])
+            assert set(kinds) == {"web", "worker"}  # and the killed one, until it expires
