@@ -120,8 +120,8 @@ def create_app(settings: Settings, *, media_pool: Executor | None = None) -> web
             _cached_reads,
             _jobs,
             _services,
-            _start_jobs,
             _system,
+            _start_jobs,
         ]
     )
     app.on_shutdown.append(_close_sockets)
