@@ -23,9 +23,12 @@ from standardwebhooks.webhooks import Webhook
 import tests.imaging as imaging
 from picshare import keys, webhook_signature
 from picshare.app import create_app
+from tests.amqp_harness import AMQP_URL, amqp_exchange
 from tests.conftest import AiohttpClient, bearer, make_settings, signup, upload
 from tests.handlers.graphql.gqlclient import Gql, codes
 from tests.servers import free_port
+
+__all__ = ["amqp_exchange"]  # the fixture, used by name
 
 Client = TestClient[Any, Any]
 TOKEN = "moderation-token-0123456789"
@@ -89,7 +92,11 @@ async def moderated(
     receivers: list[Receiver] = []
 
     async def start(
-        answers: list[Answer], *, listening: bool = True, **jobs: Any
+        answers: list[Answer],
+        *,
+        listening: bool = True,
+        events: dict[str, Any] | None = None,
+        **jobs: Any,
     ) -> tuple[Client, Receiver]:
         receiver = Receiver(webhook_signature.new_secret(), answers)
         receivers.append(receiver)
@@ -100,6 +107,7 @@ async def moderated(
             database_url,
             moderation={"url": receiver.url, "secret": receiver.secret, "token": TOKEN},
             jobs=jobs,
+            events=events or {},
         )
         client: Client = await aiohttp_client(create_app(settings, media_pool=media_pool))
         return client, receiver
@@ -354,3 +362,17 @@ async def test_retries_spent_the_photo_stays_hidden_and_the_event_is_dead(
     assert await relay.retry(None) == 1
     await _status(client, pid, alice, "ready")
     assert (await _photo(client, pid))[0] == 200
+
+
+async def test_through_rabbitmq_a_failed_delivery_is_retried(
+    moderated: Start, amqp_exchange: str
+) -> None:
+    events = {"amqp_url": AMQP_URL, "exchange": amqp_exchange, "relay_interval": 0.2}
+    events |= {"retry_base": 0.05, "max_attempts": 3, "timeout": 3.0}
+    client, receiver = await moderated([(503, None), (200, {"verdict": "approve"})], events=events)
+    alice = await signup(client, "alice")
+    pid = await _post(client, alice)
+    await _status(client, pid, alice, "ready")
+    assert (await _photo(client, pid))[0] == 200
+    assert len(receiver.deliveries) == 2 and len(set(receiver.ids)) == 1
+    assert await _ready_events(client, pid) == 1
