@@ -45,6 +45,7 @@ from picshare.media_urls import MediaUrls
 from picshare.metrics import Metrics
 from picshare.moderation import ModerationService
 from picshare.notifications import NotificationService
+from picshare.notify import Notifier
 from picshare.outbox import Outbox
 from picshare.outbox_retention import prune_forever
 from picshare.payments import PaymentService
@@ -381,6 +382,9 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     cached = app[keys.CACHED_READS]
     runner = app[keys.JOBS]
     events = app[keys.OUTBOX]
+    notifier = Notifier(db=db, bus=app[keys.BUS], jobs=runner)
+    runner.register(notifier.job_kinds())
+    app[keys.NOTIFIER] = notifier
     users = UserService(db=db, auth=settings.auth, cached=cached, jobs=runner)
     runner.register(users.job_kinds())
     app[keys.USERS] = users
@@ -392,7 +396,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         uploads=settings.uploads,
         renditions=settings.media,
         feed=settings.feed,
-        bus=app[keys.BUS],
+        notifier=notifier,
         cached=cached,
         events=events,
         moderated=bool(settings.moderation.url),
@@ -401,14 +405,14 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     app[keys.PHOTOS] = photos
     moderation = ModerationService(settings=settings.moderation, photos=photos)
     app[keys.MODERATION] = moderation
-    social = SocialService(db=db, bus=app[keys.BUS], cached=cached, jobs=runner, events=events)
+    social = SocialService(db=db, notifier=notifier, cached=cached, jobs=runner, events=events)
     runner.register(social.job_kinds())
     app[keys.SOCIAL] = social
     app[keys.NOTIFICATIONS] = NotificationService(db=db)
     app[keys.SEARCH] = SearchService(db=db)
     payments = PaymentService(
         db=db,
-        bus=app[keys.BUS],
+        notifier=notifier,
         jobs=runner,
         settings=settings.payments,
         events=events,

@@ -17,6 +17,7 @@ from picshare.media_urls import MediaUrls
 from picshare.metrics import Metrics
 from picshare.moderation import ModerationService
 from picshare.notifications import NotificationService
+from picshare.notify import Notifier
 from picshare.outbox import Outbox
 from picshare.payments import PaymentService
 from picshare.photos import PhotoService
@@ -49,6 +50,7 @@ METRICS = web.AppKey("metrics", Metrics)
 # The shared Redis client, or None when redis.url is empty (one process).
 REDIS: web.AppKey[Redis | None] = web.AppKey("redis")
 BUS = web.AppKey("bus", EventBus)
+NOTIFIER = web.AppKey("notifier", Notifier)
 HUB = web.AppKey("hub", SocketHub)
 SOCIAL = web.AppKey("social", SocialService)
 NOTIFICATIONS = web.AppKey("notifications", NotificationService)
