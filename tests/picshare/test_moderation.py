@@ -24,7 +24,7 @@ import tests.imaging as imaging
 from picshare import keys, webhook_signature
 from picshare.app import create_app
 from tests.amqp_harness import AMQP_URL, amqp_exchange
-from tests.conftest import AiohttpClient, bearer, make_settings, signup, upload
+from tests.conftest import AiohttpClient, bearer, make_settings, signup, upload, upload_ready
 from tests.handlers.graphql.gqlclient import Gql, codes
 from tests.servers import free_port
 
@@ -376,3 +376,19 @@ async def test_through_rabbitmq_a_failed_delivery_is_retried(
     assert (await _photo(client, pid))[0] == 200
     assert len(receiver.deliveries) == 2 and len(set(receiver.ids)) == 1
     assert await _ready_events(client, pid) == 1
+
+
+async def test_without_a_moderation_url_photos_are_ready_as_before(client: Client) -> None:
+    alice = await signup(client, "alice")
+    photo = await upload_ready(client, alice, imaging.jpeg_bytes(40, 30))
+    assert photo["status"] == "ready"
+    assert (await _photo(client, photo["id"]))[0] == 200
+    assert await _ready_events(client, photo["id"]) == 1
+    for db in client.app[keys.DATABASES].everything():
+        queued = await db.primary.pool.fetchval(
+            "SELECT count(*) FROM jobs WHERE kind = 'event:moderation'"
+        )
+        assert queued == 0  # no consumer, no delivery job
+    # No token configured: no bearer token is the moderation token.
+    assert (await _verdict(client, photo["id"], {"verdict": "reject"})).status == 403
+    assert (await _photo(client, photo["id"]))[0] == 200
