@@ -26,7 +26,7 @@ from picshare.app import create_app
 from tests.amqp_harness import AMQP_URL, amqp_exchange
 from tests.conftest import AiohttpClient, bearer, make_settings, signup, upload, upload_ready
 from tests.handlers.graphql.gqlclient import Gql, codes
-from tests.servers import free_port
+from tests.servers import free_port, run_command
 
 __all__ = ["amqp_exchange"]  # the fixture, used by name
 
@@ -340,7 +340,7 @@ async def test_while_the_service_is_down_the_photo_waits_then_is_shown(moderated
 
 
 async def test_retries_spent_the_photo_stays_hidden_and_the_event_is_dead(
-    moderated: Start,
+    moderated: Start, database_url: str
 ) -> None:
     client, receiver = await moderated([(500, None)], max_attempts=2)
     alice = await signup(client, "alice")
@@ -356,10 +356,15 @@ async def test_retries_spent_the_photo_stays_hidden_and_the_event_is_dead(
     assert "500" in letter.error
     assert (await _photo(client, pid, alice))[1]["status"] == "processing"
     assert (await _photo(client, pid))[0] == 404
-    # The service back, the operator replays it (`run.py events retry`).
+    listed = await asyncio.to_thread(run_command, ["events", "dead"], database_url)
+    assert listed.returncode == 0, listed.stderr
+    assert str(letter.event.id) in listed.stdout and "moderation" in listed.stdout
+    # The service back, the operator replays it.
     receiver.answers = [(200, {"verdict": "approve"})]
     receiver.deliveries.clear()
-    assert await relay.retry(None) == 1
+    assert (
+        await relay.retry(None) == 1
+    )  # `run.py events retry --all` (tests/picshare/test_outbox.py)
     await _status(client, pid, alice, "ready")
     assert (await _photo(client, pid))[0] == 200
 
