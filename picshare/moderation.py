@@ -23,6 +23,7 @@ addresses are allowed (user webhooks are the ones guarded against SSRF).
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import logging
 
@@ -32,7 +33,7 @@ import orjson
 from picshare.config import ModerationSettings
 from picshare.consumers import Consumer
 from picshare.domain_events import PHOTO_UPLOADED, DomainEvent
-from picshare.errors import Forbidden, Unauthenticated, invalid
+from picshare.errors import Forbidden, NotFound, Unauthenticated, invalid
 from picshare.photos import PhotoService
 from picshare.webhook_post import post_signed
 from storage.records import ModerationState, PhotoStatus
@@ -101,7 +102,8 @@ class ModerationService:
             raise ModerationUnavailable(f"moderation of photo {photo_id}: {why}")
         verdict = verdict_in(attempt.body)
         if verdict is not None:
-            await self._photos.moderate(photo_id, verdict)
+            with contextlib.suppress(NotFound):  # deleted while the service looked at it
+                await self._photos.moderate(photo_id, verdict)
         # No verdict: accepted, the service calls back when it has decided.
 
     def _client(self) -> aiohttp.ClientSession:
