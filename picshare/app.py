@@ -50,6 +50,7 @@ from picshare.outbox import Outbox
 from picshare.outbox_retention import prune_forever
 from picshare.payments import PaymentService
 from picshare.photos import PhotoService
+from picshare.process_registry import process_registry
 from picshare.ratelimit import (
     FallbackLimiter,
     MemoryLimiter,
@@ -64,6 +65,7 @@ from picshare.routing import RouteTable
 from picshare.search import SearchService
 from picshare.secret import load_secret_key
 from picshare.social import SocialService
+from picshare.system import SystemService
 from picshare.users import UserService
 from storage.cache import Cache, MemoryCache, RedisCache
 from storage.redis_bus import RedisBus
@@ -120,6 +122,7 @@ def create_app(settings: Settings, *, media_pool: Executor | None = None) -> web
             _jobs,
             _services,
             _start_jobs,
+            _system,
         ]
     )
     app.on_shutdown.append(_close_sockets)
@@ -432,6 +435,29 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         await moderation.close()  # its HTTP client, after the jobs that use it stopped
+
+
+async def _system(app: web.Application) -> AsyncIterator[None]:
+    """This process in the site's process registry (the `/system` page)."""
+    settings = app[keys.SETTINGS]
+    events = settings.events
+    system = SystemService(
+        registry=process_registry(app[keys.REDIS], timeout=settings.redis.timeout),
+        health=app[keys.HEALTH],
+        hub=app[keys.HUB],
+        metrics=app[keys.METRICS],
+        kind=app.get(keys.PROCESS_KIND, "web"),
+        listen=f"{settings.server.host}:{settings.server.port}",
+        consumers=events.consumers if events.amqp_url else "all (as jobs)",
+    )
+    app[keys.SYSTEM] = system
+    beating = asyncio.create_task(system.heartbeat())
+    try:
+        yield
+    finally:
+        beating.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await beating
 
 
 async def _start_jobs(app: web.Application) -> AsyncIterator[None]:

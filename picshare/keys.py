@@ -26,6 +26,7 @@ from picshare.relay import EventRelay
 from picshare.routing import RouteInfo, RouteTable
 from picshare.search import SearchService
 from picshare.social import SocialService
+from picshare.system import SystemService
 from picshare.users import UserService
 from storage.blobs import BlobStore
 from storage.records import UserRecord
@@ -57,6 +58,9 @@ NOTIFICATIONS = web.AppKey("notifications", NotificationService)
 SEARCH = web.AppKey("search", SearchService)
 PAYMENTS = web.AppKey("payments", PaymentService)
 HEALTH = web.AppKey("health", HealthService)
+# What this process is: "web" (run.py serve, the default) or "worker" (run.py worker).
+PROCESS_KIND = web.AppKey("process_kind", str)
+SYSTEM = web.AppKey("system", SystemService)
 IDEMPOTENCY = web.AppKey("idempotency", IdempotencyService)
 RATE_LIMITER: web.AppKey[RateLimiter] = web.AppKey("rate_limiter")
 # What the middlewares need of each route, resolved once (handlers/route_info.py).
