@@ -15,6 +15,7 @@ from aiohttp import web
 from handlers import (
     api_account,
     api_inbox,
+    api_moderation,
     api_payments,
     api_photos,
     api_social,
@@ -64,6 +65,8 @@ class Route:
     #   its mutations to writes itself); "none" for probes and media.
     # - credentials: read the bearer token or session cookie (probes, metrics
     #   and media need no identity and cost no database work).
+    # - security: an OpenAPI security scheme of its own instead of the user's
+    #   (the moderation callback's token).
     # - idempotency: whether an Idempotency-Key is honoured ("optional"),
     #   demanded ("required": 400 without one) or ignored ("none"); reads and
     #   pages always ignore it (handlers/route_info.py).
@@ -71,6 +74,7 @@ class Route:
     limit: Limit = "by_method"
     credentials: bool = True
     idempotency: Idempotency = "optional"
+    security: str | None = None
 
 
 def _page(
@@ -226,12 +230,24 @@ PAYMENT_ROUTES: tuple[Route, ...] = (
           body="TipRequest", response="Receipt", status=201,
           errors=(400, 401, 404, 409, 503), idempotency="required"),
 )
+
+# The moderation service's callback (picshare/moderation.py). It carries the
+# moderation token, not a user's: user credentials are not read, so that
+# token is not taken for an unknown user token (and no Idempotency-Key: a
+# repeat of a verdict records it again, which changes nothing).
+MODERATION_ROUTES: tuple[Route, ...] = (
+    Route("POST", f"{API}/moderation/{{id}}", api_moderation.verdict, "api.moderation",
+          "The moderation service's verdict on a photo (the latest verdict wins)",
+          "moderation", body="ModerationVerdict", response="ModerationResult",
+          errors=(400, 401, 403, 404), credentials=False, security="moderation"),
+)
 # fmt: on
 
 
 ROUTES: tuple[Route, ...] = (
     *SOCIAL_ROUTES,
     *PAYMENT_ROUTES,
+    *MODERATION_ROUTES,
     Route(
         "POST",
         f"{API}/auth/signup",

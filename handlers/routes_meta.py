@@ -344,6 +344,24 @@ SCHEMAS: dict[str, Any] = {
         "type": "object",
         "properties": {"status": {"type": "string"}, "checks": {"type": "object"}},
     },
+    "ModerationVerdict": {
+        "type": "object",
+        "required": ["verdict"],
+        "properties": {"verdict": {"enum": ["approve", "reject"]}},
+    },
+    "ModerationResult": {
+        "type": "object",
+        "required": ["id", "verdict", "status"],
+        "properties": {
+            "id": _ID,
+            "verdict": {"enum": ["approve", "reject"]},
+            "status": {
+                "enum": [s.value for s in PhotoStatus],
+                "description": "the photo's status after it: approved, `ready` once its "
+                "renditions exist (`processing` until then); rejected, `rejected`",
+            },
+        },
+    },
     "System": {
         "type": "object",
         "required": ["processes", "databases", "queues", "cache", "sockets"],

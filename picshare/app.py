@@ -43,6 +43,7 @@ from picshare.jobs import JobRunner
 from picshare.media import MediaWorkers
 from picshare.media_urls import MediaUrls
 from picshare.metrics import Metrics
+from picshare.moderation import ModerationService
 from picshare.notifications import NotificationService
 from picshare.notify import Notifier
 from picshare.outbox import Outbox
@@ -377,7 +378,8 @@ async def relay_for_commands(settings: Settings, db: Shards) -> AsyncIterator[Ev
 
 
 async def _services(app: web.Application) -> AsyncIterator[None]:
-    """The domain services: plain objects over the resources above (nothing to close)."""
+    """The domain services: plain objects over the resources above (the
+    moderation service's HTTP client is the one thing to close)."""
     settings = app[keys.SETTINGS]
     db = app[keys.DATABASES]
     cached = app[keys.CACHED_READS]
@@ -400,9 +402,12 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         notifier=notifier,
         cached=cached,
         events=events,
+        moderated=bool(settings.moderation.url),
     )
     runner.register(photos.job_kinds())
     app[keys.PHOTOS] = photos
+    moderation = ModerationService(settings=settings.moderation, photos=photos)
+    app[keys.MODERATION] = moderation
     social = SocialService(db=db, notifier=notifier, cached=cached, jobs=runner, events=events)
     runner.register(social.job_kinds())
     app[keys.SOCIAL] = social
@@ -419,14 +424,17 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     runner.register(payments.job_kinds())
     app[keys.PAYMENTS] = payments
     relay = app[keys.RELAY]
-    relay.register([*photos.consumers(), counters(db)])
+    relay.register([*photos.consumers(), *moderation.consumers(), counters(db)])
     app[keys.HEALTH] = HealthService(
         db=db,
         blobs=app[keys.BLOBS],
         events=relay.state if isinstance(relay, AmqpRelay) else None,
     )
     app[keys.IDEMPOTENCY] = IdempotencyService(db=db, settings=settings.idempotency)
-    yield
+    try:
+        yield
+    finally:
+        await moderation.close()  # its HTTP client, after the jobs that use it stopped
 
 
 async def _system(app: web.Application) -> AsyncIterator[None]:

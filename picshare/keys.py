@@ -15,6 +15,7 @@ from picshare.live import SocketHub
 from picshare.media import MediaWorkers
 from picshare.media_urls import MediaUrls
 from picshare.metrics import Metrics
+from picshare.moderation import ModerationService
 from picshare.notifications import NotificationService
 from picshare.notify import Notifier
 from picshare.outbox import Outbox
@@ -44,6 +45,7 @@ OUTBOX = web.AppKey("outbox", Outbox)
 CACHED_READS = web.AppKey("cached_reads", CachedReads)
 USERS = web.AppKey("users", UserService)
 PHOTOS = web.AppKey("photos", PhotoService)
+MODERATION = web.AppKey("moderation", ModerationService)
 MEDIA_URLS = web.AppKey("media_urls", MediaUrls)
 METRICS = web.AppKey("metrics", Metrics)
 # The shared Redis client, or None when redis.url is empty (one process).

@@ -45,7 +45,7 @@ from storage import notifications_repo, outbox_repo, photos_repo, social_repo, u
 from storage.blobs import BlobStore
 from storage.cache.memo import IdentityMemo
 from storage.db import Connection
-from storage.records import PhotoRecord, PhotoStatus
+from storage.records import ModerationState, PhotoRecord, PhotoStatus
 from storage.router import ANY, PRIMARY, Databases, read_your_writes
 from storage.shards import Shards
 
@@ -73,6 +73,7 @@ class PhotoService:
         "_front_pages",
         "_jobs",
         "_media",
+        "_moderated",
         "_notifier",
         "_spec",
         "_uploads",
@@ -91,8 +92,12 @@ class PhotoService:
         notifier: Notifier,
         cached: CachedReads,
         events: Outbox,
+        moderated: bool = False,
     ) -> None:
+        """`moderated`: a moderation service is configured, so new photos
+        wait for its verdict as well as their renditions (picshare/moderation.py)."""
         self._notifier = notifier
+        self._moderated = moderated
         self._events = events
         self._cached = cached
         self._front_pages: IdentityMemo[list[PhotoRecord], Page[PhotoRecord]] = IdentityMemo(
@@ -187,6 +192,7 @@ class PhotoService:
                     height=probe.height,
                     size=staged.size,
                     upload_key=key,
+                    moderated=self._moderated,
                 )
                 await self._events.photo_uploaded(conn, photo_id, owner_id)
         except BaseException:
@@ -464,7 +470,7 @@ class PhotoService:
         home = self._db.of_id(photo_id)
         async with home.read(PRIMARY) as conn:
             photo = await photos_repo.photo_by_id(conn, photo_id)
-        if photo is None or photo.status != PhotoStatus.PROCESSING:
+        if photo is None or photo.large_key is not None or photo.status not in _RENDERABLE:
             return  # deleted meanwhile, or a repeat of a job that already finished
         result = await self._render(render_display, photo)
         # A few hundred KB: hashing them takes well under a millisecond.
@@ -475,7 +481,7 @@ class PhotoService:
             await self._put_all(blobs)
             if "event_id" in payload:  # run by the renditions consumer: its record
                 await outbox_repo.first_time(conn, RENDITIONS, int(payload["event_id"]))
-            ready = await photos_repo.mark_ready(
+            status = await photos_repo.mark_ready(
                 conn,
                 photo_id,
                 keys=keys,
@@ -483,9 +489,9 @@ class PhotoService:
                 height=result.height,
                 blurhash=result.blurhash,
             )
-            if ready:
+            if status is not None:
                 await self._jobs.enqueue(conn, ORIGINAL_JOB, {"photo_id": photo_id})
-                await self._events.photo_ready(conn, photo_id)
+                await self._announce_if_ready(conn, photo_id)
             else:
                 await self._jobs.enqueue(conn, COLLECT_JOB, {"keys": sorted(blobs)})
         # Readers first: the jobs just enqueued can start a moment later.
@@ -493,6 +499,33 @@ class PhotoService:
         await self._cached.public_changed()  # a new photo on the front page
         self._jobs.wake()
         self._events.committed()
+
+    async def moderate(self, photo_id: int, verdict: ModerationState) -> PhotoStatus:
+        """Record a moderation verdict (the latest one wins): approved, the
+        photo is shown once its renditions exist; rejected, only its owner
+        sees it. Its status after; NotFound if there is no such photo."""
+        async with self._db.of_id(photo_id).transaction() as conn:
+            if not await photos_repo.set_verdict(conn, photo_id, verdict):
+                raise NotFound("no such photo")
+            await self._announce_if_ready(conn, photo_id)
+            photo = await photos_repo.photo_by_id(conn, photo_id)
+        assert photo is not None  # its row is locked by this transaction until the commit
+        self._events.committed()
+        await self._cached.photo_changed(photo_id)
+        await self._cached.public_changed()
+        await self._cached.feed_changed(photo.owner_id)
+        return photo.status
+
+    async def moderation_state(self, photo_id: int) -> ModerationState | None:
+        """Where the photo stands with moderation (None: no such photo), from the primary."""
+        async with self._db.of_id(photo_id).read(PRIMARY) as conn:
+            return await photos_repo.moderation_of(conn, photo_id)
+
+    async def _announce_if_ready(self, conn: Connection, photo_id: int) -> None:
+        """After a change that may have made the photo ready (its renditions,
+        a verdict), in that change's transaction: `photo.ready` the first time."""
+        if await photos_repo.announce_ready(conn, photo_id):
+            await self._events.photo_ready(conn, photo_id)
 
     async def _put_all(self, blobs: dict[str, bytes]) -> None:
         # Each write waits for its own fsync: side by side, they overlap.
@@ -648,6 +681,11 @@ class PhotoService:
             else:
                 async with db.transaction() as conn:
                     yield conn
+
+
+# Rendered while waiting for a verdict, and after a rejection too: its owner
+# still sees it, and a later approval shows it at once.
+_RENDERABLE = (PhotoStatus.PROCESSING, PhotoStatus.REJECTED)
 
 
 class ShardsBehind(Exception):

@@ -19,6 +19,15 @@ class PhotoStatus(StrEnum):
     FAILED = "failed"  # could not be rendered
 
 
+class ModerationState(StrEnum):
+    """Where a photo stands with the moderation service (picshare/moderation.py)."""
+
+    NONE = "none"  # no moderation asked: shown once rendered
+    PENDING = "pending"  # waiting for the verdict
+    APPROVED = "approved"
+    REJECTED = "rejected"
+
+
 class NotificationKind(StrEnum):
     LIKE = "like"
     COMMENT = "comment"
