@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import aiohttp
 from aiohttp import web
 from redis.asyncio import Redis
 
@@ -25,6 +26,7 @@ from picshare.routing import RouteInfo, RouteTable
 from picshare.search import SearchService
 from picshare.social import SocialService
 from picshare.users import UserService
+from picshare.webhooks import WebhookService
 from storage.blobs import BlobStore
 from storage.records import UserRecord
 from storage.shards import Shards
@@ -54,6 +56,9 @@ SEARCH = web.AppKey("search", SearchService)
 PAYMENTS = web.AppKey("payments", PaymentService)
 HEALTH = web.AppKey("health", HealthService)
 IDEMPOTENCY = web.AppKey("idempotency", IdempotencyService)
+WEBHOOKS = web.AppKey("webhooks", WebhookService)
+# Users' webhooks are delivered with it (picshare/webhook_guard.py).
+WEBHOOK_HTTP = web.AppKey("webhook_http", aiohttp.ClientSession)
 RATE_LIMITER: web.AppKey[RateLimiter] = web.AppKey("rate_limiter")
 # What the middlewares need of each route, resolved once (handlers/route_info.py).
 ROUTE_INFO: web.AppKey[RouteTable] = web.AppKey("route_info")
