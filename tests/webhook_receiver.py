@@ -73,9 +73,7 @@ async def receiver(script: list[Answer] | None = None) -> AsyncIterator[Receiver
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    server = site._server
-    assert server is not None
-    found.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    found.port = int(runner.addresses[0][1])
     # The same port on ::1 too, for URLs naming the IPv6 loopback.
     await web.TCPSite(runner, "::1", found.port).start()
     try:
