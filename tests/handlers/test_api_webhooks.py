@@ -5,7 +5,6 @@ limit, ownership (404 for anyone else), the secret shown once, CSRF."""
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -27,13 +26,13 @@ async def loopback(
     database_url: str,
     media_pool: ProcessPoolExecutor,
     aiohttp_client: AiohttpClient,
-) -> AsyncIterator[Client]:
+) -> Client:
     """An app that admits loopback receivers, at most 2 per user."""
     settings = make_settings(
         tmp_path / "data", database_url, webhooks={"allow_loopback": True, "max_per_user": 2}
     )
     client: Client = await aiohttp_client(create_app(settings, media_pool=media_pool))
-    yield client
+    return client
 
 
 async def _post(client: Client, token: str, body: Any) -> tuple[int, dict[str, Any]]:

@@ -21,9 +21,11 @@ from picshare.app import create_app
 from picshare.config import Settings
 from picshare.webhooks import CONSUMER, msg_id
 from storage import webhooks_repo
+from tests.amqp_harness import AMQP_URL, amqp_exchange
 from tests.conftest import AiohttpClient, bearer, make_settings, signup, upload_ready
 from tests.webhook_receiver import Answer, receiver
 
+__all__ = ["amqp_exchange"]  # the fixture, used by name
 Client = TestClient[Any, Any]
 FAST = {"allow_loopback": True, "retry_scale": 0.0002, "timeout": 2.0}
 
@@ -275,3 +277,25 @@ async def test_deliveries_wait_in_the_database_for_a_process_to_send_them(
         assert len(hooks.received) == 3
         by_name_log = await _log(refusing, alice, by_name["id"])
         assert any("localhost resolves to" in d["error"] for d in by_name_log)
+
+
+async def test_delivered_through_rabbitmq(
+    tmp_path: Path,
+    database_url: str,
+    media_pool: ProcessPoolExecutor,
+    aiohttp_client: AiohttpClient,
+    amqp_exchange: str,
+) -> None:
+    """With the broker relay, the webhooks consumer reads its own queue; the
+    deliveries are still durable jobs."""
+    events = {"amqp_url": AMQP_URL, "exchange": amqp_exchange, "relay_interval": 0.2}
+    settings = _settings(tmp_path, database_url).replace(events=events)
+    client = await _client(settings, media_pool, aiohttp_client)
+    alice, bob = await signup(client, "alice"), await signup(client, "bob")
+    async with receiver([Answer(503)]) as hooks:
+        endpoint = await _register(client, alice, hooks.url, ["user.followed"])
+        assert (await client.put("/api/v1/users/alice/follow", headers=bearer(bob))).ok
+        first, second = await hooks.wait_for(2)
+        assert first.headers["webhook-id"] == second.headers["webhook-id"]
+        [body, _] = hooks.verified(endpoint["secret"])
+        assert body["type"] == "user.followed"
