@@ -116,7 +116,7 @@ async def _events_per_second(
 
         await _until(warm, 120, "the counters worker")
         before = await _counted(conn)
-        await wait_quiet(max_wait=10)
+        await wait_quiet(max_wait=5)
         started = time.perf_counter()
         await _insert_events(conn, n, 1)
 
@@ -208,7 +208,7 @@ async def _uploads_to_ready(
                     )
                 # Warm: every worker up (one photo each), before the clock starts.
                 await _burst(session, base, headers, conn, files, workers)
-                await wait_quiet(max_wait=10)
+                await wait_quiet(max_wait=5)
                 total, each = await _burst(session, base, headers, conn, files, count)
             say(
                 f"  {workers} worker(s): {count} uploads ready in {total:.1f} s, "
@@ -271,7 +271,7 @@ async def _webhooks_per_second(
                 return len(got) >= 1
 
             await _until(warm, 120, "the webhooks worker")
-            await wait_quiet(max_wait=10)
+            await wait_quiet(max_wait=5)
             started = time.perf_counter()
             await _insert_events(conn, n, user_id)
 
@@ -300,7 +300,7 @@ async def run(opts: Options) -> list[Row]:
         await (await aio_pika.connect(AMQP_URL, timeout=5)).close()
     except Exception as exc:
         raise RuntimeError(f"no RabbitMQ at {AMQP_URL}: {exc}") from exc
-    n_events = 1000 if opts.quick else 5000
+    n_events = 1000 if opts.quick else 3000
     n_hooks = 200 if opts.quick else 1000
     exchange = f"picshare-bench-{uuid.uuid4().hex[:8]}"
     rows: list[Row] = []
