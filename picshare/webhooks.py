@@ -203,9 +203,10 @@ class WebhookService:
             return  # the photo is gone: nobody to tell
         queued = False
         async with self._db.of_user(user_id).transaction() as conn:
-            if not await outbox_repo.first_time(conn, CONSUMER, event.id):
-                return
             endpoints = await webhooks_repo.subscribed(conn, user_id, event.type)
+            # Most users have no webhooks: nothing done, nothing to record.
+            if not endpoints or not await outbox_repo.first_time(conn, CONSUMER, event.id):
+                return
             body = event.to_bytes().decode()
             for endpoint in endpoints:
                 added = await webhooks_repo.add_message(
