@@ -250,7 +250,7 @@ class WebhookService:
             async with db.write() as conn:
                 await webhooks_repo.stop_pending(conn, endpoint_id, event_id)
             return
-        result = await self.attempt(endpoint, msg_id(event_id, endpoint_id), message.body)
+        result = await self._attempt(endpoint, msg_id(event_id, endpoint_id), message.body)
         gone = result.status == 410
         delay = (
             None if result.ok or gone else next_delay(attempt, result, self._settings.retry_scale)
@@ -289,7 +289,7 @@ class WebhookService:
         if delay is not None:
             self._jobs.wake()
 
-    async def attempt(self, endpoint: EndpointRecord, message_id: str, body: str) -> Attempt:
+    async def _attempt(self, endpoint: EndpointRecord, message_id: str, body: str) -> Attempt:
         """One signed POST, through the guard: an IP literal is checked here,
         a name by the session's resolver as it connects."""
         host = urlsplit(endpoint.url).hostname or ""

@@ -12,7 +12,9 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
+from picshare import keys
 from picshare.app import create_app
+from storage import webhooks_repo
 from tests.conftest import AiohttpClient, bearer, make_settings, signup
 from tests.handlers.test_pages import HTML, browser_signup, csrf_of
 
@@ -184,3 +186,32 @@ async def test_settings_page_adds_shows_the_secret_once_and_deletes(loopback: Cl
     )
     assert resp.status == 303
     assert "No webhooks yet" in await (await loopback.get("/settings", headers=HTML)).text()
+
+
+async def test_the_delivery_log_is_trimmed_and_paginated(loopback: Client) -> None:
+    alice = await signup(loopback, "alice")
+    made = (await _post(loopback, alice, {"url": HOOK, "events": ["photo.liked"]}))[1]
+    endpoint_id = int(made["id"])
+    async with loopback.app[keys.DATABASES].of_id(endpoint_id).transaction() as conn:
+        for attempt in range(1, 6):
+            await webhooks_repo.log_delivery(
+                conn,
+                endpoint_id=endpoint_id,
+                event_id=1,
+                event_type="photo.liked",
+                attempt=attempt,
+                status=500,
+                duration_ms=3,
+                error="",
+                next_delay=1.0,
+                keep=3,
+            )
+    log = f"/api/v1/webhooks/{made['id']}/deliveries"
+    first = await (await loopback.get(log + "?limit=2", headers=bearer(alice))).json()
+    assert [d["attempt"] for d in first["items"]] == [5, 4]
+    assert first["items"][0]["status"] == 500 and first["items"][0]["next_attempt_at"]
+    second = await (
+        await loopback.get(f"{log}?limit=2&cursor={first['next_cursor']}", headers=bearer(alice))
+    ).json()
+    assert [d["attempt"] for d in second["items"]] == [3]  # the newest 3 kept
+    assert second["next_cursor"] is None
