@@ -203,7 +203,7 @@ async def test_a_slow_receiver_times_out_and_is_tried_again(
     settings = _settings(tmp_path, database_url, timeout=0.5)
     client = await _client(settings, media_pool, aiohttp_client)
     alice, bob = await signup(client, "alice"), await signup(client, "bob")
-    async with receiver([Answer(200, delay=3.0)]) as hooks:
+    async with receiver([Answer(200, delay=1.5)]) as hooks:
         endpoint = await _register(client, alice, hooks.url, ["user.followed"])
         assert (await client.put("/api/v1/users/alice/follow", headers=bearer(bob))).ok
         await hooks.wait_for(2)
