@@ -158,6 +158,8 @@ PAGE_ROUTES: tuple[Route, ...] = (
           "Top up your wallet", body="TopupForm"),
     _page("POST", "/wallet/tip", pages_wallet.tip_submit, "page.wallet.tip", "Send a tip",
           body="TipForm", errors=(404, 409)),
+    _page("GET", "/system", ops.system_page, "page.system",
+          "The running site (admins, or from this machine)", errors=(403,)),
 )
 
 # fmt: on
@@ -409,6 +411,16 @@ ROUTES: tuple[Route, ...] = (
         "operations",
         limit="none",
         credentials=False,
+    ),
+    Route(
+        "GET",
+        f"{API}/system",
+        ops.system_json,
+        "api.system",
+        "The running site: processes, databases, queues, cache, sockets (admins, or local)",
+        "operations",
+        response="System",
+        errors=(403,),
     ),
     Route(
         "GET",

@@ -417,6 +417,42 @@ SCHEMAS: dict[str, Any] = {
         "type": "object",
         "properties": {"status": {"type": "string"}, "checks": {"type": "object"}},
     },
+    "System": {
+        "type": "object",
+        "required": ["processes", "databases", "queues", "cache", "sockets"],
+        "properties": {
+            "processes": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["id", "kind", "host", "pid", "sockets", "in_flight"],
+                    "properties": {
+                        "id": {"type": "string"},
+                        "kind": {"type": "string"},
+                        "host": {"type": "string"},
+                        "pid": {"type": "integer"},
+                        "listen": {"type": "string"},
+                        "sockets": {"type": "integer"},
+                        "in_flight": {"type": "integer"},
+                        "cache_hits": {"type": "integer"},
+                        "cache_misses": {"type": "integer"},
+                        "consumers": {"type": "string"},
+                        "age_seconds": {"type": "number"},
+                    },
+                },
+            },
+            "databases": {"type": "array", "items": {"type": "object"}},
+            "queues": {
+                "type": "object",
+                "properties": {
+                    "outbox_backlog": {"type": "integer"},
+                    "jobs_queued": {"type": "integer"},
+                },
+            },
+            "cache": {"type": "object"},
+            "sockets": {"type": "integer"},
+        },
+    },
     **WEBHOOK_SCHEMAS,
     **FORMS,
 }

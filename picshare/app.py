@@ -44,10 +44,12 @@ from picshare.media import MediaWorkers
 from picshare.media_urls import MediaUrls
 from picshare.metrics import Metrics
 from picshare.notifications import NotificationService
+from picshare.notify import Notifier
 from picshare.outbox import Outbox
 from picshare.outbox_retention import prune_forever
 from picshare.payments import PaymentService
 from picshare.photos import PhotoService
+from picshare.process_registry import process_registry
 from picshare.ratelimit import (
     FallbackLimiter,
     MemoryLimiter,
@@ -62,6 +64,7 @@ from picshare.routing import RouteTable
 from picshare.search import SearchService
 from picshare.secret import load_secret_key
 from picshare.social import SocialService
+from picshare.system import SystemService
 from picshare.users import UserService
 from picshare.webhook_guard import guarded_session
 from picshare.webhooks import WebhookService
@@ -121,6 +124,7 @@ def create_app(settings: Settings, *, media_pool: Executor | None = None) -> web
             _jobs,
             _services,
             _start_jobs,
+            _system,
         ]
     )
     app.on_shutdown.append(_close_sockets)
@@ -391,6 +395,9 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     cached = app[keys.CACHED_READS]
     runner = app[keys.JOBS]
     events = app[keys.OUTBOX]
+    notifier = Notifier(db=db, bus=app[keys.BUS], jobs=runner)
+    runner.register(notifier.job_kinds())
+    app[keys.NOTIFIER] = notifier
     users = UserService(db=db, auth=settings.auth, cached=cached, jobs=runner)
     runner.register(users.job_kinds())
     app[keys.USERS] = users
@@ -402,20 +409,20 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         uploads=settings.uploads,
         renditions=settings.media,
         feed=settings.feed,
-        bus=app[keys.BUS],
+        notifier=notifier,
         cached=cached,
         events=events,
     )
     runner.register(photos.job_kinds())
     app[keys.PHOTOS] = photos
-    social = SocialService(db=db, bus=app[keys.BUS], cached=cached, jobs=runner, events=events)
+    social = SocialService(db=db, notifier=notifier, cached=cached, jobs=runner, events=events)
     runner.register(social.job_kinds())
     app[keys.SOCIAL] = social
     app[keys.NOTIFICATIONS] = NotificationService(db=db)
     app[keys.SEARCH] = SearchService(db=db)
     payments = PaymentService(
         db=db,
-        bus=app[keys.BUS],
+        notifier=notifier,
         jobs=runner,
         settings=settings.payments,
         events=events,
@@ -437,6 +444,29 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     )
     app[keys.IDEMPOTENCY] = IdempotencyService(db=db, settings=settings.idempotency)
     yield
+
+
+async def _system(app: web.Application) -> AsyncIterator[None]:
+    """This process in the site's process registry (the `/system` page)."""
+    settings = app[keys.SETTINGS]
+    events = settings.events
+    system = SystemService(
+        registry=process_registry(app[keys.REDIS], timeout=settings.redis.timeout),
+        health=app[keys.HEALTH],
+        hub=app[keys.HUB],
+        metrics=app[keys.METRICS],
+        kind=app.get(keys.PROCESS_KIND, "web"),
+        listen=f"{settings.server.host}:{settings.server.port}",
+        consumers=events.consumers if events.amqp_url else "all (as jobs)",
+    )
+    app[keys.SYSTEM] = system
+    beating = asyncio.create_task(system.heartbeat())
+    try:
+        yield
+    finally:
+        beating.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await beating
 
 
 async def _start_jobs(app: web.Application) -> AsyncIterator[None]:

@@ -17,6 +17,7 @@ from picshare.media import MediaWorkers
 from picshare.media_urls import MediaUrls
 from picshare.metrics import Metrics
 from picshare.notifications import NotificationService
+from picshare.notify import Notifier
 from picshare.outbox import Outbox
 from picshare.payments import PaymentService
 from picshare.photos import PhotoService
@@ -25,6 +26,7 @@ from picshare.relay import EventRelay
 from picshare.routing import RouteInfo, RouteTable
 from picshare.search import SearchService
 from picshare.social import SocialService
+from picshare.system import SystemService
 from picshare.users import UserService
 from picshare.webhooks import WebhookService
 from storage.blobs import BlobStore
@@ -49,12 +51,16 @@ METRICS = web.AppKey("metrics", Metrics)
 # The shared Redis client, or None when redis.url is empty (one process).
 REDIS: web.AppKey[Redis | None] = web.AppKey("redis")
 BUS = web.AppKey("bus", EventBus)
+NOTIFIER = web.AppKey("notifier", Notifier)
 HUB = web.AppKey("hub", SocketHub)
 SOCIAL = web.AppKey("social", SocialService)
 NOTIFICATIONS = web.AppKey("notifications", NotificationService)
 SEARCH = web.AppKey("search", SearchService)
 PAYMENTS = web.AppKey("payments", PaymentService)
 HEALTH = web.AppKey("health", HealthService)
+# What this process is: "web" (run.py serve, the default) or "worker" (run.py worker).
+PROCESS_KIND = web.AppKey("process_kind", str)
+SYSTEM = web.AppKey("system", SystemService)
 IDEMPOTENCY = web.AppKey("idempotency", IdempotencyService)
 WEBHOOKS = web.AppKey("webhooks", WebhookService)
 # Users' webhooks are delivered with it (picshare/webhook_guard.py).

@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 from dataclasses import replace
 from typing import Any, TypeVar
 
-from picshare import notify, privacy
+from picshare import privacy
 from picshare.caching import CachedReads
 from picshare.config import FeedSettings, MediaSettings, UploadSettings
 from picshare.consumers import Consumer
@@ -24,7 +24,6 @@ from picshare.errors import (
     Unprocessable,
     UnsupportedMedia,
 )
-from picshare.events import EventBus
 from picshare.jobs import JobKind, JobRunner, PermanentJobError
 from picshare.media import (
     MediaError,
@@ -37,6 +36,7 @@ from picshare.media import (
     render_display,
 )
 from picshare.media.source import local_file
+from picshare.notify import Notifier
 from picshare.outbox import Outbox
 from picshare.pagination import Page, decode_cursor, newest, page_of
 from picshare.staging import StagedUpload
@@ -66,7 +66,6 @@ NOTIFICATIONS = "notifications"
 class PhotoService:
     __slots__ = (
         "_blobs",
-        "_bus",
         "_cached",
         "_db",
         "_events",
@@ -74,6 +73,7 @@ class PhotoService:
         "_front_pages",
         "_jobs",
         "_media",
+        "_notifier",
         "_spec",
         "_uploads",
     )
@@ -88,11 +88,11 @@ class PhotoService:
         uploads: UploadSettings,
         renditions: MediaSettings,
         feed: FeedSettings,
-        bus: EventBus,
+        notifier: Notifier,
         cached: CachedReads,
         events: Outbox,
     ) -> None:
-        self._bus = bus
+        self._notifier = notifier
         self._events = events
         self._cached = cached
         self._front_pages: IdentityMemo[list[PhotoRecord], Page[PhotoRecord]] = IdentityMemo(
@@ -401,7 +401,7 @@ class PhotoService:
         return newest(found.results, count), found.partial
 
     async def delete(self, photo_id: int, user_id: int) -> None:
-        async with self._db.of_id(photo_id).transaction() as conn:
+        async with self._notifier.transaction(self._db.of_id(photo_id)) as (conn, notes):
             if await photos_repo.photo_for(conn, photo_id, user_id) is None:
                 raise NotFound("no such photo")
             photo = await photos_repo.lock_photo(conn, photo_id)
@@ -411,9 +411,10 @@ class PhotoService:
                 raise Forbidden("only the photo's owner can delete it")
             await photos_repo.delete_photo(conn, photo)
             # Its notifications go with it: those here now (its owner's, and
-            # followers' of this shard); the other shards' by a job.
-            await notifications_repo.forget_photo(conn, photo_id)
-            if not self._db.single:
+            # followers' of this shard); the other shards' by a job. Where
+            # notifications have a database of their own, all of them there.
+            await notes.photo_deleted(photo_id)
+            if not self._db.single and self._db.inbox is None:
                 await self._jobs.enqueue(conn, FORGET_JOB, {"photo_id": photo_id})
             keys = [photo.upload_key, *photo.rendition_keys]
             await self._jobs.enqueue(conn, COLLECT_JOB, {"keys": keys})
@@ -550,9 +551,9 @@ class PhotoService:
             followers = await notifications_repo.follower_ids(conn, photo.owner_id)
         failed: list[str] = []
         wrote: list[Databases] = []
-        for db, user_ids in self._db.by_database(followers):
+        for db, user_ids in self._db.by_inbox(followers):
             try:
-                async with notify.transaction(db, self._bus) as (conn, notes):
+                async with self._notifier.transaction(db) as (conn, notes):
                     # Each database records its own part of the event: a
                     # redelivery skips the shards already told.
                     event_id = payload.get("event_id")
@@ -582,6 +583,8 @@ class PhotoService:
         of it). Each shard is done on its own; one that fails is tried again
         with the whole job, which the shards already done absorb."""
         photo_id = int(payload["photo_id"])
+        if self._db.inbox is not None:
+            return  # the deletion's own job told the notifications' database
         home = self._db.of_id(photo_id)
         failed: list[str] = []
         for db in self._db.physical:
