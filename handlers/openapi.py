@@ -238,7 +238,11 @@ def _page_responses(route: Route) -> dict[str, Any]:
             "headers": {"Location": {"schema": {"type": "string"}}},
         }
     for status in sorted(set(route.errors) - {303}):
-        responses[str(status)] = _PAGE_ERROR
+        # 200 of a form: the page itself, shown with what the form made (a
+        # webhook's secret, which must not travel through a redirect's URL).
+        responses[str(status)] = (
+            {"description": "The page", "content": _HTML} if status == 200 else _PAGE_ERROR
+        )
     return responses
 
 

@@ -19,6 +19,7 @@ from handlers import (
     api_payments,
     api_photos,
     api_social,
+    api_webhooks,
     media,
     ops,
     pages,
@@ -26,6 +27,7 @@ from handlers import (
     pages_photo,
     pages_profile,
     pages_wallet,
+    pages_webhooks,
 )
 from handlers.graphql import view as graphql_view
 from handlers.route_info import register, register_static
@@ -147,6 +149,12 @@ PAGE_ROUTES: tuple[Route, ...] = (
           errors=(303,), query=("saved",)),
     _page("POST", "/settings", pages_profile.settings_submit, "page.settings.submit",
           "Save your settings", body="SettingsForm"),
+    _page("POST", "/settings/webhooks", pages_webhooks.add_webhook, "page.webhooks.add",
+          "Add a webhook endpoint: the settings page, with its secret shown once",
+          body="WebhookForm", errors=(200,)),
+    _page("POST", "/settings/webhooks/{id}/delete", pages_webhooks.delete_webhook,
+          "page.webhooks.delete", "Delete a webhook endpoint", body="CsrfForm",
+          errors=(404,)),
     _page("GET", "/wallet", pages_wallet.wallet_page, "page.wallet",
           "Your wallet: balance, top-up, tips, recent transfers", errors=(303,),
           query=("done",)),
@@ -241,6 +249,25 @@ MODERATION_ROUTES: tuple[Route, ...] = (
           "moderation", body="ModerationVerdict", response="ModerationResult",
           errors=(400, 401, 403, 404), credentials=False, security="moderation"),
 )
+
+# A user's webhooks (README, "Webhooks"): signed in, owner only (404 otherwise).
+WEBHOOK_ROUTES: tuple[Route, ...] = (
+    Route("POST", f"{API}/webhooks", api_webhooks.create, "api.webhooks.create",
+          "Register a webhook endpoint; its signing secret is in this answer only",
+          "webhooks", auth=True, body="WebhookRequest", response="WebhookCreated",
+          status=201, errors=(400, 401, 409),
+          idempotency="none"),  # its answer holds the secret: never stored
+    Route("GET", f"{API}/webhooks", api_webhooks.list_endpoints, "api.webhooks",
+          "Your webhook endpoints (no secrets)", "webhooks", auth=True,
+          response="WebhookList", errors=(401,)),
+    Route("DELETE", f"{API}/webhooks/{{id}}", api_webhooks.delete, "api.webhooks.delete",
+          "Delete one of your webhook endpoints", "webhooks", auth=True, status=204,
+          errors=(401, 404)),
+    Route("GET", f"{API}/webhooks/{{id}}/deliveries", api_webhooks.deliveries,
+          "api.webhooks.deliveries", "An endpoint's delivery log, newest attempt first",
+          "webhooks", auth=True, response="WebhookDeliveryPage", errors=(400, 401, 404),
+          query=("limit", "cursor")),
+)
 # fmt: on
 
 
@@ -248,6 +275,7 @@ ROUTES: tuple[Route, ...] = (
     *SOCIAL_ROUTES,
     *PAYMENT_ROUTES,
     *MODERATION_ROUTES,
+    *WEBHOOK_ROUTES,
     Route(
         "POST",
         f"{API}/auth/signup",

@@ -67,6 +67,8 @@ from picshare.secret import load_secret_key
 from picshare.social import SocialService
 from picshare.system import SystemService
 from picshare.users import UserService
+from picshare.webhook_guard import guarded_session
+from picshare.webhooks import WebhookService
 from storage.cache import Cache, MemoryCache, RedisCache
 from storage.redis_bus import RedisBus
 from storage.shards import Shards
@@ -119,6 +121,7 @@ def create_app(settings: Settings, *, media_pool: Executor | None = None) -> web
             _blobs,
             _media_workers(media_pool),
             _cached_reads,
+            _webhook_http,
             _jobs,
             _services,
             _system,
@@ -319,6 +322,15 @@ async def _cached_reads(app: web.Application) -> AsyncIterator[None]:
     yield
 
 
+async def _webhook_http(app: web.Application) -> AsyncIterator[None]:
+    """The client that delivers users' webhooks, through the SSRF guard. Its
+    own entry before the jobs: closed after them, so no delivery finds it closed."""
+    settings = app[keys.SETTINGS].webhooks
+    async with guarded_session(allow_loopback=settings.allow_loopback) as session:
+        app[keys.WEBHOOK_HTTP] = session
+        yield
+
+
 async def _jobs(app: web.Application) -> AsyncIterator[None]:
     """The job runner on its aiojobs scheduler; closing the scheduler stops the jobs.
     Services register their kinds next; `_start_jobs` starts it after them."""
@@ -423,8 +435,15 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     )
     runner.register(payments.job_kinds())
     app[keys.PAYMENTS] = payments
+    webhooks = WebhookService(
+        db=db, jobs=runner, settings=settings.webhooks, http=app[keys.WEBHOOK_HTTP]
+    )
+    runner.register(webhooks.job_kinds())
+    app[keys.WEBHOOKS] = webhooks
     relay = app[keys.RELAY]
-    relay.register([*photos.consumers(), *moderation.consumers(), counters(db)])
+    relay.register(
+        [*photos.consumers(), *moderation.consumers(), counters(db), webhooks.consumer()]
+    )
     app[keys.HEALTH] = HealthService(
         db=db,
         blobs=app[keys.BLOBS],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import aiohttp
 from aiohttp import web
 from redis.asyncio import Redis
 
@@ -28,6 +29,7 @@ from picshare.search import SearchService
 from picshare.social import SocialService
 from picshare.system import SystemService
 from picshare.users import UserService
+from picshare.webhooks import WebhookService
 from storage.blobs import BlobStore
 from storage.records import UserRecord
 from storage.shards import Shards
@@ -62,6 +64,9 @@ HEALTH = web.AppKey("health", HealthService)
 PROCESS_KIND = web.AppKey("process_kind", str)
 SYSTEM = web.AppKey("system", SystemService)
 IDEMPOTENCY = web.AppKey("idempotency", IdempotencyService)
+WEBHOOKS = web.AppKey("webhooks", WebhookService)
+# Users' webhooks are delivered with it (picshare/webhook_guard.py).
+WEBHOOK_HTTP = web.AppKey("webhook_http", aiohttp.ClientSession)
 RATE_LIMITER: web.AppKey[RateLimiter] = web.AppKey("rate_limiter")
 # What the middlewares need of each route, resolved once (handlers/route_info.py).
 ROUTE_INFO: web.AppKey[RouteTable] = web.AppKey("route_info")

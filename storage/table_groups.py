@@ -41,6 +41,10 @@ TABLES: dict[str, frozenset[str]] = {
             "shard_catalog",
             "shard_map",
             "shard_moves",
+            # A user's webhook endpoints, their messages and delivery log.
+            "webhook_endpoints",
+            "webhook_messages",
+            "webhook_deliveries",
         }
     ),
     PHOTOS: frozenset({"photos", "tags"}),
