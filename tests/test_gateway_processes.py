@@ -1,0 +1,297 @@
+"""The services and the gateway as real processes (`run.py serve --service`).
+
+One topology for the module: auth, photos, notifications, search and web,
+each its own `run.py serve --service NAME` process, sharing one database,
+one Redis and one data directory, behind a `run.py serve --service gateway`.
+The tests walk the core journey through the gateway, then take services away
+(in file order: the last tests stop and freeze processes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import os
+import signal
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import redis
+
+from picshare.internal_token import HEADER, InternalTokens
+from picshare.services import SERVICES
+from tests.harness import (
+    SHARDS_OF,
+    TEST_SHARDS,
+    PostgresForTests,
+    database_env,
+    missing_service,
+    with_database,
+)
+from tests.imaging import jpeg_bytes
+from tests.servers import ServerProcess, spawn_serve, wait_listening
+
+pytestmark = pytest.mark.one_pass  # where rows land does not matter here
+
+SECRET = "gateway-test-internal-secret"
+TIMEOUT = aiohttp.ClientTimeout(total=30)
+WEB_TIMEOUT = 2  # seconds: the web service's upstream timeout (504 test)
+BREAKER_FAILURES = 3
+
+
+@dataclass
+class Topology:
+    gateway: ServerProcess
+    services: dict[Any, ServerProcess]
+    logs: Path
+
+    def log(self, name: str) -> str:
+        return (self.logs / f"{name}.log").read_text()
+
+
+@pytest.fixture(scope="module")
+def topology(
+    tmp_path_factory: pytest.TempPathFactory,
+    postgres: PostgresForTests,
+    redis_service: str | None,
+) -> Iterator[Topology]:
+    if redis_service is None:
+        missing_service("no Redis: the services share cache and live events through it")
+    redis.Redis.from_url(redis_service).flushdb()
+    folder = tmp_path_factory.mktemp("gateway")
+    names = [asyncio.run(postgres.create_database()) for _ in range(TEST_SHARDS)]
+    urls = tuple(with_database(postgres.admin_dsn, name) for name in names)
+    if len(urls) > 1:
+        SHARDS_OF[urls[0]] = urls
+    env = {
+        **database_env(urls[0]),
+        "PICSHARE_REDIS_URL": redis_service,
+        "PICSHARE_SERVER_INTERNAL_SECRET": SECRET,
+        "PICSHARE_SERVER_TRUSTED_PROXIES": "127.0.0.1",
+        "PICSHARE_SERVER_ACCESS_LOG_FORMAT": "json",
+    }
+    data_dir = folder / "data"  # one: local blobs written by photos, read by all
+    services = {
+        name: spawn_serve(data_dir, env, folder / f"{name}.log", "--service", name)
+        for name in SERVICES
+    }
+    upstreams = [a for name, s in services.items() for a in ("--upstream", f"{name}={s.base}")]
+    gateway_env = {
+        **env,
+        "PICSHARE_GATEWAY_TIMEOUTS": f"web={WEB_TIMEOUT}",
+        "PICSHARE_GATEWAY_BREAKER_FAILURES": str(BREAKER_FAILURES),
+        "PICSHARE_GATEWAY_BREAKER_COOLDOWN": "60",
+    }
+    gateway = spawn_serve(
+        data_dir, gateway_env, folder / "gateway.log", "--service", "gateway", *upstreams
+    )
+    try:
+        for name, server in [*services.items(), ("gateway", gateway)]:
+            wait_listening(server, folder / f"{name}.log")
+        yield Topology(gateway, services, folder)
+    finally:
+        for server in [gateway, *services.values()]:
+            if server.proc.poll() is None:
+                os.kill(server.proc.pid, signal.SIGCONT)
+            server.stop()
+        SHARDS_OF.pop(urls[0], None)
+        for name in names:
+            asyncio.run(postgres.drop_database(name))
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(timeout=TIMEOUT) as session:
+        yield session
+
+
+async def _signup(http: aiohttp.ClientSession, base: str, name: str) -> tuple[str, dict[str, Any]]:
+    body = {"username": name, "email": f"{name}@example.com", "password": "correct horse"}
+    async with http.post(f"{base}/api/v1/auth/signup", json=body) as resp:
+        assert resp.status == 201, await resp.text()
+        signed = await resp.json()
+        return signed["token"], signed["user"]
+
+
+def _bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def _upload(http: aiohttp.ClientSession, base: str, token: str, caption: str) -> str:
+    form = aiohttp.FormData()
+    form.add_field("caption", caption)
+    form.add_field("tags", "gateway")
+    form.add_field(
+        "file", io.BytesIO(jpeg_bytes(64, 48)), filename="a.jpg", content_type="image/jpeg"
+    )
+    async with http.post(f"{base}/api/v1/upload", data=form, headers=_bearer(token)) as resp:
+        assert resp.status == 201, await resp.text()
+        photo_id: str = (await resp.json())["id"]
+    for _ in range(300):
+        async with http.get(f"{base}/api/v1/photos/{photo_id}", headers=_bearer(token)) as resp:
+            assert resp.status == 200, await resp.text()
+            if (await resp.json())["status"] == "ready":
+                return photo_id
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"photo {photo_id} never became ready")
+
+
+async def _problem(resp: aiohttp.ClientResponse, status: int) -> dict[str, Any]:
+    assert resp.status == status, await resp.text()
+    assert resp.headers["Content-Type"].startswith("application/problem+json")
+    body: dict[str, Any] = await resp.json(content_type=None)
+    assert body["status"] == status
+    return body
+
+
+async def test_the_core_journey_through_the_gateway(
+    topology: Topology, http: aiohttp.ClientSession
+) -> None:
+    base = topology.gateway.base
+    alice, alice_user = await _signup(http, base, "gw_alice")
+    bob, _ = await _signup(http, base, "gw_bob")
+    photo_id = await _upload(http, base, alice, "sunset over the gateway")
+    # The media streams back through the gateway, bytes intact.
+    async with http.get(f"{base}/api/v1/photos/{photo_id}", headers=_bearer(alice)) as resp:
+        thumb = (await resp.json())["urls"]["thumb"]
+    async with http.get(f"{base}{thumb}") as resp:
+        assert resp.status == 200
+        assert (await resp.read())[:2] == b"\xff\xd8"
+
+    ws_base = base.replace("http://", "ws://")
+    async with http.ws_connect(f"{ws_base}/ws", headers=_bearer(alice)) as ws:
+        await ws.send_str(json.dumps({"type": "ping"}))
+        assert json.loads((await ws.receive(timeout=10)).data) == {"type": "pong"}
+        async with http.put(f"{base}/api/v1/photos/{photo_id}/like", headers=_bearer(bob)) as r:
+            assert r.status == 200, await r.text()
+            assert (await r.json())["liked"] is True
+        event = json.loads((await ws.receive(timeout=15)).data)
+        assert event["type"] == "notification"
+        assert event["kind"] == "like"
+        assert event["actor"]["username"] == "gw_bob"
+
+    async with http.get(f"{base}/api/v1/notifications", headers=_bearer(alice)) as resp:
+        assert resp.status == 200
+        assert [n["kind"] for n in (await resp.json())["items"]] == ["like"]
+    async with http.get(f"{base}/api/v1/search", params={"q": "gw_alice"}) as resp:
+        assert resp.status == 200, await resp.text()
+        found = await resp.json()
+        assert [u["username"] for u in found["users"]] == ["gw_alice"]
+    async with http.get(f"{base}/api/v1/me", headers=_bearer(alice)) as resp:
+        assert (await resp.json())["id"] == alice_user["id"]
+    # A page from the web service, with its session cookie, through the gateway.
+    async with http.get(f"{base}/u/gw_alice", headers={"Accept": "text/html"}) as resp:
+        assert resp.status == 200
+        assert "gw_alice" in await resp.text()
+    # Each route went to its own process: the like to photos, the list to notifications.
+    assert "/api/v1/photos/" in topology.log("photos")
+    assert "/api/v1/notifications" in topology.log("notifications")
+    assert "/api/v1/notifications" not in topology.log("photos")
+    assert "/api/v1/search" in topology.log("search")
+
+
+async def test_a_service_believes_only_the_gateways_token(
+    topology: Topology, http: aiohttp.ClientSession
+) -> None:
+    token, user = await _signup(http, topology.gateway.base, "gw_carol")
+    notifications = topology.services["notifications"].base
+    path = "/api/v1/notifications"
+    # The bearer token straight to the service: not believed (anonymous here).
+    async with http.get(f"{notifications}{path}", headers=_bearer(token)) as resp:
+        await _problem(resp, 401)
+    forged = InternalTokens("not-the-shared-secret-at-all").sign(
+        user_id=int(user["id"]), auth_kind="bearer", request_id="x", method="GET", path=path
+    )
+    async with http.get(f"{notifications}{path}", headers={HEADER: forged}) as resp:
+        body = await _problem(resp, 401)
+        assert "signature" in body["detail"]
+    expired = InternalTokens(SECRET, ttl=-1).sign(
+        user_id=int(user["id"]), auth_kind="bearer", request_id="x", method="GET", path=path
+    )
+    async with http.get(f"{notifications}{path}", headers={HEADER: expired}) as resp:
+        assert "expired" in (await _problem(resp, 401))["detail"]
+    other_path = InternalTokens(SECRET).sign(
+        user_id=int(user["id"]), auth_kind="bearer", request_id="x", method="GET", path="/ws"
+    )
+    async with http.get(f"{notifications}{path}", headers={HEADER: other_path}) as resp:
+        await _problem(resp, 401)
+    # The gateway strips a token a client sends: a forged one changes nothing there.
+    headers = {**_bearer(token), HEADER: forged}
+    async with http.get(f"{topology.gateway.base}{path}", headers=headers) as resp:
+        assert resp.status == 200, await resp.text()
+
+
+async def test_the_request_id_is_carried_through_every_hop(
+    topology: Topology, http: aiohttp.ClientSession
+) -> None:
+    token, _ = await _signup(http, topology.gateway.base, "gw_dave")
+    rid = "trace-gw-0001"
+    headers = {**_bearer(token), "X-Request-ID": rid}
+    async with http.get(f"{topology.gateway.base}/api/v1/me", headers=headers) as resp:
+        assert resp.status == 200
+        assert resp.headers["X-Request-ID"] == rid
+    # Without one, the gateway's id is the service's too.
+    async with http.get(f"{topology.gateway.base}/api/v1/me", headers=_bearer(token)) as resp:
+        made = resp.headers["X-Request-ID"]
+    await asyncio.sleep(0.3)  # the access logs flush every 0.1 s
+    for name in ("gateway", "auth"):
+        ids = [
+            json.loads(line)["request_id"]
+            for line in topology.log(name).splitlines()
+            if line.startswith("{")
+        ]
+        assert rid in ids and made in ids, name
+
+
+async def test_readyz_reports_each_upstream(
+    topology: Topology, http: aiohttp.ClientSession
+) -> None:
+    async with http.get(f"{topology.gateway.base}/readyz") as resp:
+        assert resp.status == 200, await resp.text()
+        checks = (await resp.json())["checks"]
+        assert checks == {f"upstream:{name}": "ok" for name in SERVICES}
+
+
+async def test_a_frozen_service_times_out_as_504(
+    topology: Topology, http: aiohttp.ClientSession
+) -> None:
+    web = topology.services["web"]
+    os.kill(web.proc.pid, signal.SIGSTOP)
+    try:
+        async with http.get(f"{topology.gateway.base}/login") as resp:
+            await _problem(resp, 504)
+        # Other services answer meanwhile.
+        async with http.get(f"{topology.gateway.base}/api/v1/photos") as resp:
+            assert resp.status == 200
+    finally:
+        os.kill(web.proc.pid, signal.SIGCONT)
+    async with http.get(f"{topology.gateway.base}/login") as resp:
+        assert resp.status == 200
+
+
+async def test_a_stopped_service_is_502_for_its_routes_only_then_the_breaker_opens(
+    topology: Topology, http: aiohttp.ClientSession
+) -> None:
+    topology.services["search"].stop()
+    base = topology.gateway.base
+    for _ in range(BREAKER_FAILURES):
+        async with http.get(f"{base}/api/v1/search", params={"q": "x"}) as resp:
+            body = await _problem(resp, 502)
+            assert "search" in body["detail"]
+        async with http.get(f"{base}/api/v1/photos") as resp:
+            assert resp.status == 200
+    # Open: refused at once, without trying, until the cooldown.
+    async with http.get(f"{base}/api/v1/search", params={"q": "x"}) as resp:
+        await _problem(resp, 503)
+        assert 1 <= int(resp.headers["Retry-After"]) <= 60
+    async with http.get(f"{base}/readyz") as resp:
+        assert resp.status == 503
+        report = await resp.json()
+        assert report["checks"]["upstream:search"].startswith("unreachable")
+        assert report["checks"]["upstream:photos"] == "ok"
+        assert report["breakers"]["search"] == "open"
