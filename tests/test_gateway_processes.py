@@ -10,10 +10,12 @@ The tests walk the core journey through the gateway, then take services away
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 import os
 import signal
+import socket
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +46,9 @@ WEB_TIMEOUT = 2  # seconds: the web service's upstream timeout (504 test)
 BREAKER_FAILURES = 3
 
 
+SUBSCRIBE = "subscription { notifications { id kind actor { username } } }"
+
+
 @dataclass
 class Topology:
     gateway: ServerProcess
@@ -52,6 +57,15 @@ class Topology:
 
     def log(self, name: str) -> str:
         return (self.logs / f"{name}.log").read_text()
+
+
+def _distinct_ports(n: int) -> list[int]:
+    """`n` free ports, all different (free_port twice may give one port twice)."""
+    with contextlib.ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket()) for _ in range(n)]
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
 
 
 @pytest.fixture(scope="module")
@@ -76,9 +90,10 @@ def topology(
         "PICSHARE_SERVER_ACCESS_LOG_FORMAT": "json",
     }
     data_dir = folder / "data"  # one: local blobs written by photos, read by all
+    ports = _distinct_ports(len(SERVICES) + 1)
     services = {
-        name: spawn_serve(data_dir, env, folder / f"{name}.log", "--service", name)
-        for name in SERVICES
+        name: spawn_serve(data_dir, env, folder / f"{name}.log", "--service", name, port=port)
+        for name, port in zip(SERVICES, ports, strict=False)
     }
     upstreams = [a for name, s in services.items() for a in ("--upstream", f"{name}={s.base}")]
     gateway_env = {
@@ -88,11 +103,16 @@ def topology(
         "PICSHARE_GATEWAY_BREAKER_COOLDOWN": "60",
     }
     gateway = spawn_serve(
-        data_dir, gateway_env, folder / "gateway.log", "--service", "gateway", *upstreams
+        data_dir,
+        gateway_env,
+        folder / "gateway.log",
+        *("--service", "gateway", *upstreams),
+        port=ports[-1],
     )
     try:
         for name, server in [*services.items(), ("gateway", gateway)]:
             wait_listening(server, folder / f"{name}.log")
+            assert server.proc.poll() is None, (folder / f"{name}.log").read_text()[-2000:]
         yield Topology(gateway, services, folder)
     finally:
         for server in [gateway, *services.values()]:
@@ -141,6 +161,17 @@ async def _upload(http: aiohttp.ClientSession, base: str, token: str, caption: s
     raise AssertionError(f"photo {photo_id} never became ready")
 
 
+async def _until_sockets(http: aiohttp.ClientSession, base: str, n: int) -> None:
+    """Until the service's hub holds `n` sockets (a subscription counts as one)."""
+    async with asyncio.timeout(10):
+        while True:
+            async with http.get(f"{base}/metrics") as resp:
+                for line in (await resp.text()).splitlines():
+                    if line.startswith("picshare_ws_connections ") and float(line.split()[1]) >= n:
+                        return
+            await asyncio.sleep(0.05)
+
+
 async def _problem(resp: aiohttp.ClientResponse, status: int) -> dict[str, Any]:
     assert resp.status == status, await resp.text()
     assert resp.headers["Content-Type"].startswith("application/problem+json")
@@ -164,9 +195,19 @@ async def test_the_core_journey_through_the_gateway(
         assert (await resp.read())[:2] == b"\xff\xd8"
 
     ws_base = base.replace("http://", "ws://")
-    async with http.ws_connect(f"{ws_base}/ws", headers=_bearer(alice)) as ws:
+    async with (
+        http.ws_connect(f"{ws_base}/ws", headers=_bearer(alice)) as ws,
+        http.ws_connect(
+            f"{ws_base}/graphql", headers=_bearer(alice), protocols=["graphql-transport-ws"]
+        ) as gql,
+    ):
         await ws.send_str(json.dumps({"type": "ping"}))
         assert json.loads((await ws.receive(timeout=10)).data) == {"type": "pong"}
+        assert gql.protocol == "graphql-transport-ws"
+        await gql.send_json({"type": "connection_init"})
+        assert (await gql.receive_json(timeout=10))["type"] == "connection_ack"
+        await gql.send_json({"id": "1", "type": "subscribe", "payload": {"query": SUBSCRIBE}})
+        await _until_sockets(http, topology.services["notifications"].base, 2)
         async with http.put(f"{base}/api/v1/photos/{photo_id}/like", headers=_bearer(bob)) as r:
             assert r.status == 200, await r.text()
             assert (await r.json())["liked"] is True
@@ -174,6 +215,9 @@ async def test_the_core_journey_through_the_gateway(
         assert event["type"] == "notification"
         assert event["kind"] == "like"
         assert event["actor"]["username"] == "gw_bob"
+        message = await gql.receive_json(timeout=15)
+        assert message["type"] == "next", message
+        assert message["payload"]["data"]["notifications"]["kind"] == "like"
 
     async with http.get(f"{base}/api/v1/notifications", headers=_bearer(alice)) as resp:
         assert resp.status == 200
@@ -193,6 +237,26 @@ async def test_the_core_journey_through_the_gateway(
     assert "/api/v1/notifications" in topology.log("notifications")
     assert "/api/v1/notifications" not in topology.log("photos")
     assert "/api/v1/search" in topology.log("search")
+
+
+async def test_idempotency_keys_and_rate_limits_are_the_gateways(
+    topology: Topology, http: aiohttp.ClientSession
+) -> None:
+    base = topology.gateway.base
+    token, _ = await _signup(http, base, "gw_erin")
+    photo_id = await _upload(http, base, token, "once")
+    headers = {**_bearer(token), "Idempotency-Key": "comment-1"}
+    answers = []
+    for _ in range(2):
+        url = f"{base}/api/v1/photos/{photo_id}/comments"
+        async with http.post(url, json={"text": "just once"}, headers=headers) as resp:
+            assert resp.status == 201, await resp.text()
+            answers.append((await resp.json(), resp.headers.get("Idempotent-Replayed")))
+            assert resp.headers["RateLimit-Policy"]  # the gateway's limiter decided
+    assert answers[0][0] == answers[1][0]
+    assert [replayed for _, replayed in answers] == [None, "true"]
+    async with http.get(f"{base}/api/v1/photos/{photo_id}/comments") as resp:
+        assert [c["text"] for c in (await resp.json())["items"]] == ["just once"]
 
 
 async def test_a_service_believes_only_the_gateways_token(
