@@ -579,9 +579,15 @@ def setup_routes(
         # Every service has them: its pages (error pages included) and
         # GraphiQL build their versioned URLs from this resource; behind the
         # gateway only the web service is asked for them.
-        files = StaticFiles("/static", _static_dir(), name="static", append_version=True)
+        files = static_files()
         app.router.register_resource(files)
         register_static(table, files)
+
+
+def static_files() -> StaticFiles:
+    """The static-file resource: serves `/static/*`, and builds its versioned URLs
+    (the gateway uses it for the URLs only; the files come from web)."""
+    return StaticFiles("/static", _static_dir(), name="static", append_version=True)
 
 
 def _static_dir() -> str:

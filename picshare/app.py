@@ -29,7 +29,8 @@ from handlers import middlewares
 from handlers.idempotency import idempotency_middleware
 from handlers.proxies import forwarded_middleware
 from handlers.ratelimit import ratelimit_middleware
-from handlers.routes import Handler, Route, setup_routes
+from handlers.routes import Handler, Route, setup_routes, static_files
+from handlers.static_files import StaticFiles
 from handlers.template_filters import blurhash_color
 from picshare import keys
 from picshare.blob_stores import open_blob_store
@@ -164,13 +165,15 @@ def _middlewares(settings: Settings, routes: RouteTable, metrics: Metrics) -> li
     return chain
 
 
-def _static_urls(app: web.Application) -> Callable[[str], str]:
-    """url_for with append_version hashes the file: do it once per name, not per render."""
+def _static_urls(app: web.Application, files: StaticFiles | None = None) -> Callable[[str], str]:
+    """url_for with append_version hashes the file: do it once per name, not per render.
+    `files`: a resource of its own to build them with (the gateway's router has none)."""
     cache: dict[str, str] = {}
 
     def static(name: str) -> str:
         if name not in cache:
-            cache[name] = str(app.router["static"].url_for(filename=name))
+            resource = files if files is not None else app.router["static"]
+            cache[name] = str(resource.url_for(filename=name))
         return cache[name]
 
     return static
@@ -512,7 +515,7 @@ def _gateway_app(settings: Settings) -> web.Application:
         app,
         loader=jinja2.FileSystemLoader(TEMPLATES),
         autoescape=jinja2.select_autoescape(default=True, default_for_string=True),
-    ).globals["static"] = _static_urls(app)
+    ).globals["static"] = _static_urls(app, static_files())
     proxies = {name: gateway_http.proxy_to(name) for name in SERVICES}
     own = {"readyz": gateway_http.readyz, "metrics": gateway_http.metrics}
 

@@ -232,6 +232,11 @@ async def test_the_core_journey_through_the_gateway(
     async with http.get(f"{base}/u/gw_alice", headers={"Accept": "text/html"}) as resp:
         assert resp.status == 200
         assert "gw_alice" in await resp.text()
+        assert "picshare_session" in resp.cookies or resp.headers.get("Set-Cookie")
+    # What no route matches, the gateway answers itself (an error page for a browser).
+    async with http.get(f"{base}/no/such/page", headers={"Accept": "text/html"}) as resp:
+        assert resp.status == 404
+        assert "/static/app.css?v=" in await resp.text()
     # Each route went to its own process: the like to photos, the list to notifications.
     assert "/api/v1/photos/" in topology.log("photos")
     assert "/api/v1/notifications" in topology.log("notifications")
