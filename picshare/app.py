@@ -129,7 +129,7 @@ def create_app(settings: Settings, *, media_pool: Executor | None = None) -> web
             _redis,
             _database,
             _ratelimit,
-            _events(live=profile.live),
+            _events_of(live=profile.live),
             _blobs,
             _media_workers(media_pool),
             _cached_reads,
@@ -248,12 +248,12 @@ async def _ratelimit(app: web.Application) -> AsyncIterator[None]:
     yield
 
 
-def _events(*, live: bool) -> CleanupContext:
+def _events_of(*, live: bool) -> CleanupContext:
     """The bus (Redis pub/sub across processes, else in-process) and this
     process's hub. Only a process serving sockets (`live`) listens to the
     bus; the others publish on it."""
 
-    async def events(app: web.Application) -> AsyncIterator[None]:
+    async def _events(app: web.Application) -> AsyncIterator[None]:
         metrics = app[keys.METRICS]
         hub = Hub(
             on_count=metrics.ws_connections.set,
@@ -281,7 +281,7 @@ def _events(*, live: bool) -> CleanupContext:
             if listening and isinstance(bus, RedisBus):
                 await bus.close()
 
-    return events
+    return _events
 
 
 async def _close_sockets(app: web.Application) -> None:
