@@ -95,26 +95,12 @@ def create_app(settings: Settings, *, media_pool: Executor | None = None) -> web
     if role == "gateway":
         return _gateway_app(settings)
     profile = PROFILES[role]
-    metrics = Metrics()
-    routes: RouteTable = {}
-    app = web.Application(
-        middlewares=_middlewares(settings, routes, metrics),
-        client_max_size=CLIENT_MAX_SIZE,
-    )
-    app[keys.SETTINGS] = settings
-    app[keys.METRICS] = metrics
-    app[keys.ROUTE_INFO] = routes
-    app[keys.SECRET_KEY] = load_secret_key(settings)
+    app, routes, env = _bare_app(settings)
     app[keys.MEDIA_URLS] = MediaUrls(
         prefix=settings.media.url_prefix,
         secret=app[keys.SECRET_KEY],
         ttl=settings.media.signed_url_ttl,
         cdn_url=settings.media.cdn_url,
-    )
-    env = aiohttp_jinja2.setup(
-        app,
-        loader=jinja2.FileSystemLoader(TEMPLATES),
-        autoescape=jinja2.select_autoescape(default=True, default_for_string=True),
     )
     env.filters["blurhash_color"] = blurhash_color
     env.globals["static"] = _static_urls(app)
@@ -140,6 +126,28 @@ def create_app(settings: Settings, *, media_pool: Executor | None = None) -> web
     )
     app.on_shutdown.append(_close_sockets)
     return app
+
+
+def _bare_app(settings: Settings) -> tuple[web.Application, RouteTable, jinja2.Environment]:
+    """What every role's app starts from: the middleware chain, the settings,
+    metrics, the route table to fill, the secret key, the templates."""
+    metrics = Metrics()
+    routes: RouteTable = {}
+    app = web.Application(
+        middlewares=_middlewares(settings, routes, metrics),
+        # The gateway streams bodies through; this caps only bodies read whole.
+        client_max_size=CLIENT_MAX_SIZE,
+    )
+    app[keys.SETTINGS] = settings
+    app[keys.METRICS] = metrics
+    app[keys.ROUTE_INFO] = routes
+    app[keys.SECRET_KEY] = load_secret_key(settings)
+    env = aiohttp_jinja2.setup(
+        app,
+        loader=jinja2.FileSystemLoader(TEMPLATES),
+        autoescape=jinja2.select_autoescape(default=True, default_for_string=True),
+    )
+    return app, routes, env
 
 
 def _middlewares(settings: Settings, routes: RouteTable, metrics: Metrics) -> list[Middleware]:
@@ -499,23 +507,8 @@ def _gateway_app(settings: Settings) -> web.Application:
     route a proxy to its service; the probes are the gateway's own. Its
     resources: Redis (shared limits), the database (tokens and sessions,
     idempotency keys), and the upstreams' client."""
-    metrics = Metrics()
-    routes: RouteTable = {}
-    app = web.Application(
-        middlewares=_middlewares(settings, routes, metrics),
-        # Bodies stream through; only JSON read for an Idempotency-Key
-        # fingerprint is held, and it is bounded like the services' own.
-        client_max_size=CLIENT_MAX_SIZE,
-    )
-    app[keys.SETTINGS] = settings
-    app[keys.METRICS] = metrics
-    app[keys.ROUTE_INFO] = routes
-    app[keys.SECRET_KEY] = load_secret_key(settings)
-    aiohttp_jinja2.setup(
-        app,
-        loader=jinja2.FileSystemLoader(TEMPLATES),
-        autoescape=jinja2.select_autoescape(default=True, default_for_string=True),
-    ).globals["static"] = _static_urls(app, static_files())
+    app, routes, env = _bare_app(settings)
+    env.globals["static"] = _static_urls(app, static_files())
     proxies = {name: gateway_http.proxy_to(name) for name in SERVICES}
     own = {"readyz": gateway_http.readyz, "metrics": gateway_http.metrics}
 

@@ -27,14 +27,7 @@ import redis
 
 from picshare.internal_token import HEADER, InternalTokens
 from picshare.services import SERVICES
-from tests.harness import (
-    SHARDS_OF,
-    TEST_SHARDS,
-    PostgresForTests,
-    database_env,
-    missing_service,
-    with_database,
-)
+from tests.harness import PostgresForTests, database_env, missing_service, module_database
 from tests.imaging import jpeg_bytes
 from tests.servers import ServerProcess, spawn_serve, wait_listening
 
@@ -78,12 +71,13 @@ def topology(
         missing_service("no Redis: the services share cache and live events through it")
     redis.Redis.from_url(redis_service).flushdb()
     folder = tmp_path_factory.mktemp("gateway")
-    names = [asyncio.run(postgres.create_database()) for _ in range(TEST_SHARDS)]
-    urls = tuple(with_database(postgres.admin_dsn, name) for name in names)
-    if len(urls) > 1:
-        SHARDS_OF[urls[0]] = urls
+    with module_database(postgres) as url:
+        yield from _topology(folder, url, redis_service)
+
+
+def _topology(folder: Path, url: str, redis_service: str) -> Iterator[Topology]:
     env = {
-        **database_env(urls[0]),
+        **database_env(url),
         "PICSHARE_REDIS_URL": redis_service,
         "PICSHARE_SERVER_INTERNAL_SECRET": SECRET,
         "PICSHARE_SERVER_TRUSTED_PROXIES": "127.0.0.1",
@@ -119,9 +113,6 @@ def topology(
             if server.proc.poll() is None:
                 os.kill(server.proc.pid, signal.SIGCONT)
             server.stop()
-        SHARDS_OF.pop(urls[0], None)
-        for name in names:
-            asyncio.run(postgres.drop_database(name))
 
 
 @pytest.fixture
