@@ -255,6 +255,31 @@ async def test_idempotency_keys_and_rate_limits_are_the_gateways(
         assert [c["text"] for c in (await resp.json())["items"]] == ["just once"]
 
 
+async def test_a_request_body_streams_through_the_gateway(
+    topology: Topology, http: aiohttp.ClientSession
+) -> None:
+    """The service answers an upload whose first part is wrong while the rest
+    of the body has not been sent: the gateway held none of it back."""
+    token, _ = await _signup(http, topology.gateway.base, "gw_frank")
+    answered = asyncio.Event()
+
+    async def body() -> AsyncIterator[bytes]:
+        yield b'--B\r\nContent-Disposition: form-data; name="bogus"\r\n\r\n' + b"x" * 4096
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(answered.wait(), 10)
+        yield b"\r\n--B--\r\n"
+
+    headers = {**_bearer(token), "Content-Type": "multipart/form-data; boundary=B"}
+    started = asyncio.get_running_loop().time()
+    url = f"{topology.gateway.base}/api/v1/upload"
+    async with http.post(url, data=body(), headers=headers) as resp:
+        waited = asyncio.get_running_loop().time() - started
+        answered.set()
+        problem = await _problem(resp, 400)
+    assert problem["errors"][0]["field"] == "bogus"
+    assert waited < 5, waited
+
+
 async def test_a_service_believes_only_the_gateways_token(
     topology: Topology, http: aiohttp.ClientSession
 ) -> None:
