@@ -34,6 +34,7 @@ from aiohttp import web
 from aiohttp.log import access_logger as web_log
 
 from handlers.access_log import AccessLog, flush_now
+from handlers.log_context import RequestIdFormatter
 from handlers.slow_clients import GuardedTCPSite
 from picshare.app import create_app, relay_for_commands
 from picshare.blob_migration import migrate_blobs
@@ -146,9 +147,10 @@ def main(argv: list[str] | None = None) -> int:
     if extra and args.command != "bench":
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
 
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    handler = logging.StreamHandler()
+    # Lines written while a request is handled end with its request id.
+    handler.setFormatter(RequestIdFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
     if args.command == "bench":
         return subprocess.call([sys.executable, str(ROOT / "bench" / "run_all.py"), *extra])
     try:

@@ -175,17 +175,17 @@ async def _http(request: web.Request, upstream: Upstream) -> web.StreamResponse:
             return response
     except aiohttp.ClientConnectorError as exc:
         upstream.breaker.failed()
-        log.warning("%s: %s unreachable: %s", request[keys.REQUEST_ID], upstream.name, exc)
+        log.warning("%s unreachable: %s", upstream.name, exc)
         return _problem(request, 502, f"The {upstream.name} service is unreachable.")
     except TimeoutError:
         upstream.breaker.failed()
-        log.warning("%s: %s timed out", request[keys.REQUEST_ID], upstream.name)
+        log.warning("%s timed out", upstream.name)
         return _problem(request, 504, f"The {upstream.name} service did not answer in time.")
     except aiohttp.ClientError as exc:
         # Dropped mid-answer (or before it): nothing more can be said than 502,
         # and only when no part of the answer has left yet.
         upstream.breaker.failed()
-        log.warning("%s: %s failed: %r", request[keys.REQUEST_ID], upstream.name, exc)
+        log.warning("%s failed: %r", upstream.name, exc)
         return _problem(request, 502, f"The {upstream.name} service failed to answer.")
 
 

@@ -22,7 +22,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 from multidict import CIMultiDict
 
-from handlers import problems, sessions
+from handlers import log_context, problems, sessions
 from handlers.route_info import info_of
 from picshare import keys
 from picshare.config import AuthSettings
@@ -79,6 +79,8 @@ def observe_middleware(table: RouteTable, metrics: Metrics, *, wal_cookie_ttl: i
             else f"{prefix}{next(counter):x}"
         )
         request[keys.REQUEST_ID] = request_id
+        # For this request's log lines (reset after: a connection's task serves many).
+        logged_as = log_context.REQUEST_ID.set(request_id)
         wal = request.cookies.get(WAL_COOKIE)
         scope = db_scope.open_scope(_positions(wal) if wal else None)
         started = time.perf_counter()
@@ -119,6 +121,7 @@ def observe_middleware(table: RouteTable, metrics: Metrics, *, wal_cookie_ttl: i
         finally:
             requests.in_flight -= 1
             observe(info.name, request.method, status, time.perf_counter() - started)
+            log_context.REQUEST_ID.reset(logged_as)
 
     return middleware
 
@@ -354,6 +357,7 @@ async def _from_gateway(
         raise Unauthenticated(str(exc)) from None
     request[keys.PRECHECKED] = True
     request[keys.REQUEST_ID] = claims.request_id
+    log_context.REQUEST_ID.set(claims.request_id)
     if claims.user_id is None:
         if session is not None and session.sid is not None:
             return sessions.Session(None, session.csrf), True

@@ -82,6 +82,8 @@ def _topology(folder: Path, url: str, redis_service: str) -> Iterator[Topology]:
         "PICSHARE_SERVER_INTERNAL_SECRET": SECRET,
         "PICSHARE_SERVER_TRUSTED_PROXIES": "127.0.0.1",
         "PICSHARE_SERVER_ACCESS_LOG_FORMAT": "json",
+        # Every sign-up here comes from one address.
+        "PICSHARE_RATELIMIT_LOGIN": "100/60s",
     }
     data_dir = folder / "data"  # one: local blobs written by photos, read by all
     ports = _distinct_ports(len(SERVICES) + 1)
@@ -364,12 +366,16 @@ async def test_a_stopped_service_is_502_for_its_routes_only_then_the_breaker_ope
 ) -> None:
     topology.services["search"].stop()
     base = topology.gateway.base
-    for _ in range(BREAKER_FAILURES):
-        async with http.get(f"{base}/api/v1/search", params={"q": "x"}) as resp:
+    for i in range(BREAKER_FAILURES):
+        rid = {"X-Request-ID": f"down-{i}"}
+        async with http.get(f"{base}/api/v1/search", params={"q": "x"}, headers=rid) as resp:
             body = await _problem(resp, 502)
             assert "search" in body["detail"]
         async with http.get(f"{base}/api/v1/photos") as resp:
             assert resp.status == 200
+    # The gateway's own log line says which request it was.
+    assert "search unreachable" in topology.log("gateway")
+    assert "request_id=down-0" in topology.log("gateway")
     # Open: refused at once, without trying, until the cooldown.
     async with http.get(f"{base}/api/v1/search", params={"q": "x"}) as resp:
         await _problem(resp, 503)
