@@ -169,10 +169,7 @@ async def _http(request: web.Request, upstream: Upstream) -> web.StreamResponse:
                 status=answer.status, reason=answer.reason, headers=out_headers
             )
             await response.prepare(request)
-            async for chunk in answer.content.iter_chunked(CHUNK):
-                await response.write(chunk)
-            await response.write_eof()
-            return response
+            return await _stream(request, upstream, answer, response)
     except aiohttp.ClientConnectorError as exc:
         upstream.breaker.failed()
         log.warning("%s unreachable: %s", upstream.name, exc)
@@ -182,11 +179,32 @@ async def _http(request: web.Request, upstream: Upstream) -> web.StreamResponse:
         log.warning("%s timed out", upstream.name)
         return _problem(request, 504, f"The {upstream.name} service did not answer in time.")
     except aiohttp.ClientError as exc:
-        # Dropped mid-answer (or before it): nothing more can be said than 502,
-        # and only when no part of the answer has left yet.
+        # Dropped before its answer's head (or while it was read whole).
         upstream.breaker.failed()
         log.warning("%s failed: %r", upstream.name, exc)
         return _problem(request, 502, f"The {upstream.name} service failed to answer.")
+
+
+async def _stream(
+    request: web.Request,
+    upstream: Upstream,
+    answer: aiohttp.ClientResponse,
+    response: web.StreamResponse,
+) -> web.StreamResponse:
+    """The answer's body, chunk by chunk. Its head has left already: if the
+    service breaks off now, the client's connection is closed, so it sees a
+    cut answer (short of Content-Length, or no last chunk), not a whole one."""
+    try:
+        async for chunk in answer.content.iter_chunked(CHUNK):
+            await response.write(chunk)
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        upstream.breaker.failed()
+        log.warning("%s broke off its answer: %r", upstream.name, exc)
+        if request.transport is not None:
+            request.transport.close()
+        return response
+    await response.write_eof()
+    return response
 
 
 def _problem(request: web.Request, status: int, detail: str) -> web.StreamResponse:

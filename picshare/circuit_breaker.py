@@ -20,7 +20,7 @@ State = Literal["closed", "open", "half-open"]
 
 
 class CircuitBreaker:
-    __slots__ = ("_clock", "_cooldown", "_failures", "_in_a_row", "_opened_at", "_trial")
+    __slots__ = ("_clock", "_cooldown", "_failures", "_in_a_row", "_opened_at", "_trial_at")
 
     def __init__(
         self, *, failures: int, cooldown: float, clock: Callable[[], float] = time.monotonic
@@ -30,7 +30,9 @@ class CircuitBreaker:
         self._clock = clock
         self._in_a_row = 0
         self._opened_at: float | None = None
-        self._trial = False  # a half-open trial request is on its way
+        # When the half-open trial request left. A trial never reported (its
+        # client went away mid-request) stops counting after a cooldown.
+        self._trial_at: float | None = None
 
     def __repr__(self) -> str:
         return f"<CircuitBreaker {self.state} failures={self._in_a_row}/{self._failures}>"
@@ -48,9 +50,11 @@ class CircuitBreaker:
         state = self.state
         if state == "closed":
             return True
-        if state == "half-open" and not self._trial:
-            self._trial = True
-            return True
+        if state == "half-open":
+            now = self._clock()
+            if self._trial_at is None or now - self._trial_at >= self._cooldown:
+                self._trial_at = now
+                return True
         return False
 
     def retry_after(self) -> int:
@@ -63,10 +67,10 @@ class CircuitBreaker:
     def succeeded(self) -> None:
         self._in_a_row = 0
         self._opened_at = None
-        self._trial = False
+        self._trial_at = None
 
     def failed(self) -> None:
         self._in_a_row += 1
-        if self._trial or self._in_a_row >= self._failures:
+        if self._trial_at is not None or self._in_a_row >= self._failures:
             self._opened_at = self._clock()
-        self._trial = False
+        self._trial_at = None

@@ -49,3 +49,15 @@ def test_half_open_lets_one_trial_through_which_decides() -> None:
     breaker.succeeded()
     assert state(breaker) == "closed"
     assert breaker.allow() and breaker.allow()
+
+
+def test_a_trial_that_never_reports_does_not_hold_the_breaker_forever() -> None:
+    clock = Clock()
+    breaker = CircuitBreaker(failures=1, cooldown=10, clock=clock)
+    breaker.failed()
+    clock.now += 10
+    assert breaker.allow()  # the trial's client goes away: no success, no failure
+    clock.now += 5
+    assert not breaker.allow()
+    clock.now += 5
+    assert breaker.allow()
