@@ -14,6 +14,7 @@ import contextlib
 import io
 import json
 import os
+import re
 import signal
 import socket
 from collections.abc import AsyncIterator, Iterator
@@ -280,6 +281,44 @@ async def test_a_request_body_streams_through_the_gateway(
         problem = await _problem(resp, 400)
     assert problem["errors"][0]["field"] == "bogus"
     assert waited < 5, waited
+
+
+async def test_a_browser_session_through_the_gateway(topology: Topology) -> None:
+    """Sign up on the web service's form; the gateway then knows the session
+    cookie, and holds cookie-authenticated API writes to the CSRF rule."""
+    base = topology.gateway.base
+    html = {"Accept": "text/html"}
+    jar = aiohttp.CookieJar(unsafe=True)  # cookies for 127.0.0.1
+    async with aiohttp.ClientSession(timeout=TIMEOUT, cookie_jar=jar) as browser:
+        async with browser.get(f"{base}/signup", headers=html) as resp:
+            match = re.search(r'name="csrf_token" value="([^"]+)"', await resp.text())
+            assert match, "no CSRF token on the sign-up form"
+        form = {
+            "csrf_token": match[1],
+            "username": "gw_grace",
+            "email": "gw_grace@example.com",
+            "password": "correct horse",
+        }
+        async with browser.post(
+            f"{base}/signup", data=form, headers=html, allow_redirects=False
+        ) as resp:
+            assert resp.status == 303, await resp.text()
+        async with browser.get(f"{base}/settings", headers=html) as resp:
+            assert resp.status == 200
+            page = await resp.text()
+            assert "gw_grace" in page
+            signed_in = re.search(r'name="csrf_token" value="([^"]+)"', page)
+            assert signed_in, "no CSRF token on the settings page"
+        async with browser.get(f"{base}/api/v1/me") as resp:
+            assert (await resp.json())["username"] == "gw_grace"
+        async with browser.patch(f"{base}/api/v1/me", json={"bio": "x"}) as resp:
+            body = await _problem(resp, 403)
+            assert body["errors"][0]["field"] == "X-CSRF-Token"
+        async with browser.patch(
+            f"{base}/api/v1/me", json={"bio": "hi"}, headers={"X-CSRF-Token": signed_in[1]}
+        ) as resp:
+            assert resp.status == 200, await resp.text()
+            assert (await resp.json())["bio"] == "hi"
 
 
 async def test_a_service_believes_only_the_gateways_token(
