@@ -24,6 +24,7 @@ import contextlib
 import io
 import os
 import secrets
+import statistics
 import tempfile
 import time
 from collections.abc import AsyncIterator
@@ -130,20 +131,28 @@ async def run(opts: Options) -> list[Row]:
             gateway, gateway_base = _server(data, env, "gateway", *upstreams)
             # Entered in turn: photos is up (it created the schema) before auth starts.
             async with photos, auth, gateway:
-                return await _measure(photos_base, gateway_base, gateway.pid, rounds, per_round)
+                return await _measure(
+                    photos_base, gateway_base, (photos.pid, gateway.pid), rounds, per_round
+                )
+
+
+def _cpu(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return float(times.user + times.system)
 
 
 async def _measure(
-    direct: str, via: str, gateway_pid: int, rounds: int, per_round: int
+    direct: str, via: str, pids: tuple[int, int], rounds: int, per_round: int
 ) -> list[Row]:
     connector = aiohttp.TCPConnector(limit=1)
     async with aiohttp.ClientSession(connector=connector) as session:
         photo_id = await _photo(session, via)
     path = f"/api/v1/photos/{photo_id}"
-    gateway_cpu = psutil.Process(gateway_pid)
+    photos, gateway = (psutil.Process(pid) for pid in pids)
     straight: list[float] = []
     proxied: list[float] = []
-    cpu = 0.0
+    added_p50: list[float] = []  # per round: the machine's load varies between rounds
+    cpu = {"gateway": 0.0, "photos direct": 0.0, "photos via": 0.0}
     await wait_quiet()
     # One connection to each: keep-alive both ways, as a browser or an app holds it.
     async with (
@@ -153,17 +162,29 @@ async def _measure(
         await _round(to_photos, f"{direct}{path}", 20)  # warm: connections, cache, statements
         await _round(to_gateway, f"{via}{path}", 20)
         for _ in range(rounds):
-            straight += await _round(to_photos, f"{direct}{path}", per_round)
-            before = sum(gateway_cpu.cpu_times()[:2])
-            proxied += await _round(to_gateway, f"{via}{path}", per_round)
-            cpu += sum(gateway_cpu.cpu_times()[:2]) - before
+            before = _cpu(photos)
+            one = await _round(to_photos, f"{direct}{path}", per_round)
+            cpu["photos direct"] += _cpu(photos) - before
+            before, before_gateway = _cpu(photos), _cpu(gateway)
+            other = await _round(to_gateway, f"{via}{path}", per_round)
+            cpu["photos via"] += _cpu(photos) - before
+            cpu["gateway"] += _cpu(gateway) - before_gateway
+            straight += one
+            proxied += other
+            added_p50.append(_percentile(other, 50) - _percentile(one, 50))
     d50, d99 = _percentile(straight, 50), _percentile(straight, 99)
     g50, g99 = _percentile(proxied, 50), _percentile(proxied, 99)
+    n = len(proxied)
     say(f"  direct p50 {_ms(d50)} p99 {_ms(d99)}; via gateway p50 {_ms(g50)} p99 {_ms(g99)}")
     return [
         ("photo read, direct to photos: p50 / p99", f"{_ms(d50)} / {_ms(d99)}"),
         ("photo read, via the gateway: p50 / p99", f"{_ms(g50)} / {_ms(g99)}"),
         ("added by the gateway: p50 / p99", f"{_ms(g50 - d50)} / {_ms(g99 - d99)}"),
-        ("gateway CPU per proxied request", _ms(cpu / len(proxied))),
-        ("requests", f"{len(straight)} direct, {len(proxied)} via, sequential, alternating"),
+        ("added p50, median of the rounds' own", _ms(statistics.median(added_p50))),
+        ("gateway CPU per proxied request", _ms(cpu["gateway"] / n)),
+        (
+            "photos CPU per request: direct / behind the gateway",
+            f"{_ms(cpu['photos direct'] / n)} / {_ms(cpu['photos via'] / n)}",
+        ),
+        ("requests", f"{len(straight)} direct, {n} via, sequential, alternating rounds"),
     ]
