@@ -13,9 +13,11 @@ limits and Idempotency-Key happen here, once. The service then gets:
   request id, the method and the path.
 
 Bodies stream both ways (an upload is never held whole): the request's
-body goes on as it arrives, the answer is written back chunk by chunk. The
-exception is an Idempotency-Key request, whose answer (a small JSON body)
-is read whole so the idempotency layer can keep it. WebSockets (`/ws`,
+body goes on as it arrives, the answer is written back chunk by chunk. Two
+exceptions: an Idempotency-Key request's answer (a small JSON body) is read
+whole so the idempotency layer can keep it, and an answer of at most one
+chunk (64 KiB, by its Content-Length) is read whole, so that its head and
+body leave in one write instead of three. WebSockets (`/ws`,
 GraphQL subscriptions) are joined frame by frame, both ways.
 
 A service that refuses the connection is a 502 problem, one that does not
@@ -159,7 +161,14 @@ async def _http(request: web.Request, upstream: Upstream) -> web.StreamResponse:
             decision = request.get(keys.RATELIMIT)
             if decision is not None:
                 set_headers(out_headers, decision)
-            if keep:
+            small = (
+                request.method != "HEAD"
+                and answer.content_length is not None
+                and answer.content_length <= CHUNK
+            )
+            if keep or small:
+                # Whole: for the idempotency layer, or small enough to be one
+                # chunk anyway (then head and body leave in one write).
                 body = await answer.read()
                 out_headers.pop("Content-Length", None)
                 return web.Response(

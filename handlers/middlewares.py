@@ -116,7 +116,15 @@ def observe_middleware(table: RouteTable, metrics: Metrics, *, wal_cookie_ttl: i
                     scope.stale = databases is not None and databases.primary_down()
                 if scope.served or scope.stale or scope.partial:
                     _database_headers(request, headers, scope, wal_cookie_ttl)
-                headers["Server-Timing"] = _server_timing(scope, time.perf_counter() - started)
+                elapsed = time.perf_counter() - started
+                upstream = headers.get("Server-Timing")
+                # A service's answer through the gateway keeps the service's
+                # timings; the gateway adds its own whole time to them.
+                headers["Server-Timing"] = (
+                    _server_timing(scope, elapsed)
+                    if upstream is None
+                    else f"{upstream}, gateway;dur={elapsed * 1000:.2f}"
+                )
             return response
         finally:
             requests.in_flight -= 1
@@ -378,7 +386,12 @@ async def _from_gateway(
 
 
 def _sets_cookie(response: web.StreamResponse, name: str) -> bool:
-    return name in response.cookies
+    """Whether the answer sets that cookie already: by the handler, or in the
+    headers a service sent through the gateway (its session, not the gateway's)."""
+    if name in response.cookies:
+        return True
+    prefix = f"{name}="
+    return any(v.startswith(prefix) for v in response.headers.getall("Set-Cookie", ()))
 
 
 CSP = (

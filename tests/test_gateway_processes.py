@@ -361,6 +361,9 @@ async def test_the_request_id_is_carried_through_every_hop(
     async with http.get(f"{topology.gateway.base}/api/v1/me", headers=headers) as resp:
         assert resp.status == 200
         assert resp.headers["X-Request-ID"] == rid
+        # The service's timings, then the gateway's whole time.
+        timing = resp.headers["Server-Timing"]
+        assert "total;dur=" in timing and ", gateway;dur=" in timing
     # Without one, the gateway's id is the service's too.
     async with http.get(f"{topology.gateway.base}/api/v1/me", headers=_bearer(token)) as resp:
         made = resp.headers["X-Request-ID"]
