@@ -8,12 +8,13 @@ monolith (every route), `gateway` the public front (picshare/gateway.py and
 handlers/gateway.py) that forwards each route to its owner.
 
 What each service runs besides its routes (its profile):
-- photos: the photo API, uploads, media, likes and comments; its own image
-  worker pool, and with a broker the `renditions` consumer.
-- notifications: `/ws`, notification lists, GraphQL (its subscriptions need
-  this process's socket hub, so the whole endpoint lives here); the only
-  service whose hub listens to the live-event bus; with a broker the
-  `notifications` consumer.
+- photos: the photo API, uploads, media, likes and comments, the moderation
+  callback; its own image worker pool, and with a broker the `renditions`
+  and `moderation` consumers.
+- notifications: `/ws`, notification lists, webhooks, GraphQL (its
+  subscriptions need this process's socket hub, so the whole endpoint lives
+  here); the only service whose hub listens to the live-event bus; with a
+  broker the `notifications` and `webhooks` consumers.
 - auth: sign-up, log-in, tokens, sessions, the account and profiles and
   follows, the wallet; with a broker the `counters` consumer.
 - search: search. web: HTML pages, static files, the API document; web has an
@@ -60,8 +61,8 @@ class Profile:
 PROFILES: dict[str, Profile] = {
     "all": Profile(consumers="all", media=True, live=True),
     "auth": Profile(consumers="counters", media=False, live=False),
-    "photos": Profile(consumers="renditions", media=True, live=False),
-    "notifications": Profile(consumers="notifications", media=False, live=True),
+    "photos": Profile(consumers="renditions,moderation", media=True, live=False),
+    "notifications": Profile(consumers="notifications,webhooks", media=False, live=True),
     "search": Profile(consumers="none", media=False, live=False),
     "web": Profile(consumers="none", media=True, live=False),
 }

@@ -41,6 +41,10 @@ TABLES: dict[str, frozenset[str]] = {
             "shard_catalog",
             "shard_map",
             "shard_moves",
+            # A user's webhook endpoints, their messages and delivery log.
+            "webhook_endpoints",
+            "webhook_messages",
+            "webhook_deliveries",
         }
     ),
     PHOTOS: frozenset({"photos", "tags"}),
@@ -70,7 +74,7 @@ EVERY_DATABASE: frozenset[str] = frozenset(
 # The groups that can have a database of their own today. The others still
 # share SQL with another group (a join, or a count kept in the same
 # transaction): README, "Table groups", says which and what remains.
-SEPARABLE: frozenset[str] = frozenset({PAYMENTS})
+SEPARABLE: frozenset[str] = frozenset({PAYMENTS, NOTIFICATIONS})
 
 
 class TableGroupError(ValueError):

@@ -79,6 +79,16 @@ def module_database(postgres: PostgresForTests) -> Iterator[str]:
             asyncio.run(postgres.drop_database(name))
 
 
+async def tables_of(url: str) -> set[str]:
+    """The tables a database has (a table group's own database holds only its group's)."""
+    conn = await asyncpg.connect(url)
+    try:
+        rows = await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+    finally:
+        await conn.close()
+    return {r["tablename"] for r in rows}
+
+
 class PostgresForTests:
     """Creates a migrated template once, then one database per test from it."""
 
