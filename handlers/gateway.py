@@ -67,6 +67,9 @@ _HOP_BY_HOP = frozenset(
 )
 _NOT_FORWARDED = _HOP_BY_HOP | {
     INTERNAL_HEADER.lower(),
+    # The gateway's own server answered `Expect: 100-continue` already; the
+    # body then follows, and the service gets it without the handshake.
+    "expect",
     "x-request-id",
     "x-forwarded-for",
     "x-forwarded-proto",

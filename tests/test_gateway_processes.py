@@ -143,7 +143,9 @@ async def _upload(http: aiohttp.ClientSession, base: str, token: str, caption: s
     form.add_field(
         "file", io.BytesIO(jpeg_bytes(64, 48)), filename="a.jpg", content_type="image/jpeg"
     )
-    async with http.post(f"{base}/api/v1/upload", data=form, headers=_bearer(token)) as resp:
+    # As curl sends a large file: `Expect: 100-continue` first.
+    url = f"{base}/api/v1/upload"
+    async with http.post(url, data=form, headers=_bearer(token), expect100=True) as resp:
         assert resp.status == 201, await resp.text()
         photo_id: str = (await resp.json())["id"]
     for _ in range(300):
