@@ -259,7 +259,12 @@ async def _websocket(request: web.Request, upstream: Upstream) -> web.StreamResp
         upstream.breaker.failed()
         return _problem(request, 504, f"The {upstream.name} service did not answer in time.")
     upstream.breaker.succeeded()
-    outer = web.WebSocketResponse(protocols=(inner.protocol,) if inner.protocol else ())
+    outer = web.WebSocketResponse(
+        protocols=(inner.protocol,) if inner.protocol else (),
+        # The service pings the gateway; the gateway pings the client as the
+        # service would, so a dead client is found here too.
+        heartbeat=request.app[keys.SETTINGS].ws.heartbeat,
+    )
     try:
         await outer.prepare(request)
         await _join(outer, inner)
