@@ -38,6 +38,7 @@ SECRET = "gateway-test-internal-secret"
 TIMEOUT = aiohttp.ClientTimeout(total=30)
 WEB_TIMEOUT = 2  # seconds: the web service's upstream timeout (504 test)
 BREAKER_FAILURES = 3
+BREAKER_COOLDOWN = 6  # seconds
 
 
 SUBSCRIBE = "subscription { notifications { id kind actor { username } } }"
@@ -48,9 +49,18 @@ class Topology:
     gateway: ServerProcess
     services: dict[Any, ServerProcess]
     logs: Path
+    env: dict[str, str]
 
     def log(self, name: str) -> str:
         return (self.logs / f"{name}.log").read_text()
+
+    def restart(self, name: str) -> None:
+        """Blocking: the service again, on its port (the gateway's upstream)."""
+        port = int(self.services[name].base.rsplit(":", 1)[1])
+        log = self.logs / f"{name}.log"
+        server = spawn_serve(self.logs / "data", self.env, log, "--service", name, port=port)
+        self.services[name] = server
+        wait_listening(server, log)
 
 
 def _distinct_ports(n: int) -> list[int]:
@@ -97,7 +107,7 @@ def _topology(folder: Path, url: str, redis_service: str) -> Iterator[Topology]:
         **env,
         "PICSHARE_GATEWAY_TIMEOUTS": f"web={WEB_TIMEOUT}",
         "PICSHARE_GATEWAY_BREAKER_FAILURES": str(BREAKER_FAILURES),
-        "PICSHARE_GATEWAY_BREAKER_COOLDOWN": "60",
+        "PICSHARE_GATEWAY_BREAKER_COOLDOWN": str(BREAKER_COOLDOWN),
     }
     gateway = spawn_serve(
         data_dir,
@@ -110,7 +120,7 @@ def _topology(folder: Path, url: str, redis_service: str) -> Iterator[Topology]:
         for name, server in [*services.items(), ("gateway", gateway)]:
             wait_listening(server, folder / f"{name}.log")
             assert server.proc.poll() is None, (folder / f"{name}.log").read_text()[-2000:]
-        yield Topology(gateway, services, folder)
+        yield Topology(gateway, services, folder, env)
     finally:
         for server in [gateway, *services.values()]:
             if server.proc.poll() is None:
@@ -234,6 +244,7 @@ async def test_the_core_journey_through_the_gateway(
         assert resp.status == 404
         assert "/static/app.css?v=" in await resp.text()
     # Each route went to its own process: the like to photos, the list to notifications.
+    await asyncio.sleep(0.3)  # the access logs flush every 0.1 s
     assert "/api/v1/photos/" in topology.log("photos")
     assert "/api/v1/notifications" in topology.log("notifications")
     assert "/api/v1/notifications" not in topology.log("photos")
@@ -408,6 +419,7 @@ async def test_a_frozen_service_times_out_as_504(
 async def test_a_stopped_service_is_502_for_its_routes_only_then_the_breaker_opens(
     topology: Topology, http: aiohttp.ClientSession
 ) -> None:
+    loop = asyncio.get_running_loop()
     topology.services["search"].stop()
     base = topology.gateway.base
     for i in range(BREAKER_FAILURES):
@@ -420,13 +432,23 @@ async def test_a_stopped_service_is_502_for_its_routes_only_then_the_breaker_ope
     # The gateway's own log line says which request it was.
     assert "search unreachable" in topology.log("gateway")
     assert "request_id=down-0" in topology.log("gateway")
+    opened = loop.time()
     # Open: refused at once, without trying, until the cooldown.
     async with http.get(f"{base}/api/v1/search", params={"q": "x"}) as resp:
         await _problem(resp, 503)
-        assert 1 <= int(resp.headers["Retry-After"]) <= 60
+        assert 1 <= int(resp.headers["Retry-After"]) <= BREAKER_COOLDOWN
     async with http.get(f"{base}/readyz") as resp:
         assert resp.status == 503
         report = await resp.json()
         assert report["checks"]["upstream:search"].startswith("unreachable")
         assert report["checks"]["upstream:photos"] == "ok"
         assert report["breakers"]["search"] == "open"
+    # The service back: after the cooldown, one trial request goes through
+    # and closes the breaker.
+    await asyncio.to_thread(topology.restart, "search")
+    await asyncio.sleep(max(0.0, opened + BREAKER_COOLDOWN + 0.5 - loop.time()))
+    async with http.get(f"{base}/api/v1/search", params={"q": "gw_alice"}) as resp:
+        assert resp.status == 200, await resp.text()
+    async with http.get(f"{base}/readyz") as resp:
+        assert resp.status == 200, await resp.text()
+        assert (await resp.json())["breakers"]["search"] == "closed"
