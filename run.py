@@ -2,6 +2,8 @@
 
 python run.py serve [--host H] [--port P] [--data-dir D] [--replicas N] [--shards M]
                     [--workers N] [--certfile F --keyfile F]
+                    [--service all|auth|photos|notifications|search|web|gateway]
+                    [--upstream NAME=URL ...] (the gateway)
 python run.py nginx-config --upstream HOST:PORT ... [--method round_robin|least_conn|ip_hash]
                     [--listen PORT] [--tls-cert F --tls-key F] [--edge-cache DIR]
 python run.py migrate
@@ -32,6 +34,7 @@ from aiohttp import web
 from aiohttp.log import access_logger as web_log
 
 from handlers.access_log import AccessLog, flush_now
+from handlers.log_context import RequestIdFormatter
 from handlers.slow_clients import GuardedTCPSite
 from picshare import keys
 from picshare.app import create_app, relay_for_commands
@@ -50,6 +53,7 @@ from picshare.nginx_config import (
 from picshare.progress import Progress
 from picshare.relay_amqp import BrokerUnavailable
 from picshare.seed import SEED_PASSWORD, SeedPlan, seed
+from picshare.services import ROLES
 from picshare.supervisor import Supervisor
 from storage import jobs_repo
 from storage.records import JobRecord
@@ -75,6 +79,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     serve.add_argument(
         "--workers", type=int, help="N full processes on this port (SO_REUSEPORT); needs Redis"
+    )
+    serve.add_argument(
+        "--service",
+        choices=ROLES,
+        help="run one service of PicShare (its routes, consumers and resources), the gateway"
+        " in front of them, or all (the default: everything in one process)",
+    )
+    serve.add_argument(
+        "--upstream",
+        action="append",
+        metavar="NAME=URL",
+        help="the gateway: where service NAME answers (repeat for each service)",
     )
     serve.add_argument("--certfile", help="terminate TLS: the certificate chain (PEM)")
     serve.add_argument("--keyfile", help="terminate TLS: the private key (PEM)")
@@ -139,9 +155,10 @@ def main(argv: list[str] | None = None) -> int:
     if extra and args.command != "bench":
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
 
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    handler = logging.StreamHandler()
+    # Lines written while a request is handled end with its request id.
+    handler.setFormatter(RequestIdFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
     if args.command == "bench":
         return subprocess.call([sys.executable, str(ROOT / "bench" / "run_all.py"), *extra])
     try:
@@ -207,11 +224,13 @@ def _command(parser: argparse.ArgumentParser, args: argparse.Namespace, settings
 
 def _overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     server: dict[str, Any] = {}
-    for name in ("host", "port", "data_dir", "workers", "certfile", "keyfile"):
+    for name in ("host", "port", "data_dir", "workers", "certfile", "keyfile", "service"):
         value = getattr(args, name, None)
         if value is not None:
             server[name] = value
     overrides: dict[str, dict[str, Any]] = {"server": server} if server else {}
+    if getattr(args, "upstream", None):
+        overrides["gateway"] = {"upstreams": tuple(args.upstream)}
     database: dict[str, Any] = {}
     for flag, key in (("replicas", "embedded_replicas"), ("shards", "embedded_shards")):
         value = getattr(args, flag, None)

@@ -9,6 +9,8 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from picshare import keys
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -38,6 +40,12 @@ def forwarded_middleware(trusted: tuple[str, ...]) -> Callable[..., Awaitable[we
                 break
         proto = request.headers.get("X-Forwarded-Proto", request.scheme).split(",")[0].strip()
         scheme = proto if proto in {"http", "https"} else request.scheme
-        return await handler(request.clone(remote=client, scheme=scheme))
+        clone = request.clone(remote=client, scheme=scheme)
+        try:
+            return await handler(clone)
+        finally:
+            # The access log is given the original request: it logs the id too.
+            if keys.REQUEST_ID in clone:
+                request[keys.REQUEST_ID] = clone[keys.REQUEST_ID]
 
     return middleware

@@ -18,6 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from picshare.services import (
+    ROLES,
+    SERVICES,
+    UpstreamError,
+    check_upstream_url,
+    parse_pairs,
+)
 from storage.table_groups import GROUPS, SEPARABLE
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
@@ -54,6 +61,31 @@ class ServerSettings:
     # Usernames that may see the /system page from anywhere (anyone may from
     # this machine, not through a proxy).
     admins: tuple[str, ...] = ()
+    # Which part of PicShare this process is (`serve --service`,
+    # picshare/services.py): all (the monolith), auth, photos,
+    # notifications, search, web, or gateway.
+    service: str = "all"
+    # The secret the gateway signs its internal tokens with and the services
+    # verify them with (picshare/internal_token.py). Set on a service, the
+    # service believes only that token for identity (behind a gateway).
+    internal_secret: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class GatewaySettings:
+    # `--upstream NAME=URL`, one per service (several names may share a URL).
+    upstreams: tuple[str, ...] = ()
+    # Seconds an upstream has to start its answer (else 504), and per-name
+    # overrides ("search=2").
+    timeout: float = 30.0
+    timeouts: tuple[str, ...] = ()
+    connect_timeout: float = 2.0
+    # The circuit breaker per upstream: open after this many failures in a
+    # row (refused, timed out), half-open after the cooldown (seconds).
+    breaker_failures: int = 5
+    breaker_cooldown: float = 10.0
+    # Seconds an internal token is good for.
+    token_ttl: float = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -389,6 +421,7 @@ class Settings:
     ratelimit: RateLimitSettings = field(default_factory=RateLimitSettings)
     idempotency: IdempotencySettings = field(default_factory=IdempotencySettings)
     payments: PaymentSettings = field(default_factory=PaymentSettings)
+    gateway: GatewaySettings = field(default_factory=GatewaySettings)
 
     @property
     def data_path(self) -> Path:
@@ -716,6 +749,7 @@ def _validate(s: Settings) -> None:
         (s.idempotency.sweep_interval > 0, "idempotency.sweep_interval must be positive"),
     ]
     checks += _server_checks(s)
+    checks += _service_checks(s)
     for proxy in s.server.trusted_proxies:
         try:
             ipaddress.ip_network(proxy, strict=False)
@@ -726,6 +760,51 @@ def _validate(s: Settings) -> None:
     for ok, message in checks:
         if not ok:
             raise SettingsError(message)
+
+
+def _service_checks(s: Settings) -> list[tuple[bool, str]]:
+    """`serve --service` and the gateway's settings (picshare/services.py)."""
+    role = s.server.service
+    gateway = s.gateway
+    checks = [
+        (role in ROLES, f"server.service must be one of {', '.join(ROLES)}"),
+        (
+            role in ("all", "gateway") or s.redis.url != "",
+            f"serve --service {role} needs PICSHARE_REDIS_URL: the services share their "
+            "cache and live notifications only through Redis",
+        ),
+        (gateway.timeout > 0 and gateway.connect_timeout > 0, "gateway timeouts must be positive"),
+        (gateway.breaker_failures >= 1, "gateway.breaker_failures must be at least 1"),
+        (gateway.breaker_cooldown > 0, "gateway.breaker_cooldown must be positive"),
+        (1 <= gateway.token_ttl <= 300, "gateway.token_ttl must be 1-300 seconds"),
+    ]
+    try:
+        upstreams = parse_pairs(gateway.upstreams, "gateway.upstreams (--upstream)")
+        for name, url in upstreams.items():
+            check_upstream_url(name, url)
+        for name, seconds in parse_pairs(gateway.timeouts, "gateway.timeouts").items():
+            if not float(seconds) > 0:
+                raise UpstreamError(f"gateway.timeouts: {name} must be positive")
+    except UpstreamError as exc:
+        return [*checks, (False, str(exc))]
+    except ValueError:
+        return [*checks, (False, "gateway.timeouts: each must be NAME=SECONDS")]
+    if role == "gateway":
+        missing = [name for name in SERVICES if name not in upstreams]
+        checks += [
+            (
+                not missing,
+                f"serve --service gateway needs --upstream NAME=URL for {', '.join(missing)}"
+                " (gateway.upstreams; one URL may serve several names)",
+            ),
+            (
+                len(s.server.internal_secret) >= 16,
+                "serve --service gateway needs server.internal_secret"
+                " (PICSHARE_SERVER_INTERNAL_SECRET), at least 16 characters, shared with the"
+                " services",
+            ),
+        ]
+    return checks
 
 
 def _server_checks(s: Settings) -> list[tuple[bool, str]]:

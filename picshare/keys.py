@@ -9,8 +9,10 @@ from redis.asyncio import Redis
 from picshare.caching import CachedReads
 from picshare.config import Settings
 from picshare.events import EventBus
+from picshare.gateway import Gateway
 from picshare.health import HealthService
 from picshare.idempotency import IdempotencyService
+from picshare.internal_token import InternalTokens
 from picshare.jobs import JobRunner
 from picshare.live import SocketHub
 from picshare.media import MediaWorkers
@@ -71,6 +73,12 @@ RATE_LIMITER: web.AppKey[RateLimiter] = web.AppKey("rate_limiter")
 # What the middlewares need of each route, resolved once (handlers/route_info.py).
 ROUTE_INFO: web.AppKey[RouteTable] = web.AppKey("route_info")
 
+# Behind a gateway (server.internal_secret on a service): the verifier of
+# its internal tokens, the only identity such a service believes.
+INTERNAL_TOKENS = web.AppKey("internal_tokens", InternalTokens)
+# The gateway's upstreams and client (picshare/gateway.py).
+GATEWAY = web.AppKey("gateway", Gateway)
+
 ROUTE = web.RequestKey("route", RouteInfo)
 REQUEST_ID = web.RequestKey("request_id", str)
 # The signed-in user (absent when anonymous); how they signed in ("bearer" or "session").
@@ -81,3 +89,6 @@ CREDENTIAL = web.RequestKey("credential", str)
 CSRF_TOKEN = web.RequestKey("csrf_token", str)
 # The tightest rate-limit decision taken for this request (for its headers).
 RATELIMIT = web.RequestKey("ratelimit", Decision)
+# True when a verified internal token came with the request: the gateway has
+# applied rate limits and Idempotency-Key already, so this process does not.
+PRECHECKED = web.RequestKey("prechecked", bool)

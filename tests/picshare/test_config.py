@@ -59,6 +59,22 @@ def test_environment_overrides_toml(tmp_path: Path) -> None:
             {"PICSHARE_SERVER_CERTFILE": "/no/c.pem", "PICSHARE_SERVER_KEYFILE": "/no/k.pem"},
             "server.certfile",
         ),
+        ({"PICSHARE_SERVER_SERVICE": "billing"}, "server.service"),
+        ({"PICSHARE_SERVER_SERVICE": "photos"}, "PICSHARE_REDIS_URL"),
+        ({"PICSHARE_SERVER_SERVICE": "gateway"}, "--upstream NAME=URL for auth, photos"),
+        ({"PICSHARE_GATEWAY_UPSTREAMS": "billing=http://x"}, "gateway.upstreams"),
+        ({"PICSHARE_GATEWAY_UPSTREAMS": "auth=ftp://x"}, "gateway.upstreams"),
+        ({"PICSHARE_GATEWAY_TIMEOUTS": "web=-1"}, "gateway.timeouts"),
+        (
+            {
+                "PICSHARE_SERVER_SERVICE": "gateway",
+                "PICSHARE_GATEWAY_UPSTREAMS": ",".join(
+                    f"{n}=http://127.0.0.1:1"
+                    for n in ("auth", "photos", "notifications", "search", "web")
+                ),
+            },
+            "server.internal_secret",
+        ),
     ],
 )
 def test_wrong_values_name_the_setting(env: dict[str, str], named: str) -> None:
