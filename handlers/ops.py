@@ -12,6 +12,7 @@ from handlers.auth import current_user
 from handlers.jsonio import json_response
 from handlers.openapi import build_spec
 from handlers.pages import render
+from handlers.proxies import through_trusted_proxy
 from picshare import keys
 from picshare.errors import Forbidden
 from picshare.health import OK
@@ -66,7 +67,9 @@ async def docs(request: web.Request) -> dict[str, object]:
 
 
 def _may_view_system(request: web.Request) -> None:
+    # A forwarded request is local only if trusted proxies told us the client.
     forwarded = "X-Forwarded-For" in request.headers or "Forwarded" in request.headers
+    forwarded = forwarded and not through_trusted_proxy(request)
     admins = request.app[keys.SETTINGS].server.admins
     if not may_view(current_user(request), request.remote, forwarded, admins):
         raise Forbidden("the system page is for the site's admins, or from this machine")

@@ -15,15 +15,30 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
+def _in(networks: list[Network], address: str | None) -> bool:
+    try:
+        ip = ipaddress.ip_address(address or "")
+    except ValueError:
+        return False
+    return any(ip in net for net in networks)
+
+
+def through_trusted_proxy(request: web.Request) -> bool:
+    """Whether the connection's own peer is a trusted proxy: then
+    `request.remote` is the client's address as the proxies told it."""
+    trusted = request.app[keys.SETTINGS].server.trusted_proxies
+    transport = request.transport
+    peer = transport.get_extra_info("peername") if transport is not None else None
+    if not peer:
+        return False
+    return _in([ipaddress.ip_network(t, strict=False) for t in trusted], str(peer[0]))
+
+
 def forwarded_middleware(trusted: tuple[str, ...]) -> Callable[..., Awaitable[web.StreamResponse]]:
     networks: list[Network] = [ipaddress.ip_network(t, strict=False) for t in trusted]
 
     def is_trusted(address: str | None) -> bool:
-        try:
-            ip = ipaddress.ip_address(address or "")
-        except ValueError:
-            return False
-        return any(ip in net for net in networks)
+        return _in(networks, address)
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:

@@ -505,8 +505,8 @@ async def _system(app: web.Application) -> AsyncIterator[None]:
     events = settings.events
     system = SystemService(
         registry=process_registry(app[keys.REDIS], timeout=settings.redis.timeout),
-        health=app[keys.HEALTH],
-        hub=app[keys.HUB],
+        health=app.get(keys.HEALTH),
+        hub=app.get(keys.HUB),
         metrics=app[keys.METRICS],
         kind=app.get(keys.PROCESS_KIND, "web"),
         listen=f"{settings.server.host}:{settings.server.port}",
@@ -577,7 +577,10 @@ def _gateway_app(settings: Settings) -> web.Application:
         return proxies[route.service]
 
     setup_routes(app, routes, role="gateway", handler_of=handler_of, static=proxies["web"])
-    app.cleanup_ctx.extend([_redis, _database, _ratelimit, _cached_reads, _gateway_services])
+    app[keys.PROCESS_KIND] = "gateway"
+    app.cleanup_ctx.extend(
+        [_redis, _database, _ratelimit, _cached_reads, _gateway_services, _system]
+    )
     return app
 
 

@@ -38,9 +38,10 @@ from picshare.database import database_topology
 from picshare.nginx_config import NginxOptions, render_nginx_config
 
 ROOT = Path(__file__).resolve().parent.parent
-# The services behind the gateway, one process each (photos twice: the one
-# that scales out); the gateway balances a service's processes.
-SERVICES: tuple[str, ...] = ("auth", "photos", "photos", "notifications", "search", "web")
+# The services behind the gateway: one process each, but photos, the one
+# that scales out, runs two (`--workers 2`: one port, the kernel balances).
+SERVICES: tuple[str, ...] = ("auth", "photos", "notifications", "search", "web")
+PROCESSES = {"photos": 2}
 START_TIMEOUT = 90.0
 MOTO_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "picshare-cluster",
@@ -102,6 +103,8 @@ class Cluster:
             "PICSHARE_SERVER_INTERNAL_SECRET": _secret(self.folder / "internal_secret"),
             "PICSHARE_DATA_DIR": str(self.folder / "data"),
             "PICSHARE_RATELIMIT_ENABLED": "true",
+            # nginx and the gateway, on this machine, say who the client is.
+            "PICSHARE_SERVER_TRUSTED_PROXIES": "127.0.0.1",
         }
         redis_url = self.settings.redis.url or "redis://127.0.0.1:6379/0"
         if _answers(redis_url, 6379):
@@ -168,15 +171,18 @@ class Cluster:
         upstreams: list[str] = []
         for service in SERVICES:
             port = free_port()
+            workers = PROCESSES.get(service, 1)
             self._spawn(
-                service,
+                service if workers == 1 else f"{service} x{workers}",
                 f"http://127.0.0.1:{port}",
-                _serve("--service", service, "--port", str(port)),
-                env,
+                _serve("--service", service, "--port", str(port), "--workers", str(workers)),
+                # Jobs run where renditions do (the photos processes); the
+                # other services only serve and consume their own events.
+                env | {"PICSHARE_JOBS_ENABLED": str(service == "photos").lower()},
             )
             upstreams += ["--upstream", f"{service}=http://127.0.0.1:{port}"]
         for part in self.parts:
-            if part.role in SERVICES:
+            if part.role.split()[0] in SERVICES:
                 await self._until_http(part, f"{part.where}/healthz")
         gateway_port = free_port()
         gateway = self._spawn(

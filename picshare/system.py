@@ -3,8 +3,9 @@ process registry's heartbeats), each database (role, up, lag, connections),
 the queues' depths, the cache's hit ratio and the open sockets.
 
 Who may look is decided here, once: the site's admins (`server.admins`,
-usernames), or anyone on this machine (a request from a loopback address
-that no proxy forwarded), since it shows the site's insides."""
+usernames), or anyone on this machine (a request from a loopback address,
+direct or through trusted proxies that say so), since it shows the site's
+insides."""
 
 from __future__ import annotations
 
@@ -31,7 +32,8 @@ log = logging.getLogger(__name__)
 def may_view(
     user: UserRecord | None, remote: str | None, forwarded: bool, admins: tuple[str, ...]
 ) -> bool:
-    """Admins from anywhere; anyone from this machine, not through a proxy."""
+    """Admins from anywhere; anyone from this machine. `forwarded`: the
+    request came through a proxy that is not trusted, which hides where from."""
     if user is not None and user.username.lower() in {a.lower() for a in admins}:
         return True
     if forwarded or not remote:
@@ -43,7 +45,9 @@ def may_view(
 
 
 class SystemService:
-    """This process's heartbeat, and the snapshot the page shows."""
+    """This process's heartbeat, and the snapshot the page shows (asked of a
+    process with the site's services; the gateway only beats: it has no
+    sockets of its own and passes /system on to the web service)."""
 
     __slots__ = (
         "_consumers",
@@ -61,8 +65,8 @@ class SystemService:
         self,
         *,
         registry: ProcessRegistry,
-        health: HealthService,
-        hub: SocketHub,
+        health: HealthService | None,
+        hub: SocketHub | None,
         metrics: Metrics,
         kind: str,
         listen: str,
@@ -91,7 +95,7 @@ class SystemService:
             listen=self._listen,
             started_at=self._started,
             seen_at=time.time(),
-            sockets=self._hub.count,
+            sockets=0 if self._hub is None else self._hub.count,
             in_flight=self._metrics.requests.in_flight,
             cache_hits=hits,
             cache_misses=misses,
@@ -112,6 +116,10 @@ class SystemService:
                 await asyncio.shield(self._registry.leave(self.process_id))
 
     async def snapshot(self) -> dict[str, Any]:
+        if self._health is None:
+            raise RuntimeError(
+                "a process without the site's services (the gateway) has no snapshot"
+            )
         await self._registry.beat(self.me())  # this process as it is now
         processes = await self._registry.processes()
         now = time.time()

@@ -83,3 +83,23 @@ async def test_with_redis_every_process_sees_the_others(
             await asyncio.sleep(0.1)
     await second.close()  # a clean stop leaves the registry at once
     assert await kinds() == ["web"]
+
+
+async def test_through_trusted_proxies_a_local_client_is_local(
+    tmp_path: Path,
+    database_url: str,
+    media_pool: ProcessPoolExecutor,
+    aiohttp_client: AiohttpClient,
+) -> None:
+    settings = make_settings(
+        tmp_path / "data", database_url, server={"trusted_proxies": ["127.0.0.1"]}
+    )
+    client: Client = await aiohttp_client(create_app(settings, media_pool=media_pool))
+    # nginx on this machine, then the gateway, passing on a local client.
+    local = {"X-Forwarded-For": "127.0.0.1, 127.0.0.1"}
+    assert (await client.get("/api/v1/system", headers=local)).status == 200
+    # A client elsewhere, even one claiming loopback first: the first hop
+    # not trusted is the client.
+    assert (await client.get("/api/v1/system", headers=FORWARDED)).status == 403
+    spoofed = {"X-Forwarded-For": "127.0.0.1, 203.0.113.7"}
+    assert (await client.get("/api/v1/system", headers=spoofed)).status == 403
