@@ -60,6 +60,7 @@ from picshare.relay_amqp import AmqpRelay
 from picshare.relay_inprocess import InProcessRelay
 from picshare.routing import RouteTable
 from picshare.search import SearchService
+from picshare.search_index import SearchIndexer
 from picshare.secret import load_secret_key
 from picshare.social import SocialService
 from picshare.users import UserService
@@ -379,7 +380,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     cached = app[keys.CACHED_READS]
     runner = app[keys.JOBS]
     events = app[keys.OUTBOX]
-    users = UserService(db=db, auth=settings.auth, cached=cached, jobs=runner)
+    users = UserService(db=db, auth=settings.auth, cached=cached, jobs=runner, events=events)
     runner.register(users.job_kinds())
     app[keys.USERS] = users
     photos = PhotoService(
@@ -401,6 +402,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     app[keys.SOCIAL] = social
     app[keys.NOTIFICATIONS] = NotificationService(db=db)
     app[keys.SEARCH] = SearchService(db=db)
+    app[keys.SEARCH_INDEX] = SearchIndexer(db=db)
     payments = PaymentService(
         db=db,
         bus=app[keys.BUS],
@@ -412,7 +414,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     runner.register(payments.job_kinds())
     app[keys.PAYMENTS] = payments
     relay = app[keys.RELAY]
-    relay.register([*photos.consumers(), counters(db)])
+    relay.register([*photos.consumers(), counters(db), app[keys.SEARCH_INDEX].consumer()])
     app[keys.HEALTH] = HealthService(
         db=db,
         blobs=app[keys.BLOBS],
