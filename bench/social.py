@@ -179,8 +179,8 @@ async def run(opts: Options) -> list[Row]:
                         (
                             "search photos 'harbour'",
                             "/api/v1/search?q=harbour",
-                            search_repo.PHOTOS_SQL,
-                            (heavy["id"], "harbour:*", 10),
+                            search_repo.RECENT_PHOTOS_SQL,
+                            (heavy["id"], "harbour:*", 10, 50, 5_000),
                             headers,
                         ),
                     ]

@@ -1,0 +1,160 @@
+"""Search at volume, through the search index (`search_photos`): a very
+common word, a rare word, a prefix and a misspelt username, each over HTTP
+against a real `run.py serve` (p50 / p99, one request at a time) beside the
+plain EXPLAIN ANALYZE of the SQL; the reference, in the same run, is the
+caption query from before the index (every match ranked, on `photos`).
+
+Seeds 20k users and 200k photos (`--quick`: a tenth) with `run.py seed`
+into a fresh database (the machine's PostgreSQL when reachable, as
+bench/social.py), marks 20 captions with a rare word, then times
+`run.py search reindex --restart` over all of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import asyncpg
+
+from bench._common import PYTHON, ROOT, Options, Row, picshare_server, seed_site
+from bench.social import _explain_ms, _fresh_database, _http_latencies, _login, _percentile
+from picshare.search import CANDIDATES_PER_RESULT, RECENT_WINDOW
+from storage import search_repo
+from storage.photos_repo import _COLUMNS as PHOTO_COLUMNS
+from storage.visibility import VISIBLE
+
+LIMIT = 10  # the API's page of photos (handlers/api_inbox.py)
+RARE = "albatross"
+# The caption query before the index: every match ranked, then the best ten.
+BEFORE_SQL = (
+    f"SELECT {PHOTO_COLUMNS}, ts_rank(p.caption_tsv, to_tsquery('simple', $2)) AS rank "
+    "FROM photos p JOIN users u ON u.id = p.owner_id "
+    f"WHERE p.caption_tsv @@ to_tsquery('simple', $2) AND {VISIBLE} "
+    "ORDER BY ts_rank(p.caption_tsv, to_tsquery('simple', $2)) DESC, p.id DESC LIMIT $3"
+)
+
+
+async def run(opts: Options) -> list[Row]:
+    scale = 10 if opts.quick else 1
+    users, photos = 20_000 // scale, 200_000 // scale
+    n = 50 if opts.quick else 300
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory(prefix="picshare-bench-search-") as tmp_name:
+        tmp = Path(tmp_name)
+        async with _fresh_database(tmp) as dsn:
+            data = tmp / "data"
+            env = {**os.environ, "PICSHARE_DATABASE_URL": dsn}
+            seconds = await seed_site(data, env, users=users, photos=photos, likes=photos // 10)
+            rows.append(
+                (f"seed {users:,} users, {photos:,} photos (COPY, indexed)", f"{seconds:.1f} s")
+            )
+            conn = await asyncpg.connect(dsn)
+            try:
+                await conn.execute(
+                    "UPDATE photos SET caption = caption || $1 WHERE id IN "
+                    "(SELECT id FROM photos ORDER BY random() LIMIT 20)",
+                    f" {RARE}",
+                )
+                started = time.monotonic()
+                data_dir = ("--data-dir", str(data))
+                await asyncio.to_thread(
+                    subprocess.run,
+                    [PYTHON, str(ROOT / "run.py"), "search", "reindex", "--restart", *data_dir],
+                    env=env,
+                    check=True,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+                rows.append(
+                    (
+                        f"run.py search reindex, {photos:,} photos",
+                        f"{time.monotonic() - started:.1f} s",
+                    )
+                )
+                await conn.execute("ANALYZE")
+                viewer = await conn.fetchrow(
+                    "SELECT id, username FROM users ORDER BY following_count DESC LIMIT 1"
+                )
+                someone = await conn.fetchval(
+                    "SELECT username FROM users WHERE username LIKE '%.%' "
+                    "ORDER BY id LIMIT 1 OFFSET 77"
+                )
+                assert viewer is not None
+                assert someone is not None
+                common = await conn.fetchval(
+                    "SELECT word FROM ts_stat('SELECT tsv FROM search_photos') "
+                    "ORDER BY ndoc DESC LIMIT 1"
+                )
+                share = await conn.fetchval(
+                    "SELECT count(*)::float / (SELECT count(*) FROM search_photos) FROM "
+                    "search_photos WHERE tsv @@ to_tsquery('simple', $1)",
+                    common,
+                )
+                rows.append(("very common word", f"'{common}': in {share:.0%} of captions"))
+                misspelt = someone[: len(someone) // 2] + someone[len(someone) // 2 + 1 :]
+                server, base = picshare_server(
+                    data, env={"PICSHARE_DATABASE_URL": dsn, "PICSHARE_SERVER_ACCESS_LOG": "false"}
+                )
+                async with server, aiohttp.ClientSession() as session:
+                    headers = await _login(session, base, viewer["username"])
+                    cases: list[tuple[str, str, str, tuple[Any, ...]]] = []
+                    for label, q in (
+                        (f"very common word '{common}'", common),
+                        (f"rare word '{RARE}' (20 photos)", RARE),
+                        (f"prefix '{common[:3]}'", common[:3]),
+                    ):
+                        args = (
+                            viewer["id"],
+                            f"{q}:*",
+                            LIMIT,
+                            LIMIT * CANDIDATES_PER_RESULT,
+                            RECENT_WINDOW,
+                        )
+                        # The statement the repository ends with: the window's,
+                        # or the GIN index's when the window had too few.
+                        hits = len(await conn.fetch(search_repo.RECENT_PHOTOS_SQL, *args))
+                        if hits >= LIMIT:
+                            cases.append((label, q, search_repo.RECENT_PHOTOS_SQL, args))
+                        else:
+                            cases.append((label, q, search_repo.ALL_PHOTOS_SQL, args[:4]))
+                    name_args = (misspelt, search_repo.like_prefix(misspelt), LIMIT)
+                    cases.append(
+                        (
+                            f"misspelt username '{misspelt}'",
+                            misspelt,
+                            search_repo.USERS_SQL,
+                            name_args,
+                        )
+                    )
+                    for label, q, sql, args in cases:
+                        url = f"{base}/api/v1/search?q={q}"
+                        http = await _http_latencies(session, url, headers, n)
+                        plain = await _explain_ms(conn, sql, args, min(n, 100))
+                        p50, p99 = _percentile(http, 50), _percentile(http, 99)
+                        rows.append(
+                            (
+                                f"search {label}: HTTP p50 / p99; SQL p50",
+                                f"{p50 * 1000:.2f} / {p99 * 1000:.2f} ms; "
+                                f"{statistics.median(plain) * 1000:.2f} ms",
+                            )
+                        )
+                    before = await _explain_ms(
+                        conn, BEFORE_SQL, (viewer["id"], f"{common}:*", LIMIT), min(n, 30)
+                    )
+                    rows.append(
+                        (
+                            f"reference: '{common}' before the index (all matches ranked), SQL p50",
+                            f"{statistics.median(before) * 1000:.2f} ms",
+                        )
+                    )
+            finally:
+                await conn.close()
+    return rows
