@@ -180,7 +180,7 @@ async def run(opts: Options) -> list[Row]:
                             "search photos 'harbour'",
                             "/api/v1/search?q=harbour",
                             search_repo.RECENT_PHOTOS_SQL,
-                            (heavy["id"], "harbour:*", 10, 50, 5_000),
+                            (heavy["id"], "harbour:*", 10, 50, 1_000),
                             headers,
                         ),
                     ]

@@ -12,13 +12,17 @@ from storage.records import PhotoRecord, UserListEntry
 from storage.visibility import VISIBLE, photo_visible
 
 # $1 query, $2 LIKE prefix, $3 limit
-USERS_SQL = (
+_USERS = (
     "SELECT id, id AS user_id, username, display_name, private, tier, sim FROM ("
     "  SELECT u.*, CASE WHEN u.username = $1 THEN 3 WHEN u.username LIKE $2 THEN 2 "
     "         ELSE 1 END AS tier, similarity(u.username, $1) AS sim"
-    "  FROM users u WHERE u.username LIKE $2 OR u.username % $1"
+    "  FROM users u WHERE {where}"
     ") m ORDER BY tier DESC, sim DESC, username LIMIT $3"
 )
+USERS_SQL = _USERS.format(where="u.username LIKE $2 OR u.username % $1")
+# The exact and prefix matches only: when they fill the page, no fuzzy match
+# (a lower tier) could be on it, and a common prefix skips the trigram scan.
+USERS_PREFIX_SQL = _USERS.format(where="u.username LIKE $2")
 # $1 tags: their photo counts on this database
 TAG_COUNTS_SQL = "SELECT tag, photo_count FROM tags WHERE tag = ANY($1::text[])"
 # $1 tag, $2 LIKE prefix, $3 limit: exact, then prefix, then fuzzy (pg_trgm)
@@ -84,12 +88,9 @@ PhotoKey = tuple[float, int]
 async def users(conn: Connection, query: str, *, limit: int) -> list[tuple[UserKey, UserListEntry]]:
     """Exact, then prefix, then fuzzy (pg_trgm) matches on the username, each
     with its sort key (ascending: best first)."""
-    rows = await conn.fetch(
-        USERS_SQL,
-        query,
-        like_prefix(query),
-        limit,
-    )
+    rows = await conn.fetch(USERS_PREFIX_SQL, query, like_prefix(query), limit)
+    if len(rows) < limit:
+        rows = await conn.fetch(USERS_SQL, query, like_prefix(query), limit)
     return [
         ((-int(r["tier"]), -float(r["sim"]), str(r["username"])), UserListEntry.from_row(r))
         for r in rows
