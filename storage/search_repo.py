@@ -11,18 +11,21 @@ from storage.photos_repo import _COLUMNS as PHOTO_COLUMNS
 from storage.records import PhotoRecord, UserListEntry
 from storage.visibility import VISIBLE, photo_visible
 
-# $1 query, $2 LIKE prefix, $3 limit
+# $1 query, $2 LIKE prefix, $3 limit. The best names are chosen from the
+# username alone (an index-only scan of the prefix index, when its pages are
+# all-visible), and only those rows are read: a common prefix ("beach", 540
+# names at 20k users) reads no heap page per match.
 _USERS = (
-    "SELECT id, id AS user_id, username, display_name, private, tier, sim FROM ("
-    "  SELECT u.*, CASE WHEN u.username = $1 THEN 3 WHEN u.username LIKE $2 THEN 2 "
-    "         ELSE 1 END AS tier, similarity(u.username, $1) AS sim"
-    "  FROM users u WHERE {where}"
-    ") m ORDER BY tier DESC, sim DESC, username LIMIT $3"
+    "SELECT u.id, u.id AS user_id, u.username, u.display_name, u.private, m.tier, m.sim FROM ("
+    "  SELECT n.username, CASE WHEN n.username = $1 THEN 3 WHEN n.username LIKE $2 THEN 2 "
+    "         ELSE 1 END AS tier, similarity(n.username, $1) AS sim"
+    "  FROM users n WHERE {where} ORDER BY tier DESC, sim DESC, n.username LIMIT $3"
+    ") m JOIN users u ON u.username = m.username ORDER BY m.tier DESC, m.sim DESC, m.username"
 )
-USERS_SQL = _USERS.format(where="u.username LIKE $2 OR u.username % $1")
+USERS_SQL = _USERS.format(where="n.username LIKE $2 OR n.username % $1")
 # The exact and prefix matches only: when they fill the page, no fuzzy match
 # (a lower tier) could be on it, and a common prefix skips the trigram scan.
-USERS_PREFIX_SQL = _USERS.format(where="u.username LIKE $2")
+USERS_PREFIX_SQL = _USERS.format(where="n.username LIKE $2")
 # $1 tags: their photo counts on this database
 TAG_COUNTS_SQL = "SELECT tag, photo_count FROM tags WHERE tag = ANY($1::text[])"
 # $1 tag, $2 LIKE prefix, $3 limit: exact, then prefix, then fuzzy (pg_trgm)
