@@ -42,6 +42,12 @@ BEFORE_SQL = (
 )
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def run(opts: Options) -> list[Row]:
     scale = 10 if opts.quick else 1
     users, photos = 20_000 // scale, 200_000 // scale
@@ -136,16 +142,30 @@ async def run(opts: Options) -> list[Row]:
                     )
                     for label, q, sql, args in cases:
                         url = f"{base}/api/v1/search?q={q}"
+                        cpu = _cpu_seconds(server.pid)
                         http = await _http_latencies(session, url, headers, n)
+                        # The server's own CPU per request (warm-up included):
+                        # steadier than latency on a busy machine.
+                        cpu_ms = (_cpu_seconds(server.pid) - cpu) / (n + 5) * 1000
                         plain = await _explain_ms(conn, sql, args, min(n, 100))
                         p50, p99 = _percentile(http, 50), _percentile(http, 99)
                         rows.append(
                             (
-                                f"search {label}: HTTP p50 / p99; SQL p50",
-                                f"{p50 * 1000:.2f} / {p99 * 1000:.2f} ms; "
+                                f"search {label}: HTTP p50 / p99; server CPU; SQL p50",
+                                f"{p50 * 1000:.2f} / {p99 * 1000:.2f} ms; {cpu_ms:.2f} ms; "
                                 f"{statistics.median(plain) * 1000:.2f} ms",
                             )
                         )
+                    # The same run's yardstick for HTTP on this machine now: the
+                    # signed-out front page (0.6 ms p50 on a quiet machine, README).
+                    front = await _http_latencies(session, f"{base}/api/v1/photos", {}, n)
+                    rows.append(
+                        (
+                            "reference: front page (20 photos), HTTP p50 / p99",
+                            f"{_percentile(front, 50) * 1000:.2f} / "
+                            f"{_percentile(front, 99) * 1000:.2f} ms",
+                        )
+                    )
                     before = await _explain_ms(
                         conn, BEFORE_SQL, (viewer["id"], f"{common}:*", LIMIT), min(n, 30)
                     )
