@@ -126,6 +126,12 @@ async def test_privacy_per_viewer_and_going_public(client: Client) -> None:
     await wait_for(private, what="the index told of the owner going private")
     assert _ids(await _found(client, "hiddenw")) == []
     assert _ids(await _found(client, "hiddenw", friend)) == [pid]
+    # An index row that says public (behind a change) shows nothing the
+    # account's privacy hides: the rule runs again on the owner as it is.
+    pool = client.app[keys.DATABASES].of_id(int(pid)).primary.pool
+    await pool.execute("UPDATE search_photos SET private = false WHERE id = $1", int(pid))
+    assert _ids(await _found(client, "hiddenw", stranger)) == []
+    assert _ids(await _found(client, "hiddenw")) == []
 
 
 async def test_prefix_and_fuzzy_usernames_and_tags(client: Client) -> None:
