@@ -7,7 +7,12 @@ word newest first (through the recent window and through the GIN index), and
 
 from __future__ import annotations
 
+import asyncio
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from aiohttp.test_utils import TestClient
@@ -19,6 +24,8 @@ from picshare.search_index import SEARCH
 from storage import search_repo
 from storage.router import PRIMARY
 from tests.conftest import bearer, signup, upload, wait_ready
+from tests.harness import database_env
+from tests.servers import ROOT
 from tests.sharded import insert_photo, pool_of_user, user_id, wait_for
 
 Client = TestClient[Any, Any]
@@ -215,3 +222,21 @@ async def test_reindex_fills_the_index_and_resumes(client: Client) -> None:
     )
     await indexer.reindex(restart=True)
     assert await pool.fetchval("SELECT count(*) FROM search_photos WHERE id = $1", ids[0]) == 0
+
+
+async def test_run_py_search_reindex(client: Client, database_url: str, tmp_path: Path) -> None:
+    await signup(client, "curator")
+    oid = await user_id(client.app, "curator")
+    ids = [await insert_photo(client.app, oid, f"gallery wall {n}") for n in range(3)]
+    await pool_of_user(client.app, oid).execute("DELETE FROM search_photos")
+    base = {k: v for k, v in os.environ.items() if not k.startswith("PICSHARE_")}
+    env = {**base, **database_env(database_url), "PICSHARE_SECRET_KEY": "test-secret-0123456789ab"}
+    command = [sys.executable, str(ROOT / "run.py"), "search", "reindex"]
+    command += ["--data-dir", str(tmp_path / "cli")]
+    done = await asyncio.to_thread(
+        subprocess.run, command, env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert "indexed 3 photos" in done.stdout
+    assert "search" in done.stderr  # the progress bar, per database
+    assert _ids(await _found(client, "gallery")) == [str(i) for i in sorted(ids, reverse=True)]
