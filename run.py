@@ -35,9 +35,11 @@ from aiohttp.log import access_logger as web_log
 
 from handlers.access_log import AccessLog, flush_now
 from handlers.slow_clients import GuardedTCPSite
+from picshare import keys
 from picshare.app import create_app, relay_for_commands
 from picshare.blob_migration import migrate_blobs
 from picshare.blob_stores import local_store, open_blob_store, open_s3
+from picshare.cluster import Cluster, ClusterError
 from picshare.config import Settings, SettingsError, load_settings
 from picshare.consumers import UnknownConsumer, names_chosen
 from picshare.database import open_shards
@@ -99,6 +101,12 @@ def main(argv: list[str] | None = None) -> int:
         if name == "jobs":
             cmd.add_argument("--status", choices=["queued", "running", "done", "failed"])
             cmd.add_argument("--limit", type=int, default=50)
+    cluster = sub.add_parser(
+        "cluster",
+        help="the whole topology on this machine: nginx, gateway, services, shards, replicas",
+    )
+    cluster.add_argument("--data-dir")
+    cluster.add_argument("--port", type=int, default=8080, help="where nginx serves (8080)")
     worker = sub.add_parser("worker", help="run event consumers and jobs without the HTTP server")
     worker.add_argument("--data-dir")
     worker.add_argument(
@@ -180,6 +188,8 @@ def _command(parser: argparse.ArgumentParser, args: argparse.Namespace, settings
         return uvloop.run(_migrate(settings))
     if args.command == "worker":
         return _worker(settings, args.consumers)
+    if args.command == "cluster":
+        return _cluster(settings, args.port)
     if args.command == "events":
         if args.action == "retry" and (args.event_id is None) == (not args.all):
             parser.error("events retry needs an event ID or --all (not both)")
@@ -327,13 +337,33 @@ def _worker(settings: Settings, consumers: str | None) -> int:
     return 0
 
 
+def _cluster(settings: Settings, port: int) -> int:
+    """`run.py cluster` (picshare/cluster.py) until Ctrl-C or SIGTERM."""
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        await Cluster(settings, settings.data_path / "cluster", port).run(stop)
+
+    try:
+        uvloop.run(run())
+    except ClusterError as exc:
+        print(f"picshare: cluster: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 async def _work_until_stopped(settings: Settings) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
+    app = create_app(settings)
+    app[keys.PROCESS_KIND] = "worker"
     runner = web.AppRunner(
-        create_app(settings),
+        app,
         handle_signals=False,
         shutdown_timeout=settings.server.shutdown_timeout,
     )

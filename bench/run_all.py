@@ -3,7 +3,7 @@
 python run.py bench [--quick] [--only NAME[,NAME]] [--loadgen auto|python|aiohttp|wrk]
 
 Names: renditions, ready, upload, requests, social, cache, cache_http, ratelimit, ws,
-router, tips, shards, edge, search.
+router, tips, shards, edge, graphql, events, search.
 --quick is a smoke run (fewer iterations, smaller images and files, 1 s load
 runs). Exit status 1 if a
 benchmark failed; the others still run.
@@ -35,6 +35,7 @@ from bench import (  # noqa: E402
     cache,
     cache_http,
     edge,
+    events,
     graphql,
     ratelimit,
     ready,
@@ -68,6 +69,7 @@ BENCHES: dict[str, Bench] = {
     "shards": shards.run,
     "edge": edge.run,
     "graphql": graphql.run,
+    "events": events.run,
 }
 # The servers the benchmarks start send thousands of requests a second from
 # one address; under the default rate limits most would be 429s. The limiter

@@ -15,9 +15,11 @@ from aiohttp import web
 from handlers import (
     api_account,
     api_inbox,
+    api_moderation,
     api_payments,
     api_photos,
     api_social,
+    api_webhooks,
     media,
     ops,
     pages,
@@ -25,6 +27,7 @@ from handlers import (
     pages_photo,
     pages_profile,
     pages_wallet,
+    pages_webhooks,
 )
 from handlers.graphql import view as graphql_view
 from handlers.route_info import register, register_static
@@ -64,6 +67,8 @@ class Route:
     #   its mutations to writes itself); "none" for probes and media.
     # - credentials: read the bearer token or session cookie (probes, metrics
     #   and media need no identity and cost no database work).
+    # - security: an OpenAPI security scheme of its own instead of the user's
+    #   (the moderation callback's token).
     # - idempotency: whether an Idempotency-Key is honoured ("optional"),
     #   demanded ("required": 400 without one) or ignored ("none"); reads and
     #   pages always ignore it (handlers/route_info.py).
@@ -71,6 +76,7 @@ class Route:
     limit: Limit = "by_method"
     credentials: bool = True
     idempotency: Idempotency = "optional"
+    security: str | None = None
 
 
 def _page(
@@ -143,6 +149,12 @@ PAGE_ROUTES: tuple[Route, ...] = (
           errors=(303,), query=("saved",)),
     _page("POST", "/settings", pages_profile.settings_submit, "page.settings.submit",
           "Save your settings", body="SettingsForm"),
+    _page("POST", "/settings/webhooks", pages_webhooks.add_webhook, "page.webhooks.add",
+          "Add a webhook endpoint: the settings page, with its secret shown once",
+          body="WebhookForm", errors=(200,)),
+    _page("POST", "/settings/webhooks/{id}/delete", pages_webhooks.delete_webhook,
+          "page.webhooks.delete", "Delete a webhook endpoint", body="CsrfForm",
+          errors=(404,)),
     _page("GET", "/wallet", pages_wallet.wallet_page, "page.wallet",
           "Your wallet: balance, top-up, tips, recent transfers", errors=(303,),
           query=("done",)),
@@ -150,6 +162,8 @@ PAGE_ROUTES: tuple[Route, ...] = (
           "Top up your wallet", body="TopupForm"),
     _page("POST", "/wallet/tip", pages_wallet.tip_submit, "page.wallet.tip", "Send a tip",
           body="TipForm", errors=(404, 409)),
+    _page("GET", "/system", ops.system_page, "page.system",
+          "The running site (admins, or from this machine)", errors=(403,)),
 )
 
 # fmt: on
@@ -224,12 +238,44 @@ PAYMENT_ROUTES: tuple[Route, ...] = (
           body="TipRequest", response="Receipt", status=201,
           errors=(400, 401, 404, 409, 503), idempotency="required"),
 )
+
+# The moderation service's callback (picshare/moderation.py). It carries the
+# moderation token, not a user's: user credentials are not read, so that
+# token is not taken for an unknown user token (and no Idempotency-Key: a
+# repeat of a verdict records it again, which changes nothing).
+MODERATION_ROUTES: tuple[Route, ...] = (
+    Route("POST", f"{API}/moderation/{{id}}", api_moderation.verdict, "api.moderation",
+          "The moderation service's verdict on a photo (the latest verdict wins)",
+          "moderation", body="ModerationVerdict", response="ModerationResult",
+          errors=(400, 401, 403, 404), credentials=False, security="moderation"),
+)
+
+# A user's webhooks (README, "Webhooks"): signed in, owner only (404 otherwise).
+WEBHOOK_ROUTES: tuple[Route, ...] = (
+    Route("POST", f"{API}/webhooks", api_webhooks.create, "api.webhooks.create",
+          "Register a webhook endpoint; its signing secret is in this answer only",
+          "webhooks", auth=True, body="WebhookRequest", response="WebhookCreated",
+          status=201, errors=(400, 401, 409),
+          idempotency="none"),  # its answer holds the secret: never stored
+    Route("GET", f"{API}/webhooks", api_webhooks.list_endpoints, "api.webhooks",
+          "Your webhook endpoints (no secrets)", "webhooks", auth=True,
+          response="WebhookList", errors=(401,)),
+    Route("DELETE", f"{API}/webhooks/{{id}}", api_webhooks.delete, "api.webhooks.delete",
+          "Delete one of your webhook endpoints", "webhooks", auth=True, status=204,
+          errors=(401, 404)),
+    Route("GET", f"{API}/webhooks/{{id}}/deliveries", api_webhooks.deliveries,
+          "api.webhooks.deliveries", "An endpoint's delivery log, newest attempt first",
+          "webhooks", auth=True, response="WebhookDeliveryPage", errors=(400, 401, 404),
+          query=("limit", "cursor")),
+)
 # fmt: on
 
 
 ROUTES: tuple[Route, ...] = (
     *SOCIAL_ROUTES,
     *PAYMENT_ROUTES,
+    *MODERATION_ROUTES,
+    *WEBHOOK_ROUTES,
     Route(
         "POST",
         f"{API}/auth/signup",
@@ -382,6 +428,16 @@ ROUTES: tuple[Route, ...] = (
         "operations",
         limit="none",
         credentials=False,
+    ),
+    Route(
+        "GET",
+        f"{API}/system",
+        ops.system_json,
+        "api.system",
+        "The running site: processes, databases, queues, cache, sockets (admins, or local)",
+        "operations",
+        response="System",
+        errors=(403,),
     ),
     Route(
         "GET",

@@ -43,11 +43,14 @@ from picshare.jobs import JobRunner
 from picshare.media import MediaWorkers
 from picshare.media_urls import MediaUrls
 from picshare.metrics import Metrics
+from picshare.moderation import ModerationService
 from picshare.notifications import NotificationService
+from picshare.notify import Notifier
 from picshare.outbox import Outbox
 from picshare.outbox_retention import prune_forever
 from picshare.payments import PaymentService
 from picshare.photos import PhotoService
+from picshare.process_registry import process_registry
 from picshare.ratelimit import (
     FallbackLimiter,
     MemoryLimiter,
@@ -63,7 +66,10 @@ from picshare.search import SearchService
 from picshare.search_index import SearchIndexer
 from picshare.secret import load_secret_key
 from picshare.social import SocialService
+from picshare.system import SystemService
 from picshare.users import UserService
+from picshare.webhook_guard import guarded_session
+from picshare.webhooks import WebhookService
 from storage.cache import Cache, MemoryCache, RedisCache
 from storage.redis_bus import RedisBus
 from storage.shards import Shards
@@ -116,8 +122,10 @@ def create_app(settings: Settings, *, media_pool: Executor | None = None) -> web
             _blobs,
             _media_workers(media_pool),
             _cached_reads,
+            _webhook_http,
             _jobs,
             _services,
+            _system,
             _start_jobs,
         ]
     )
@@ -315,6 +323,15 @@ async def _cached_reads(app: web.Application) -> AsyncIterator[None]:
     yield
 
 
+async def _webhook_http(app: web.Application) -> AsyncIterator[None]:
+    """The client that delivers users' webhooks, through the SSRF guard. Its
+    own entry before the jobs: closed after them, so no delivery finds it closed."""
+    settings = app[keys.SETTINGS].webhooks
+    async with guarded_session(allow_loopback=settings.allow_loopback) as session:
+        app[keys.WEBHOOK_HTTP] = session
+        yield
+
+
 async def _jobs(app: web.Application) -> AsyncIterator[None]:
     """The job runner on its aiojobs scheduler; closing the scheduler stops the jobs.
     Services register their kinds next; `_start_jobs` starts it after them."""
@@ -374,12 +391,16 @@ async def relay_for_commands(settings: Settings, db: Shards) -> AsyncIterator[Ev
 
 
 async def _services(app: web.Application) -> AsyncIterator[None]:
-    """The domain services: plain objects over the resources above (nothing to close)."""
+    """The domain services: plain objects over the resources above (the
+    moderation service's HTTP client is the one thing to close)."""
     settings = app[keys.SETTINGS]
     db = app[keys.DATABASES]
     cached = app[keys.CACHED_READS]
     runner = app[keys.JOBS]
     events = app[keys.OUTBOX]
+    notifier = Notifier(db=db, bus=app[keys.BUS], jobs=runner)
+    runner.register(notifier.job_kinds())
+    app[keys.NOTIFIER] = notifier
     users = UserService(db=db, auth=settings.auth, cached=cached, jobs=runner, events=events)
     runner.register(users.job_kinds())
     app[keys.USERS] = users
@@ -391,13 +412,16 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         uploads=settings.uploads,
         renditions=settings.media,
         feed=settings.feed,
-        bus=app[keys.BUS],
+        notifier=notifier,
         cached=cached,
         events=events,
+        moderated=bool(settings.moderation.url),
     )
     runner.register(photos.job_kinds())
     app[keys.PHOTOS] = photos
-    social = SocialService(db=db, bus=app[keys.BUS], cached=cached, jobs=runner, events=events)
+    moderation = ModerationService(settings=settings.moderation, photos=photos)
+    app[keys.MODERATION] = moderation
+    social = SocialService(db=db, notifier=notifier, cached=cached, jobs=runner, events=events)
     runner.register(social.job_kinds())
     app[keys.SOCIAL] = social
     app[keys.NOTIFICATIONS] = NotificationService(db=db)
@@ -405,7 +429,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     app[keys.SEARCH_INDEX] = SearchIndexer(db=db)
     payments = PaymentService(
         db=db,
-        bus=app[keys.BUS],
+        notifier=notifier,
         jobs=runner,
         settings=settings.payments,
         events=events,
@@ -413,15 +437,54 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     )
     runner.register(payments.job_kinds())
     app[keys.PAYMENTS] = payments
+    webhooks = WebhookService(
+        db=db, jobs=runner, settings=settings.webhooks, http=app[keys.WEBHOOK_HTTP]
+    )
+    runner.register(webhooks.job_kinds())
+    app[keys.WEBHOOKS] = webhooks
     relay = app[keys.RELAY]
-    relay.register([*photos.consumers(), counters(db), app[keys.SEARCH_INDEX].consumer()])
+    relay.register(
+        [
+            *photos.consumers(),
+            *moderation.consumers(),
+            counters(db),
+            webhooks.consumer(),
+            app[keys.SEARCH_INDEX].consumer(),
+        ]
+    )
     app[keys.HEALTH] = HealthService(
         db=db,
         blobs=app[keys.BLOBS],
         events=relay.state if isinstance(relay, AmqpRelay) else None,
     )
     app[keys.IDEMPOTENCY] = IdempotencyService(db=db, settings=settings.idempotency)
-    yield
+    try:
+        yield
+    finally:
+        await moderation.close()  # its HTTP client, after the jobs that use it stopped
+
+
+async def _system(app: web.Application) -> AsyncIterator[None]:
+    """This process in the site's process registry (the `/system` page)."""
+    settings = app[keys.SETTINGS]
+    events = settings.events
+    system = SystemService(
+        registry=process_registry(app[keys.REDIS], timeout=settings.redis.timeout),
+        health=app[keys.HEALTH],
+        hub=app[keys.HUB],
+        metrics=app[keys.METRICS],
+        kind=app.get(keys.PROCESS_KIND, "web"),
+        listen=f"{settings.server.host}:{settings.server.port}",
+        consumers=events.consumers if events.amqp_url else "all (as jobs)",
+    )
+    app[keys.SYSTEM] = system
+    beating = asyncio.create_task(system.heartbeat())
+    try:
+        yield
+    finally:
+        beating.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await beating
 
 
 async def _start_jobs(app: web.Application) -> AsyncIterator[None]:

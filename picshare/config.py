@@ -51,6 +51,9 @@ class ServerSettings:
     # Full PicShare processes on one port (`serve --workers N`), SO_REUSEPORT
     # under a small supervisor (picshare/supervisor.py); above 1 needs Redis.
     workers: int = 1
+    # Usernames that may see the /system page from anywhere (anyone may from
+    # this machine, not through a proxy).
+    admins: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import aiohttp
 from aiohttp import web
 from redis.asyncio import Redis
 
@@ -15,7 +16,9 @@ from picshare.live import SocketHub
 from picshare.media import MediaWorkers
 from picshare.media_urls import MediaUrls
 from picshare.metrics import Metrics
+from picshare.moderation import ModerationService
 from picshare.notifications import NotificationService
+from picshare.notify import Notifier
 from picshare.outbox import Outbox
 from picshare.payments import PaymentService
 from picshare.photos import PhotoService
@@ -25,7 +28,9 @@ from picshare.routing import RouteInfo, RouteTable
 from picshare.search import SearchService
 from picshare.search_index import SearchIndexer
 from picshare.social import SocialService
+from picshare.system import SystemService
 from picshare.users import UserService
+from picshare.webhooks import WebhookService
 from storage.blobs import BlobStore
 from storage.records import UserRecord
 from storage.shards import Shards
@@ -43,11 +48,13 @@ OUTBOX = web.AppKey("outbox", Outbox)
 CACHED_READS = web.AppKey("cached_reads", CachedReads)
 USERS = web.AppKey("users", UserService)
 PHOTOS = web.AppKey("photos", PhotoService)
+MODERATION = web.AppKey("moderation", ModerationService)
 MEDIA_URLS = web.AppKey("media_urls", MediaUrls)
 METRICS = web.AppKey("metrics", Metrics)
 # The shared Redis client, or None when redis.url is empty (one process).
 REDIS: web.AppKey[Redis | None] = web.AppKey("redis")
 BUS = web.AppKey("bus", EventBus)
+NOTIFIER = web.AppKey("notifier", Notifier)
 HUB = web.AppKey("hub", SocketHub)
 SOCIAL = web.AppKey("social", SocialService)
 NOTIFICATIONS = web.AppKey("notifications", NotificationService)
@@ -55,7 +62,13 @@ SEARCH = web.AppKey("search", SearchService)
 SEARCH_INDEX = web.AppKey("search_index", SearchIndexer)
 PAYMENTS = web.AppKey("payments", PaymentService)
 HEALTH = web.AppKey("health", HealthService)
+# What this process is: "web" (run.py serve, the default) or "worker" (run.py worker).
+PROCESS_KIND = web.AppKey("process_kind", str)
+SYSTEM = web.AppKey("system", SystemService)
 IDEMPOTENCY = web.AppKey("idempotency", IdempotencyService)
+WEBHOOKS = web.AppKey("webhooks", WebhookService)
+# Users' webhooks are delivered with it (picshare/webhook_guard.py).
+WEBHOOK_HTTP = web.AppKey("webhook_http", aiohttp.ClientSession)
 RATE_LIMITER: web.AppKey[RateLimiter] = web.AppKey("rate_limiter")
 # What the middlewares need of each route, resolved once (handlers/route_info.py).
 ROUTE_INFO: web.AppKey[RouteTable] = web.AppKey("route_info")

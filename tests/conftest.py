@@ -266,11 +266,12 @@ async def wait_ready(
 
 
 async def search_indexed(app: web.Application, photo_id: int, deadline: float) -> None:
-    """Poll until the photo's search index row has the photo's status (or
-    both are gone)."""
+    """Poll until a ready photo's search index row says ready too (its
+    `photo.ready` event consumed). A photo in any other state is not waited
+    for: moderation's later verdicts write no event the index follows."""
     sql = (
-        "SELECT (SELECT status FROM photos WHERE id = $1) "
-        "IS NOT DISTINCT FROM (SELECT status FROM search_photos WHERE id = $1)"
+        "SELECT (SELECT status FROM photos WHERE id = $1) IS DISTINCT FROM 'ready' "
+        "OR (SELECT status FROM search_photos WHERE id = $1) = 'ready'"
     )
     pool = app[keys.DATABASES].of_id(photo_id).primary.pool
     while not await pool.fetchval(sql, photo_id):

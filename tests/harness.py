@@ -61,6 +61,16 @@ def with_database(dsn: str, name: str) -> str:
     return f"{head.rsplit('/', 1)[0]}/{name}{sep}{query}"
 
 
+async def tables_of(url: str) -> set[str]:
+    """The tables a database has (a table group's own database holds only its group's)."""
+    conn = await asyncpg.connect(url)
+    try:
+        rows = await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+    finally:
+        await conn.close()
+    return {r["tablename"] for r in rows}
+
+
 class PostgresForTests:
     """Creates a migrated template once, then one database per test from it."""
 
