@@ -11,21 +11,29 @@ from storage.photos_repo import _COLUMNS as PHOTO_COLUMNS
 from storage.records import PhotoRecord, UserListEntry
 from storage.visibility import VISIBLE, photo_visible
 
-# $1 query, $2 LIKE prefix, $3 limit. The best names are chosen from the
-# username alone (an index-only scan of the prefix index, when its pages are
-# all-visible), and only those rows are read: a common prefix ("beach", 540
-# names at 20k users) reads no heap page per match.
-_USERS = (
+# $1 query, $2 LIKE prefix, $3 limit: exact, then prefix, then fuzzy
+# (pg_trgm) matches, each tier by similarity. The best names are chosen from
+# the username alone, and only those rows are read.
+_TIERED = (
     "SELECT u.id, u.id AS user_id, u.username, u.display_name, u.private, m.tier, m.sim FROM ("
-    "  SELECT n.username, CASE WHEN n.username = $1 THEN 3 WHEN n.username LIKE $2 THEN 2 "
-    "         ELSE 1 END AS tier, similarity(n.username, $1) AS sim"
-    "  FROM users n WHERE {where} ORDER BY tier DESC, sim DESC, n.username LIMIT $3"
+    "  SELECT c.username, CASE WHEN c.username = $1 THEN 3 WHEN c.username LIKE $2 THEN 2 "
+    "         ELSE 1 END AS tier, similarity(c.username, $1) AS sim"
+    "  FROM ({names}) c ORDER BY tier DESC, sim DESC, c.username LIMIT $3"
     ") m JOIN users u ON u.username = m.username ORDER BY m.tier DESC, m.sim DESC, m.username"
 )
-USERS_SQL = _USERS.format(where="n.username LIKE $2 OR n.username % $1")
-# The exact and prefix matches only: when they fill the page, no fuzzy match
-# (a lower tier) could be on it, and a common prefix skips the trigram scan.
-USERS_PREFIX_SQL = _USERS.format(where="n.username LIKE $2")
+_PREFIXED = "SELECT n.username FROM users n WHERE n.username LIKE $2"
+# The exact and prefix matches only (an index-only scan of the prefix index
+# when its pages are all-visible): when they fill the page, no fuzzy match (a
+# lower tier) could be on it, and the trigram search is skipped.
+USERS_PREFIX_SQL = _TIERED.format(names=_PREFIXED)
+# Else the prefix matches (fewer than a page) and the page's most similar
+# names, nearest first from the GiST trigram index (`<->` is 1 - similarity):
+# it stops after `limit` names where the GIN index had every name above the
+# threshold checked in the table.
+USERS_SQL = _TIERED.format(
+    names=f"({_PREFIXED}) UNION (SELECT n.username FROM users n WHERE n.username % $1 "
+    "ORDER BY n.username <-> $1 LIMIT $3)"
+)
 # $1 tags: their photo counts on this database
 TAG_COUNTS_SQL = "SELECT tag, photo_count FROM tags WHERE tag = ANY($1::text[])"
 # $1 tag, $2 LIKE prefix, $3 limit: exact, then prefix, then fuzzy (pg_trgm)

@@ -32,3 +32,9 @@ CREATE TABLE search_reindex (
 -- Fuzzy tags (pg_trgm, as usernames have had since 0001): "sunst" finds
 -- "sunset" (the prefix index of 0002 serves prefixes).
 CREATE INDEX tags_tag_trgm ON tags USING gin (tag gin_trgm_ops);
+
+-- @group users
+-- Fuzzy usernames nearest first (`ORDER BY username <-> q LIMIT n`), which
+-- GIN cannot order: it replaces the GIN trigram index of 0001.
+CREATE INDEX users_username_gist ON users USING gist (username gist_trgm_ops);
+DROP INDEX users_username_trgm;
