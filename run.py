@@ -12,6 +12,7 @@ python run.py jobs [--status queued|running|done|failed] [--limit N]
 python run.py blobs migrate --to s3
 python run.py worker [--consumers renditions,notifications,...]
 python run.py events dead | retry ID | retry --all
+python run.py search reindex [--restart]
 python run.py bench [--quick]
 """
 
@@ -25,6 +26,7 @@ import signal
 import ssl
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -52,6 +54,7 @@ from picshare.nginx_config import (
 )
 from picshare.progress import Progress
 from picshare.relay_amqp import BrokerUnavailable
+from picshare.search_index import SearchIndexer
 from picshare.seed import SEED_PASSWORD, SeedPlan, seed
 from picshare.services import ROLES
 from picshare.supervisor import Supervisor
@@ -131,6 +134,12 @@ def main(argv: list[str] | None = None) -> int:
     events.add_argument("action", choices=["dead", "retry"])
     events.add_argument("event_id", nargs="?", type=int, help="retry: the event to replay")
     events.add_argument("--all", action="store_true", help="retry: replay every dead event")
+    search = sub.add_parser("search", help="the search index: search reindex (resumable)")
+    search.add_argument("--data-dir")
+    search.add_argument("action", choices=["reindex"], help="index every existing photo")
+    search.add_argument(
+        "--restart", action="store_true", help="start from the first photo, not where it stopped"
+    )
     seed = sub.add_parser("seed", help="load a realistic volume of demo data (COPY)")
     seed.add_argument("--data-dir")
     seed.add_argument("--users", type=int, default=20_000)
@@ -143,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     blobs.add_argument("action", choices=["migrate"], help="copy the local store to another")
     blobs.add_argument("--to", choices=["s3"], required=True, help="the store to copy to")
     sub.add_parser("bench", help="run the benchmarks in bench/ (options: --quick, --only NAME)")
-    for cmd in (serve, seed, worker, events, *(sub.choices[name] for name in commands)):
+    for cmd in (serve, seed, worker, events, search, *(sub.choices[name] for name in commands)):
         cmd.add_argument(
             "--shards",
             type=int,
@@ -202,6 +211,8 @@ def _command(parser: argparse.ArgumentParser, args: argparse.Namespace, settings
         if args.action == "retry" and (args.event_id is None) == (not args.all):
             parser.error("events retry needs an event ID or --all (not both)")
         return uvloop.run(_events(settings, args.action, None if args.all else args.event_id))
+    if args.command == "search":
+        return uvloop.run(_reindex(settings, restart=args.restart))
     if args.command == "seed":
         plan = SeedPlan(
             users=args.users,
@@ -461,10 +472,27 @@ async def _seed(settings: Settings, plan: SeedPlan) -> int:
         open_blob_store(settings) as blobs,
     ):
         report = await seed(shards, blobs, plan)
+        # Seeded photos are written without events: indexed for search here.
+        started = time.perf_counter()
+        indexed = await SearchIndexer(db=shards).reindex(restart=True, progress=Progress().stage)
     print(
         f"seeded {report.users:,} users, {report.photos:,} photos, {report.follows:,} follows, "
         f"{report.likes:,} likes, {report.comments:,} comments in {report.seconds:.1f} s "
-        f"(password of every seeded user: {SEED_PASSWORD})"
+        f"(password of every seeded user: {SEED_PASSWORD}); indexed {indexed.photos:,} photos"
+        f" for search in {time.perf_counter() - started:.1f} s"
+    )
+    return 0
+
+
+async def _reindex(settings: Settings, *, restart: bool) -> int:
+    """`run.py search reindex`: the search index filled from every photo."""
+    started = time.perf_counter()
+    async with open_shards(settings, command_timeout=600) as shards:
+        report = await SearchIndexer(db=shards).reindex(restart=restart, progress=Progress().stage)
+    how = "resumed, " if report.resumed else ""
+    print(
+        f"indexed {report.photos:,} photos on {report.databases} database(s) for search "
+        f"({how}{time.perf_counter() - started:.1f} s)"
     )
     return 0
 

@@ -3,7 +3,7 @@
 python run.py bench [--quick] [--only NAME[,NAME]] [--loadgen auto|python|aiohttp|wrk]
 
 Names: renditions, ready, upload, requests, social, cache, cache_http, ratelimit, ws,
-router, tips, shards, edge, graphql, events, gateway.
+router, tips, shards, edge, graphql, events, gateway, search.
 --quick is a smoke run (fewer iterations, smaller images and files, 1 s load
 runs). Exit status 1 if a
 benchmark failed; the others still run.
@@ -42,6 +42,7 @@ from bench import (  # noqa: E402
     ready,
     renditions,
     router,
+    search,
     shards,
     social,
     tips,
@@ -59,6 +60,7 @@ BENCHES: dict[str, Bench] = {
     "upload": upload.run,
     "requests": requests_bench.run,
     "social": social.run,
+    "search": search.run,
     "cache_http": cache_http.run,
     "ratelimit": ratelimit.run,
     "cache": cache.run,

@@ -67,6 +67,7 @@ from picshare.relay_amqp import AmqpRelay
 from picshare.relay_inprocess import InProcessRelay
 from picshare.routing import RouteTable
 from picshare.search import SearchService
+from picshare.search_index import SearchIndexer
 from picshare.secret import load_secret_key
 from picshare.services import PROFILES, SERVICES
 from picshare.social import SocialService
@@ -443,7 +444,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     notifier = Notifier(db=db, bus=app[keys.BUS], jobs=runner)
     runner.register(notifier.job_kinds())
     app[keys.NOTIFIER] = notifier
-    users = UserService(db=db, auth=settings.auth, cached=cached, jobs=runner)
+    users = UserService(db=db, auth=settings.auth, cached=cached, jobs=runner, events=events)
     runner.register(users.job_kinds())
     app[keys.USERS] = users
     photos = PhotoService(
@@ -468,6 +469,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     app[keys.SOCIAL] = social
     app[keys.NOTIFICATIONS] = NotificationService(db=db)
     app[keys.SEARCH] = SearchService(db=db)
+    app[keys.SEARCH_INDEX] = SearchIndexer(db=db)
     payments = PaymentService(
         db=db,
         notifier=notifier,
@@ -485,7 +487,13 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     app[keys.WEBHOOKS] = webhooks
     relay = app[keys.RELAY]
     relay.register(
-        [*photos.consumers(), *moderation.consumers(), counters(db), webhooks.consumer()]
+        [
+            *photos.consumers(),
+            *moderation.consumers(),
+            counters(db),
+            webhooks.consumer(),
+            app[keys.SEARCH_INDEX].consumer(),
+        ]
     )
     app[keys.HEALTH] = HealthService(
         db=db,

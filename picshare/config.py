@@ -136,6 +136,7 @@ class DatabaseSettings:
     group_comments_url: str = ""
     group_notifications_url: str = ""
     group_payments_url: str = ""
+    group_search_url: str = ""
     group_jobs_url: str = ""
 
     def group_urls(self) -> dict[str, str]:

@@ -55,6 +55,7 @@ CONSUMER_NAMES: tuple[str, ...] = (
     "counters",
     "moderation",
     "webhooks",
+    "search",
 )
 
 

@@ -28,6 +28,7 @@ from picshare.ratelimit import Decision, RateLimiter
 from picshare.relay import EventRelay
 from picshare.routing import RouteInfo, RouteTable
 from picshare.search import SearchService
+from picshare.search_index import SearchIndexer
 from picshare.social import SocialService
 from picshare.system import SystemService
 from picshare.users import UserService
@@ -60,6 +61,7 @@ HUB = web.AppKey("hub", SocketHub)
 SOCIAL = web.AppKey("social", SocialService)
 NOTIFICATIONS = web.AppKey("notifications", NotificationService)
 SEARCH = web.AppKey("search", SearchService)
+SEARCH_INDEX = web.AppKey("search_index", SearchIndexer)
 PAYMENTS = web.AppKey("payments", PaymentService)
 HEALTH = web.AppKey("health", HealthService)
 # What this process is: "web" (run.py serve, the default) or "worker" (run.py worker).

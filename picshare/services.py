@@ -17,8 +17,9 @@ What each service runs besides its routes (its profile):
   broker the `notifications` and `webhooks` consumers.
 - auth: sign-up, log-in, tokens, sessions, the account and profiles and
   follows, the wallet; with a broker the `counters` consumer.
-- search: search. web: HTML pages, static files, the API document; web has an
-  image worker pool too (the upload form).
+- search: search, and with a broker the `search` consumer that keeps its
+  index (picshare/search_index.py). web: HTML pages, static files, the API
+  document; web has an image worker pool too (the upload form).
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ PROFILES: dict[str, Profile] = {
     "auth": Profile(consumers="counters", media=False, live=False),
     "photos": Profile(consumers="renditions,moderation", media=True, live=False),
     "notifications": Profile(consumers="notifications,webhooks", media=False, live=True),
-    "search": Profile(consumers="none", media=False, live=False),
+    "search": Profile(consumers="search", media=False, live=False),
     "web": Profile(consumers="none", media=True, live=False),
 }
 

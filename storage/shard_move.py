@@ -62,6 +62,8 @@ MOVED_TABLES = (
     MovedTable("auth_tokens", ("user_id",)),
     MovedTable("idempotency_keys", ("user_id",)),
     MovedTable("photos", ("id",)),
+    # The search index rows of those photos (picshare/search_index.py).
+    MovedTable("search_photos", ("id",)),
     MovedTable("likes", ("photo_id",)),
     MovedTable("comments", ("photo_id",)),
     MovedTable("notifications", ("user_id",)),

@@ -54,6 +54,11 @@ def test_environment_overrides_toml(tmp_path: Path) -> None:
             },
             "embedded clusters",
         ),
+        # The search index joins the owner's follows and photos: not separable.
+        (
+            {"PICSHARE_DATABASE_GROUP_SEARCH_URL": "postgresql://x@h/search"},
+            "table group SEARCH cannot",
+        ),
         ({"PICSHARE_SERVER_CERTFILE": "/nonexistent.pem"}, "server.keyfile"),
         (
             {"PICSHARE_SERVER_CERTFILE": "/no/c.pem", "PICSHARE_SERVER_KEYFILE": "/no/k.pem"},

@@ -91,6 +91,8 @@ async def test_every_event_is_written_once_with_its_change_and_counted(client: C
         "/api/v1/payments/tips", json={"to": "star", "amount_cents": 100}, headers=_key(fan)
     )
     assert resp.status in (200, 201)
+    resp = await client.patch("/api/v1/me", json={"private": True}, headers=bearer(star))
+    assert resp.status == 200
     assert (await client.delete(f"/api/v1/photos/{pid}", headers=bearer(star))).status == 204
 
     rows = await _outbox(client)
