@@ -10,13 +10,16 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient
 
-from handlers.graphql.limits import MAX_COST, MAX_DEPTH, measure
+from handlers.graphql.limits import measure
 from picshare.app import create_app
+from picshare.config import GraphQLSettings
 from tests.conftest import AiohttpClient, make_settings, signup
 from tests.handlers.graphql.gqlclient import Gql, codes
 
 Client = TestClient[Any, Any]
 
+MAX_DEPTH = GraphQLSettings().max_depth
+MAX_COST = GraphQLSettings().max_cost
 DEEP = """{ photos { edges { node { owner { photos { edges { node { owner {
   photos { edges { node { id } } } } } } } } } } } }"""
 COSTLY = """query($p: Int, $n: Int) { photos(first: $p) { edges { node {
