@@ -172,12 +172,14 @@ def check(settings: GraphQLSettings, depth: int, cost: int) -> None:
 
 
 async def charge(context: Context, operation: OperationDefinitionNode, cost: int) -> None:
-    """Count an operation against the caller's rate limit: by its cost (the
-    request counted once already, handlers/ratelimit.py), and each mutation
-    also as a write, as its REST twin would be."""
+    """Count an operation against the caller's rate limit: by its cost, at
+    least one request's worth (an HTTP request counted once already,
+    handlers/ratelimit.py; an operation over a socket did not), and each
+    mutation also as a write, as its REST twin would be."""
     request = context.request
     per_hit = request.app[keys.SETTINGS].graphql.cost_per_hit
-    await ratelimit.charge(request, math.ceil(cost / per_hit) - 1)
+    hits = max(1, math.ceil(cost / per_hit))
+    await ratelimit.charge(request, hits if context.socket else hits - 1)
     if operation.operation == OperationType.MUTATION:
         await ratelimit.charge(request, len(operation.selection_set.selections), "writes")
 
@@ -185,12 +187,15 @@ async def charge(context: Context, operation: OperationDefinitionNode, cost: int
 class Limits(SchemaExtension):
     """Refuse an operation past the limits, then count its cost against the
     caller's rate limit (not again when the compiled fast path did already:
-    handlers/graphql/compiled.py)."""
+    handlers/graphql/compiled.py). An operation over a socket is first
+    authenticated again (Context.renew), as its own request would be."""
 
     async def on_execute(self) -> AsyncIterator[None]:
         ec = self.execution_context
         document = ec.graphql_document
         context = ec.context
+        if isinstance(context, Context) and context.socket:
+            await context.renew()
         if document is not None and isinstance(context, Context):
             app_settings = context.app[keys.SETTINGS]
             fragments = {

@@ -15,7 +15,7 @@ from strawberry.types import ExecutionContext as StrawberryExecutionContext
 from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 
-from handlers.graphql import compiled, limits, live
+from handlers.graphql import compiled, errors, limits, live
 from handlers.graphql.context import Context
 from handlers.graphql.limits import Limits
 from handlers.graphql.types import (
@@ -330,8 +330,11 @@ class PicShareSchema(strawberry.Schema):
         execution_context: StrawberryExecutionContext | None = None,
     ) -> None:
         # The client's mistakes are answers, not log lines; bugs are logged
-        # once, with their traceback, where they are formatted (errors.py).
-        return None
+        # once, with their traceback, when given their code (errors.py). Given
+        # here, before any transport formats them: subscriptions' errors carry
+        # their code too.
+        for error in errors_:
+            errors.annotate(error)
 
 
 def make_schema() -> PicShareSchema:

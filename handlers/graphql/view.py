@@ -41,6 +41,9 @@ class PicShareGraphQLView(GraphQLView[Context, None]):
         if request.method == "GET" and self.is_websocket_request(request):
             # Refused with a 401/403 problem before the upgrade, like /ws.
             request[keys.USER] = await ws_handler.authenticate(request)
+            if keys.CREDENTIAL not in request:  # `?token=`: checked again per operation
+                request[keys.CREDENTIAL] = request.query["token"]
+                request[keys.AUTH_KIND] = "bearer"
         try:
             return await self.run(request=request)
         except HTTPException as exc:
@@ -54,6 +57,8 @@ class PicShareGraphQLView(GraphQLView[Context, None]):
         return True
 
     async def get_context(self, request: web.Request, response: Any) -> Context:
+        if isinstance(response, web.WebSocketResponse):
+            return Context(request, request.get(keys.USER), socket=True)
         return context_of(request)
 
     async def render_graphql_ide(self, request: web.Request) -> web.Response:

@@ -83,3 +83,27 @@ async def test_the_rate_limiter_counts_cost_and_mutations(
     assert len(ok) == 3
     fourth = await Gql(client, other).errors('mutation { updateProfile(bio: "y") { bio } }')
     assert codes(fourth) == ["RATE_LIMITED"]
+
+
+async def test_the_limits_are_settings(
+    tmp_path: Path,
+    database_url: str,
+    media_pool: ProcessPoolExecutor,
+    aiohttp_client: AiohttpClient,
+) -> None:
+    settings = make_settings(
+        tmp_path / "data", database_url, graphql={"max_depth": 4, "max_cost": 100}
+    )
+    client: Client = await aiohttp_client(create_app(settings, media_pool=media_pool))
+    anon = Gql(client)
+    # Four levels run, five do not.
+    assert (await anon("{ photos { edges { node { id } } } }"))["photos"]["edges"] == []
+    deep = await anon.errors("{ photos { edges { node { owner { username } } } } }")
+    assert codes(deep) == ["QUERY_TOO_DEEP"]
+    assert "at most 4" in deep[0]["message"]
+    # 1 + 20 * 4 nodes run, 1 + 30 * 4 do not.
+    page = "query($p: Int) { photos(first: $p) { edges { node { id caption } } } }"
+    assert (await anon(page, p=20))["photos"]["edges"] == []
+    costly = await anon.errors(page, p=30)
+    assert codes(costly) == ["QUERY_TOO_COSTLY"]
+    assert "at most 100" in costly[0]["message"]

@@ -1,0 +1,106 @@
+"""Errors over graphql-transport-ws (gql's websockets transport) carry the
+`extensions.code` queries' errors carry over HTTP, for subscriptions and for
+queries and mutations sent on the socket; each operation on a socket is
+authenticated and rate limited as a request of its own."""
+
+from __future__ import annotations
+
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+from gql import Client, GraphQLRequest
+from gql.client import AsyncClientSession
+from gql.transport.exceptions import TransportQueryError
+from gql.transport.websockets import WebsocketsTransport
+
+import tests.imaging as imaging
+from picshare.app import create_app
+from tests.conftest import AiohttpClient, bearer, make_settings, signup, upload_ready
+from tests.handlers.graphql.gqlclient import codes
+
+COSTLY = """query($p: Int, $n: Int) { photos(first: $p) { edges { node {
+  comments(first: $n) { edges { node { text user { username } } } } } } } }"""
+SUBSCRIBE = "subscription { notifications { id kind } }"
+
+
+def _socket(client: TestClient[Any, Any], token: str) -> Client:
+    url = str(client.make_url("/graphql")).replace("http://", "ws://")
+    transport = WebsocketsTransport(
+        url=url,
+        headers={"Authorization": f"Bearer {token}"},
+        subprotocols=[WebsocketsTransport.GRAPHQLWS_SUBPROTOCOL],
+    )
+    return Client(transport=transport, execute_timeout=10)
+
+
+async def _errors(
+    session: AsyncClientSession, query: str, **variables: Any
+) -> list[dict[str, Any]]:
+    """The errors of an operation sent on the socket, which must fail."""
+    request = GraphQLRequest(query, variable_values=variables or None)
+    try:
+        if query.startswith("subscription"):
+            async for result in session.subscribe(request):
+                raise AssertionError(f"the subscription gave {result}")
+        else:
+            await session.execute(request)
+    except TransportQueryError as exc:
+        return list(exc.errors or [])
+    raise AssertionError("the operation succeeded")
+
+
+@pytest.fixture
+async def limited(
+    tmp_path: Path,
+    database_url: str,
+    media_pool: ProcessPoolExecutor,
+    aiohttp_client: AiohttpClient,
+) -> TestClient[Any, Any]:
+    settings = make_settings(
+        tmp_path / "data", database_url, ratelimit={"reads": "6/60s", "writes": "10/60s"}
+    )
+    client: TestClient[Any, Any] = await aiohttp_client(create_app(settings, media_pool=media_pool))
+    return client
+
+
+async def test_socket_errors_carry_their_codes(limited: TestClient[Any, Any]) -> None:
+    alice = await signup(limited, "alice")
+    bob = await signup(limited, "bob")
+    photo = await upload_ready(limited, alice, imaging.jpeg_bytes(64, 48))
+    async with _socket(limited, bob) as session:  # one read: the handshake
+        missing = await _errors(session, '{ photo(id: "123") { id } }')
+        assert codes(missing) == ["NOT_FOUND"]
+        bad = await _errors(session, "{ photos(first: 0) { edges { cursor } } }")
+        assert codes(bad) == ["BAD_USER_INPUT"]
+        assert bad[0]["extensions"]["fields"][0]["field"] == "first"
+        theirs = await _errors(
+            session, "mutation($id: ID!) { deletePhoto(photoId: $id) }", id=photo["id"]
+        )
+        assert codes(theirs) == ["FORBIDDEN"]
+        assert codes(await _errors(session, "subscription { nope }")) == [
+            "GRAPHQL_VALIDATION_FAILED"
+        ]
+        # Four reads so far of six: ten requests' worth is refused, and then
+        # even a subscription is (each operation counts, as a request would).
+        costly = await _errors(session, COSTLY, p=20, n=24)
+        assert codes(costly) == ["RATE_LIMITED"]
+        assert costly[0]["extensions"]["retryAfter"] >= 1
+        assert codes(await _errors(session, SUBSCRIBE)) == ["RATE_LIMITED"]
+
+
+async def test_an_operation_after_signing_out_is_unauthenticated(
+    client: TestClient[Any, Any],
+) -> None:
+    carol = await signup(client, "carol")
+    async with _socket(client, carol) as session:
+        me = await session.execute(GraphQLRequest("{ me { username } }"))
+        assert me == {"me": {"username": "carol"}}
+        out = await client.post("/api/v1/auth/logout", headers=bearer(carol))
+        assert out.status in (200, 204)
+        refused = await _errors(session, SUBSCRIBE)
+        assert codes(refused) == ["UNAUTHENTICATED"]
+        assert "sign in" in refused[0]["message"]
+        assert codes(await _errors(session, "{ me { username } }")) == ["UNAUTHENTICATED"]
