@@ -29,6 +29,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import strawberry
 from graphql import (
     DocumentNode,
     FieldNode,
@@ -61,7 +62,10 @@ from graphql import (
 from graphql.execution.values import get_argument_values
 from graphql.pyutils import Path
 from strawberry.execution.is_awaitable import optimized_is_awaitable
+from strawberry.schema.config import StrawberryConfig
 from strawberry.schema.schema import validate_document
+from strawberry.types.base import StrawberryOptional
+from strawberry.types.field import StrawberryField
 
 from handlers.graphql.limits import first_variables, measure
 
@@ -72,7 +76,7 @@ FieldRunner = Callable[[Any, dict[str, Any], "Run", Path | None], None]
 Completer = Callable[[Any, "Run", Path | None], Any]
 # A field argument's values are the same for every parent unless given by a
 # variable: those are worked out once per run, these are the fields that need it.
-Dynamic = tuple[GraphQLField, FieldNode]
+Dynamic = tuple[GraphQLField, FieldNode, Callable[[dict[str, Any]], dict[str, Any]]]
 
 _INT_MIN, _INT_MAX = -(2**31), 2**31 - 1
 
@@ -106,7 +110,9 @@ class Run:
     def __init__(self, executor: Any, plan: Plan) -> None:
         self.executor = executor
         variables = executor.variable_values
-        self.args = [get_argument_values(fd, node, variables) for fd, node in plan.dynamic]
+        self.args = [
+            convert(get_argument_values(fd, node, variables)) for fd, node, convert in plan.dynamic
+        ]
         # (awaitable, the answer it goes in, its key, its completer, its path)
         self.pending: list[tuple[Awaitable[Any], dict[str, Any], str, Completer, Path]] = []
 
@@ -145,7 +151,10 @@ def _discard(awaitable: Awaitable[Any]) -> None:
 
 
 def compile_query(
-    schema: GraphQLSchema, document: DocumentNode, operation_name: str | None
+    schema: GraphQLSchema,
+    config: StrawberryConfig,
+    document: DocumentNode,
+    operation_name: str | None,
 ) -> Plan:
     """A plan for the chosen operation of a document the caller validated;
     NotCompiled when it is not a query the fast path answers."""
@@ -165,7 +174,7 @@ def compile_query(
     fragments = {
         d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
     }
-    builder = _Builder(fragments)
+    builder = _Builder(fragments, config)
     root = builder.fields(query_type, [operation.selection_set])
     return Plan(
         document=document,
@@ -178,8 +187,11 @@ def compile_query(
 
 
 class _Builder:
-    def __init__(self, fragments: dict[str, FragmentDefinitionNode]) -> None:
+    def __init__(
+        self, fragments: dict[str, FragmentDefinitionNode], config: StrawberryConfig
+    ) -> None:
         self.fragments = fragments
+        self.config = config
         self.dynamic: list[Dynamic] = []
 
     def fields(
@@ -249,28 +261,40 @@ class _Builder:
 
             return attribute_field
         typename = parent.name
+        definition: StrawberryField = field_def.extensions["strawberry-definition"]
+        plain = _plain(definition, self.config)
+        convert = _same if plain is None else plain.kwargs
         if _uses_variables(nodes[0]):
             index = len(self.dynamic)
-            self.dynamic.append((field_def, nodes[0]))
+            self.dynamic.append((field_def, nodes[0], convert))
             fixed = None
         else:
-            fixed = get_argument_values(field_def, nodes[0])
+            fixed = convert(get_argument_values(field_def, nodes[0]))
+        if plain is None:
+            # Strawberry's resolver as graphql-core calls it (it converts the
+            # arguments and makes the `Info` itself).
+            def resolved_field(
+                source: Any, answer: dict[str, Any], state: Run, path: Path | None
+            ) -> None:
+                here = Path(path, key, typename)
+                info = state.executor.build_resolve_info(field_def, nodes, parent, here)
+                args = state.args[index] if fixed is None else fixed
+                _settle(resolve(source, info, **args), answer, key, complete, state, here)
 
-        def resolved_field(
-            source: Any, answer: dict[str, Any], state: Run, path: Path | None
-        ) -> None:
+            return resolved_field
+        func, takes_self, info_name = plain.func, plain.takes_self, plain.info_name
+        info_class = self.config.info_class
+
+        def plain_field(source: Any, answer: dict[str, Any], state: Run, path: Path | None) -> None:
             here = Path(path, key, typename)
-            executor = state.executor
-            info = executor.build_resolve_info(field_def, nodes, parent, here)
-            args = state.args[index] if fixed is None else fixed
-            value = resolve(source, info, **args)
-            if optimized_is_awaitable(value):
-                answer[key] = None
-                state.pending.append((value, answer, key, complete, here))
-            else:
-                answer[key] = complete(value, state, here)
+            kwargs = state.args[index] if fixed is None else fixed
+            if info_name is not None:
+                raw = state.executor.build_resolve_info(field_def, nodes, parent, here)
+                kwargs = {**kwargs, info_name: info_class(_raw_info=raw, _field=definition)}
+            value = func(source, **kwargs) if takes_self else func(**kwargs)
+            _settle(value, answer, key, complete, state, here)
 
-        return resolved_field
+        return plain_field
 
     def _completer(self, type_: GraphQLOutputType, selections: list[SelectionSetNode]) -> Completer:
         if isinstance(type_, GraphQLNonNull):
@@ -347,6 +371,72 @@ def _leaf(type_: GraphQLScalarType) -> Completer:
     return leaf
 
 
+def _settle(
+    value: Any, answer: dict[str, Any], key: str, complete: Completer, state: Run, path: Path
+) -> None:
+    """A resolver's value in its place: completed now, or once awaited with
+    the rest of its level."""
+    if optimized_is_awaitable(value):
+        answer[key] = None
+        state.pending.append((value, answer, key, complete, path))
+    else:
+        answer[key] = complete(value, state, path)
+
+
+def _same(args: dict[str, Any]) -> dict[str, Any]:
+    return args
+
+
+# Argument types strawberry hands to a resolver as graphql-core coerced them.
+_PLAIN_TYPES: tuple[object, ...] = (int, str, bool, float, strawberry.ID)
+
+
+@dataclass(frozen=True, slots=True)
+class _Plain:
+    """A resolver called as it is, without strawberry's wrapper: one whose
+    arguments are all scalars (which strawberry would pass unchanged, renamed
+    to their Python names), without field extensions; `Info` made only when
+    it asks for one."""
+
+    func: Callable[..., Any]
+    takes_self: bool
+    info_name: str | None
+    # (GraphQL name, Python name) of each argument.
+    names: tuple[tuple[str, str], ...]
+
+    def kwargs(self, args: dict[str, Any]) -> dict[str, Any]:
+        return {python: args[name] for name, python in self.names if name in args}
+
+
+def _plain(definition: StrawberryField, config: StrawberryConfig) -> _Plain | None:
+    resolver = definition.base_resolver
+    if (
+        resolver is None
+        or definition.extensions
+        or resolver.root_parameter is not None
+        or resolver.parent_parameter is not None
+    ):
+        return None
+    func = resolver.wrapped_func
+    if not inspect.isfunction(func):
+        return None  # a static or class method: left to strawberry
+    names: list[tuple[str, str]] = []
+    for argument in definition.arguments:
+        type_ = argument.type
+        if isinstance(type_, StrawberryOptional):
+            type_ = type_.of_type
+        if not any(type_ is t for t in _PLAIN_TYPES) or argument.python_name is None:
+            return None
+        names.append((config.name_converter.from_argument(argument), argument.python_name))
+    info = resolver.info_parameter
+    return _Plain(
+        func=func,
+        takes_self=resolver.self_parameter is not None,
+        info_name=None if info is None else info.name,
+        names=tuple(names),
+    )
+
+
 def _uses_variables(node: FieldNode) -> bool:
     def uses(value: ValueNode) -> bool:
         if isinstance(value, VariableNode):
@@ -370,8 +460,9 @@ class Plans:
     for a document the fast path leaves to strawberry (not valid, not a query,
     not compiled). At most `size` are kept; the oldest goes first."""
 
-    def __init__(self, schema: GraphQLSchema) -> None:
+    def __init__(self, schema: GraphQLSchema, config: StrawberryConfig) -> None:
         self._schema = schema
+        self._config = config
         self._plans: dict[tuple[str, str | None], Plan | None] = {}
 
     def get(self, query: str, operation_name: str | None, size: int) -> Plan | None:
@@ -393,7 +484,7 @@ class Plans:
         if validate_document(self._schema, document, tuple(specified_rules)):
             return None
         try:
-            return compile_query(self._schema, document, operation_name)
+            return compile_query(self._schema, self._config, document, operation_name)
         except NotCompiled:
             return None
 

@@ -257,7 +257,7 @@ class PicShareSchema(strawberry.Schema):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.plans = compiled.Plans(self._schema)
+        self.plans = compiled.Plans(self._schema, self.config)
 
     async def execute(
         self,
