@@ -1,11 +1,13 @@
-"""The compiled fast path (handlers/graphql/compiled.py) answers exactly what
-strawberry's executor answers: each query here is sent twice over HTTP, once
-as it is (compiled) and once with an `@include(if: true)` that the fast path
-leaves to strawberry, and the two bodies must be equal, errors and partial
-data included."""
+"""The compiled fast path (handlers/graphql/compiled.py, and the view's
+short way for it) answers exactly what strawberry's view and executor answer:
+each query here is sent twice over HTTP (POST and GET), once as it is
+(compiled) and once with an `@include(if: true)` that the fast path leaves to
+strawberry, and the two bodies must be equal, errors and partial data
+included."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -47,11 +49,18 @@ QUERIES = [
 ]
 
 
-async def _body(client: Client, token: str, query: str, variables: dict[str, Any]) -> Any:
-    resp = await client.post(
-        "/graphql", json={"query": query, "variables": variables}, headers=bearer(token)
-    )
+async def _body(
+    client: Client, token: str, query: str, variables: dict[str, Any], method: str = "POST"
+) -> Any:
+    if method == "POST":
+        resp = await client.post(
+            "/graphql", json={"query": query, "variables": variables}, headers=bearer(token)
+        )
+    else:
+        params = {"query": query, "variables": json.dumps(variables)}
+        resp = await client.get("/graphql", params=params, headers=bearer(token))
     assert resp.status == 200, await resp.text()
+    assert resp.headers["Content-Type"] == "application/json; charset=utf-8"
     body = await resp.json()
     for error in body.get("errors", ()):
         error.pop("locations")  # the directive moves what follows it
@@ -81,9 +90,9 @@ async def test_compiled_queries_answer_as_strawberry_does(
         assert SCHEMA.plans.get(fast, None, 256) is not None, fast
         assert SCHEMA.plans.get(slow, None, 256) is None, slow
         used = {k: v for k, v in variables.items() if f"${k}" in fast}
-        for token in (bob, alice):
-            compiled = await _body(client, token, fast, used)
-            expected = await _body(client, token, slow, used)
+        for token, method in ((bob, "POST"), (alice, "POST"), (bob, "GET")):
+            compiled = await _body(client, token, fast, used, method)
+            expected = await _body(client, token, slow, used, method)
             assert compiled == expected, fast
     # Some of them did fail, and some did not.
     answers = [await _body(client, bob, q.replace("{D}", ""), {"n": 0}) for q in QUERIES[3:]]
