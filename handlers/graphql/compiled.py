@@ -253,6 +253,32 @@ class _Builder:
         if getattr(resolve, "_is_default", False):
             # Strawberry's resolver for a plain field: the attribute itself.
             attribute = field_def.extensions["strawberry-definition"].python_name
+            exact = _exact_class(field_def.type)
+            if exact is not None:
+                # The commonest field of all, in one call: a string, a
+                # boolean... returned as it is, anything else completed.
+                def leaf_field(
+                    source: Any, answer: dict[str, Any], state: Run, path: Path | None
+                ) -> None:
+                    value = getattr(source, attribute)
+                    answer[key] = (
+                        value if value.__class__ is exact else complete(value, state, path)
+                    )
+
+                return leaf_field
+            if _is_int(field_def.type):
+
+                def int_field(
+                    source: Any, answer: dict[str, Any], state: Run, path: Path | None
+                ) -> None:
+                    value = getattr(source, attribute)
+                    answer[key] = (
+                        value
+                        if value.__class__ is int and _INT_MIN <= value <= _INT_MAX
+                        else complete(value, state, path)
+                    )
+
+                return int_field
 
             def attribute_field(
                 source: Any, answer: dict[str, Any], state: Run, path: Path | None
@@ -317,6 +343,14 @@ class _Builder:
         """Completes a value that is not null."""
         if isinstance(type_, GraphQLList):
             item = self._completer(type_.of_type, selections)
+            if _is_leaf(type_.of_type):
+                # Scalars resolve nothing below them: no path to keep.
+                def leaf_list(value: Any, state: Run, path: Path | None) -> Any:
+                    if isinstance(value, str | bytes | dict) or not isinstance(value, Iterable):
+                        raise Refused("not a list")
+                    return [item(v, state, path) for v in value]
+
+                return leaf_list
 
             def list_value(value: Any, state: Run, path: Path | None) -> Any:
                 if isinstance(value, str | bytes | dict) or not isinstance(value, Iterable):
@@ -339,6 +373,29 @@ class _Builder:
         raise NotCompiled(f"type {type_}")
 
 
+def _is_leaf(type_: GraphQLOutputType) -> bool:
+    if isinstance(type_, GraphQLNonNull):
+        type_ = type_.of_type
+    return isinstance(type_, GraphQLScalarType)
+
+
+def _is_int(type_: GraphQLOutputType) -> bool:
+    if isinstance(type_, GraphQLNonNull):
+        type_ = type_.of_type
+    return type_ is GraphQLInt
+
+
+def _exact_class(type_: GraphQLOutputType) -> type | None:
+    """The class whose values a String, ID or Boolean field returns unchanged."""
+    if isinstance(type_, GraphQLNonNull):
+        type_ = type_.of_type
+    if type_ is GraphQLString or type_ is GraphQLID:
+        return str
+    if type_ is GraphQLBoolean:
+        return bool
+    return None
+
+
 def _leaf(type_: GraphQLScalarType) -> Completer:
     coerce = type_.coerce_output_value
     assert coerce is not None
@@ -359,9 +416,7 @@ def _leaf(type_: GraphQLScalarType) -> Completer:
             return coerced(value)
 
         return int_leaf
-    exact: type | None = (
-        str if type_ in (GraphQLString, GraphQLID) else bool if type_ is GraphQLBoolean else None
-    )
+    exact = _exact_class(type_)
 
     def leaf(value: Any, state: Run, path: Path | None) -> Any:
         if value.__class__ is exact:
