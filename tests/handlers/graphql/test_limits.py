@@ -4,16 +4,14 @@ mutation as a write."""
 
 from __future__ import annotations
 
-from concurrent.futures import ProcessPoolExecutor
-from pathlib import Path
 from typing import Any
 
 from aiohttp.test_utils import TestClient
 
 from handlers.graphql.limits import measure
-from picshare.app import create_app
 from picshare.config import GraphQLSettings
-from tests.conftest import AiohttpClient, make_settings, signup
+from tests.conftest import signup
+from tests.handlers.graphql.conftest import ClientWith
 from tests.handlers.graphql.gqlclient import Gql, codes
 
 Client = TestClient[Any, Any]
@@ -57,16 +55,8 @@ def test_cost_follows_first_and_fragments() -> None:
     assert cost == 1 + 10 * (1 + 1 + 1 + 1 + 3 * (1 + 1 + 1))
 
 
-async def test_the_rate_limiter_counts_cost_and_mutations(
-    tmp_path: Path,
-    database_url: str,
-    media_pool: ProcessPoolExecutor,
-    aiohttp_client: AiohttpClient,
-) -> None:
-    settings = make_settings(
-        tmp_path / "data", database_url, ratelimit={"reads": "10/60s", "writes": "3/60s"}
-    )
-    client: Client = await aiohttp_client(create_app(settings, media_pool=media_pool))
+async def test_the_rate_limiter_counts_cost_and_mutations(client_with: ClientWith) -> None:
+    client = await client_with(ratelimit={"reads": "10/60s", "writes": "3/60s"})
     token = await signup(client, "rita")
     g = Gql(client, token)
     cheap = "{ me { username } }"
@@ -85,16 +75,8 @@ async def test_the_rate_limiter_counts_cost_and_mutations(
     assert codes(fourth) == ["RATE_LIMITED"]
 
 
-async def test_the_limits_are_settings(
-    tmp_path: Path,
-    database_url: str,
-    media_pool: ProcessPoolExecutor,
-    aiohttp_client: AiohttpClient,
-) -> None:
-    settings = make_settings(
-        tmp_path / "data", database_url, graphql={"max_depth": 4, "max_cost": 100}
-    )
-    client: Client = await aiohttp_client(create_app(settings, media_pool=media_pool))
+async def test_the_limits_are_settings(client_with: ClientWith) -> None:
+    client = await client_with(graphql={"max_depth": 4, "max_cost": 100})
     anon = Gql(client)
     # Four levels run, five do not.
     assert (await anon("{ photos { edges { node { id } } } }"))["photos"]["edges"] == []

@@ -5,11 +5,8 @@ authenticated and rate limited as a request of its own."""
 
 from __future__ import annotations
 
-from concurrent.futures import ProcessPoolExecutor
-from pathlib import Path
 from typing import Any
 
-import pytest
 from aiohttp.test_utils import TestClient
 from gql import Client, GraphQLRequest
 from gql.client import AsyncClientSession
@@ -17,8 +14,8 @@ from gql.transport.exceptions import TransportQueryError
 from gql.transport.websockets import WebsocketsTransport
 
 import tests.imaging as imaging
-from picshare.app import create_app
-from tests.conftest import AiohttpClient, bearer, make_settings, signup, upload_ready
+from tests.conftest import bearer, signup, upload_ready
+from tests.handlers.graphql.conftest import ClientWith
 from tests.handlers.graphql.gqlclient import codes
 
 COSTLY = """query($p: Int, $n: Int) { photos(first: $p) { edges { node {
@@ -52,21 +49,8 @@ async def _errors(
     raise AssertionError("the operation succeeded")
 
 
-@pytest.fixture
-async def limited(
-    tmp_path: Path,
-    database_url: str,
-    media_pool: ProcessPoolExecutor,
-    aiohttp_client: AiohttpClient,
-) -> TestClient[Any, Any]:
-    settings = make_settings(
-        tmp_path / "data", database_url, ratelimit={"reads": "6/60s", "writes": "10/60s"}
-    )
-    client: TestClient[Any, Any] = await aiohttp_client(create_app(settings, media_pool=media_pool))
-    return client
-
-
-async def test_socket_errors_carry_their_codes(limited: TestClient[Any, Any]) -> None:
+async def test_socket_errors_carry_their_codes(client_with: ClientWith) -> None:
+    limited = await client_with(ratelimit={"reads": "6/60s", "writes": "10/60s"})
     alice = await signup(limited, "alice")
     bob = await signup(limited, "bob")
     photo = await upload_ready(limited, alice, imaging.jpeg_bytes(64, 48))
