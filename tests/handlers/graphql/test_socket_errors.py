@@ -17,6 +17,7 @@ import tests.imaging as imaging
 from tests.conftest import bearer, signup, upload_ready
 from tests.handlers.graphql.conftest import ClientWith
 from tests.handlers.graphql.gqlclient import codes
+from tests.handlers.test_pages import browser_signup
 
 COSTLY = """query($p: Int, $n: Int) { photos(first: $p) { edges { node {
   comments(first: $n) { edges { node { text user { username } } } } } } } }"""
@@ -88,3 +89,22 @@ async def test_an_operation_after_signing_out_is_unauthenticated(
         assert codes(refused) == ["UNAUTHENTICATED"]
         assert "sign in" in refused[0]["message"]
         assert codes(await _errors(session, "{ me { username } }")) == ["UNAUTHENTICATED"]
+
+
+async def test_a_cookie_socket_runs_each_operation_as_its_session(
+    client: TestClient[Any, Any],
+) -> None:
+    await browser_signup(client, "dora")
+    async with client.ws_connect("/graphql", protocols=["graphql-transport-ws"]) as ws:
+        await ws.send_json({"type": "connection_init"})
+        assert (await ws.receive_json(timeout=5))["type"] == "connection_ack"
+        for n in ("1", "2"):
+            query = {"query": "{ me { username } }"}
+            await ws.send_json({"id": n, "type": "subscribe", "payload": query})
+            answer = await ws.receive_json(timeout=5)
+            assert answer == {
+                "id": n,
+                "type": "next",
+                "payload": {"data": {"me": {"username": "dora"}}},
+            }
+            assert (await ws.receive_json(timeout=5)) == {"id": n, "type": "complete"}
