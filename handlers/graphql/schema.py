@@ -40,7 +40,7 @@ from handlers.graphql.types import (
 from handlers.idempotency import check_key
 from picshare import keys
 from picshare.config import GraphQLSettings
-from picshare.errors import DomainError, NotFound
+from picshare.errors import NotFound
 from picshare.notifications import event_of
 from storage.ids import parse_id
 
@@ -283,6 +283,7 @@ class PicShareSchema(strawberry.Schema):
         if (
             query is None
             or not isinstance(context_value, Context)
+            or context_value.socket  # authenticated again first, by Limits
             or (
                 allowed_operation_types is not None
                 and OperationType.QUERY not in allowed_operation_types
@@ -310,8 +311,10 @@ class PicShareSchema(strawberry.Schema):
         try:
             limits.check(settings.graphql, depth, cost)
             await limits.charge(context_value, plan.operation, cost)
-        except (GraphQLError, DomainError):
-            return await slow()  # refused: strawberry's Limits says so, as for any operation
+        except Exception:
+            # Refused (or the limiter failed): strawberry's Limits says so,
+            # with the code it gives for any operation.
+            return await slow()
         try:
             data = await compiled.run(plan, executor)
         except Exception:

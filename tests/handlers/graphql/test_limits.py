@@ -8,9 +8,11 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient
 
+import tests.imaging as imaging
 from handlers.graphql.limits import measure
+from handlers.graphql.schema import SCHEMA
 from picshare.config import GraphQLSettings
-from tests.conftest import signup
+from tests.conftest import signup, upload_ready
 from tests.handlers.graphql.conftest import ClientWith
 from tests.handlers.graphql.gqlclient import Gql, codes
 
@@ -89,3 +91,18 @@ async def test_the_limits_are_settings(client_with: ClientWith) -> None:
     costly = await anon.errors(page, p=30)
     assert codes(costly) == ["QUERY_TOO_COSTLY"]
     assert "at most 100" in costly[0]["message"]
+
+
+async def test_a_query_the_fast_path_gives_up_is_charged_once(client_with: ClientWith) -> None:
+    client = await client_with(ratelimit={"reads": "7/60s"})
+    alice = await signup(client, "alice")
+    await upload_ready(client, alice, imaging.jpeg_bytes(64, 48))
+    sam = Gql(client, await signup(client, "sam"))
+    # 1 + 100 * 7 nodes: three requests' worth. Compiled, started, and run
+    # again by strawberry when `first: 0` fails.
+    query = """{ photos(first: 100) { edges { node { id caption comments(first: 0) {
+      edges { cursor } } } } } }"""
+    assert SCHEMA.plans.get(query, None, 256) is not None
+    for _ in range(2):  # six reads of seven
+        assert codes(await sam.errors(query)) == ["BAD_USER_INPUT"]
+    assert codes(await sam.errors(query)) == ["RATE_LIMITED"]
