@@ -7,7 +7,8 @@ problem details for what never reaches GraphQL. Here: the resolvers'
 context, errors in the `errors` array with `extensions.code`, the WebSocket
 handshake authenticated as `/ws` authenticates it (ws/handler.py: the Origin
 rule for cookie-authenticated sockets, `?token=` for browsers), and the
-GraphiQL page for browsers (handlers/graphql/graphiql.py)."""
+GraphiQL page for browsers (handlers/graphql/graphiql.py). A compiled query
+asked plainly takes a shorter way through (`_compiled_query`)."""
 
 from __future__ import annotations
 
