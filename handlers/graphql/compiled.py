@@ -82,7 +82,7 @@ _INT_MIN, _INT_MAX = -(2**31), 2**31 - 1
 
 
 class NotCompiled(Exception):
-    """The document uses something the fast path leaves to graphql-core."""
+    """The document uses something the fast path leaves to strawberry."""
 
 
 class Refused(Exception):

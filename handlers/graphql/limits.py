@@ -126,7 +126,7 @@ def measure(
     operation: OperationDefinitionNode,
     fragments: Mapping[str, FragmentDefinitionNode],
     variables: Mapping[str, Any],
-    default_page: int = 20,
+    default_page: int,
 ) -> tuple[int, int]:
     """(depth, cost) of one operation; `default_page` is what a connection
     without `first` returns (pagination.default_limit)."""

@@ -51,7 +51,7 @@ def test_cost_follows_first_and_fragments() -> None:
     )
     operation = doc.definitions[0]
     fragments = {d.name.value: d for d in doc.definitions[1:]}  # type: ignore[attr-defined]
-    depth, cost = measure(operation, fragments, {})  # type: ignore[arg-type]
+    depth, cost = measure(operation, fragments, {}, 20)  # type: ignore[arg-type]
     # feed, edges x10, node x10, id x10, comments x10, then 3 per photo: edges, node, text.
     assert depth == 7
     assert cost == 1 + 10 * (1 + 1 + 1 + 1 + 3 * (1 + 1 + 1))
