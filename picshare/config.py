@@ -326,6 +326,20 @@ class PaginationSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class GraphQLSettings:
+    # An operation deeper than this many fields is refused (QUERY_TOO_DEEP).
+    max_depth: int = 10
+    # An operation that may return more nodes than this is refused
+    # (QUERY_TOO_COSTLY); each connection multiplies what is below it by `first`.
+    max_cost: int = 5000
+    # The rate limiter counts one request per this much cost (a feed page with
+    # comments is one or two requests' worth).
+    cost_per_hit: int = 250
+    # Query documents kept parsed, validated and compiled per process.
+    document_cache: int = 256
+
+
+@dataclass(frozen=True, slots=True)
 class IdempotencySettings:
     # Seconds a key and its stored answer are kept (the draft asks for 24 h).
     ttl: int = 86400
@@ -418,6 +432,7 @@ class Settings:
     feed: FeedSettings = field(default_factory=FeedSettings)
     redis: RedisSettings = field(default_factory=RedisSettings)
     ws: WsSettings = field(default_factory=WsSettings)
+    graphql: GraphQLSettings = field(default_factory=GraphQLSettings)
     cache: CacheSettings = field(default_factory=CacheSettings)
     ratelimit: RateLimitSettings = field(default_factory=RateLimitSettings)
     idempotency: IdempotencySettings = field(default_factory=IdempotencySettings)
@@ -730,6 +745,10 @@ def _validate(s: Settings) -> None:
         ),
         (s.cache.max_entries >= 1, "cache.max_entries must be at least 1"),
         (s.ws.send_queue >= 1, "ws.send_queue must be at least 1"),
+        (s.graphql.max_depth >= 2, "graphql.max_depth must be at least 2"),
+        (s.graphql.max_cost >= 1, "graphql.max_cost must be at least 1"),
+        (s.graphql.cost_per_hit >= 1, "graphql.cost_per_hit must be at least 1"),
+        (s.graphql.document_cache >= 1, "graphql.document_cache must be at least 1"),
         (s.jobs.max_attempts >= 1, "jobs.max_attempts must be at least 1"),
         (s.jobs.lease_seconds >= 5, "jobs.lease_seconds must be at least 5"),
         (s.auth.password_min >= 8, "auth.password_min must be at least 8"),

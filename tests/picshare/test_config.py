@@ -6,13 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from picshare.config import SettingsError, load_settings
+from picshare.config import GraphQLSettings, SettingsError, load_settings
 
 
 def test_defaults_load() -> None:
     s = load_settings(env={})
     assert s.server.port == 8080
     assert s.uploads.max_bytes == 50 * 1024 * 1024
+    # config/default.toml and the dataclass agree.
+    assert s.graphql == GraphQLSettings()
 
 
 def test_environment_overrides_toml(tmp_path: Path) -> None:
@@ -25,6 +27,8 @@ def test_environment_overrides_toml(tmp_path: Path) -> None:
             "PICSHARE_DATABASE_URL": "postgresql://x@h/db",
             "PICSHARE_JOBS_ENABLED": "false",
             "PICSHARE_SERVER_TRUSTED_PROXIES": "127.0.0.1, 10.0.0.0/8",
+            "PICSHARE_GRAPHQL_MAX_DEPTH": "6",
+            "PICSHARE_GRAPHQL_MAX_COST": "900",
             "PICSHARE_REQUIRE_SERVICES": "1",  # not a setting: ignored
         }
     )
@@ -33,6 +37,7 @@ def test_environment_overrides_toml(tmp_path: Path) -> None:
     assert s.database.url == "postgresql://x@h/db"
     assert s.jobs.enabled is False
     assert s.server.trusted_proxies == ("127.0.0.1", "10.0.0.0/8")
+    assert (s.graphql.max_depth, s.graphql.max_cost) == (6, 900)
 
 
 @pytest.mark.parametrize(
@@ -45,6 +50,11 @@ def test_environment_overrides_toml(tmp_path: Path) -> None:
         ({"PICSHARE_SERVER_TRUSTED_PROXIES": "not-an-ip"}, "server.trusted_proxies"),
         ({"PICSHARE_DATABASE_SHARD_ID": "9000"}, "database.shard_id"),
         ({"PICSHARE_SERVER_WORKERS": "0"}, "server.workers"),
+        ({"PICSHARE_GRAPHQL_MAX_DEPTH": "1"}, "graphql.max_depth"),
+        ({"PICSHARE_GRAPHQL_MAX_COST": "0"}, "graphql.max_cost"),
+        ({"PICSHARE_GRAPHQL_COST_PER_HIT": "0"}, "graphql.cost_per_hit"),
+        ({"PICSHARE_GRAPHQL_DOCUMENT_CACHE": "0"}, "graphql.document_cache"),
+        ({"PICSHARE_GRAPHQL_MAX_COST": "lots"}, "graphql.max_cost"),
         ({"PICSHARE_SERVER_WORKERS": "2"}, "PICSHARE_REDIS_URL"),
         (
             {
