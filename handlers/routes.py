@@ -259,6 +259,11 @@ MODERATION_ROUTES: tuple[Route, ...] = (
           "moderation", body="ModerationVerdict", response="ModerationResult",
           errors=(400, 401, 403, 404), credentials=False, security="moderation",
           service="photos"),
+    Route("GET", f"{API}/moderation/{{id}}/upload", api_moderation.upload,
+          "api.moderation.upload",
+          "The photo as uploaded, for the moderation service to look at (its token only)",
+          "moderation", errors=(401, 403, 404), credentials=False, security="moderation",
+          service="photos", idempotency="none"),
 )
 
 # A user's webhooks (README, "Webhooks"): signed in, owner only (404 otherwise).

@@ -42,6 +42,8 @@ log = logging.getLogger(__name__)
 
 # The consumer's name (picshare/consumers.py CONSUMER_NAMES).
 MODERATION = "moderation"
+# Where the service reads a photo as uploaded (handlers/api_moderation.py).
+UPLOAD_PATH = "/api/v1/moderation/{}/upload"
 
 # What the service says, and what it means for the photo.
 VERDICTS: dict[str, ModerationState] = {
@@ -89,12 +91,16 @@ class ModerationService:
         # verdict that came by the callback first, or a deleted photo: done.
         if await self._photos.moderation_state(photo_id) != ModerationState.PENDING:
             return
+        # The event, and where the service fetches the photo as uploaded
+        # (relative to the site: GET it with the moderation token).
+        body = event.to_json()
+        body["data"] = {**event.data, "upload_path": UPLOAD_PATH.format(photo_id)}
         attempt = await post_signed(
             self._client(),
             self._settings.url,
             self._settings.secret,
             str(event.id),
-            event.to_bytes(),
+            orjson.dumps(body),
             self._settings.timeout,
         )
         if not attempt.ok:
@@ -126,6 +132,14 @@ class ModerationService:
         # As bytes: compare_digest refuses text that is not ASCII.
         if not expected or not hmac.compare_digest(given.strip().encode(), expected):
             raise Forbidden("not the moderation token")
+
+    async def upload_of(self, photo_id: int) -> tuple[str, str]:
+        """The blob key and type of a photo's upload (with its EXIF: for the
+        moderation service only)."""
+        found = await self._photos.upload_of(photo_id)
+        if found is None:
+            raise NotFound("no such photo")
+        return found
 
     async def record(self, photo_id: int, verdict: object) -> PhotoStatus:
         """A verdict from the callback; the photo's status after it."""

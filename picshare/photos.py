@@ -516,6 +516,12 @@ class PhotoService:
         await self._cached.feed_changed(photo.owner_id)
         return photo.status
 
+    async def upload_of(self, photo_id: int) -> tuple[str, str] | None:
+        """A photo's upload as received: its blob key and type (None: no such photo)."""
+        async with self._db.of_id(photo_id).read(PRIMARY) as conn:
+            photo = await photos_repo.photo_by_id(conn, photo_id)
+        return None if photo is None else (photo.upload_key, photo.mime)
+
     async def moderation_state(self, photo_id: int) -> ModerationState | None:
         """Where the photo stands with moderation (None: no such photo), from the primary."""
         async with self._db.of_id(photo_id).read(PRIMARY) as conn:

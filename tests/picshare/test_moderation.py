@@ -283,6 +283,29 @@ async def _at_least(receiver: Receiver, count: int) -> bool:
     return len(receiver.deliveries) >= count
 
 
+async def test_the_service_fetches_the_upload_with_its_token_only(moderated: Start) -> None:
+    client, receiver = await moderated([(202, None)])  # accepted, verdict later
+    alice = await signup(client, "alice")
+    jpeg = imaging.jpeg_bytes(64, 40)
+    resp = await upload(client, alice, jpeg)
+    assert resp.status == 201
+    pid = str((await resp.json())["id"])
+    await _until(lambda: _at_least(receiver, 1))
+    path = receiver.deliveries[0]["data"]["upload_path"]
+    assert path == f"/api/v1/moderation/{pid}/upload"
+    got = await client.get(path, headers={"Authorization": f"Bearer {TOKEN}"})
+    assert got.status == 200
+    assert got.content_type == "image/jpeg"
+    assert got.headers["Cache-Control"] == "private, no-store"
+    assert await got.read() == jpeg  # as uploaded, its metadata and all
+    assert (await client.get(path)).status == 401
+    assert (await client.get(path, headers=bearer(alice))).status == 403  # even its owner
+    wrong = {"Authorization": "Bearer not-the-token-at-all"}
+    assert (await client.get(path, headers=wrong)).status == 403
+    unknown = f"/api/v1/moderation/{int(pid) + 1}/upload"
+    assert (await client.get(unknown, headers={"Authorization": f"Bearer {TOKEN}"})).status == 404
+
+
 async def test_a_verdict_before_the_renditions_waits_for_them(moderated: Start) -> None:
     client, receiver = await moderated([(202, None)], enabled=False)  # jobs held back
     alice = await signup(client, "alice")
