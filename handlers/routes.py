@@ -494,16 +494,22 @@ def setup_routes(app: web.Application, table: RouteTable) -> None:
     """Fill the router from ROUTES, and `table` with what middlewares need of each route.
 
     Routes of one path share one resource (named after the first route on
-    it): the router tries candidate resources one by one, each a coroutine
-    and a regex, so `GET /api/v1/photos/{id}` would otherwise first be tried
-    against the like, unlike and comment routes beside it."""
-    resources: dict[str, web.Resource] = {}
+    it). The router tries the resources under one fixed prefix one by one,
+    each a coroutine and a regex, in the order they were added: resources
+    are added plain paths first, then by their number of segments
+    (`_resolve_order`), so `GET /api/v1/photos` and `/api/v1/photos/{id}`
+    are tried before the like and comment routes beside them."""
+    names: dict[str, str] = {}
     for route in ROUTES:
         for i, path in enumerate((route.path, *route.aliases)):
-            resource = resources.get(path)
-            if resource is None:
-                name = route.name if i == 0 else f"{route.name}.alias{i}"
-                resource = resources[path] = app.router.add_resource(path, name=name)
+            names.setdefault(path, route.name if i == 0 else f"{route.name}.alias{i}")
+    resources = {
+        path: app.router.add_resource(path, name=names[path])
+        for path in sorted(names, key=_resolve_order)
+    }
+    for route in ROUTES:
+        for path in (route.path, *route.aliases):
+            resource = resources[path]
             added = [resource.add_route(route.method, route.handler)]
             if route.method == "GET":  # GET answers HEAD too
                 added.append(resource.add_route("HEAD", route.handler))
@@ -521,6 +527,14 @@ def setup_routes(app: web.Application, table: RouteTable) -> None:
     static = StaticFiles("/static", _static_dir(), name="static", append_version=True)
     app.router.register_resource(static)
     register_static(table, static)
+
+
+def _resolve_order(path: str) -> tuple[bool, int]:
+    """Plain paths, then fewer segments first (a stable sort keeps the table's
+    order otherwise). It changes no answer: a plain path beats a pattern that
+    would match it, as it did, and patterns of different segment counts never
+    match the same path (a `{name}` stops at "/")."""
+    return "{" in path, path.count("/")
 
 
 def _static_dir() -> str:
