@@ -104,14 +104,21 @@ class CachedReads:
     async def photo(self, photo_id: int) -> PhotoRecord | None:
         """The photo with its owner's current fields; liked_by_me is False (per viewer).
         The same record object while neither entry changes: callers never mutate it."""
-        raw = await self._raw(
-            f"photo:{photo_id}",
-            lambda: self._photo_row(photo_id),
-            self._fresh(self._ttl.photo, self._db.of_id(photo_id)),
-        )
+        key = f"photo:{photo_id}"
+        # A hit in this process is answered without a coroutine (Cache.peek).
+        raw = self._cache.peek(key)
+        if raw is None:
+            raw = await self._raw(
+                key,
+                lambda: self._photo_row(photo_id),
+                self._fresh(self._ttl.photo, self._db.of_id(photo_id)),
+            )
         if raw == _NULL:
             return None
-        owner = await self._user_raw(int(self._photos(raw)["owner_id"]))
+        owner_id = int(self._photos(raw)["owner_id"])
+        owner = self._cache.peek(f"user:{owner_id}")
+        if owner is None:
+            owner = await self._user_raw(owner_id)
         if owner == _NULL:
             return None
         return self._joined((raw, owner))

@@ -98,6 +98,12 @@ class MemoryCache:
         data = await self._flights.run(name, lambda: self._fill(name, compute, ttl, encode))
         return decode(data)
 
+    def peek(self, key: str) -> bytes | None:
+        data = self._get(entry_key(key))
+        if data is not None:
+            self._counters.lookup(hit=True)
+        return data
+
     async def delete(self, *keys: str) -> None:
         for key in keys:
             name = entry_key(key)
