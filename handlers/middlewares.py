@@ -31,6 +31,7 @@ from picshare.metrics import Metrics
 from picshare.routing import RouteTable
 from storage import scope as db_scope
 from storage.blobs import BlobStoreUnavailable
+from storage.records import UserRecord
 from storage.router import DatabaseUnavailable, ShardMoving
 
 log = logging.getLogger(__name__)
@@ -259,6 +260,7 @@ def auth_middleware(auth: AuthSettings) -> Middleware:
         users = app[keys.USERS]
         session: sessions.Session | None = None
         stale = False
+        user: UserRecord | None = None
         authorization = request.headers.get("Authorization", "")
         if authorization:
             scheme, _, token = authorization.partition(" ")
@@ -267,7 +269,6 @@ def auth_middleware(auth: AuthSettings) -> Middleware:
             user = await users.authenticate(token.strip(), "api")
             if user is None:
                 raise Unauthenticated("the token is unknown, expired or revoked")
-            request[keys.USER] = user
             request[keys.AUTH_KIND] = "bearer"
             request[keys.CREDENTIAL] = token.strip()
         else:
@@ -276,7 +277,6 @@ def auth_middleware(auth: AuthSettings) -> Middleware:
             if session is not None and session.sid is not None:
                 user = await users.authenticate(session.sid, "session")
                 if user is not None:
-                    request[keys.USER] = user
                     request[keys.AUTH_KIND] = "session"
                     request[keys.CREDENTIAL] = session.sid
                 else:
@@ -285,7 +285,7 @@ def auth_middleware(auth: AuthSettings) -> Middleware:
                     session = sessions.Session(None, session.csrf)
                     stale = True
             if (
-                keys.USER in request
+                user is not None
                 and info.api
                 and request.method in UNSAFE
                 and session is not None
@@ -297,6 +297,7 @@ def auth_middleware(auth: AuthSettings) -> Middleware:
                     f"cookie-authenticated requests must send the {sessions.CSRF_HEADER} header",
                     field=sessions.CSRF_HEADER,
                 )
+        request[keys.USER] = user
         # Anonymous browsers get a cookie (for the CSRF token of the login and
         # sign-up forms); API clients and media requests are left cookie-free.
         fresh = session is None and not authorization and not info.api
@@ -304,7 +305,6 @@ def auth_middleware(auth: AuthSettings) -> Middleware:
             session = sessions.new_session()
         if session is not None:
             request[keys.CSRF_TOKEN] = session.csrf
-        user = request.get(keys.USER)
         if user is not None:
             scope = db_scope.current()
             if scope is not None:
