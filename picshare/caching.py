@@ -143,15 +143,15 @@ class CachedReads:
         renamed); like and comment counts on it are as old as the entry
         (`cache.public_ttl`). `compute` says whether a shard was left out:
         such a page is handed back, never stored."""
-        try:
-            raw = await self._raw(
-                f"first:{limit}",
-                _whole(compute),
-                self._fresh(self._ttl.public),
-                namespace="public",
-            )
-        except _PartialPage as page:
-            return page.rows, True
+        key = f"first:{limit}"
+        raw = self._cache.peek(key, "public")  # the front page: a hit nearly always
+        if raw is None:
+            try:
+                raw = await self._raw(
+                    key, _whole(compute), self._fresh(self._ttl.public), namespace="public"
+                )
+            except _PartialPage as page:
+                return page.rows, True
         return self._pages(raw), False
 
     async def feed_first_page(

@@ -98,8 +98,16 @@ class MemoryCache:
         data = await self._flights.run(name, lambda: self._fill(name, compute, ttl, encode))
         return decode(data)
 
-    def peek(self, key: str) -> bytes | None:
-        data = self._get(entry_key(key))
+    def peek(self, key: str, namespace: str | None = None) -> bytes | None:
+        if namespace is None:
+            name = entry_key(key)
+        else:
+            generation = self._generations.get(namespace)
+            if generation is None:
+                return None  # never read: get_or_compute makes its generation
+            self._generations.move_to_end(namespace)
+            name = entry_key(key, namespace, generation)
+        data = self._get(name)
         if data is not None:
             self._counters.lookup(hit=True)
         return data

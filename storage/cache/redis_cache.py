@@ -172,7 +172,7 @@ class RedisCache:
         self._counters.lookup(hit)
         return decode(data)
 
-    def peek(self, key: str) -> bytes | None:
+    def peek(self, key: str, namespace: str | None = None) -> bytes | None:
         """Nothing at once: every value is a round trip away."""
         return None
 

@@ -307,3 +307,13 @@ async def test_peek_answers_a_hit_at_once_and_counts_it() -> None:
     await cache.get_or_compute("photo:2", Source(), ttl=60)
     clock.now += 120
     assert cache.peek("photo:2") is None  # expired
+
+
+async def test_peek_under_a_namespace_follows_its_bumps() -> None:
+    cache = MemoryCache(name="pages")
+    assert cache.peek("first:21", "public") is None  # no generation yet: none is made
+    await cache.get_or_compute("first:21", Source(), ttl=60, namespace="public")
+    assert cache.peek("first:21", "public") == b'{"version":1,"tags":["a","b"]}'
+    assert cache.peek("first:21") is None  # not under the namespace
+    await cache.bump("public")
+    assert cache.peek("first:21", "public") is None
