@@ -8,7 +8,7 @@ PILLOW_SIMD := pillow-simd==12.1.1.post0
 # AVX2 paths of Pillow-SIMD's resize, where the CPU has them.
 SIMD_CC := $(shell grep -q avx2 /proc/cpuinfo 2>/dev/null && echo "cc -mavx2" || echo cc)
 
-.PHONY: run test lint typecheck unit unit-sharded bench install clean
+.PHONY: run cluster test lint typecheck unit unit-sharded bench install clean
 
 $(STAMP): requirements.txt requirements-dev.txt setup.cfg deploy/system-packages.sh Makefile
 	bash deploy/system-packages.sh
@@ -27,6 +27,10 @@ install: $(STAMP)
 
 run: $(STAMP)
 	$(PY) run.py serve
+
+# The whole topology on this machine (README, "The whole story on one machine").
+cluster: $(STAMP)
+	$(PY) run.py cluster
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -2,6 +2,8 @@
 
 python run.py serve [--host H] [--port P] [--data-dir D] [--replicas N] [--shards M]
                     [--workers N] [--certfile F --keyfile F]
+                    [--service all|auth|photos|notifications|search|web|gateway]
+                    [--upstream NAME=URL ...] (the gateway)
 python run.py nginx-config --upstream HOST:PORT ... [--method round_robin|least_conn|ip_hash]
                     [--listen PORT] [--tls-cert F --tls-key F] [--edge-cache DIR]
 python run.py migrate
@@ -10,6 +12,7 @@ python run.py jobs [--status queued|running|done|failed] [--limit N]
 python run.py blobs migrate --to s3
 python run.py worker [--consumers renditions,notifications,...]
 python run.py events dead | retry ID | retry --all
+python run.py search reindex [--restart]
 python run.py bench [--quick]
 """
 
@@ -23,6 +26,7 @@ import signal
 import ssl
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -32,10 +36,13 @@ from aiohttp import web
 from aiohttp.log import access_logger as web_log
 
 from handlers.access_log import AccessLog, flush_now
+from handlers.log_context import RequestIdFormatter
 from handlers.slow_clients import GuardedTCPSite
+from picshare import keys
 from picshare.app import create_app, relay_for_commands
 from picshare.blob_migration import migrate_blobs
 from picshare.blob_stores import local_store, open_blob_store, open_s3
+from picshare.cluster import Cluster, ClusterError
 from picshare.config import Settings, SettingsError, load_settings
 from picshare.consumers import UnknownConsumer, names_chosen
 from picshare.database import open_shards
@@ -47,7 +54,9 @@ from picshare.nginx_config import (
 )
 from picshare.progress import Progress
 from picshare.relay_amqp import BrokerUnavailable
+from picshare.search_index import SearchIndexer
 from picshare.seed import SEED_PASSWORD, SeedPlan, seed
+from picshare.services import ROLES
 from picshare.supervisor import Supervisor
 from storage import jobs_repo
 from storage.records import JobRecord
@@ -74,6 +83,18 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument(
         "--workers", type=int, help="N full processes on this port (SO_REUSEPORT); needs Redis"
     )
+    serve.add_argument(
+        "--service",
+        choices=ROLES,
+        help="run one service of PicShare (its routes, consumers and resources), the gateway"
+        " in front of them, or all (the default: everything in one process)",
+    )
+    serve.add_argument(
+        "--upstream",
+        action="append",
+        metavar="NAME=URL",
+        help="the gateway: where service NAME answers (repeat for each service)",
+    )
     serve.add_argument("--certfile", help="terminate TLS: the certificate chain (PEM)")
     serve.add_argument("--keyfile", help="terminate TLS: the private key (PEM)")
     # Set by the --workers supervisor on its children only.
@@ -96,6 +117,12 @@ def main(argv: list[str] | None = None) -> int:
         if name == "jobs":
             cmd.add_argument("--status", choices=["queued", "running", "done", "failed"])
             cmd.add_argument("--limit", type=int, default=50)
+    cluster = sub.add_parser(
+        "cluster",
+        help="the whole topology on this machine: nginx, gateway, services, shards, replicas",
+    )
+    cluster.add_argument("--data-dir")
+    cluster.add_argument("--port", type=int, default=8080, help="where nginx serves (8080)")
     worker = sub.add_parser("worker", help="run event consumers and jobs without the HTTP server")
     worker.add_argument("--data-dir")
     worker.add_argument(
@@ -107,6 +134,12 @@ def main(argv: list[str] | None = None) -> int:
     events.add_argument("action", choices=["dead", "retry"])
     events.add_argument("event_id", nargs="?", type=int, help="retry: the event to replay")
     events.add_argument("--all", action="store_true", help="retry: replay every dead event")
+    search = sub.add_parser("search", help="the search index: search reindex (resumable)")
+    search.add_argument("--data-dir")
+    search.add_argument("action", choices=["reindex"], help="index every existing photo")
+    search.add_argument(
+        "--restart", action="store_true", help="start from the first photo, not where it stopped"
+    )
     seed = sub.add_parser("seed", help="load a realistic volume of demo data (COPY)")
     seed.add_argument("--data-dir")
     seed.add_argument("--users", type=int, default=20_000)
@@ -119,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     blobs.add_argument("action", choices=["migrate"], help="copy the local store to another")
     blobs.add_argument("--to", choices=["s3"], required=True, help="the store to copy to")
     sub.add_parser("bench", help="run the benchmarks in bench/ (options: --quick, --only NAME)")
-    for cmd in (serve, seed, worker, events, *(sub.choices[name] for name in commands)):
+    for cmd in (serve, seed, worker, events, search, *(sub.choices[name] for name in commands)):
         cmd.add_argument(
             "--shards",
             type=int,
@@ -131,9 +164,10 @@ def main(argv: list[str] | None = None) -> int:
     if extra and args.command != "bench":
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
 
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    handler = logging.StreamHandler()
+    # Lines written while a request is handled end with its request id.
+    handler.setFormatter(RequestIdFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
     if args.command == "bench":
         return subprocess.call([sys.executable, str(ROOT / "bench" / "run_all.py"), *extra])
     try:
@@ -171,10 +205,14 @@ def _command(parser: argparse.ArgumentParser, args: argparse.Namespace, settings
         return uvloop.run(_migrate(settings))
     if args.command == "worker":
         return _worker(settings, args.consumers)
+    if args.command == "cluster":
+        return _cluster(settings, args.port)
     if args.command == "events":
         if args.action == "retry" and (args.event_id is None) == (not args.all):
             parser.error("events retry needs an event ID or --all (not both)")
         return uvloop.run(_events(settings, args.action, None if args.all else args.event_id))
+    if args.command == "search":
+        return uvloop.run(_reindex(settings, restart=args.restart))
     if args.command == "seed":
         plan = SeedPlan(
             users=args.users,
@@ -197,11 +235,13 @@ def _command(parser: argparse.ArgumentParser, args: argparse.Namespace, settings
 
 def _overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     server: dict[str, Any] = {}
-    for name in ("host", "port", "data_dir", "workers", "certfile", "keyfile"):
+    for name in ("host", "port", "data_dir", "workers", "certfile", "keyfile", "service"):
         value = getattr(args, name, None)
         if value is not None:
             server[name] = value
     overrides: dict[str, dict[str, Any]] = {"server": server} if server else {}
+    if getattr(args, "upstream", None):
+        overrides["gateway"] = {"upstreams": tuple(args.upstream)}
     database: dict[str, Any] = {}
     for flag, key in (("replicas", "embedded_replicas"), ("shards", "embedded_shards")):
         value = getattr(args, flag, None)
@@ -316,13 +356,33 @@ def _worker(settings: Settings, consumers: str | None) -> int:
     return 0
 
 
+def _cluster(settings: Settings, port: int) -> int:
+    """`run.py cluster` (picshare/cluster.py) until Ctrl-C or SIGTERM."""
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        await Cluster(settings, settings.data_path / "cluster", port).run(stop)
+
+    try:
+        uvloop.run(run())
+    except ClusterError as exc:
+        print(f"picshare: cluster: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 async def _work_until_stopped(settings: Settings) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
+    app = create_app(settings)
+    app[keys.PROCESS_KIND] = "worker"
     runner = web.AppRunner(
-        create_app(settings),
+        app,
         handle_signals=False,
         shutdown_timeout=settings.server.shutdown_timeout,
     )
@@ -412,10 +472,27 @@ async def _seed(settings: Settings, plan: SeedPlan) -> int:
         open_blob_store(settings) as blobs,
     ):
         report = await seed(shards, blobs, plan)
+        # Seeded photos are written without events: indexed for search here.
+        started = time.perf_counter()
+        indexed = await SearchIndexer(db=shards).reindex(restart=True, progress=Progress().stage)
     print(
         f"seeded {report.users:,} users, {report.photos:,} photos, {report.follows:,} follows, "
         f"{report.likes:,} likes, {report.comments:,} comments in {report.seconds:.1f} s "
-        f"(password of every seeded user: {SEED_PASSWORD})"
+        f"(password of every seeded user: {SEED_PASSWORD}); indexed {indexed.photos:,} photos"
+        f" for search in {time.perf_counter() - started:.1f} s"
+    )
+    return 0
+
+
+async def _reindex(settings: Settings, *, restart: bool) -> int:
+    """`run.py search reindex`: the search index filled from every photo."""
+    started = time.perf_counter()
+    async with open_shards(settings, command_timeout=600) as shards:
+        report = await SearchIndexer(db=shards).reindex(restart=restart, progress=Progress().stage)
+    how = "resumed, " if report.resumed else ""
+    print(
+        f"indexed {report.photos:,} photos on {report.databases} database(s) for search "
+        f"({how}{time.perf_counter() - started:.1f} s)"
     )
     return 0
 

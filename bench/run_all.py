@@ -3,7 +3,7 @@
 python run.py bench [--quick] [--only NAME[,NAME]] [--loadgen auto|python|aiohttp|wrk]
 
 Names: renditions, ready, upload, requests, social, cache, cache_http, ratelimit, ws,
-router, tips, shards, edge.
+router, tips, shards, edge, graphql, events, gateway, search.
 --quick is a smoke run (fewer iterations, smaller images and files, 1 s load
 runs). Exit status 1 if a
 benchmark failed; the others still run.
@@ -35,11 +35,14 @@ from bench import (  # noqa: E402
     cache,
     cache_http,
     edge,
+    events,
+    gateway,
     graphql,
     ratelimit,
     ready,
     renditions,
     router,
+    search,
     shards,
     social,
     tips,
@@ -57,6 +60,7 @@ BENCHES: dict[str, Bench] = {
     "upload": upload.run,
     "requests": requests_bench.run,
     "social": social.run,
+    "search": search.run,
     "cache_http": cache_http.run,
     "ratelimit": ratelimit.run,
     "cache": cache.run,
@@ -66,6 +70,8 @@ BENCHES: dict[str, Bench] = {
     "shards": shards.run,
     "edge": edge.run,
     "graphql": graphql.run,
+    "events": events.run,
+    "gateway": gateway.run,
 }
 # The servers the benchmarks start send thousands of requests a second from
 # one address; under the default rate limits most would be 429s. The limiter

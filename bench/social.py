@@ -106,101 +106,112 @@ async def _login(session: aiohttp.ClientSession, base: str, username: str) -> di
     return {"Authorization": f"Bearer {token}"}
 
 
-async def run(opts: Options) -> list[Row]:
-    scale = 10 if opts.quick else 1
-    users, photos, likes = 20_000 // scale, 200_000 // scale, 1_000_000 // scale
-    n = 50 if opts.quick else 300
-    rows: list[Row] = []
-    with tempfile.TemporaryDirectory(prefix="picshare-bench-social-") as tmp_name:
+@contextlib.asynccontextmanager
+async def seeded_site(
+    name: str, *, users: int, photos: int, likes: int
+) -> AsyncIterator[tuple[str, Path, dict[str, str], float]]:
+    """A fresh database seeded by `run.py seed`: its DSN, the data folder,
+    the environment of a `run.py` process on it, and the seconds seeding took."""
+    with tempfile.TemporaryDirectory(prefix=f"picshare-bench-{name}-") as tmp_name:
         tmp = Path(tmp_name)
         async with _fresh_database(tmp) as dsn:
             data = tmp / "data"
             env = {**os.environ, "PICSHARE_DATABASE_URL": dsn}
             seconds = await seed_site(data, env, users=users, photos=photos, likes=likes)
-            rows.append(
-                (
-                    f"seed {users:,} users, {photos:,} photos, {likes:,} likes (COPY)",
-                    f"{seconds:.1f} s",
-                )
+            yield dsn, data, env, seconds
+
+
+async def run(opts: Options) -> list[Row]:
+    scale = 10 if opts.quick else 1
+    users, photos, likes = 20_000 // scale, 200_000 // scale, 1_000_000 // scale
+    n = 50 if opts.quick else 300
+    rows: list[Row] = []
+    async with seeded_site("social", users=users, photos=photos, likes=likes) as site:
+        dsn, data, _env, seconds = site
+        rows.append(
+            (
+                f"seed {users:,} users, {photos:,} photos, {likes:,} likes (COPY)",
+                f"{seconds:.1f} s",
             )
-            conn = await asyncpg.connect(dsn)
-            try:
-                heavy = await conn.fetchrow(
-                    "SELECT id, username, following_count FROM users "
-                    "ORDER BY following_count DESC LIMIT 1"
-                )
-                typical = await conn.fetchrow(
-                    "SELECT id, username, following_count FROM users "
-                    "WHERE following_count BETWEEN 20 AND 40 LIMIT 1"
-                )
-                owner = await conn.fetchrow(
-                    "SELECT id, username, photo_count FROM users WHERE NOT private "
-                    "ORDER BY photo_count DESC LIMIT 1"
-                )
-                assert heavy is not None
-                assert typical is not None
-                assert owner is not None
-                rows.append(("feed user follows", f"{heavy['following_count']:,} accounts"))
-                server, base = picshare_server(
-                    data, env={"PICSHARE_DATABASE_URL": dsn, "PICSHARE_SERVER_ACCESS_LOG": "false"}
-                )
-                async with server, aiohttp.ClientSession() as session:
-                    headers = await _login(session, base, heavy["username"])
-                    typical_headers = await _login(session, base, typical["username"])
-                    cases = [
+        )
+        conn = await asyncpg.connect(dsn)
+        try:
+            heavy = await conn.fetchrow(
+                "SELECT id, username, following_count FROM users "
+                "ORDER BY following_count DESC LIMIT 1"
+            )
+            typical = await conn.fetchrow(
+                "SELECT id, username, following_count FROM users "
+                "WHERE following_count BETWEEN 20 AND 40 LIMIT 1"
+            )
+            owner = await conn.fetchrow(
+                "SELECT id, username, photo_count FROM users WHERE NOT private "
+                "ORDER BY photo_count DESC LIMIT 1"
+            )
+            assert heavy is not None
+            assert typical is not None
+            assert owner is not None
+            rows.append(("feed user follows", f"{heavy['following_count']:,} accounts"))
+            server, base = picshare_server(
+                data, env={"PICSHARE_DATABASE_URL": dsn, "PICSHARE_SERVER_ACCESS_LOG": "false"}
+            )
+            async with server, aiohttp.ClientSession() as session:
+                headers = await _login(session, base, heavy["username"])
+                typical_headers = await _login(session, base, typical["username"])
+                cases = [
+                    (
+                        "feed (1,000 followed)",
+                        "/api/v1/feed",
+                        photos_repo.HOME_FEED_DENSE_SQL,
+                        (heavy["id"], BIG, 21),
+                        headers,
+                    ),
+                    (
+                        f"feed ({typical['following_count']} followed)",
+                        "/api/v1/feed",
+                        photos_repo.HOME_FEED_SQL,
+                        (typical["id"], BIG, 21),
+                        typical_headers,
+                    ),
+                    (
+                        f"profile ({owner['photo_count']} photos)",
+                        f"/api/v1/users/{owner['username']}/photos",
+                        photos_repo.BY_OWNER_SQL,
+                        (heavy["id"], owner["id"], BIG, 21, None),
+                        headers,
+                    ),
+                    (
+                        "tag page #travel",
+                        "/api/v1/tags/travel/photos",
+                        photos_repo.TAGGED_SQL,
+                        (heavy["id"], "travel", BIG, 21),
+                        headers,
+                    ),
+                    (
+                        "search photos 'harbour'",
+                        "/api/v1/search?q=harbour",
+                        search_repo.RECENT_PHOTOS_SQL,
+                        (heavy["id"], "harbour:*", 10, 50, 1_000),
+                        headers,
+                    ),
+                ]
+                for label, path, sql, args, auth in cases:
+                    http = await _http_latencies(session, base + path, auth, n)
+                    plain = await _explain_ms(conn, sql, args, min(n, 100))
+                    p50, p99 = _percentile(http, 50), _percentile(http, 99)
+                    e50 = statistics.median(plain)
+                    rows.append(
                         (
-                            "feed (1,000 followed)",
-                            "/api/v1/feed",
-                            photos_repo.HOME_FEED_DENSE_SQL,
-                            (heavy["id"], BIG, 21),
-                            headers,
-                        ),
-                        (
-                            f"feed ({typical['following_count']} followed)",
-                            "/api/v1/feed",
-                            photos_repo.HOME_FEED_SQL,
-                            (typical["id"], BIG, 21),
-                            typical_headers,
-                        ),
-                        (
-                            f"profile ({owner['photo_count']} photos)",
-                            f"/api/v1/users/{owner['username']}/photos",
-                            photos_repo.BY_OWNER_SQL,
-                            (heavy["id"], owner["id"], BIG, 21, None),
-                            headers,
-                        ),
-                        (
-                            "tag page #travel",
-                            "/api/v1/tags/travel/photos",
-                            photos_repo.TAGGED_SQL,
-                            (heavy["id"], "travel", BIG, 21),
-                            headers,
-                        ),
-                        (
-                            "search photos 'harbour'",
-                            "/api/v1/search?q=harbour",
-                            search_repo.PHOTOS_SQL,
-                            (heavy["id"], "harbour:*", 10),
-                            headers,
-                        ),
-                    ]
-                    for label, path, sql, args, auth in cases:
-                        http = await _http_latencies(session, base + path, auth, n)
-                        plain = await _explain_ms(conn, sql, args, min(n, 100))
-                        p50, p99 = _percentile(http, 50), _percentile(http, 99)
-                        e50 = statistics.median(plain)
-                        rows.append(
-                            (
-                                f"{label}  HTTP p50 / p99",
-                                f"{p50 * 1000:.2f} ms / {p99 * 1000:.2f} ms",
-                            )
+                            f"{label}  HTTP p50 / p99",
+                            f"{p50 * 1000:.2f} ms / {p99 * 1000:.2f} ms",
                         )
-                        rows.append(
-                            (
-                                f"{label}  EXPLAIN ANALYZE p50",
-                                f"{e50 * 1000:.2f} ms  (HTTP/SQL {p50 / e50:.1f}x)",
-                            )
+                    )
+                    rows.append(
+                        (
+                            f"{label}  EXPLAIN ANALYZE p50",
+                            f"{e50 * 1000:.2f} ms  (HTTP/SQL {p50 / e50:.1f}x)",
                         )
-            finally:
-                await conn.close()
+                    )
+        finally:
+            await conn.close()
     return rows

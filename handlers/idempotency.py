@@ -49,7 +49,8 @@ def idempotency_middleware() -> Middleware:
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         info = request[keys.ROUTE]
-        if info.idempotency == "none":
+        if info.idempotency == "none" or request.get(keys.PRECHECKED):
+            # Behind the gateway, which has done this for the request already.
             return await handler(request)
         user = request.get(keys.USER)
         if user is None:

@@ -22,11 +22,13 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 from multidict import CIMultiDict
 
-from handlers import problems, sessions
+from handlers import log_context, problems, sessions
 from handlers.route_info import info_of
 from picshare import keys
 from picshare.config import AuthSettings
 from picshare.errors import DomainError, Forbidden, Unauthenticated, Unavailable
+from picshare.internal_token import HEADER as INTERNAL_HEADER
+from picshare.internal_token import InternalTokens, InvalidInternalToken
 from picshare.metrics import Metrics
 from picshare.routing import RouteTable
 from storage import scope as db_scope
@@ -78,6 +80,8 @@ def observe_middleware(table: RouteTable, metrics: Metrics, *, wal_cookie_ttl: i
             else f"{prefix}{next(counter):x}"
         )
         request[keys.REQUEST_ID] = request_id
+        # For this request's log lines (reset after: a connection's task serves many).
+        logged_as = log_context.REQUEST_ID.set(request_id)
         wal = request.cookies.get(WAL_COOKIE)
         scope = db_scope.open_scope(_positions(wal) if wal else None)
         started = time.perf_counter()
@@ -113,11 +117,20 @@ def observe_middleware(table: RouteTable, metrics: Metrics, *, wal_cookie_ttl: i
                     scope.stale = databases is not None and databases.primary_down()
                 if scope.served or scope.stale or scope.partial:
                     _database_headers(request, headers, scope, wal_cookie_ttl)
-                headers["Server-Timing"] = _server_timing(scope, time.perf_counter() - started)
+                elapsed = time.perf_counter() - started
+                upstream = headers.get("Server-Timing")
+                # A service's answer through the gateway keeps the service's
+                # timings; the gateway adds its own whole time to them.
+                headers["Server-Timing"] = (
+                    _server_timing(scope, elapsed)
+                    if upstream is None
+                    else f"{upstream}, gateway;dur={elapsed * 1000:.2f}"
+                )
             return response
         finally:
             requests.in_flight -= 1
             observe(info.name, request.method, status, time.perf_counter() - started)
+            log_context.REQUEST_ID.reset(logged_as)
 
     return middleware
 
@@ -245,8 +258,11 @@ def _render(request: web.Request, status: int, detail: str) -> web.StreamRespons
     return problems.problem(status, detail, instance=request.rel_url.raw_path)
 
 
-def auth_middleware(auth: AuthSettings) -> Middleware:
-    """Find who is asking: a bearer token, else the session cookie."""
+def auth_middleware(auth: AuthSettings, internal: InternalTokens | None = None) -> Middleware:
+    """Find who is asking: a bearer token, else the session cookie.
+
+    With `internal` (a service behind the gateway), only the gateway's
+    internal token says who is asking (`_from_gateway`)."""
     cookie_name = auth.session_cookie
 
     @web.middleware
@@ -262,7 +278,9 @@ def auth_middleware(auth: AuthSettings) -> Middleware:
         stale = False
         user: UserRecord | None = None
         authorization = request.headers.get("Authorization", "")
-        if authorization:
+        if internal is not None:
+            session, stale = await _from_gateway(request, internal, cookie_name)
+        elif authorization:
             scheme, _, token = authorization.partition(" ")
             if scheme.lower() != "bearer" or not token.strip() or not token.isascii():
                 raise Unauthenticated("the Authorization header must be 'Bearer <token>'")
@@ -328,8 +346,52 @@ def auth_middleware(auth: AuthSettings) -> Middleware:
     return middleware
 
 
+async def _from_gateway(
+    request: web.Request, internal: InternalTokens, cookie_name: str
+) -> tuple[sessions.Session | None, bool]:
+    """Behind the gateway: the internal token names the user (the gateway
+    checked the credential, and the CSRF header); a request without one is
+    anonymous, whatever token or cookie it carries. The session cookie still
+    gives the CSRF secret of the pages' forms. Returns the session and
+    whether its cookie must be sent again (the gateway found it stale)."""
+    raw = request.cookies.get(cookie_name)
+    session = sessions.unsign(raw, request.app[keys.SECRET_KEY]) if raw else None
+    token = request.headers.get(INTERNAL_HEADER)
+    if token is None:
+        return session, False
+    try:
+        claims = internal.verify(token, method=request.method, path=request.rel_url.raw_path)
+    except InvalidInternalToken as exc:
+        raise Unauthenticated(str(exc)) from None
+    request[keys.PRECHECKED] = True
+    request[keys.REQUEST_ID] = claims.request_id
+    log_context.REQUEST_ID.set(claims.request_id)
+    if claims.user_id is None:
+        if session is not None and session.sid is not None:
+            return sessions.Session(None, session.csrf), True
+        return session, False
+    user = await request.app[keys.USERS].get(claims.user_id)
+    if user is None:
+        raise Unauthenticated("the internal token names no user")
+    request[keys.USER] = user
+    kind = claims.auth_kind or "bearer"
+    request[keys.AUTH_KIND] = kind
+    # What logout revokes: the credential the gateway checked, as it came.
+    if kind == "session" and session is not None and session.sid is not None:
+        request[keys.CREDENTIAL] = session.sid
+    else:
+        _scheme, _, credential = request.headers.get("Authorization", "").partition(" ")
+        request[keys.CREDENTIAL] = credential.strip() or request.query.get("token", "")
+    return session, False
+
+
 def _sets_cookie(response: web.StreamResponse, name: str) -> bool:
-    return name in response.cookies
+    """Whether the answer sets that cookie already: by the handler, or in the
+    headers a service sent through the gateway (its session, not the gateway's)."""
+    if name in response.cookies:
+        return True
+    prefix = f"{name}="
+    return any(v.startswith(prefix) for v in response.headers.getall("Set-Cookie", ()))
 
 
 CSP = (

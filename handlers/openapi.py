@@ -116,6 +116,11 @@ def build_spec(app: web.Application) -> dict[str, Any]:
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer"},
                 "session": {"type": "apiKey", "in": "cookie", "name": "picshare_session"},
+                "moderation": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "the moderation token (PICSHARE_MODERATION_TOKEN)",
+                },
             },
         },
     }
@@ -136,7 +141,9 @@ def _operation(route: Route, raw: str) -> dict[str, Any]:
         params.append(_idempotency_header(route.idempotency == "required"))
     if params:
         op["parameters"] = params
-    if route.auth:
+    if route.security:
+        op["security"] = [{route.security: []}]
+    elif route.auth:
         op["security"] = [{"bearer": []}, {"session": []}]
     if route.body == "multipart":
         op["requestBody"] = {
@@ -231,7 +238,11 @@ def _page_responses(route: Route) -> dict[str, Any]:
             "headers": {"Location": {"schema": {"type": "string"}}},
         }
     for status in sorted(set(route.errors) - {303}):
-        responses[str(status)] = _PAGE_ERROR
+        # 200 of a form: the page itself, shown with what the form made (a
+        # webhook's secret, which must not travel through a redirect's URL).
+        responses[str(status)] = (
+            {"description": "The page", "content": _HTML} if status == 200 else _PAGE_ERROR
+        )
     return responses
 
 

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict
 
 import aiohttp_jinja2
 from aiohttp import web
 
+from handlers.auth import current_user
 from handlers.jsonio import json_response
 from handlers.openapi import build_spec
+from handlers.pages import render
+from handlers.proxies import through_trusted_proxy
 from picshare import keys
+from picshare.errors import Forbidden
 from picshare.health import OK
 from picshare.metrics import CONTENT_TYPE_LATEST
+from picshare.system import may_view
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -58,3 +64,24 @@ async def openapi_json(request: web.Request) -> web.Response:
 @aiohttp_jinja2.template("docs.html")
 async def docs(request: web.Request) -> dict[str, object]:
     return {"spec": build_spec(request.app)}
+
+
+def _may_view_system(request: web.Request) -> None:
+    # A forwarded request is local only if trusted proxies told us the client.
+    forwarded = "X-Forwarded-For" in request.headers or "Forwarded" in request.headers
+    forwarded = forwarded and not through_trusted_proxy(request)
+    admins = request.app[keys.SETTINGS].server.admins
+    if not may_view(current_user(request), request.remote, forwarded, admins):
+        raise Forbidden("the system page is for the site's admins, or from this machine")
+
+
+async def system_json(request: web.Request) -> web.Response:
+    """The running site: processes, databases, queues, cache, sockets."""
+    _may_view_system(request)
+    return json_response(await request.app[keys.SYSTEM].snapshot())
+
+
+async def system_page(request: web.Request) -> web.Response:
+    _may_view_system(request)
+    snapshot = await request.app[keys.SYSTEM].snapshot()
+    return await render(request, "system.html", system=snapshot, now=time.time())

@@ -17,6 +17,7 @@ from handlers.pages import (
     render,
     see_other,
 )
+from handlers.pages_webhooks import settings_context
 from handlers.serialize import profile, user_entry
 from picshare import keys
 from picshare.errors import DomainError, Forbidden, NotFound
@@ -119,12 +120,13 @@ def _settings_values(request: web.Request) -> dict[str, Any]:
 
 
 async def settings_page(request: web.Request) -> web.StreamResponse:
-    page_user(request, "/settings")
+    user = page_user(request, "/settings")
     return await render(
         request,
         "settings.html",
         values=_settings_values(request),
         saved=request.query.get("saved") == "1",
+        **await settings_context(request, user.id),
     )
 
 
@@ -141,5 +143,7 @@ async def settings_submit(request: web.Request) -> web.StreamResponse:
         await request.app[keys.USERS].update_profile(user.id, changes)
     except DomainError as exc:
         values = {**form, "private": changes["private"]}
-        return await form_error(request, "settings.html", exc, values)
+        return await form_error(
+            request, "settings.html", exc, values, **await settings_context(request, user.id)
+        )
     raise see_other("/settings?saved=1")

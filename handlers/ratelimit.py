@@ -45,7 +45,8 @@ def ratelimit_middleware(policies: Policies, metrics: Metrics) -> Middleware:
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         rate = request[keys.ROUTE].rate
-        if rate is None:
+        if rate is None or request.get(keys.PRECHECKED):
+            # Behind the gateway, which has limited this request already.
             return await handler(request)
         policy = by_class[rate]
         # Log-in and sign-up go by IP even when signed in: they are about credentials.

@@ -15,9 +15,11 @@ from aiohttp import web
 from handlers import (
     api_account,
     api_inbox,
+    api_moderation,
     api_payments,
     api_photos,
     api_social,
+    api_webhooks,
     media,
     ops,
     pages,
@@ -25,11 +27,13 @@ from handlers import (
     pages_photo,
     pages_profile,
     pages_wallet,
+    pages_webhooks,
 )
 from handlers.graphql import view as graphql_view
 from handlers.route_info import register, register_static
 from handlers.static_files import StaticFiles
 from picshare.routing import Idempotency, RouteTable
+from picshare.services import Owner, serves
 from ws import handler as ws_handler
 
 API = "/api/v1"
@@ -64,6 +68,8 @@ class Route:
     #   its mutations to writes itself); "none" for probes and media.
     # - credentials: read the bearer token or session cookie (probes, metrics
     #   and media need no identity and cost no database work).
+    # - security: an OpenAPI security scheme of its own instead of the user's
+    #   (the moderation callback's token).
     # - idempotency: whether an Idempotency-Key is honoured ("optional"),
     #   demanded ("required": 400 without one) or ignored ("none"); reads and
     #   pages always ignore it (handlers/route_info.py).
@@ -71,6 +77,11 @@ class Route:
     limit: Limit = "by_method"
     credentials: bool = True
     idempotency: Idempotency = "optional"
+    security: str | None = None
+    # The service that owns the route (picshare/services.py): only its
+    # processes (and `all`) register it, and the gateway sends it there;
+    # "each" for the probes every process answers itself.
+    service: Owner = field(kw_only=True)
 
 
 def _page(
@@ -103,6 +114,7 @@ def _page(
         in_api=False,
         surface="page",
         limit=limit,
+        service="web",
     )
 
 
@@ -143,6 +155,12 @@ PAGE_ROUTES: tuple[Route, ...] = (
           errors=(303,), query=("saved",)),
     _page("POST", "/settings", pages_profile.settings_submit, "page.settings.submit",
           "Save your settings", body="SettingsForm"),
+    _page("POST", "/settings/webhooks", pages_webhooks.add_webhook, "page.webhooks.add",
+          "Add a webhook endpoint: the settings page, with its secret shown once",
+          body="WebhookForm", errors=(200,)),
+    _page("POST", "/settings/webhooks/{id}/delete", pages_webhooks.delete_webhook,
+          "page.webhooks.delete", "Delete a webhook endpoint", body="CsrfForm",
+          errors=(404,)),
     _page("GET", "/wallet", pages_wallet.wallet_page, "page.wallet",
           "Your wallet: balance, top-up, tips, recent transfers", errors=(303,),
           query=("done",)),
@@ -150,6 +168,8 @@ PAGE_ROUTES: tuple[Route, ...] = (
           "Top up your wallet", body="TopupForm"),
     _page("POST", "/wallet/tip", pages_wallet.tip_submit, "page.wallet.tip", "Send a tip",
           body="TipForm", errors=(404, 409)),
+    _page("GET", "/system", ops.system_page, "page.system",
+          "The running site (admins, or from this machine)", errors=(403,)),
 )
 
 # fmt: on
@@ -159,70 +179,106 @@ PAGE_ROUTES: tuple[Route, ...] = (
 SOCIAL_ROUTES: tuple[Route, ...] = (
     Route("GET", f"{API}/feed", api_photos.feed, "api.feed",
           "Your home feed: you and the people you follow, newest first", "photos",
-          auth=True, response="PhotoPage", errors=(400, 401), query=("limit", "cursor")),
+          auth=True, response="PhotoPage", errors=(400, 401), query=("limit", "cursor"),
+          service="photos"),
     Route("GET", f"{API}/tags/{{tag}}/photos", api_photos.tag_photos, "api.tag.photos",
           "Photos with a tag that you may see", "photos", response="PhotoPage",
-          errors=(400, 404), query=("limit", "cursor")),
+          errors=(400, 404), query=("limit", "cursor"), service="photos"),
     Route("PUT", f"{API}/photos/{{id}}/like", api_social.like, "api.like", "Like (idempotent)",
-          "social", auth=True, response="LikeState", errors=(401, 404)),
+          "social", auth=True, response="LikeState", errors=(401, 404), service="photos"),
     Route("DELETE", f"{API}/photos/{{id}}/like", api_social.unlike, "api.unlike",
-          "Unlike (idempotent)", "social", auth=True, response="LikeState", errors=(401, 404)),
+          "Unlike (idempotent)", "social", auth=True, response="LikeState", errors=(401, 404),
+          service="photos"),
     Route("GET", f"{API}/photos/{{id}}/comments", api_social.list_comments, "api.comments",
           "A photo's comments, newest first", "social", response="CommentPage",
-          errors=(400, 404), query=("limit", "cursor")),
+          errors=(400, 404), query=("limit", "cursor"), service="photos"),
     Route("POST", f"{API}/photos/{{id}}/comments", api_social.add_comment, "api.comment.add",
           "Comment on a photo", "social", auth=True, body="CommentRequest", response="Comment",
-          status=201, errors=(400, 401, 404)),
+          status=201, errors=(400, 401, 404), service="photos"),
     Route("DELETE", f"{API}/comments/{{id}}", api_social.delete_comment, "api.comment.delete",
           "Delete a comment (its author or the photo's owner)", "social", auth=True,
-          status=204, errors=(401, 403, 404)),
+          status=204, errors=(401, 403, 404), service="photos"),
     Route("GET", f"{API}/users/{{username}}", api_social.get_profile, "api.profile",
           "A profile with counts and how you stand", "users", response="Profile",
-          errors=(404,)),
+          errors=(404,), service="auth"),
     Route("PUT", f"{API}/users/{{username}}/follow", api_social.follow, "api.follow",
           "Follow (a request, for private accounts); idempotent", "social", auth=True,
-          response="Profile", errors=(400, 401, 404)),
+          response="Profile", errors=(400, 401, 404), service="auth"),
     Route("DELETE", f"{API}/users/{{username}}/follow", api_social.unfollow, "api.unfollow",
           "Unfollow or withdraw a request; idempotent", "social", auth=True,
-          response="Profile", errors=(401, 404)),
+          response="Profile", errors=(401, 404), service="auth"),
     Route("GET", f"{API}/users/{{username}}/followers", api_social.followers, "api.followers",
           "Who follows a user", "social", response="UserPage", errors=(400, 404),
-          query=("limit", "cursor")),
+          query=("limit", "cursor"), service="auth"),
     Route("GET", f"{API}/users/{{username}}/following", api_social.following, "api.following",
           "Whom a user follows", "social", response="UserPage", errors=(400, 404),
-          query=("limit", "cursor")),
+          query=("limit", "cursor"), service="auth"),
     Route("GET", f"{API}/me/follow-requests", api_social.follow_requests, "api.requests",
           "Pending requests to follow you", "social", auth=True, response="UserPage",
-          errors=(400, 401), query=("limit", "cursor")),
+          errors=(400, 401), query=("limit", "cursor"), service="auth"),
     Route("POST", f"{API}/me/follow-requests/{{username}}/approve", api_social.approve_request,
           "api.request.approve", "Approve a follow request", "social", auth=True, status=204,
-          errors=(401, 404)),
+          errors=(401, 404), service="auth"),
     Route("POST", f"{API}/me/follow-requests/{{username}}/decline", api_social.decline_request,
           "api.request.decline", "Decline a follow request", "social", auth=True, status=204,
-          errors=(401, 404)),
+          errors=(401, 404), service="auth"),
     Route("GET", f"{API}/search", api_inbox.search, "api.search",
           "Users, tags and photos matching q", "search", response="SearchResult",
-          errors=(400,), query=("q",), required_query=("q",)),
+          errors=(400,), query=("q",), required_query=("q",), service="search"),
     Route("GET", f"{API}/notifications", api_inbox.notifications, "api.notifications",
           "Your notifications, newest first, with the unread count", "notifications",
-          auth=True, response="NotificationPage", errors=(400, 401), query=("limit", "cursor")),
+          auth=True, response="NotificationPage", errors=(400, 401), query=("limit", "cursor"),
+          service="notifications"),
     Route("POST", f"{API}/notifications/read", api_inbox.mark_read, "api.notifications.read",
           "Mark notifications read (all, or up to an id)", "notifications", auth=True,
-          body="MarkRead", response="MarkedRead", errors=(400, 401)),
+          body="MarkRead", response="MarkedRead", errors=(400, 401), service="notifications"),
 )
 
 # The payments ledger: on the primary only, so 503 while it is unreachable.
 PAYMENT_ROUTES: tuple[Route, ...] = (
     Route("GET", f"{API}/wallet", api_payments.get_wallet, "api.wallet",
-          "Your balance", "payments", auth=True, response="Wallet", errors=(401, 503)),
+          "Your balance", "payments", auth=True, response="Wallet", errors=(401, 503),
+          service="auth"),
     Route("POST", f"{API}/wallet/topup", api_payments.topup, "api.wallet.topup",
           "Add credit from the stand-in payment provider (capped)", "payments", auth=True,
           body="TopupRequest", response="Receipt", status=201, errors=(400, 401, 503),
-          idempotency="required"),
+          idempotency="required", service="auth"),
     Route("POST", f"{API}/payments/tips", api_payments.tip, "api.tips",
           "Tip another user, optionally for one of their photos", "payments", auth=True,
           body="TipRequest", response="Receipt", status=201,
-          errors=(400, 401, 404, 409, 503), idempotency="required"),
+          errors=(400, 401, 404, 409, 503), idempotency="required", service="auth"),
+)
+
+# The moderation service's callback (picshare/moderation.py). It carries the
+# moderation token, not a user's: user credentials are not read, so that
+# token is not taken for an unknown user token (and no Idempotency-Key: a
+# repeat of a verdict records it again, which changes nothing).
+MODERATION_ROUTES: tuple[Route, ...] = (
+    Route("POST", f"{API}/moderation/{{id}}", api_moderation.verdict, "api.moderation",
+          "The moderation service's verdict on a photo (the latest verdict wins)",
+          "moderation", body="ModerationVerdict", response="ModerationResult",
+          errors=(400, 401, 403, 404), credentials=False, security="moderation",
+          service="photos"),
+)
+
+# A user's webhooks (README, "Webhooks"): signed in, owner only (404 otherwise).
+WEBHOOK_ROUTES: tuple[Route, ...] = (
+    Route("POST", f"{API}/webhooks", api_webhooks.create, "api.webhooks.create",
+          "Register a webhook endpoint; its signing secret is in this answer only",
+          "webhooks", auth=True, body="WebhookRequest", response="WebhookCreated",
+          status=201, errors=(400, 401, 409),
+          idempotency="none",  # its answer holds the secret: never stored
+          service="notifications"),
+    Route("GET", f"{API}/webhooks", api_webhooks.list_endpoints, "api.webhooks",
+          "Your webhook endpoints (no secrets)", "webhooks", auth=True,
+          response="WebhookList", errors=(401,), service="notifications"),
+    Route("DELETE", f"{API}/webhooks/{{id}}", api_webhooks.delete, "api.webhooks.delete",
+          "Delete one of your webhook endpoints", "webhooks", auth=True, status=204,
+          errors=(401, 404), service="notifications"),
+    Route("GET", f"{API}/webhooks/{{id}}/deliveries", api_webhooks.deliveries,
+          "api.webhooks.deliveries", "An endpoint's delivery log, newest attempt first",
+          "webhooks", auth=True, response="WebhookDeliveryPage", errors=(400, 401, 404),
+          query=("limit", "cursor"), service="notifications"),
 )
 # fmt: on
 
@@ -230,6 +286,8 @@ PAYMENT_ROUTES: tuple[Route, ...] = (
 ROUTES: tuple[Route, ...] = (
     *SOCIAL_ROUTES,
     *PAYMENT_ROUTES,
+    *MODERATION_ROUTES,
+    *WEBHOOK_ROUTES,
     Route(
         "POST",
         f"{API}/auth/signup",
@@ -243,6 +301,7 @@ ROUTES: tuple[Route, ...] = (
         errors=(400, 409),
         limit="login",  # sign-up hashes a password too: limited per client IP
         idempotency="none",  # its answer holds a token: never stored
+        service="auth",
     ),
     Route(
         "POST",
@@ -256,6 +315,7 @@ ROUTES: tuple[Route, ...] = (
         errors=(400, 401),
         limit="login",
         idempotency="none",  # its answer holds a token: never stored
+        service="auth",
     ),
     Route(
         "POST",
@@ -267,6 +327,7 @@ ROUTES: tuple[Route, ...] = (
         auth=True,
         status=204,
         errors=(401,),
+        service="auth",
     ),
     Route(
         "GET",
@@ -278,6 +339,7 @@ ROUTES: tuple[Route, ...] = (
         auth=True,
         response="Me",
         errors=(401,),
+        service="auth",
     ),
     Route(
         "PATCH",
@@ -290,6 +352,7 @@ ROUTES: tuple[Route, ...] = (
         body="ProfileUpdate",
         response="Me",
         errors=(400, 401),
+        service="auth",
     ),
     Route(
         "GET",
@@ -301,6 +364,7 @@ ROUTES: tuple[Route, ...] = (
         response="PhotoPage",
         errors=(400, 404),
         query=("limit", "cursor", "user", "tag"),
+        service="photos",
     ),
     Route(
         "POST",
@@ -316,6 +380,7 @@ ROUTES: tuple[Route, ...] = (
         errors=(400, 401, 413, 415, 422),
         aliases=(f"{API}/photos",),
         limit="uploads",
+        service="photos",
     ),
     Route(
         "GET",
@@ -326,6 +391,7 @@ ROUTES: tuple[Route, ...] = (
         "photos",
         response="Photo",
         errors=(404,),
+        service="photos",
     ),
     Route(
         "DELETE",
@@ -338,6 +404,7 @@ ROUTES: tuple[Route, ...] = (
         status=204,
         errors=(401, 403, 404),
         aliases=(f"{API}/photos/{{id}}",),
+        service="photos",
     ),
     Route(
         "GET",
@@ -349,6 +416,7 @@ ROUTES: tuple[Route, ...] = (
         response="PhotoPage",
         errors=(400, 404),
         query=("limit", "cursor"),
+        service="photos",
     ),
     Route(
         "GET",
@@ -360,6 +428,7 @@ ROUTES: tuple[Route, ...] = (
         response="Health",
         limit="none",
         credentials=False,
+        service="each",
     ),
     Route(
         "GET",
@@ -372,6 +441,7 @@ ROUTES: tuple[Route, ...] = (
         errors=(503,),
         limit="none",
         credentials=False,
+        service="each",
     ),
     Route(
         "GET",
@@ -382,6 +452,18 @@ ROUTES: tuple[Route, ...] = (
         "operations",
         limit="none",
         credentials=False,
+        service="each",
+    ),
+    Route(
+        "GET",
+        f"{API}/system",
+        ops.system_json,
+        "api.system",
+        "The running site: processes, databases, queues, cache, sockets (admins, or local)",
+        "operations",
+        response="System",
+        errors=(403,),
+        service="web",  # beside its page
     ),
     Route(
         "GET",
@@ -393,6 +475,7 @@ ROUTES: tuple[Route, ...] = (
         auth=True,
         errors=(400, 401, 403),
         query=("since", "token"),
+        service="notifications",
     ),
     # GraphQL describes its schema itself (introspection); the document
     # says what the endpoint takes and answers. Errors of an operation are in
@@ -408,6 +491,7 @@ ROUTES: tuple[Route, ...] = (
         errors=(400, 403, 405),
         query=("query", "variables", "operationName", "token"),
         limit="reads",
+        service="notifications",
     ),
     Route(
         "POST",
@@ -423,8 +507,17 @@ ROUTES: tuple[Route, ...] = (
         # Queries are reads, POSTed or not; mutations are charged to writes
         # by handlers/graphql/limits.py, and every operation by its cost.
         limit="reads",
+        service="notifications",
     ),
-    Route("GET", "/openapi.json", ops.openapi_json, "openapi", "This document", "operations"),
+    Route(
+        "GET",
+        "/openapi.json",
+        ops.openapi_json,
+        "openapi",
+        "This document",
+        "operations",
+        service="web",
+    ),
     Route(
         "GET",
         "/docs",
@@ -434,6 +527,7 @@ ROUTES: tuple[Route, ...] = (
         "operations",
         in_api=False,
         surface="page",
+        service="web",
     ),
     Route(
         "GET",
@@ -446,6 +540,7 @@ ROUTES: tuple[Route, ...] = (
         query=("exp", "sig"),
         limit="none",
         credentials=False,  # private media carry their own signature
+        service="photos",
     ),
     # Pages (HTML, server-rendered); described in the document beside the API.
     _page("GET", "/", pages.index, "page.index", "Home", query=("cursor", "view")),
@@ -490,8 +585,20 @@ ROUTES: tuple[Route, ...] = (
 )
 
 
-def setup_routes(app: web.Application, table: RouteTable) -> None:
+def setup_routes(
+    app: web.Application,
+    table: RouteTable,
+    *,
+    role: str = "all",
+    handler_of: Callable[[Route], Handler] | None = None,
+    static: Handler | None = None,
+) -> None:
     """Fill the router from ROUTES, and `table` with what middlewares need of each route.
+
+    `role` is the process's service (picshare/services.py): only the routes
+    it owns are added. The gateway adds every route, each answered by
+    `handler_of(route)` (a proxy to its owner), and `static` for the static
+    files (the web service's).
 
     Routes of one path share one resource (named after the first route on
     it). The router tries the resources under one fixed prefix one by one,
@@ -499,20 +606,23 @@ def setup_routes(app: web.Application, table: RouteTable) -> None:
     are added plain paths first, then by their number of segments
     (`_resolve_order`), so `GET /api/v1/photos` and `/api/v1/photos/{id}`
     are tried before the like and comment routes beside them."""
+    everything = role == "gateway"
+    served = [route for route in ROUTES if everything or serves(role, route.service)]
     names: dict[str, str] = {}
-    for route in ROUTES:
+    for route in served:
         for i, path in enumerate((route.path, *route.aliases)):
             names.setdefault(path, route.name if i == 0 else f"{route.name}.alias{i}")
     resources = {
         path: app.router.add_resource(path, name=names[path])
         for path in sorted(names, key=_resolve_order)
     }
-    for route in ROUTES:
+    for route in served:
+        handler = route.handler if handler_of is None else handler_of(route)
         for path in (route.path, *route.aliases):
             resource = resources[path]
-            added = [resource.add_route(route.method, route.handler)]
+            added = [resource.add_route(route.method, handler)]
             if route.method == "GET":  # GET answers HEAD too
-                added.append(resource.add_route("HEAD", route.handler))
+                added.append(resource.add_route("HEAD", handler))
             for aiohttp_route in added:
                 register(
                     table,
@@ -524,16 +634,32 @@ def setup_routes(app: web.Application, table: RouteTable) -> None:
                     idempotency=route.idempotency,
                     streamed_body=route.body == "multipart",
                 )
-    static = StaticFiles("/static", _static_dir(), name="static", append_version=True)
-    app.router.register_resource(static)
-    register_static(table, static)
+    if static is not None:
+        resource = app.router.add_resource("/static/{path:.+}", name="static")
+        resource.add_route("GET", static)
+        resource.add_route("HEAD", static)
+        register_static(table, resource)
+    else:
+        # Every service has them: its pages (error pages included) and
+        # GraphiQL build their versioned URLs from this resource; behind the
+        # gateway only the web service is asked for them.
+        files = static_files()
+        app.router.register_resource(files)
+        register_static(table, files)
+
+
+def static_files() -> StaticFiles:
+    """The static-file resource: serves `/static/*`, and builds its versioned URLs
+    (the gateway uses it for the URLs only; the files come from web)."""
+    return StaticFiles("/static", _static_dir(), name="static", append_version=True)
 
 
 def _resolve_order(path: str) -> tuple[bool, int]:
     """Plain paths, then fewer segments first (a stable sort keeps the table's
     order otherwise). It changes no answer: a plain path beats a pattern that
     would match it, as it did, and patterns of different segment counts never
-    match the same path (a `{name}` stops at "/")."""
+    match the same path (a `{name}` stops at "/"; the one pattern with a
+    regex of its own, media's, is alone under its prefix)."""
     return "{" in path, path.count("/")
 
 

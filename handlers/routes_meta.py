@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from picshare.domain_events import EVENT_TYPES
 from storage.records import NotificationKind, PhotoStatus, TransferKind
 
 _ID = {"type": "string", "pattern": "^[0-9]{1,19}$", "description": "64-bit id as a string"}
@@ -69,6 +70,15 @@ FORMS: dict[str, Any] = {
     "TopupForm": _form(
         ("amount",), amount={"type": "string", "description": "in the currency's units: 5.00"}
     ),
+    # One checkbox per event type (a form's repeated names would collapse).
+    "WebhookForm": _form(
+        ("url",),
+        url=_TEXT,
+        **{
+            f"event.{t}": {"type": "string", "description": "ticked: 'on'"}
+            for t in sorted(EVENT_TYPES)
+        },
+    ),
     "TipForm": _form(
         ("to", "amount"),
         to=_TEXT,
@@ -85,6 +95,69 @@ FORMS: dict[str, Any] = {
             "description": "from the page: the same form sent twice makes one photo",
         },
     ),
+}
+
+_EVENT_TYPE = {"enum": sorted(EVENT_TYPES)}
+_WEBHOOK_PROPS: dict[str, Any] = {
+    "id": _ID,
+    "url": {"type": "string", "format": "uri", "maxLength": 2000},
+    "events": {"type": "array", "items": _EVENT_TYPE},
+    "created_at": _TIME,
+    "disabled": {"type": "boolean", "description": "true once the receiver answered 410"},
+    "disabled_reason": {"type": ["string", "null"]},
+}
+WEBHOOK_SCHEMAS: dict[str, Any] = {
+    "WebhookRequest": {
+        "type": "object",
+        "required": ["url", "events"],
+        "properties": {
+            "url": {
+                "type": "string",
+                "format": "uri",
+                "maxLength": 2000,
+                "description": "http(s); its host must not resolve to a loopback, private, "
+                "link-local, multicast or reserved address",
+            },
+            "events": {"type": "array", "minItems": 1, "items": _EVENT_TYPE},
+        },
+    },
+    "Webhook": {"type": "object", "properties": _WEBHOOK_PROPS},
+    "WebhookCreated": {
+        "type": "object",
+        "required": ["id", "secret"],
+        "properties": {
+            **_WEBHOOK_PROPS,
+            "secret": {
+                "type": "string",
+                "pattern": "^whsec_",
+                "description": "verifies the webhook-signature of deliveries (Standard "
+                "Webhooks); shown in this answer only",
+            },
+        },
+    },
+    "WebhookList": {
+        "type": "object",
+        "required": ["items"],
+        "properties": {
+            "items": {"type": "array", "items": {"$ref": "#/components/schemas/Webhook"}}
+        },
+    },
+    "WebhookDelivery": {
+        "type": "object",
+        "properties": {
+            "id": _ID,
+            "webhook_id": {"type": "string", "description": "the webhook-id header sent"},
+            "event_id": _ID,
+            "event_type": _EVENT_TYPE,
+            "attempt": {"type": "integer", "minimum": 1},
+            "status": {"type": ["integer", "null"], "description": "null: no answer"},
+            "duration_ms": {"type": "integer"},
+            "error": {"type": "string"},
+            "next_attempt_at": {**_TIME, "type": ["string", "null"]},
+            "created_at": _TIME,
+        },
+    },
+    "WebhookDeliveryPage": _page("WebhookDelivery"),
 }
 
 SCHEMAS: dict[str, Any] = {
@@ -344,5 +417,60 @@ SCHEMAS: dict[str, Any] = {
         "type": "object",
         "properties": {"status": {"type": "string"}, "checks": {"type": "object"}},
     },
+    "ModerationVerdict": {
+        "type": "object",
+        "required": ["verdict"],
+        "properties": {"verdict": {"enum": ["approve", "reject"]}},
+    },
+    "ModerationResult": {
+        "type": "object",
+        "required": ["id", "verdict", "status"],
+        "properties": {
+            "id": _ID,
+            "verdict": {"enum": ["approve", "reject"]},
+            "status": {
+                "enum": [s.value for s in PhotoStatus],
+                "description": "the photo's status after it: approved, `ready` once its "
+                "renditions exist (`processing` until then); rejected, `rejected`",
+            },
+        },
+    },
+    "System": {
+        "type": "object",
+        "required": ["processes", "databases", "queues", "cache", "sockets"],
+        "properties": {
+            "processes": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["id", "kind", "host", "pid", "sockets", "in_flight"],
+                    "properties": {
+                        "id": {"type": "string"},
+                        "kind": {"type": "string"},
+                        "host": {"type": "string"},
+                        "pid": {"type": "integer"},
+                        "listen": {"type": "string"},
+                        "sockets": {"type": "integer"},
+                        "in_flight": {"type": "integer"},
+                        "cache_hits": {"type": "integer"},
+                        "cache_misses": {"type": "integer"},
+                        "consumers": {"type": "string"},
+                        "age_seconds": {"type": "number"},
+                    },
+                },
+            },
+            "databases": {"type": "array", "items": {"type": "object"}},
+            "queues": {
+                "type": "object",
+                "properties": {
+                    "outbox_backlog": {"type": "integer"},
+                    "jobs_queued": {"type": "integer"},
+                },
+            },
+            "cache": {"type": "object"},
+            "sockets": {"type": "integer"},
+        },
+    },
+    **WEBHOOK_SCHEMAS,
     **FORMS,
 }

@@ -12,9 +12,12 @@ from picshare.media_urls import MediaUrls
 from picshare.notifications import event_of
 from picshare.pagination import Page
 from picshare.social import Profile
+from picshare.webhooks import msg_id as webhook_msg_id
 from storage.cache.memo import IdentityMemo
 from storage.records import (
     CommentRecord,
+    DeliveryRecord,
+    EndpointRecord,
     NotificationRecord,
     PhotoRecord,
     UserListEntry,
@@ -156,3 +159,30 @@ def comment_page(page: Page[CommentRecord]) -> dict[str, Any]:
 
 def notification(n: NotificationRecord) -> dict[str, Any]:
     return event_of(n)
+
+
+def webhook(e: EndpointRecord) -> dict[str, Any]:
+    """An endpoint as its owner sees it: never its secret (shown once, when made)."""
+    return {
+        "id": str(e.id),
+        "url": e.url,
+        "events": e.events,
+        "created_at": iso(e.created_at),
+        "disabled": e.disabled_at is not None,
+        "disabled_reason": e.disabled_reason,
+    }
+
+
+def webhook_delivery(d: DeliveryRecord) -> dict[str, Any]:
+    return {
+        "id": str(d.id),
+        "webhook_id": webhook_msg_id(d.event_id, d.endpoint_id),
+        "event_id": str(d.event_id),
+        "event_type": d.event_type,
+        "attempt": d.attempt,
+        "status": d.status,
+        "duration_ms": d.duration_ms,
+        "error": d.error,
+        "next_attempt_at": None if d.next_attempt_at is None else iso(d.next_attempt_at),
+        "created_at": iso(d.created_at),
+    }

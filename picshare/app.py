@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import Executor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeAlias
 
@@ -24,11 +24,13 @@ from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from handlers import gateway as gateway_http
 from handlers import middlewares
 from handlers.idempotency import idempotency_middleware
 from handlers.proxies import forwarded_middleware
 from handlers.ratelimit import ratelimit_middleware
-from handlers.routes import setup_routes
+from handlers.routes import Handler, Route, setup_routes, static_files
+from handlers.static_files import StaticFiles
 from handlers.template_filters import blurhash_color
 from picshare import keys
 from picshare.blob_stores import open_blob_store
@@ -37,17 +39,22 @@ from picshare.config import Settings, SettingsError
 from picshare.consumers import UnknownConsumer, counters, names_chosen
 from picshare.database import open_shards
 from picshare.events import EventBus, InProcessBus
+from picshare.gateway import open_gateway
 from picshare.health import HealthService
 from picshare.idempotency import IdempotencyService
+from picshare.internal_token import InternalTokens
 from picshare.jobs import JobRunner
 from picshare.media import MediaWorkers
 from picshare.media_urls import MediaUrls
 from picshare.metrics import Metrics
+from picshare.moderation import ModerationService
 from picshare.notifications import NotificationService
+from picshare.notify import Notifier
 from picshare.outbox import Outbox
 from picshare.outbox_retention import prune_forever
 from picshare.payments import PaymentService
 from picshare.photos import PhotoService
+from picshare.process_registry import process_registry
 from picshare.ratelimit import (
     FallbackLimiter,
     MemoryLimiter,
@@ -60,9 +67,14 @@ from picshare.relay_amqp import AmqpRelay
 from picshare.relay_inprocess import InProcessRelay
 from picshare.routing import RouteTable
 from picshare.search import SearchService
+from picshare.search_index import SearchIndexer
 from picshare.secret import load_secret_key
+from picshare.services import PROFILES, SERVICES
 from picshare.social import SocialService
+from picshare.system import SystemService
 from picshare.users import UserService
+from picshare.webhook_guard import guarded_session
+from picshare.webhooks import WebhookService
 from storage.cache import Cache, MemoryCache, RedisCache
 from storage.redis_bus import RedisBus
 from storage.shards import Shards
@@ -81,47 +93,72 @@ CleanupContext: TypeAlias = Callable[[web.Application], AsyncIterator[None]]
 
 def create_app(settings: Settings, *, media_pool: Executor | None = None) -> web.Application:
     """Build the app. `media_pool` lets a caller (the tests) share one process
-    pool between many apps; the app then neither starts nor stops it."""
-    metrics = Metrics()
-    routes: RouteTable = {}
-    app = web.Application(
-        middlewares=_middlewares(settings, routes, metrics),
-        client_max_size=CLIENT_MAX_SIZE,
-    )
-    app[keys.SETTINGS] = settings
-    app[keys.METRICS] = metrics
-    app[keys.ROUTE_INFO] = routes
-    app[keys.SECRET_KEY] = load_secret_key(settings)
+    pool between many apps; the app then neither starts nor stops it.
+
+    `server.service` picks the process's role (picshare/services.py): the
+    monolith, one service (its routes, consumers and resources only), or
+    the gateway (`_gateway_app`)."""
+    role = settings.server.service
+    if role == "gateway":
+        return _gateway_app(settings)
+    profile = PROFILES[role]
+    app, routes, env = _bare_app(settings)
     app[keys.MEDIA_URLS] = MediaUrls(
         prefix=settings.media.url_prefix,
         secret=app[keys.SECRET_KEY],
         ttl=settings.media.signed_url_ttl,
         cdn_url=settings.media.cdn_url,
     )
-    env = aiohttp_jinja2.setup(
-        app,
-        loader=jinja2.FileSystemLoader(TEMPLATES),
-        autoescape=jinja2.select_autoescape(default=True, default_for_string=True),
-    )
     env.filters["blurhash_color"] = blurhash_color
     env.globals["static"] = _static_urls(app)
-    setup_routes(app, routes)
+    if _behind_gateway(settings):
+        app[keys.INTERNAL_TOKENS] = _internal_tokens(settings)
+    if role != "all":
+        app[keys.PROCESS_KIND] = role  # its name in the process registry (/system)
+    setup_routes(app, routes, role=role)
+    if media_pool is None and not profile.media:
+        # This service renders no images: a thread stands in for the pool.
+        media_pool = ThreadPoolExecutor(1, thread_name_prefix="media-unused")
     app.cleanup_ctx.extend(
         [
             _redis,
             _database,
             _ratelimit,
-            _events,
+            _events_of(live=profile.live),
             _blobs,
             _media_workers(media_pool),
             _cached_reads,
+            _webhook_http,
             _jobs,
             _services,
+            _system,
             _start_jobs,
         ]
     )
     app.on_shutdown.append(_close_sockets)
     return app
+
+
+def _bare_app(settings: Settings) -> tuple[web.Application, RouteTable, jinja2.Environment]:
+    """What every role's app starts from: the middleware chain, the settings,
+    metrics, the route table to fill, the secret key, the templates."""
+    metrics = Metrics()
+    routes: RouteTable = {}
+    app = web.Application(
+        middlewares=_middlewares(settings, routes, metrics),
+        # The gateway streams bodies through; this caps only bodies read whole.
+        client_max_size=CLIENT_MAX_SIZE,
+    )
+    app[keys.SETTINGS] = settings
+    app[keys.METRICS] = metrics
+    app[keys.ROUTE_INFO] = routes
+    app[keys.SECRET_KEY] = load_secret_key(settings)
+    env = aiohttp_jinja2.setup(
+        app,
+        loader=jinja2.FileSystemLoader(TEMPLATES),
+        autoescape=jinja2.select_autoescape(default=True, default_for_string=True),
+    )
+    return app, routes, env
 
 
 def _middlewares(settings: Settings, routes: RouteTable, metrics: Metrics) -> list[Middleware]:
@@ -133,11 +170,12 @@ def _middlewares(settings: Settings, routes: RouteTable, metrics: Metrics) -> li
         # First, so every later layer (error pages included) sees the client's
         # address and scheme on the one request object they all share.
         chain.append(forwarded_middleware(settings.server.trusted_proxies))
+    internal = _internal_tokens(settings) if _behind_gateway(settings) else None
     chain += [
         middlewares.observe_middleware(
             routes, metrics, wal_cookie_ttl=int(settings.database.read_your_writes_ttl)
         ),
-        middlewares.auth_middleware(settings.auth),
+        middlewares.auth_middleware(settings.auth, internal),
     ]
     if settings.ratelimit.enabled:
         chain.append(ratelimit_middleware(Policies.from_settings(settings.ratelimit), metrics))
@@ -146,13 +184,15 @@ def _middlewares(settings: Settings, routes: RouteTable, metrics: Metrics) -> li
     return chain
 
 
-def _static_urls(app: web.Application) -> Callable[[str], str]:
-    """url_for with append_version hashes the file: do it once per name, not per render."""
+def _static_urls(app: web.Application, files: StaticFiles | None = None) -> Callable[[str], str]:
+    """url_for with append_version hashes the file: do it once per name, not per render.
+    `files`: a resource of its own to build them with (the gateway's router has none)."""
     cache: dict[str, str] = {}
 
     def static(name: str) -> str:
         if name not in cache:
-            cache[name] = str(app.router["static"].url_for(filename=name))
+            resource = files if files is not None else app.router["static"]
+            cache[name] = str(resource.url_for(filename=name))
         return cache[name]
 
     return static
@@ -227,31 +267,40 @@ async def _ratelimit(app: web.Application) -> AsyncIterator[None]:
     yield
 
 
-async def _events(app: web.Application) -> AsyncIterator[None]:
-    """The bus (Redis pub/sub across processes, else in-process) feeding this process's hub."""
-    metrics = app[keys.METRICS]
-    hub = Hub(
-        on_count=metrics.ws_connections.set,
-        on_sent=metrics.ws_events.inc,
-        on_slow=metrics.ws_slow_disconnects.inc,
-    )
-    client = app[keys.REDIS]
-    bus: EventBus
-    if client is not None:
-        redis_bus = RedisBus(client)
-        redis_bus.subscribe(hub.deliver)
-        await redis_bus.start()
-        bus = redis_bus
-    else:
-        bus = InProcessBus()
-        bus.subscribe(hub.deliver)
-    app[keys.HUB] = hub
-    app[keys.BUS] = bus
-    try:
-        yield
-    finally:
-        if isinstance(bus, RedisBus):
-            await bus.close()
+def _events_of(*, live: bool) -> CleanupContext:
+    """The bus (Redis pub/sub across processes, else in-process) and this
+    process's hub. Only a process serving sockets (`live`) listens to the
+    bus; the others publish on it."""
+
+    async def _events(app: web.Application) -> AsyncIterator[None]:
+        metrics = app[keys.METRICS]
+        hub = Hub(
+            on_count=metrics.ws_connections.set,
+            on_sent=metrics.ws_events.inc,
+            on_slow=metrics.ws_slow_disconnects.inc,
+        )
+        client = app[keys.REDIS]
+        bus: EventBus
+        listening = False
+        if client is not None:
+            redis_bus = RedisBus(client)
+            if live:
+                redis_bus.subscribe(hub.deliver)
+                await redis_bus.start()
+                listening = True
+            bus = redis_bus
+        else:
+            bus = InProcessBus()
+            bus.subscribe(hub.deliver)
+        app[keys.HUB] = hub
+        app[keys.BUS] = bus
+        try:
+            yield
+        finally:
+            if listening and isinstance(bus, RedisBus):
+                await bus.close()
+
+    return _events
 
 
 async def _close_sockets(app: web.Application) -> None:
@@ -314,6 +363,15 @@ async def _cached_reads(app: web.Application) -> AsyncIterator[None]:
     yield
 
 
+async def _webhook_http(app: web.Application) -> AsyncIterator[None]:
+    """The client that delivers users' webhooks, through the SSRF guard. Its
+    own entry before the jobs: closed after them, so no delivery finds it closed."""
+    settings = app[keys.SETTINGS].webhooks
+    async with guarded_session(allow_loopback=settings.allow_loopback) as session:
+        app[keys.WEBHOOK_HTTP] = session
+        yield
+
+
 async def _jobs(app: web.Application) -> AsyncIterator[None]:
     """The job runner on its aiojobs scheduler; closing the scheduler stops the jobs.
     Services register their kinds next; `_start_jobs` starts it after them."""
@@ -343,8 +401,11 @@ def _relay(app: web.Application, runner: JobRunner) -> EventRelay:
                 settings.events.consumers,
             )
         return InProcessRelay(db=app[keys.DATABASES], jobs=runner)
+    consumers = settings.events.consumers
+    if consumers.strip().lower() in ("", "all"):
+        consumers = PROFILES[settings.server.service].consumers
     try:
-        run_here = names_chosen(settings.events.consumers)
+        run_here = names_chosen(consumers)
     except UnknownConsumer as exc:
         raise SettingsError(str(exc)) from None
     return AmqpRelay(
@@ -373,13 +434,17 @@ async def relay_for_commands(settings: Settings, db: Shards) -> AsyncIterator[Ev
 
 
 async def _services(app: web.Application) -> AsyncIterator[None]:
-    """The domain services: plain objects over the resources above (nothing to close)."""
+    """The domain services: plain objects over the resources above (the
+    moderation service's HTTP client is the one thing to close)."""
     settings = app[keys.SETTINGS]
     db = app[keys.DATABASES]
     cached = app[keys.CACHED_READS]
     runner = app[keys.JOBS]
     events = app[keys.OUTBOX]
-    users = UserService(db=db, auth=settings.auth, cached=cached, jobs=runner)
+    notifier = Notifier(db=db, bus=app[keys.BUS], jobs=runner)
+    runner.register(notifier.job_kinds())
+    app[keys.NOTIFIER] = notifier
+    users = UserService(db=db, auth=settings.auth, cached=cached, jobs=runner, events=events)
     runner.register(users.job_kinds())
     app[keys.USERS] = users
     photos = PhotoService(
@@ -390,20 +455,24 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         uploads=settings.uploads,
         renditions=settings.media,
         feed=settings.feed,
-        bus=app[keys.BUS],
+        notifier=notifier,
         cached=cached,
         events=events,
+        moderated=bool(settings.moderation.url),
     )
     runner.register(photos.job_kinds())
     app[keys.PHOTOS] = photos
-    social = SocialService(db=db, bus=app[keys.BUS], cached=cached, jobs=runner, events=events)
+    moderation = ModerationService(settings=settings.moderation, photos=photos)
+    app[keys.MODERATION] = moderation
+    social = SocialService(db=db, notifier=notifier, cached=cached, jobs=runner, events=events)
     runner.register(social.job_kinds())
     app[keys.SOCIAL] = social
     app[keys.NOTIFICATIONS] = NotificationService(db=db)
     app[keys.SEARCH] = SearchService(db=db)
+    app[keys.SEARCH_INDEX] = SearchIndexer(db=db)
     payments = PaymentService(
         db=db,
-        bus=app[keys.BUS],
+        notifier=notifier,
         jobs=runner,
         settings=settings.payments,
         events=events,
@@ -411,15 +480,54 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     )
     runner.register(payments.job_kinds())
     app[keys.PAYMENTS] = payments
+    webhooks = WebhookService(
+        db=db, jobs=runner, settings=settings.webhooks, http=app[keys.WEBHOOK_HTTP]
+    )
+    runner.register(webhooks.job_kinds())
+    app[keys.WEBHOOKS] = webhooks
     relay = app[keys.RELAY]
-    relay.register([*photos.consumers(), counters(db)])
+    relay.register(
+        [
+            *photos.consumers(),
+            *moderation.consumers(),
+            counters(db),
+            webhooks.consumer(),
+            app[keys.SEARCH_INDEX].consumer(),
+        ]
+    )
     app[keys.HEALTH] = HealthService(
         db=db,
         blobs=app[keys.BLOBS],
         events=relay.state if isinstance(relay, AmqpRelay) else None,
     )
     app[keys.IDEMPOTENCY] = IdempotencyService(db=db, settings=settings.idempotency)
-    yield
+    try:
+        yield
+    finally:
+        await moderation.close()  # its HTTP client, after the jobs that use it stopped
+
+
+async def _system(app: web.Application) -> AsyncIterator[None]:
+    """This process in the site's process registry (the `/system` page)."""
+    settings = app[keys.SETTINGS]
+    events = settings.events
+    system = SystemService(
+        registry=process_registry(app[keys.REDIS], timeout=settings.redis.timeout),
+        health=app.get(keys.HEALTH),
+        hub=app.get(keys.HUB),
+        metrics=app[keys.METRICS],
+        kind=app.get(keys.PROCESS_KIND, "web"),
+        listen=f"{settings.server.host}:{settings.server.port}",
+        consumers=events.consumers if events.amqp_url else "all (as jobs)",
+    )
+    app[keys.SYSTEM] = system
+    beating = asyncio.create_task(system.heartbeat())
+    try:
+        yield
+    finally:
+        beating.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await beating
 
 
 async def _start_jobs(app: web.Application) -> AsyncIterator[None]:
@@ -443,3 +551,62 @@ async def _start_jobs(app: web.Application) -> AsyncIterator[None]:
         with contextlib.suppress(asyncio.CancelledError):
             await retention
         await relay.close()
+
+
+def _behind_gateway(settings: Settings) -> bool:
+    """A service (not the monolith) given the gateway's secret believes only its tokens."""
+    return (
+        settings.server.service in PROFILES
+        and settings.server.service != "all"
+        and bool(settings.server.internal_secret)
+    )
+
+
+def _internal_tokens(settings: Settings) -> InternalTokens:
+    return InternalTokens(settings.server.internal_secret, ttl=settings.gateway.token_ttl)
+
+
+def _gateway_app(settings: Settings) -> web.Application:
+    """`serve --service gateway`: the public front (handlers/gateway.py).
+
+    The same middlewares as the monolith (request id, identity, rate limits,
+    Idempotency-Key) over a router filled from the same route table, each
+    route a proxy to its service; the probes are the gateway's own. Its
+    resources: Redis (shared limits), the database (tokens and sessions,
+    idempotency keys), and the upstreams' client."""
+    app, routes, env = _bare_app(settings)
+    env.globals["static"] = _static_urls(app, static_files())
+    proxies = {name: gateway_http.proxy_to(name) for name in SERVICES}
+    own = {"readyz": gateway_http.readyz, "metrics": gateway_http.metrics}
+
+    def handler_of(route: Route) -> Handler:
+        if route.service == "each":
+            return own.get(route.name, route.handler)
+        return proxies[route.service]
+
+    setup_routes(app, routes, role="gateway", handler_of=handler_of, static=proxies["web"])
+    app[keys.PROCESS_KIND] = "gateway"
+    app.cleanup_ctx.extend(
+        [_redis, _database, _ratelimit, _cached_reads, _gateway_services, _system]
+    )
+    return app
+
+
+async def _gateway_services(app: web.Application) -> AsyncIterator[None]:
+    """What the gateway's middlewares use: users (who is asking), idempotency
+    keys, and the upstreams. Its job runner is never started: the services
+    run the jobs."""
+    settings = app[keys.SETTINGS]
+    db = app[keys.DATABASES]
+    scheduler = aiojobs.Scheduler(limit=None)
+    runner = JobRunner(db=db, settings=settings.jobs, scheduler=scheduler, kinds={})
+    app[keys.USERS] = UserService(
+        db=db, auth=settings.auth, cached=app[keys.CACHED_READS], jobs=runner
+    )
+    app[keys.IDEMPOTENCY] = IdempotencyService(db=db, settings=settings.idempotency)
+    try:
+        async with open_gateway(settings) as gateway:
+            app[keys.GATEWAY] = gateway
+            yield
+    finally:
+        await scheduler.close()

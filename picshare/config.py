@@ -18,6 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from picshare.services import (
+    ROLES,
+    SERVICES,
+    UpstreamError,
+    check_upstream_url,
+    parse_pairs,
+)
 from storage.table_groups import GROUPS, SEPARABLE
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
@@ -51,6 +58,34 @@ class ServerSettings:
     # Full PicShare processes on one port (`serve --workers N`), SO_REUSEPORT
     # under a small supervisor (picshare/supervisor.py); above 1 needs Redis.
     workers: int = 1
+    # Usernames that may see the /system page from anywhere (anyone may from
+    # this machine, not through a proxy).
+    admins: tuple[str, ...] = ()
+    # Which part of PicShare this process is (`serve --service`,
+    # picshare/services.py): all (the monolith), auth, photos,
+    # notifications, search, web, or gateway.
+    service: str = "all"
+    # The secret the gateway signs its internal tokens with and the services
+    # verify them with (picshare/internal_token.py). Set on a service, the
+    # service believes only that token for identity (behind a gateway).
+    internal_secret: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class GatewaySettings:
+    # `--upstream NAME=URL`, one per service (several names may share a URL).
+    upstreams: tuple[str, ...] = ()
+    # Seconds an upstream has to start its answer (else 504), and per-name
+    # overrides ("search=2").
+    timeout: float = 30.0
+    timeouts: tuple[str, ...] = ()
+    connect_timeout: float = 2.0
+    # The circuit breaker per upstream: open after this many failures in a
+    # row (refused, timed out), half-open after the cooldown (seconds).
+    breaker_failures: int = 5
+    breaker_cooldown: float = 10.0
+    # Seconds an internal token is good for.
+    token_ttl: float = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +136,7 @@ class DatabaseSettings:
     group_comments_url: str = ""
     group_notifications_url: str = ""
     group_payments_url: str = ""
+    group_search_url: str = ""
     group_jobs_url: str = ""
 
     def group_urls(self) -> dict[str, str]:
@@ -290,6 +326,20 @@ class PaginationSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class GraphQLSettings:
+    # An operation deeper than this many fields is refused (QUERY_TOO_DEEP).
+    max_depth: int = 10
+    # An operation that may return more nodes than this is refused
+    # (QUERY_TOO_COSTLY); each connection multiplies what is below it by `first`.
+    max_cost: int = 5000
+    # The rate limiter counts one request per this much cost (a feed page with
+    # comments is one or two requests' worth).
+    cost_per_hit: int = 250
+    # Query documents kept parsed, validated and compiled per process.
+    document_cache: int = 256
+
+
+@dataclass(frozen=True, slots=True)
 class IdempotencySettings:
     # Seconds a key and its stored answer are kept (the draft asks for 24 h).
     ttl: int = 86400
@@ -382,10 +432,12 @@ class Settings:
     feed: FeedSettings = field(default_factory=FeedSettings)
     redis: RedisSettings = field(default_factory=RedisSettings)
     ws: WsSettings = field(default_factory=WsSettings)
+    graphql: GraphQLSettings = field(default_factory=GraphQLSettings)
     cache: CacheSettings = field(default_factory=CacheSettings)
     ratelimit: RateLimitSettings = field(default_factory=RateLimitSettings)
     idempotency: IdempotencySettings = field(default_factory=IdempotencySettings)
     payments: PaymentSettings = field(default_factory=PaymentSettings)
+    gateway: GatewaySettings = field(default_factory=GatewaySettings)
 
     @property
     def data_path(self) -> Path:
@@ -693,6 +745,10 @@ def _validate(s: Settings) -> None:
         ),
         (s.cache.max_entries >= 1, "cache.max_entries must be at least 1"),
         (s.ws.send_queue >= 1, "ws.send_queue must be at least 1"),
+        (s.graphql.max_depth >= 2, "graphql.max_depth must be at least 2"),
+        (s.graphql.max_cost >= 1, "graphql.max_cost must be at least 1"),
+        (s.graphql.cost_per_hit >= 1, "graphql.cost_per_hit must be at least 1"),
+        (s.graphql.document_cache >= 1, "graphql.document_cache must be at least 1"),
         (s.jobs.max_attempts >= 1, "jobs.max_attempts must be at least 1"),
         (s.jobs.lease_seconds >= 5, "jobs.lease_seconds must be at least 5"),
         (s.auth.password_min >= 8, "auth.password_min must be at least 8"),
@@ -713,6 +769,7 @@ def _validate(s: Settings) -> None:
         (s.idempotency.sweep_interval > 0, "idempotency.sweep_interval must be positive"),
     ]
     checks += _server_checks(s)
+    checks += _service_checks(s)
     for proxy in s.server.trusted_proxies:
         try:
             ipaddress.ip_network(proxy, strict=False)
@@ -723,6 +780,51 @@ def _validate(s: Settings) -> None:
     for ok, message in checks:
         if not ok:
             raise SettingsError(message)
+
+
+def _service_checks(s: Settings) -> list[tuple[bool, str]]:
+    """`serve --service` and the gateway's settings (picshare/services.py)."""
+    role = s.server.service
+    gateway = s.gateway
+    checks = [
+        (role in ROLES, f"server.service must be one of {', '.join(ROLES)}"),
+        (
+            role in ("all", "gateway") or s.redis.url != "",
+            f"serve --service {role} needs PICSHARE_REDIS_URL: the services share their "
+            "cache and live notifications only through Redis",
+        ),
+        (gateway.timeout > 0 and gateway.connect_timeout > 0, "gateway timeouts must be positive"),
+        (gateway.breaker_failures >= 1, "gateway.breaker_failures must be at least 1"),
+        (gateway.breaker_cooldown > 0, "gateway.breaker_cooldown must be positive"),
+        (1 <= gateway.token_ttl <= 300, "gateway.token_ttl must be 1-300 seconds"),
+    ]
+    try:
+        upstreams = parse_pairs(gateway.upstreams, "gateway.upstreams (--upstream)")
+        for name, url in upstreams.items():
+            check_upstream_url(name, url)
+        for name, seconds in parse_pairs(gateway.timeouts, "gateway.timeouts").items():
+            if not float(seconds) > 0:
+                raise UpstreamError(f"gateway.timeouts: {name} must be positive")
+    except UpstreamError as exc:
+        return [*checks, (False, str(exc))]
+    except ValueError:
+        return [*checks, (False, "gateway.timeouts: each must be NAME=SECONDS")]
+    if role == "gateway":
+        missing = [name for name in SERVICES if name not in upstreams]
+        checks += [
+            (
+                not missing,
+                f"serve --service gateway needs --upstream NAME=URL for {', '.join(missing)}"
+                " (gateway.upstreams; one URL may serve several names)",
+            ),
+            (
+                len(s.server.internal_secret) >= 16,
+                "serve --service gateway needs server.internal_secret"
+                " (PICSHARE_SERVER_INTERNAL_SECRET), at least 16 characters, shared with the"
+                " services",
+            ),
+        ]
+    return checks
 
 
 def _server_checks(s: Settings) -> list[tuple[bool, str]]:

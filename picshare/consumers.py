@@ -49,7 +49,14 @@ def counters(db: Shards) -> Consumer:
 # Every consumer of the site, by name: a process that runs none of them still
 # declares their queues before publishing (picshare/relay_amqp.py), and the
 # commands (`run.py events`, `run.py worker --consumers`) check names here.
-CONSUMER_NAMES: tuple[str, ...] = ("renditions", "notifications", "counters")
+CONSUMER_NAMES: tuple[str, ...] = (
+    "renditions",
+    "notifications",
+    "counters",
+    "moderation",
+    "webhooks",
+    "search",
+)
 
 
 def names_chosen(setting: str) -> list[str]:

@@ -20,6 +20,8 @@ PHOTO_DELETED = "photo.deleted"
 PHOTO_LIKED = "photo.liked"
 COMMENT_CREATED = "comment.created"
 USER_FOLLOWED = "user.followed"
+# An account's privacy changed (what the search index keeps of it).
+USER_UPDATED = "user.updated"
 PAYMENT_TIP = "payment.tip"
 
 EVENT_TYPES: frozenset[str] = frozenset(
@@ -30,6 +32,7 @@ EVENT_TYPES: frozenset[str] = frozenset(
         PHOTO_LIKED,
         COMMENT_CREATED,
         USER_FOLLOWED,
+        USER_UPDATED,
         PAYMENT_TIP,
     }
 )

@@ -30,7 +30,6 @@ from types import TracebackType
 from typing import NamedTuple
 
 from picshare import notify
-from picshare.events import EventBus
 from storage import social_repo
 from storage.db import Connection
 from storage.shards import Shards
@@ -50,20 +49,22 @@ class FollowPair:
     commits the second (an exception rolls back whatever is not committed)."""
 
     __slots__ = (
-        "_bus",
         "_first_done",
         "_followee_id",
         "_follower_id",
         "_inner",
+        "_notifier",
         "_outer",
         "_shards",
         "first",
         "second",
     )
 
-    def __init__(self, shards: Shards, bus: EventBus, follower_id: int, followee_id: int) -> None:
+    def __init__(
+        self, shards: Shards, notifier: notify.Notifier, follower_id: int, followee_id: int
+    ) -> None:
         self._shards = shards
-        self._bus = bus
+        self._notifier = notifier
         self._follower_id = follower_id
         self._followee_id = followee_id
         self._outer = AsyncExitStack()
@@ -89,12 +90,8 @@ class FollowPair:
         followee_low = self._shards.index_of(theirs) < self._shards.index_of(mine)
         low, high = (theirs, mine) if followee_low else (mine, theirs)
         try:
-            hconn, hnotes = await self._outer.enter_async_context(
-                notify.transaction(high, self._bus)
-            )
-            lconn, lnotes = await self._inner.enter_async_context(
-                notify.transaction(low, self._bus)
-            )
+            hconn, hnotes = await self._outer.enter_async_context(self._notifier.transaction(high))
+            lconn, lnotes = await self._inner.enter_async_context(self._notifier.transaction(low))
             await social_repo.lock_pair(lconn, self._follower_id, self._followee_id)
             await social_repo.lock_pair(hconn, self._follower_id, self._followee_id)
         except BaseException:

@@ -83,15 +83,24 @@ class JobRunner:
         self._wake.set()
 
     async def enqueue(
-        self, conn: Any, kind: str, payload: dict[str, Any], *, max_attempts: int | None = None
+        self,
+        conn: Any,
+        kind: str,
+        payload: dict[str, Any],
+        *,
+        max_attempts: int | None = None,
+        delay: float = 0.0,
     ) -> int:
         """Add a job in the caller's transaction (call `wake()` after commit).
         `max_attempts`: more than the setting for a job that must outlast an
-        outage of another shard (a follow's mirror)."""
+        outage of another shard (a follow's mirror). `delay`: seconds before
+        it is due (a webhook's next attempt, on its own schedule)."""
         if kind not in self._kinds:
             raise ValueError(f"unknown job kind {kind}")
         attempts = self._settings.max_attempts if max_attempts is None else max_attempts
-        return await jobs_repo.enqueue(conn, kind, payload, max_attempts=attempts)
+        return await jobs_repo.enqueue(
+            conn, kind, payload, max_attempts=attempts, delay_seconds=delay
+        )
 
     async def start(self) -> None:
         await self._scheduler.spawn(self._poll_loop())

@@ -43,21 +43,21 @@ class NotificationService:
 
     async def inbox(self, user_id: int, *, cursor: str | None, limit: int) -> Inbox:
         before = decode_cursor(cursor)
-        async with self._db.of_user(user_id).read(read_your_writes(user_id)) as conn:
+        async with self._db.inbox_of(user_id).read(read_your_writes(user_id)) as conn:
             rows = await notifications_repo.page(conn, user_id, before=before, limit=limit + 1)
             unread = await notifications_repo.unread_count(conn, user_id)
         return Inbox(page_of(rows, limit), unread)
 
     async def unread(self, user_id: int) -> int:
-        async with self._db.of_user(user_id).read(read_your_writes(user_id)) as conn:
+        async with self._db.inbox_of(user_id).read(read_your_writes(user_id)) as conn:
             return await notifications_repo.unread_count(conn, user_id)
 
     async def mark_read(self, user_id: int, up_to: int | None) -> int:
-        async with self._db.of_user(user_id).write() as conn:
+        async with self._db.inbox_of(user_id).write() as conn:
             return await notifications_repo.mark_read(conn, user_id, up_to)
 
     async def since(self, user_id: int, after: int, limit: int) -> list[NotificationRecord]:
         """What a reconnecting socket missed: newer than `after`, oldest first."""
         # A reconnecting socket must not miss what was pushed a moment ago.
-        async with self._db.of_user(user_id).read(PRIMARY) as conn:
+        async with self._db.inbox_of(user_id).read(PRIMARY) as conn:
             return await notifications_repo.since(conn, user_id, after, limit)

@@ -1,29 +1,39 @@
 """Notifications: one function per event that causes (or withdraws) one, each
-writing its rows in the transaction of the action that caused it; what was
-written is pushed live once that transaction commits.
+called in the transaction of the action that caused it; what was written is
+pushed live once it is committed.
 
-    async with notify.transaction(shards.of_id(photo_id), bus) as (conn, notes):
+    async with notifier.transaction(shards.of_id(photo_id)) as (conn, notes):
         ...  # the action's own writes on `conn`
         await notes.liked(photo, user)
     # committed: the like's notification is on the bus now
 
+Where notifications live is the NOTIFICATIONS table group's question
+(storage/table_groups.py), asked once, in `Notifier`:
+- with the rest (the default): a notification lives on its recipient's
+  shard, the one its action's transaction writes (a like: the photo's, where
+  its owner lives), so it is written in that transaction;
+- in a database of its own (`PICSHARE_DATABASE_GROUP_NOTIFICATIONS_URL`):
+  the action's transaction records what to write as a `notify.apply` job
+  (the outbox: it commits or rolls back with the action), and the job writes
+  it in the notifications database, once however often it runs, and pushes
+  it live then. The lag is the job's pickup, a few milliseconds.
+
 Publishing after the commit means a listener never sees a notification that
 then rolls back; a process that dies in between loses only the live push
 (the row is there, and `?since=` replays it, picshare/events.py).
-
-A notification lives on its recipient's shard, so a transaction writes those
-of one shard only; an event whose recipients live on several shards (a new
-photo's followers) writes one transaction per shard.
 """
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from picshare.events import EventBus
+from picshare.jobs import JobKind, JobRunner
 from picshare.notifications import event_of
-from storage import notifications_repo
+from storage import notifications_repo, outbox_repo
 from storage.db import Connection
 from storage.records import (
     CommentRecord,
@@ -33,33 +43,94 @@ from storage.records import (
     UserRecord,
 )
 from storage.router import Databases, Isolation
+from storage.shards import Shards
 
 SNIPPET = 60  # characters of a comment quoted in its notification
+APPLY_JOB = "notify.apply"
+
+# One change to notifications, as data: written at once, or carried by a
+# job to the notifications' own database. `apply` is the one reader.
+Op = dict[str, Any]
+
+
+async def apply(conn: Connection, op: Op) -> list[NotificationRecord]:
+    """Make one change on `conn`; the notifications it wrote (to push live)."""
+    what = op["op"]
+    if what == "add":
+        record = await notifications_repo.add(
+            conn,
+            user_id=op["user_id"],
+            kind=NotificationKind(op["kind"]),
+            actor_id=op["actor_id"],
+            actor_username=op["actor_username"],
+            photo_id=op.get("photo_id"),
+            comment_id=op.get("comment_id"),
+            text=op["text"],
+        )
+        # Not pushed when the one it would go to did it (an approval).
+        return [] if record is None or not op.get("push", True) else [record]
+    if what == "remove":
+        await notifications_repo.remove(
+            conn,
+            user_id=op["user_id"],
+            actor_id=op["actor_id"],
+            kind=NotificationKind(op["kind"]),
+        )
+        return []
+    if what == "tip":
+        tip = await notifications_repo.add_tip(
+            conn,
+            transfer_id=op["transfer_id"],
+            user_id=op["user_id"],
+            actor_id=op["actor_id"],
+            actor_username=op["actor_username"],
+            photo_id=op.get("photo_id"),
+            text=op["text"],
+        )
+        return [] if tip is None else [tip]
+    if what == "photo_ready":
+        return await notifications_repo.add_photo_ready(
+            conn,
+            user_ids=op["user_ids"],
+            actor_id=op["actor_id"],
+            actor_username=op["actor_username"],
+            photo_id=op["photo_id"],
+            text=op["text"],
+        )
+    if what == "forget_photo":
+        await notifications_repo.forget_photo(conn, op["photo_id"])
+        return []
+    if what == "forget_comment":
+        await notifications_repo.forget_comment(conn, op["comment_id"])
+        return []
+    raise ValueError(f"no notification change {what!r}")
 
 
 class Notes:
-    """The notifications of one transaction: the events, and what they wrote."""
+    """The notifications of one transaction: the events, and what they wrote
+    (`written`, pushed after the commit). `deferred` is None when they are
+    written on the transaction's own connection, else the changes its
+    `notify.apply` job will make."""
 
-    __slots__ = ("_conn", "written")
+    __slots__ = ("_conn", "deferred", "written")
 
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Connection, *, defer: bool = False) -> None:
         self._conn = conn
         self.written: list[NotificationRecord] = []
+        self.deferred: list[Op] | None = [] if defer else None
 
     def __repr__(self) -> str:
         return f"<Notes written={len(self.written)}>"
 
     async def liked(self, photo: PhotoRecord, liker: UserRecord) -> None:
         """A new like (not a repeat after an unlike: the repository absorbs those)."""
-        self._keep(
-            await notifications_repo.add(
-                self._conn,
-                user_id=photo.owner_id,
-                kind=NotificationKind.LIKE,
-                actor_id=liker.id,
-                actor_username=liker.username,
+        await self._do(
+            _add(
+                NotificationKind.LIKE,
+                photo.owner_id,
+                liker,
+                f"{liker.username} liked your photo",
                 photo_id=photo.id,
-                text=f"{liker.username} liked your photo",
             )
         )
 
@@ -68,42 +139,46 @@ class Notes:
     ) -> None:
         text = comment.text
         snippet = text if len(text) <= SNIPPET else text[: SNIPPET - 1] + "…"
-        self._keep(
-            await notifications_repo.add(
-                self._conn,
-                user_id=photo.owner_id,
-                kind=NotificationKind.COMMENT,
-                actor_id=author.id,
-                actor_username=author.username,
+        await self._do(
+            _add(
+                NotificationKind.COMMENT,
+                photo.owner_id,
+                author,
+                f"{author.username} commented: {snippet}",
                 photo_id=photo.id,
                 comment_id=comment.id,
-                text=f"{author.username} commented: {snippet}",
             )
         )
 
+    async def comment_deleted(self, comment_id: int) -> None:
+        """Its notification goes with it (a key's cascade does it where the
+        two share a database; this says it where they do not)."""
+        await self._do({"op": "forget_comment", "comment_id": comment_id})
+
+    async def photo_deleted(self, photo_id: int) -> None:
+        """Every notification about it, in this transaction's reach (the
+        notifications' own database, or this shard: the others by a job)."""
+        await self._do({"op": "forget_photo", "photo_id": photo_id})
+
     async def followed(self, followee: UserRecord, follower: UserRecord) -> None:
         """A new follow of a public account."""
-        self._keep(
-            await notifications_repo.add(
-                self._conn,
-                user_id=followee.id,
-                kind=NotificationKind.FOLLOW,
-                actor_id=follower.id,
-                actor_username=follower.username,
-                text=f"{follower.username} started following you",
+        await self._do(
+            _add(
+                NotificationKind.FOLLOW,
+                followee.id,
+                follower,
+                f"{follower.username} started following you",
             )
         )
 
     async def follow_requested(self, target: UserRecord, requester: UserRecord) -> None:
         """A new request to follow a private account."""
-        self._keep(
-            await notifications_repo.add(
-                self._conn,
-                user_id=target.id,
-                kind=NotificationKind.FOLLOW_REQUEST,
-                actor_id=requester.id,
-                actor_username=requester.username,
-                text=f"{requester.username} asked to follow you",
+        await self._do(
+            _add(
+                NotificationKind.FOLLOW_REQUEST,
+                target.id,
+                requester,
+                f"{requester.username} asked to follow you",
             )
         )
 
@@ -117,13 +192,14 @@ class Notes:
         """The request's notification becomes a "follows you" one. Not pushed
         live: the one it would go to is the one who just approved."""
         await self._drop_request(target, requester)
-        await notifications_repo.add(
-            self._conn,
-            user_id=target.id,
-            kind=NotificationKind.FOLLOW,
-            actor_id=requester.id,
-            actor_username=requester.username,
-            text=f"{requester.username} started following you",
+        await self._do(
+            _add(
+                NotificationKind.FOLLOW,
+                target.id,
+                requester,
+                f"{requester.username} started following you",
+                push=False,
+            )
         )
 
     async def tipped(
@@ -137,62 +213,129 @@ class Notes:
         text: str,
     ) -> None:
         """A tip's receiver, once however often it is told (a retried job)."""
-        self._keep(
-            await notifications_repo.add_tip(
-                self._conn,
-                transfer_id=transfer_id,
-                user_id=receiver_id,
-                actor_id=tipper_id,
-                actor_username=tipper,
-                photo_id=photo_id,
-                text=text,
-            )
+        await self._do(
+            {
+                "op": "tip",
+                "transfer_id": transfer_id,
+                "user_id": receiver_id,
+                "actor_id": tipper_id,
+                "actor_username": tipper,
+                "photo_id": photo_id,
+                "text": text,
+            }
         )
 
     async def photo_ready(self, photo: PhotoRecord, follower_ids: list[int]) -> None:
         """A photo became ready: these followers of its owner (all with their
-        rows in this transaction's database), in one statement. A repeat (a
-        retried job) finds the rows there and sends nothing twice."""
-        self.written.extend(
-            await notifications_repo.add_photo_ready(
-                self._conn,
-                user_ids=follower_ids,
-                actor_id=photo.owner_id,
-                actor_username=photo.owner_username,
-                photo_id=photo.id,
-                text=f"{photo.owner_username} posted a photo",
-            )
+        notifications in this transaction's database), in one statement. A
+        repeat (a retried job) finds the rows there and sends nothing twice."""
+        await self._do(
+            {
+                "op": "photo_ready",
+                "user_ids": follower_ids,
+                "actor_id": photo.owner_id,
+                "actor_username": photo.owner_username,
+                "photo_id": photo.id,
+                "text": f"{photo.owner_username} posted a photo",
+            }
         )
 
     async def _drop_request(self, target: UserRecord, requester: UserRecord) -> None:
         """A follow request is gone (withdrawn, declined, approved): so is its notification."""
-        await notifications_repo.remove(
-            self._conn,
-            user_id=target.id,
-            actor_id=requester.id,
-            kind=NotificationKind.FOLLOW_REQUEST,
+        await self._do(
+            {
+                "op": "remove",
+                "user_id": target.id,
+                "actor_id": requester.id,
+                "kind": NotificationKind.FOLLOW_REQUEST.value,
+            }
         )
 
-    def _keep(self, record: NotificationRecord | None) -> None:
-        # None: nobody is told of their own action, and repeats are absorbed.
-        if record is not None:
-            self.written.append(record)
+    async def _do(self, op: Op) -> None:
+        if self.deferred is not None:
+            self.deferred.append(op)
+        else:
+            self.written.extend(await apply(self._conn, op))
 
 
-@asynccontextmanager
-async def transaction(
-    db: Databases,
-    bus: EventBus,
+def _add(
+    kind: NotificationKind,
+    user_id: int,
+    actor: UserRecord,
+    text: str,
     *,
-    isolation: Isolation = "read_committed",
-    readonly: bool = False,
-) -> AsyncIterator[tuple[Connection, Notes]]:
-    """A transaction on `db` (one shard) whose notifications go live once it
-    commits. Every notification it writes must be to a user of that shard:
-    the caller picks the shard its action and the notification share (a like:
-    the photo's, where its owner lives)."""
-    async with db.transaction(isolation=isolation, readonly=readonly) as conn:
-        notes = Notes(conn)
-        yield conn, notes
-    for record in notes.written:
-        await bus.publish(record.user_id, event_of(record))
+    photo_id: int | None = None,
+    comment_id: int | None = None,
+    push: bool = True,
+) -> Op:
+    return {
+        "op": "add",
+        "kind": kind.value,
+        "user_id": user_id,
+        "actor_id": actor.id,
+        "actor_username": actor.username,
+        "text": text,
+        "photo_id": photo_id,
+        "comment_id": comment_id,
+        "push": push,
+    }
+
+
+class Notifier:
+    """Opens the transactions that notify, and pushes what they wrote."""
+
+    __slots__ = ("_bus", "_db", "_jobs")
+
+    def __init__(self, *, db: Shards, bus: EventBus, jobs: JobRunner) -> None:
+        self._db = db
+        self._bus = bus
+        self._jobs = jobs
+
+    def __repr__(self) -> str:
+        return f"<Notifier apart={self._db.inbox is not None}>"
+
+    def job_kinds(self) -> dict[str, JobKind]:
+        return {APPLY_JOB: JobKind(self._apply_job)}
+
+    @asynccontextmanager
+    async def transaction(
+        self,
+        db: Databases,
+        *,
+        isolation: Isolation = "read_committed",
+        readonly: bool = False,
+    ) -> AsyncIterator[tuple[Connection, Notes]]:
+        """A transaction on `db` whose notifications go live once they are
+        committed. With notifications beside the rest, every notification it
+        writes must be to a user of `db`: the caller picks the database its
+        action and the notification share (a like: the photo's)."""
+        inbox = self._db.inbox
+        defer = inbox is not None and db is not inbox
+        async with db.transaction(isolation=isolation, readonly=readonly) as conn:
+            notes = Notes(conn, defer=defer)
+            yield conn, notes
+            if notes.deferred:
+                # A key the job records as done, in the notifications'
+                # database: a job run twice (its lease lapsed) writes once.
+                payload = {"key": secrets.randbits(63), "ops": notes.deferred}
+                await self._jobs.enqueue(conn, APPLY_JOB, payload)
+        if notes.deferred:
+            self._jobs.wake()
+        await self._publish(notes.written)
+
+    async def _apply_job(self, payload: dict[str, Any]) -> None:
+        inbox = self._db.inbox
+        if inbox is None:
+            # Enqueued while the notifications had a database of their own,
+            # run after they moved back: the rows would not be read there.
+            return
+        written: list[NotificationRecord] = []
+        async with inbox.transaction() as conn:
+            if await outbox_repo.first_time(conn, APPLY_JOB, int(payload["key"])):
+                for op in payload["ops"]:
+                    written.extend(await apply(conn, op))
+        await self._publish(written)
+
+    async def _publish(self, written: list[NotificationRecord]) -> None:
+        for record in written:
+            await self._bus.publish(record.user_id, event_of(record))

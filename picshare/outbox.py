@@ -90,6 +90,13 @@ class Outbox:
             {"follower_id": str(follower_id), "followee_id": str(followee_id)},
         )
 
+    async def user_updated(self, conn: Connection, user: UserRecord) -> DomainEvent:
+        """The account went private or public (the one place that changes it:
+        `UserService.update_profile`)."""
+        return await self._write(
+            conn, types.USER_UPDATED, {"user_id": str(user.id), "private": user.private}
+        )
+
     async def payment_tip(
         self,
         conn: Connection,

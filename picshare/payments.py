@@ -31,11 +31,10 @@ from typing import TypeVar
 
 import asyncpg
 
-from picshare import notify
 from picshare.config import PaymentSettings
 from picshare.errors import Conflict, NotFound, Unavailable, invalid
-from picshare.events import EventBus
 from picshare.jobs import JobKind, JobRunner
+from picshare.notify import Notifier
 from picshare.outbox import Outbox
 from storage import ledger_repo, photos_repo, users_repo
 from storage.db import Connection
@@ -90,10 +89,10 @@ def money_text(cents: int, currency: str) -> str:
 
 class PaymentService:
     __slots__ = (
-        "_bus",
         "_db",
         "_events",
         "_jobs",
+        "_notifier",
         "_on_retry",
         "_provider",
         "_settings",
@@ -104,7 +103,7 @@ class PaymentService:
         self,
         *,
         db: Shards,
-        bus: EventBus,
+        notifier: Notifier,
         jobs: JobRunner,
         settings: PaymentSettings,
         events: Outbox,
@@ -112,7 +111,7 @@ class PaymentService:
     ) -> None:
         self._db = db
         self._events = events
-        self._bus = bus
+        self._notifier = notifier
         self._jobs = jobs
         self._settings = settings
         self._on_retry = on_retry
@@ -305,7 +304,8 @@ class PaymentService:
             return  # not a tip: nothing to tell
         where = " for your photo" if tip.photo_id is not None else ""
         amount = money_text(tip.amount_cents, self.currency)
-        async with notify.transaction(self._db.of_user(tip.receiver_id), self._bus) as (_, notes):
+        inbox = self._db.inbox_of(tip.receiver_id)
+        async with self._notifier.transaction(inbox) as (_, notes):
             await notes.tipped(
                 transfer_id=tip.transfer_id,
                 receiver_id=tip.receiver_id,

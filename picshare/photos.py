@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 from dataclasses import replace
 from typing import Any, TypeVar
 
-from picshare import notify, privacy
+from picshare import privacy
 from picshare.caching import CachedReads
 from picshare.config import FeedSettings, MediaSettings, UploadSettings
 from picshare.consumers import Consumer
@@ -24,7 +24,6 @@ from picshare.errors import (
     Unprocessable,
     UnsupportedMedia,
 )
-from picshare.events import EventBus
 from picshare.jobs import JobKind, JobRunner, PermanentJobError
 from picshare.media import (
     MediaError,
@@ -37,6 +36,7 @@ from picshare.media import (
     render_display,
 )
 from picshare.media.source import local_file
+from picshare.notify import Notifier
 from picshare.outbox import Outbox
 from picshare.pagination import Page, decode_cursor, newest, page_of
 from picshare.staging import StagedUpload
@@ -45,7 +45,7 @@ from storage import notifications_repo, outbox_repo, photos_repo, social_repo, u
 from storage.blobs import BlobStore
 from storage.cache.memo import IdentityMemo
 from storage.db import Connection
-from storage.records import PhotoRecord, PhotoStatus
+from storage.records import ModerationState, PhotoRecord, PhotoStatus
 from storage.router import ANY, PRIMARY, Databases, read_your_writes
 from storage.shards import Shards
 
@@ -66,7 +66,6 @@ NOTIFICATIONS = "notifications"
 class PhotoService:
     __slots__ = (
         "_blobs",
-        "_bus",
         "_cached",
         "_db",
         "_events",
@@ -74,6 +73,8 @@ class PhotoService:
         "_front_pages",
         "_jobs",
         "_media",
+        "_moderated",
+        "_notifier",
         "_spec",
         "_uploads",
     )
@@ -88,11 +89,15 @@ class PhotoService:
         uploads: UploadSettings,
         renditions: MediaSettings,
         feed: FeedSettings,
-        bus: EventBus,
+        notifier: Notifier,
         cached: CachedReads,
         events: Outbox,
+        moderated: bool = False,
     ) -> None:
-        self._bus = bus
+        """`moderated`: a moderation service is configured, so new photos
+        wait for its verdict as well as their renditions (picshare/moderation.py)."""
+        self._notifier = notifier
+        self._moderated = moderated
         self._events = events
         self._cached = cached
         self._front_pages: IdentityMemo[list[PhotoRecord], Page[PhotoRecord]] = IdentityMemo(
@@ -187,6 +192,7 @@ class PhotoService:
                     height=probe.height,
                     size=staged.size,
                     upload_key=key,
+                    moderated=self._moderated,
                 )
                 await self._events.photo_uploaded(conn, photo_id, owner_id)
         except BaseException:
@@ -401,7 +407,7 @@ class PhotoService:
         return newest(found.results, count), found.partial
 
     async def delete(self, photo_id: int, user_id: int) -> None:
-        async with self._db.of_id(photo_id).transaction() as conn:
+        async with self._notifier.transaction(self._db.of_id(photo_id)) as (conn, notes):
             if await photos_repo.photo_for(conn, photo_id, user_id) is None:
                 raise NotFound("no such photo")
             photo = await photos_repo.lock_photo(conn, photo_id)
@@ -411,9 +417,10 @@ class PhotoService:
                 raise Forbidden("only the photo's owner can delete it")
             await photos_repo.delete_photo(conn, photo)
             # Its notifications go with it: those here now (its owner's, and
-            # followers' of this shard); the other shards' by a job.
-            await notifications_repo.forget_photo(conn, photo_id)
-            if not self._db.single:
+            # followers' of this shard); the other shards' by a job. Where
+            # notifications have a database of their own, all of them there.
+            await notes.photo_deleted(photo_id)
+            if not self._db.single and self._db.inbox is None:
                 await self._jobs.enqueue(conn, FORGET_JOB, {"photo_id": photo_id})
             keys = [photo.upload_key, *photo.rendition_keys]
             await self._jobs.enqueue(conn, COLLECT_JOB, {"keys": keys})
@@ -463,7 +470,7 @@ class PhotoService:
         home = self._db.of_id(photo_id)
         async with home.read(PRIMARY) as conn:
             photo = await photos_repo.photo_by_id(conn, photo_id)
-        if photo is None or photo.status != PhotoStatus.PROCESSING:
+        if photo is None or photo.large_key is not None or photo.status not in _RENDERABLE:
             return  # deleted meanwhile, or a repeat of a job that already finished
         result = await self._render(render_display, photo)
         # A few hundred KB: hashing them takes well under a millisecond.
@@ -474,7 +481,7 @@ class PhotoService:
             await self._put_all(blobs)
             if "event_id" in payload:  # run by the renditions consumer: its record
                 await outbox_repo.first_time(conn, RENDITIONS, int(payload["event_id"]))
-            ready = await photos_repo.mark_ready(
+            status = await photos_repo.mark_ready(
                 conn,
                 photo_id,
                 keys=keys,
@@ -482,9 +489,9 @@ class PhotoService:
                 height=result.height,
                 blurhash=result.blurhash,
             )
-            if ready:
+            if status is not None:
                 await self._jobs.enqueue(conn, ORIGINAL_JOB, {"photo_id": photo_id})
-                await self._events.photo_ready(conn, photo_id)
+                await self._announce_if_ready(conn, photo_id)
             else:
                 await self._jobs.enqueue(conn, COLLECT_JOB, {"keys": sorted(blobs)})
         # Readers first: the jobs just enqueued can start a moment later.
@@ -492,6 +499,33 @@ class PhotoService:
         await self._cached.public_changed()  # a new photo on the front page
         self._jobs.wake()
         self._events.committed()
+
+    async def moderate(self, photo_id: int, verdict: ModerationState) -> PhotoStatus:
+        """Record a moderation verdict (the latest one wins): approved, the
+        photo is shown once its renditions exist; rejected, only its owner
+        sees it. Its status after; NotFound if there is no such photo."""
+        async with self._db.of_id(photo_id).transaction() as conn:
+            if not await photos_repo.set_verdict(conn, photo_id, verdict):
+                raise NotFound("no such photo")
+            await self._announce_if_ready(conn, photo_id)
+            photo = await photos_repo.photo_by_id(conn, photo_id)
+        assert photo is not None  # its row is locked by this transaction until the commit
+        self._events.committed()
+        await self._cached.photo_changed(photo_id)
+        await self._cached.public_changed()
+        await self._cached.feed_changed(photo.owner_id)
+        return photo.status
+
+    async def moderation_state(self, photo_id: int) -> ModerationState | None:
+        """Where the photo stands with moderation (None: no such photo), from the primary."""
+        async with self._db.of_id(photo_id).read(PRIMARY) as conn:
+            return await photos_repo.moderation_of(conn, photo_id)
+
+    async def _announce_if_ready(self, conn: Connection, photo_id: int) -> None:
+        """After a change that may have made the photo ready (its renditions,
+        a verdict), in that change's transaction: `photo.ready` the first time."""
+        if await photos_repo.announce_ready(conn, photo_id):
+            await self._events.photo_ready(conn, photo_id)
 
     async def _put_all(self, blobs: dict[str, bytes]) -> None:
         # Each write waits for its own fsync: side by side, they overlap.
@@ -550,9 +584,9 @@ class PhotoService:
             followers = await notifications_repo.follower_ids(conn, photo.owner_id)
         failed: list[str] = []
         wrote: list[Databases] = []
-        for db, user_ids in self._db.by_database(followers):
+        for db, user_ids in self._db.by_inbox(followers):
             try:
-                async with notify.transaction(db, self._bus) as (conn, notes):
+                async with self._notifier.transaction(db) as (conn, notes):
                     # Each database records its own part of the event: a
                     # redelivery skips the shards already told.
                     event_id = payload.get("event_id")
@@ -582,6 +616,8 @@ class PhotoService:
         of it). Each shard is done on its own; one that fails is tried again
         with the whole job, which the shards already done absorb."""
         photo_id = int(payload["photo_id"])
+        if self._db.inbox is not None:
+            return  # the deletion's own job told the notifications' database
         home = self._db.of_id(photo_id)
         failed: list[str] = []
         for db in self._db.physical:
@@ -645,6 +681,11 @@ class PhotoService:
             else:
                 async with db.transaction() as conn:
                     yield conn
+
+
+# Rendered while waiting for a verdict, and after a rejection too: its owner
+# still sees it, and a later approval shows it at once.
+_RENDERABLE = (PhotoStatus.PROCESSING, PhotoStatus.REJECTED)
 
 
 class ShardsBehind(Exception):

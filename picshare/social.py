@@ -17,12 +17,12 @@ import unicodedata
 from dataclasses import dataclass, replace
 from typing import Any
 
-from picshare import notify, privacy
+from picshare import privacy
 from picshare.caching import CachedReads
 from picshare.errors import Forbidden, InvalidInput, NotFound, invalid
-from picshare.events import EventBus
 from picshare.follow_pairs import FollowPair, Side
 from picshare.jobs import JobKind, JobRunner
+from picshare.notify import Notifier
 from picshare.outbox import Outbox
 from picshare.pagination import Page, decode_cursor, page_of
 from storage import photos_repo, social_repo, users_repo
@@ -49,14 +49,20 @@ class Profile:
 
 
 class SocialService:
-    __slots__ = ("_bus", "_cached", "_db", "_events", "_jobs")
+    __slots__ = ("_cached", "_db", "_events", "_jobs", "_notifier")
 
     def __init__(
-        self, *, db: Shards, bus: EventBus, cached: CachedReads, jobs: JobRunner, events: Outbox
+        self,
+        *,
+        db: Shards,
+        notifier: Notifier,
+        cached: CachedReads,
+        jobs: JobRunner,
+        events: Outbox,
     ) -> None:
         self._db = db
         self._events = events
-        self._bus = bus
+        self._notifier = notifier
         self._cached = cached
         self._jobs = jobs
 
@@ -72,7 +78,7 @@ class SocialService:
     # transaction there, whichever shard the actor's own rows are on.
 
     async def like(self, photo_id: int, user: UserRecord) -> LikeState:
-        async with notify.transaction(self._db.of_id(photo_id), self._bus) as (conn, notes):
+        async with self._notifier.transaction(self._db.of_id(photo_id)) as (conn, notes):
             photo = await photos_repo.photo_for(conn, photo_id, user.id)
             if photo is None or not privacy.can_react(photo):
                 raise NotFound("no such photo")
@@ -128,7 +134,7 @@ class SocialService:
 
     async def add_comment(self, photo_id: int, user: UserRecord, text: object) -> CommentRecord:
         clean = _comment_text(text)
-        async with notify.transaction(self._db.of_id(photo_id), self._bus) as (conn, notes):
+        async with self._notifier.transaction(self._db.of_id(photo_id)) as (conn, notes):
             photo = await photos_repo.photo_for(conn, photo_id, user.id)
             if photo is None or not privacy.can_react(photo):
                 raise NotFound("no such photo")
@@ -148,7 +154,7 @@ class SocialService:
 
     async def delete_comment(self, comment_id: int, user_id: int) -> None:
         # A comment's id carries its photo's logical shard: the one database.
-        async with self._db.of_id(comment_id).transaction() as conn:
+        async with self._notifier.transaction(self._db.of_id(comment_id)) as (conn, notes):
             comment = await social_repo.comment_by_id(conn, comment_id)
             photo = (
                 None
@@ -160,6 +166,7 @@ class SocialService:
             if not privacy.can_delete_comment(comment.user_id, photo, user_id):
                 raise Forbidden("only the comment's author or the photo's owner can delete it")
             await social_repo.delete_comment(conn, comment)
+            await notes.comment_deleted(comment.id)
         await self._cached.photo_changed(comment.photo_id)
 
     # -- profiles and follows ---------------------------------------------------
@@ -209,7 +216,7 @@ class SocialService:
 
     async def follow(self, username: str, user: UserRecord) -> Profile:
         theirs, mine = self._db.of_username(username), self._db.of_user(user.id)
-        async with notify.transaction(theirs, self._bus) as (conn, notes):
+        async with self._notifier.transaction(theirs) as (conn, notes):
             target = await _user(conn, username)
             if target.id == user.id:
                 raise invalid("username", "you cannot follow yourself")
@@ -230,12 +237,12 @@ class SocialService:
     async def unfollow(self, username: str, user: UserRecord) -> Profile:
         target = await self._user_named(username)
         if self._db.of_user(user.id) is self._db.of_username(username):
-            async with notify.transaction(self._db.of_user(user.id), self._bus) as (conn, notes):
+            async with self._notifier.transaction(self._db.of_user(user.id)) as (conn, notes):
                 await social_repo.unfollow(conn, user.id, target.id)
                 if await social_repo.cancel_request(conn, user.id, target.id):
                     await notes.follow_request_withdrawn(target, user)
         else:
-            async with FollowPair(self._db, self._bus, user.id, target.id) as pair:
+            async with FollowPair(self._db, self._notifier, user.id, target.id) as pair:
 
                 async def undo(side: Side) -> bool:
                     dropped = await social_repo.unfollow(side.conn, user.id, target.id)
@@ -259,7 +266,7 @@ class SocialService:
         first with its mirror job, then the other. Approving a request also
         takes the request away and turns its notification into "follows you"
         (on the followee's side); a public account's follow tells them too."""
-        async with FollowPair(self._db, self._bus, follower.id, followee.id) as pair:
+        async with FollowPair(self._db, self._notifier, follower.id, followee.id) as pair:
             if approving and not await social_repo.requested(
                 pair.followee.conn, follower.id, followee.id
             ):
@@ -290,7 +297,7 @@ class SocialService:
         """Only the first half of a change across databases: the truth's side
         (follow_pairs.py) with its mirror job, committed; what a crash between
         the halves leaves, for tests to make. True if a row really changed."""
-        async with FollowPair(self._db, self._bus, follower_id, followee_id) as pair:
+        async with FollowPair(self._db, self._notifier, follower_id, followee_id) as pair:
             changed = await change(pair.first.conn, follower_id, followee_id)
             if changed:
                 await self._enqueue_mirror(pair.first.conn, follower_id, followee_id)
@@ -371,7 +378,7 @@ class SocialService:
         if self._db.of_user(other.id) is not mine:
             await self._grant(other, user, approving=True)
         else:
-            async with notify.transaction(mine, self._bus) as (conn, notes):
+            async with self._notifier.transaction(mine) as (conn, notes):
                 if not await social_repo.cancel_request(conn, other.id, user.id):
                     raise NotFound("no follow request from that user")
                 await social_repo.follow(conn, other.id, user.id)
@@ -387,7 +394,7 @@ class SocialService:
 
     async def decline(self, user: UserRecord, requester: str) -> None:
         other = await self._user_named(requester)
-        async with notify.transaction(self._db.of_user(user.id), self._bus) as (conn, notes):
+        async with self._notifier.transaction(self._db.of_user(user.id)) as (conn, notes):
             if not await social_repo.cancel_request(conn, other.id, user.id):
                 raise NotFound("no follow request from that user")
             await notes.follow_request_declined(user, other)
@@ -411,7 +418,7 @@ class SocialService:
         pair's locks, so it never runs inside a change of the pair."""
         if self._db.of_user(follower_id) is self._db.of_user(followee_id):
             return  # one row for both sides: nothing to copy
-        async with FollowPair(self._db, self._bus, follower_id, followee_id) as pair:
+        async with FollowPair(self._db, self._notifier, follower_id, followee_id) as pair:
             truth = await social_repo.follow_row(pair.first.conn, follower_id, followee_id)
             other = pair.second
             if truth is None:

@@ -18,6 +18,7 @@ from picshare.caching import CachedReads
 from picshare.config import AuthSettings
 from picshare.errors import Conflict, FieldError, InvalidInput, Unauthenticated, invalid
 from picshare.jobs import JobKind, JobRunner, PermanentJobError
+from picshare.outbox import Outbox
 from storage import directory_repo, social_repo, users_repo
 from storage.db import Connection
 from storage.ids import shard_of
@@ -49,7 +50,7 @@ class SignedIn:
 
 
 class UserService:
-    __slots__ = ("_auth", "_cached", "_db", "_jobs")
+    __slots__ = ("_auth", "_cached", "_db", "_events", "_jobs")
 
     def __init__(
         self,
@@ -58,8 +59,12 @@ class UserService:
         auth: AuthSettings,
         cached: CachedReads | None = None,
         jobs: JobRunner | None = None,
+        events: Outbox | None = None,
     ) -> None:
         self._db = db
+        # Where a privacy change is announced (none: nobody listens, as in
+        # commands that only read).
+        self._events = events
         self._auth = auth
         self._cached = cached
         # Renames on other shards run as its jobs (none: a single database).
@@ -186,6 +191,10 @@ class UserService:
             if before.private and not user.private:
                 # Going public: whoever asked to follow now follows.
                 approved = await social_repo.approve_all_requests(conn, user.id)
+            if user.private != before.private and self._events is not None:
+                await self._events.user_updated(conn, user)
+        if user.private != before.private and self._events is not None:
+            self._events.committed()
         if (renamed or approved is not None) and self._jobs is not None:
             self._jobs.wake()  # the renames elsewhere, the approvals across databases
         if self._cached is not None:

@@ -15,13 +15,20 @@ _COLUMNS = (
 
 
 async def enqueue(
-    conn: Connection, kind: str, payload: dict[str, Any], *, max_attempts: int
+    conn: Connection,
+    kind: str,
+    payload: dict[str, Any],
+    *,
+    max_attempts: int,
+    delay_seconds: float = 0.0,
 ) -> int:
     job_id = await conn.fetchval(
-        "INSERT INTO jobs (kind, payload, max_attempts) VALUES ($1, $2, $3) RETURNING id",
+        "INSERT INTO jobs (kind, payload, max_attempts, run_after) "
+        "VALUES ($1, $2, $3, now() + make_interval(secs => $4)) RETURNING id",
         kind,
         payload,
         max_attempts,
+        delay_seconds,
     )
     return int(job_id)
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from storage.db import Connection
-from storage.table_groups import EVERY_GROUP, group_named
+from storage.table_groups import ADDED_BESIDE, EVERY_GROUP, group_named
 
 log = logging.getLogger(__name__)
 
@@ -149,6 +149,12 @@ async def _check_groups(conn: Connection, groups: frozenset[str], *, made_before
         await conn.execute(
             "INSERT INTO schema_groups (name) SELECT unnest($1::text[])", sorted(recorded)
         )
+    added = {g for g in groups - recorded if ADDED_BESIDE.get(g) in recorded}
+    if added:
+        await conn.execute(
+            "INSERT INTO schema_groups (name) SELECT unnest($1::text[])", sorted(added)
+        )
+        recorded |= added
     if not groups <= recorded:
         raise MigrationError(
             "this database holds the table groups "

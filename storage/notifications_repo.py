@@ -158,6 +158,12 @@ async def forget_photo(conn: Connection, photo_id: int) -> int:
     return int(result.split()[-1])
 
 
+async def forget_comment(conn: Connection, comment_id: int) -> int:
+    """Delete a deleted comment's notification in this database; how many."""
+    result = await conn.execute("DELETE FROM notifications WHERE comment_id = $1", comment_id)
+    return int(result.split()[-1])
+
+
 async def add_tip(
     conn: Connection,
     *,

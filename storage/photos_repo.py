@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from storage.db import Connection, sql_literal
 from storage.ids import shard_of
-from storage.records import PhotoRecord, PhotoStatus
+from storage.records import ModerationState, PhotoRecord, PhotoStatus
 from storage.visibility import PUBLIC, VISIBLE
 
 _COLUMNS = (
@@ -22,6 +22,7 @@ _SELECT = f"SELECT {_COLUMNS} FROM photos p JOIN users u ON u.id = p.owner_id "
 _READY = sql_literal(PhotoStatus.READY)
 _PROCESSING = sql_literal(PhotoStatus.PROCESSING)
 _FAILED = sql_literal(PhotoStatus.FAILED)
+_REJECTED = sql_literal(PhotoStatus.REJECTED)
 
 # 2^63 - 1: "no cursor yet" without a second query text.
 _MAX_ID = 9_223_372_036_854_775_807
@@ -90,12 +91,15 @@ async def insert_photo(
     height: int,
     size: int,
     upload_key: str,
+    moderated: bool = False,
 ) -> int:
+    """`moderated`: it waits for a moderation verdict as well as its renditions."""
     # The owner's logical shard in the id: the photo lives with its owner, and
     # its id alone leads there (storage/shards.py, `of_id`).
     photo_id = await conn.fetchval(
-        "INSERT INTO photos (id, owner_id, caption, tags, mime, width, height, bytes, upload_key) "
-        "VALUES (picshare_next_id($9), $1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+        "INSERT INTO photos (id, owner_id, caption, tags, mime, width, height, bytes, upload_key, "
+        "moderation) VALUES (picshare_next_id($9), $1, $2, $3, $4, $5, $6, $7, $8, $10) "
+        "RETURNING id",
         owner_id,
         caption,
         tags,
@@ -105,6 +109,7 @@ async def insert_photo(
         size,
         upload_key,
         shard_of(owner_id),
+        ModerationState.PENDING if moderated else ModerationState.NONE,
     )
     await conn.execute("UPDATE users SET photo_count = photo_count + 1 WHERE id = $1", owner_id)
     if tags:
@@ -238,6 +243,14 @@ async def lock_photo(conn: Connection, photo_id: int) -> PhotoRecord | None:
     return None if row is None else await photo_by_id(conn, photo_id)
 
 
+# When a photo is shown: its renditions are recorded, and moderation asked
+# nothing or approved it. Renditions (`mark_ready`) and verdicts
+# (`set_verdict`) each write their own part and evaluate that rule on the row
+# they update, in the same UPDATE: the row lock serializes them and the later
+# one re-reads the earlier one's commit, so whichever finishes last makes the
+# photo ready, exactly once (`announce_ready`).
+
+
 async def mark_ready(
     conn: Connection,
     photo_id: int,
@@ -246,12 +259,18 @@ async def mark_ready(
     width: int,
     height: int,
     blurhash: str,
-) -> bool:
-    """Record the renditions; False if the photo was deleted meanwhile."""
-    result = await conn.execute(
-        f"UPDATE photos SET status = {_READY}, original_key = $2, large_key = $3, "
+) -> PhotoStatus | None:
+    """Record the renditions, and make the photo `ready` if moderation (if
+    any) approved it already. Its status after, or None if it was deleted
+    meanwhile or already has renditions (a repeat). A rejected photo is
+    rendered too: its owner still sees it."""
+    status = await conn.fetchval(
+        "UPDATE photos SET original_key = $2, large_key = $3, "
         "medium_key = $4, thumb_key = $5, width = $6, height = $7, blurhash = $8, "
-        f"updated_at = now() WHERE id = $1 AND status = {_PROCESSING}",
+        f"status = CASE WHEN status = {_PROCESSING} AND moderation IN ('none', 'approved') "
+        f"THEN {_READY} ELSE status END, updated_at = now() "
+        f"WHERE id = $1 AND large_key IS NULL AND status IN ({_PROCESSING}, {_REJECTED}) "
+        "RETURNING status",
         photo_id,
         keys["original"],
         keys["large"],
@@ -261,7 +280,42 @@ async def mark_ready(
         height,
         blurhash,
     )
+    return None if status is None else PhotoStatus(status)
+
+
+async def set_verdict(conn: Connection, photo_id: int, verdict: ModerationState) -> bool:
+    """Record a moderation verdict (approved or rejected; the latest wins):
+    a rejection takes the photo out of sight (`rejected`), an approval shows
+    it when its renditions exist (else it waits for them, `processing`). A
+    photo that failed to render stays failed. False if there is no such photo."""
+    result = await conn.execute(
+        "UPDATE photos SET moderation = $2, "
+        f"status = CASE WHEN status = {_FAILED} THEN status "
+        f"WHEN $2 = 'rejected' THEN {_REJECTED} "
+        f"WHEN $2 = 'approved' AND large_key IS NOT NULL THEN {_READY} "
+        f"ELSE {_PROCESSING} END, updated_at = now() WHERE id = $1",
+        photo_id,
+        verdict,
+    )
     return bool(result == "UPDATE 1")
+
+
+async def announce_ready(conn: Connection, photo_id: int) -> bool:
+    """True once per photo: the first time it is `ready` (the caller writes
+    `photo.ready` in the same transaction). Call after any update that may
+    have made it ready, in the transaction that holds its row lock."""
+    result = await conn.execute(
+        "UPDATE photos SET ready_announced = true "
+        f"WHERE id = $1 AND status = {_READY} AND NOT ready_announced",
+        photo_id,
+    )
+    return bool(result == "UPDATE 1")
+
+
+async def moderation_of(conn: Connection, photo_id: int) -> ModerationState | None:
+    """Where the photo stands with moderation; None if there is no such photo."""
+    value = await conn.fetchval("SELECT moderation FROM photos WHERE id = $1", photo_id)
+    return None if value is None else ModerationState(value)
 
 
 async def set_original(conn: Connection, photo_id: int, key: str) -> bool:

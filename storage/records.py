@@ -19,6 +19,15 @@ class PhotoStatus(StrEnum):
     FAILED = "failed"  # could not be rendered
 
 
+class ModerationState(StrEnum):
+    """Where a photo stands with the moderation service (picshare/moderation.py)."""
+
+    NONE = "none"  # no moderation asked: shown once rendered
+    PENDING = "pending"  # waiting for the verdict
+    APPROVED = "approved"
+    REJECTED = "rejected"
+
+
 class NotificationKind(StrEnum):
     LIKE = "like"
     COMMENT = "comment"
@@ -190,3 +199,53 @@ class Relationship:
 
     following: bool
     requested: bool
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointRecord:
+    """A user's webhook endpoint (storage/webhooks_repo.py)."""
+
+    id: int
+    user_id: int
+    url: str
+    events: list[str]
+    secret: str
+    created_at: datetime
+    disabled_at: datetime | None
+    disabled_reason: str | None
+
+    @classmethod
+    def from_row(cls, row: asyncpg.Record) -> EndpointRecord:
+        return cls(**{name: row[name] for name in cls.__slots__})
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRecord:
+    endpoint_id: int
+    event_id: int
+    event_type: str
+    body: str
+    attempts: int
+    state: str
+
+    @classmethod
+    def from_row(cls, row: asyncpg.Record) -> MessageRecord:
+        return cls(**{name: row[name] for name in cls.__slots__})
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryRecord:
+    id: int
+    endpoint_id: int
+    event_id: int
+    event_type: str
+    attempt: int
+    status: int | None
+    duration_ms: int
+    error: str
+    next_attempt_at: datetime | None
+    created_at: datetime
+
+    @classmethod
+    def from_row(cls, row: asyncpg.Record) -> DeliveryRecord:
+        return cls(**{name: row[name] for name in cls.__slots__})

@@ -1,65 +1,118 @@
-"""SQL for search: users by prefix and trigram similarity, tags by prefix,
-photos by caption words (PostgreSQL full-text, prefix-matched), ranked."""
+"""SQL for search: users and tags by prefix and trigram similarity, photos
+by caption words (PostgreSQL full-text, prefix-matched) from the search
+index, ranked among the newest matches."""
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 from storage.db import Connection
 from storage.photos_repo import _COLUMNS as PHOTO_COLUMNS
 from storage.records import PhotoRecord, UserListEntry
-from storage.visibility import VISIBLE
+from storage.visibility import VISIBLE, photo_visible
 
-# $1 query, $2 LIKE prefix, $3 limit
-USERS_SQL = (
-    "SELECT id, id AS user_id, username, display_name, private, tier, sim FROM ("
-    "  SELECT u.*, CASE WHEN u.username = $1 THEN 3 WHEN u.username LIKE $2 THEN 2 "
-    "         ELSE 1 END AS tier, similarity(u.username, $1) AS sim"
-    "  FROM users u WHERE u.username LIKE $2 OR u.username % $1"
-    ") m ORDER BY tier DESC, sim DESC, username LIMIT $3"
+# $1 query, $2 LIKE prefix, $3 limit: exact, then prefix, then fuzzy
+# (pg_trgm) matches, each tier by similarity. The best names are chosen from
+# the username alone, and only those rows are read.
+_TIERED = (
+    "SELECT u.id, u.id AS user_id, u.username, u.display_name, u.private, m.tier, m.sim FROM ("
+    "  SELECT c.username, CASE WHEN c.username = $1 THEN 3 WHEN c.username LIKE $2 THEN 2 "
+    "         ELSE 1 END AS tier, similarity(c.username, $1) AS sim"
+    "  FROM ({names}) c ORDER BY tier DESC, sim DESC, c.username LIMIT $3"
+    ") m JOIN users u ON u.username = m.username ORDER BY m.tier DESC, m.sim DESC, m.username"
+)
+_PREFIXED = "SELECT n.username FROM users n WHERE n.username LIKE $2"
+# The exact and prefix matches only (an index-only scan of the prefix index
+# when its pages are all-visible): when they fill the page, no fuzzy match (a
+# lower tier) could be on it, and the trigram search is skipped.
+USERS_PREFIX_SQL = _TIERED.format(names=_PREFIXED)
+# Else the prefix matches (fewer than a page) and the page's most similar
+# names, nearest first from the GiST trigram index (`<->` is 1 - similarity):
+# it stops after `limit` names where the GIN index had every name above the
+# threshold checked in the table.
+USERS_SQL = _TIERED.format(
+    names=f"({_PREFIXED}) UNION (SELECT n.username FROM users n WHERE n.username % $1 "
+    "ORDER BY n.username <-> $1 LIMIT $3)"
 )
 # $1 tags: their photo counts on this database
 TAG_COUNTS_SQL = "SELECT tag, photo_count FROM tags WHERE tag = ANY($1::text[])"
-# $1 LIKE prefix, $2 limit
+# $1 tag, $2 LIKE prefix, $3 limit: exact, then prefix, then fuzzy (pg_trgm)
+# matches, each tier by popularity.
 TAGS_SQL = (
-    "SELECT tag, photo_count FROM tags WHERE tag LIKE $1 AND photo_count > 0 "
-    "ORDER BY photo_count DESC, tag LIMIT $2"
+    "SELECT tag, photo_count, tier FROM ("
+    "  SELECT t.tag, t.photo_count, CASE WHEN t.tag = $1 THEN 3 WHEN t.tag LIKE $2 THEN 2 "
+    "         ELSE 1 END AS tier"
+    "  FROM tags t WHERE (t.tag LIKE $2 OR t.tag % $1) AND t.photo_count > 0"
+    ") m ORDER BY tier DESC, photo_count DESC, tag LIMIT $3"
 )
-# $1 viewer, $2 tsquery, $3 limit
-PHOTOS_SQL = (
-    f"SELECT {PHOTO_COLUMNS}, ts_rank(p.caption_tsv, to_tsquery('simple', $2)) AS rank "
-    "FROM photos p JOIN users u ON u.id = p.owner_id "
-    f"WHERE p.caption_tsv @@ to_tsquery('simple', $2) AND {VISIBLE} "
-    "ORDER BY ts_rank(p.caption_tsv, to_tsquery('simple', $2)) DESC, p.id DESC LIMIT $3"
+# Photos by caption, from the search index (`search_photos`): the newest
+# matches the viewer may see are the candidates, ranked by `ts_rank` among
+# themselves. The privacy rule is applied to the index's copy of what it
+# needs (a narrow scan), then again to the photo and owner as they are now,
+# so an index behind a privacy change or a delete hides, never shows.
+INDEX_VISIBLE = photo_visible("$1", photo="s", owner="s")
+_CANDIDATES = (
+    "SELECT s.id, ts_rank(s.tsv, to_tsquery('simple', $2)) AS rank FROM {source} "
+    f"WHERE s.tsv @@ to_tsquery('simple', $2) AND {INDEX_VISIBLE} "
+    "ORDER BY s.id DESC LIMIT $4"
+)
+_RANKED = (
+    f"SELECT {PHOTO_COLUMNS}, c.rank FROM ({{candidates}}) c "
+    "JOIN photos p ON p.id = c.id JOIN users u ON u.id = p.owner_id "
+    f"WHERE {VISIBLE} ORDER BY c.rank DESC, p.id DESC LIMIT $3"
+)
+# $1 viewer, $2 tsquery, $3 limit, $4 candidates, $5 window: the candidates
+# among the newest `window` index rows (walked newest first, stopping at the
+# `candidates`th match: a very common word reads a few hundred rows).
+RECENT_PHOTOS_SQL = _RANKED.format(
+    candidates=_CANDIDATES.format(
+        source="(SELECT * FROM search_photos ORDER BY id DESC LIMIT $5) s"
+    )
+)
+# $1 viewer, $2 tsquery, $3 limit, $4 candidates: the candidates among all
+# matches, through the GIN index (asked when the window had too few: then the
+# word is rare, about `limit` per `window` rows or fewer, so its matches are few).
+ALL_PHOTOS_SQL = _RANKED.format(
+    candidates=(
+        "WITH m AS MATERIALIZED (SELECT s.id, s.tsv FROM search_photos s "
+        f"WHERE s.tsv @@ to_tsquery('simple', $2) AND {INDEX_VISIBLE}) "
+        "SELECT m.id, ts_rank(m.tsv, to_tsquery('simple', $2)) AS rank FROM m "
+        "ORDER BY m.id DESC LIMIT $4"
+    )
 )
 
 
 # How results of several shards merge: each shard ranks its own the same way,
 # and these keys sort the union into the order one database would give.
 UserKey = tuple[int, float, str]
+
+
+class TagHit(NamedTuple):
+    tag: str
+    photo_count: int
+    tier: int
+
+
 PhotoKey = tuple[float, int]
 
 
 async def users(conn: Connection, query: str, *, limit: int) -> list[tuple[UserKey, UserListEntry]]:
     """Exact, then prefix, then fuzzy (pg_trgm) matches on the username, each
     with its sort key (ascending: best first)."""
-    rows = await conn.fetch(
-        USERS_SQL,
-        query,
-        like_prefix(query),
-        limit,
-    )
+    rows = await conn.fetch(USERS_PREFIX_SQL, query, like_prefix(query), limit)
+    if len(rows) < limit:
+        rows = await conn.fetch(USERS_SQL, query, like_prefix(query), limit)
     return [
         ((-int(r["tier"]), -float(r["sim"]), str(r["username"])), UserListEntry.from_row(r))
         for r in rows
     ]
 
 
-async def tags(conn: Connection, prefix: str, *, limit: int) -> list[tuple[str, int]]:
-    rows = await conn.fetch(
-        TAGS_SQL,
-        like_prefix(prefix),
-        limit,
-    )
-    return [(str(r["tag"]), int(r["photo_count"])) for r in rows]
+async def tags(conn: Connection, tag: str, *, limit: int) -> list[TagHit]:
+    """Exact, then prefix, then fuzzy matches of the tag, best first: each
+    with its tier (3 exact, 2 prefix, 1 fuzzy) and its count here."""
+    rows = await conn.fetch(TAGS_SQL, tag, like_prefix(tag), limit)
+    return [TagHit(str(r["tag"]), int(r["photo_count"]), int(r["tier"])) for r in rows]
 
 
 async def tag_counts(conn: Connection, tags: list[str]) -> dict[str, int]:
@@ -69,16 +122,20 @@ async def tag_counts(conn: Connection, tags: list[str]) -> dict[str, int]:
 
 
 async def photos(
-    conn: Connection, tsquery: str, *, viewer_id: int | None, limit: int
+    conn: Connection,
+    tsquery: str,
+    *,
+    viewer_id: int | None,
+    limit: int,
+    candidates: int,
+    window: int,
 ) -> list[tuple[PhotoKey, PhotoRecord]]:
-    """Photos whose caption matches, best first; only those the viewer may
-    see; each with its sort key (ascending: best first)."""
-    rows = await conn.fetch(
-        PHOTOS_SQL,
-        viewer_id,
-        tsquery,
-        limit,
-    )
+    """Photos whose caption matches, best first among the newest `candidates`
+    matches; only those the viewer may see; each with its sort key
+    (ascending: best first). The newest `window` photos are tried first."""
+    rows = await conn.fetch(RECENT_PHOTOS_SQL, viewer_id, tsquery, limit, candidates, window)
+    if len(rows) < limit:
+        rows = await conn.fetch(ALL_PHOTOS_SQL, viewer_id, tsquery, limit, candidates)
     return [((-float(r["rank"]), -int(r["id"])), PhotoRecord.from_row(r)) for r in rows]
 
 

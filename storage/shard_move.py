@@ -62,11 +62,19 @@ MOVED_TABLES = (
     MovedTable("auth_tokens", ("user_id",)),
     MovedTable("idempotency_keys", ("user_id",)),
     MovedTable("photos", ("id",)),
+    # The search index rows of those photos (picshare/search_index.py).
+    MovedTable("search_photos", ("id",)),
     MovedTable("likes", ("photo_id",)),
     MovedTable("comments", ("photo_id",)),
     MovedTable("notifications", ("user_id",)),
     MovedTable("follows", ("follower_id", "followee_id")),
     MovedTable("follow_requests", ("requester_id", "target_id")),
+    # A user's webhooks: their ids carry the user's logical shard. Pending
+    # delivery jobs stay in the source's job table and find their message
+    # where the map then names (picshare/webhooks.py reads by endpoint id).
+    MovedTable("webhook_endpoints", ("id",)),
+    MovedTable("webhook_messages", ("endpoint_id",)),
+    MovedTable("webhook_deliveries", ("endpoint_id",)),
 )
 
 

@@ -30,7 +30,7 @@ from storage.router import PRIMARY, Databases, DatabaseStatus, DatabaseUnavailab
 from storage.shard_map import ShardMap
 from storage.shard_map import load as load_map
 from storage.shard_routers import ShardRouter
-from storage.table_groups import PAYMENTS
+from storage.table_groups import NOTIFICATIONS, PAYMENTS
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -168,6 +168,23 @@ class Shards:
         """The ledger's database: the PAYMENTS group's own, else the catalog's
         (payments are one ledger for the whole site, on no user's shard)."""
         return self._groups.get(PAYMENTS, self.catalog)
+
+    @property
+    def inbox(self) -> Databases | None:
+        """The NOTIFICATIONS group's own database, or None: then a user's
+        notifications live on the user's shard (picshare/notify.py)."""
+        return self._groups.get(NOTIFICATIONS)
+
+    def inbox_of(self, user_id: int) -> Databases:
+        """The database holding a user's notifications."""
+        return self._groups.get(NOTIFICATIONS) or self.of_user(user_id)
+
+    def by_inbox(self, user_ids: Sequence[int]) -> list[tuple[Databases, list[int]]]:
+        """`user_ids` grouped by the database holding their notifications."""
+        inbox = self._groups.get(NOTIFICATIONS)
+        if inbox is not None:
+            return [(inbox, list(user_ids))] if user_ids else []
+        return self.by_database(user_ids)
 
     # -- operators -------------------------------------------------------------
 

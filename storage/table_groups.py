@@ -20,9 +20,19 @@ LIKES = "likes"
 COMMENTS = "comments"
 NOTIFICATIONS = "notifications"
 PAYMENTS = "payments"
+SEARCH = "search"
 JOBS = "jobs"
 
-GROUPS: tuple[str, ...] = (USERS, PHOTOS, LIKES, COMMENTS, NOTIFICATIONS, PAYMENTS, JOBS)
+GROUPS: tuple[str, ...] = (
+    USERS,
+    PHOTOS,
+    LIKES,
+    COMMENTS,
+    NOTIFICATIONS,
+    PAYMENTS,
+    SEARCH,
+    JOBS,
+)
 EVERY_GROUP: frozenset[str] = frozenset(GROUPS)
 
 # Which tables each group holds (the migrations' markers say the same, per
@@ -41,6 +51,10 @@ TABLES: dict[str, frozenset[str]] = {
             "shard_catalog",
             "shard_map",
             "shard_moves",
+            # A user's webhook endpoints, their messages and delivery log.
+            "webhook_endpoints",
+            "webhook_messages",
+            "webhook_deliveries",
         }
     ),
     PHOTOS: frozenset({"photos", "tags"}),
@@ -48,6 +62,10 @@ TABLES: dict[str, frozenset[str]] = {
     COMMENTS: frozenset({"comments"}),
     NOTIFICATIONS: frozenset({"notifications"}),
     PAYMENTS: frozenset({"accounts", "transfers", "ledger_entries"}),
+    # The search service's index (picshare/search_index.py): beside the
+    # photos it indexes, on the owner's shard, since the privacy rule's
+    # follow check and the result rows join that shard's follows and photos.
+    SEARCH: frozenset({"search_photos", "search_reindex"}),
     # The job queue is every database's own outbox (above); the group names
     # it so that operators see where jobs are, and cannot be split off.
     JOBS: frozenset(),
@@ -70,7 +88,14 @@ EVERY_DATABASE: frozenset[str] = frozenset(
 # The groups that can have a database of their own today. The others still
 # share SQL with another group (a join, or a count kept in the same
 # transaction): README, "Table groups", says which and what remains.
-SEPARABLE: frozenset[str] = frozenset({PAYMENTS})
+SEPARABLE: frozenset[str] = frozenset({PAYMENTS, NOTIFICATIONS})
+
+
+# Groups added after databases existed, each with the group it lives beside:
+# a database made before it that hosts that group takes it on as well (its
+# migration makes the tables there), rather than being refused as a group
+# moved in from elsewhere.
+ADDED_BESIDE: dict[str, str] = {SEARCH: PHOTOS}
 
 
 class TableGroupError(ValueError):

@@ -15,6 +15,7 @@ import pytest
 from aiohttp import FormData, web
 from aiohttp.test_utils import TestClient
 
+from picshare import keys
 from picshare.app import create_app
 from picshare.config import Settings, load_settings
 from picshare.media import create_media_pool
@@ -250,16 +251,33 @@ async def upload(
 async def wait_ready(
     client: TestClient[Any, Any], token: str, photo_id: str, timeout: float = 30
 ) -> dict[str, Any]:
-    """Poll until the photo's renditions exist."""
+    """Poll until the photo's renditions exist, and the search index has it
+    as it now is (the `search` consumer of its events has run)."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
         resp = await client.get(f"/api/v1/photos/{photo_id}", headers=bearer(token))
         body: dict[str, Any] = await resp.json()
         if body.get("status") != "processing":
+            await search_indexed(client.app, int(photo_id), deadline)
             return body
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"photo {photo_id} still processing after {timeout}s")
         await asyncio.sleep(0.1)
+
+
+async def search_indexed(app: web.Application, photo_id: int, deadline: float) -> None:
+    """Poll until a ready photo's search index row says ready too (its
+    `photo.ready` event consumed). A photo in any other state is not waited
+    for: moderation's later verdicts write no event the index follows."""
+    sql = (
+        "SELECT (SELECT status FROM photos WHERE id = $1) IS DISTINCT FROM 'ready' "
+        "OR (SELECT status FROM search_photos WHERE id = $1) = 'ready'"
+    )
+    pool = app[keys.DATABASES].of_id(photo_id).primary.pool
+    while not await pool.fetchval(sql, photo_id):
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"photo {photo_id} not in the search index in time")
+        await asyncio.sleep(0.02)
 
 
 async def upload_ready(client: TestClient[Any, Any], token: str, data: bytes) -> dict[str, Any]:

@@ -13,8 +13,10 @@ keeps its ledger in one more (the PAYMENTS table group's own database).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import NoReturn
 
@@ -59,6 +61,32 @@ def missing_service(reason: str) -> NoReturn:
 def with_database(dsn: str, name: str) -> str:
     head, sep, query = dsn.partition("?")
     return f"{head.rsplit('/', 1)[0]}/{name}{sep}{query}"
+
+
+@contextlib.contextmanager
+def module_database(postgres: PostgresForTests) -> Iterator[str]:
+    """For a module-scoped fixture (outside any loop): a fresh migrated
+    database, sharded across as many with PICSHARE_TEST_SHARDS; dropped after."""
+    names = [asyncio.run(postgres.create_database()) for _ in range(TEST_SHARDS)]
+    urls = tuple(with_database(postgres.admin_dsn, name) for name in names)
+    if len(urls) > 1:
+        SHARDS_OF[urls[0]] = urls
+    try:
+        yield urls[0]
+    finally:
+        SHARDS_OF.pop(urls[0], None)
+        for name in names:
+            asyncio.run(postgres.drop_database(name))
+
+
+async def tables_of(url: str) -> set[str]:
+    """The tables a database has (a table group's own database holds only its group's)."""
+    conn = await asyncpg.connect(url)
+    try:
+        rows = await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+    finally:
+        await conn.close()
+    return {r["tablename"] for r in rows}
 
 
 class PostgresForTests:

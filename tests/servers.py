@@ -16,7 +16,23 @@ from pathlib import Path
 import aiohttp
 import psutil
 
+from tests.harness import database_env
+
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_command(args: list[str], database_url: str) -> subprocess.CompletedProcess[str]:
+    """`run.py ARGS` on the test's database (its shards, when sharded), with
+    no other PICSHARE_ setting of the test run's environment."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PICSHARE_")}
+    return subprocess.run(
+        [sys.executable, str(ROOT / "run.py"), *args],
+        env={**env, **database_env(database_url)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def free_port() -> int:

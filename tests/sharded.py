@@ -11,6 +11,7 @@ import asyncpg
 from aiohttp import web
 
 from picshare import keys
+from storage import search_index_repo
 from storage.ids import shard_of
 
 # A ready photo (tests that need no renditions): $1 owner, $2 caption, $3 tags.
@@ -44,12 +45,14 @@ async def user_id(app: web.Application, username: str) -> int:
 async def insert_photo(
     app: web.Application, owner_id: int, caption: str = "", tags: list[str] | None = None
 ) -> int:
-    """A ready photo of `owner_id`, on the owner's shard; its id."""
-    return int(
-        await pool_of_user(app, owner_id).fetchval(
-            INSERT_PHOTO, owner_id, caption, tags or [], shard_of(owner_id)
+    """A ready photo of `owner_id`, on the owner's shard, indexed for search
+    (as the `search` consumer would once its events came); its id."""
+    async with pool_of_user(app, owner_id).acquire() as conn:
+        photo_id = int(
+            await conn.fetchval(INSERT_PHOTO, owner_id, caption, tags or [], shard_of(owner_id))
         )
-    )
+        await search_index_repo.sync_photo(conn, photo_id)
+    return photo_id
 
 
 async def wait_for(

@@ -81,7 +81,10 @@ async def authenticate(request: web.Request) -> UserRecord:
     """Who opens this socket (also `/graphql`'s subscriptions): the signed-in
     user, or `?token=`; a cookie-authenticated socket from a foreign Origin is refused."""
     user: UserRecord | None = request.get(keys.USER)
-    if user is None and "token" in request.query:
+    # Behind the gateway only its internal token names users (it resolved
+    # `?token=` already): the query's token is not believed here.
+    behind_gateway = keys.INTERNAL_TOKENS in request.app
+    if user is None and "token" in request.query and not behind_gateway:
         user = await request.app[keys.USERS].authenticate(request.query["token"], "api")
         if user is None:
             raise Unauthenticated("the token is unknown, expired or revoked")

@@ -17,6 +17,8 @@ from storage.records import UserRecord
 class Context:
     request: web.Request
     viewer: UserRecord | None
+    # A graphql-transport-ws connection's: one context for all its operations.
+    socket: bool = False
     loaders: Loaders = field(init=False)
 
     def __post_init__(self) -> None:
@@ -29,6 +31,21 @@ class Context:
     @property
     def viewer_id(self) -> int | None:
         return None if self.viewer is None else self.viewer.id
+
+    async def renew(self) -> None:
+        """Before each operation over a socket, as if it came as a request of
+        its own: the credential that opened the socket is checked again (signed
+        out since: UNAUTHENTICATED), and the loaders start empty, so that no
+        operation answers from what an earlier one read."""
+        request = self.request
+        credential = request.get(keys.CREDENTIAL)
+        kind = "session" if request.get(keys.AUTH_KIND) == "session" else "api"
+        users = self.app[keys.USERS]
+        viewer = None if credential is None else await users.authenticate(credential, kind)
+        if viewer is None:
+            raise Unauthenticated("signed out since this socket opened: sign in and connect again")
+        self.viewer = viewer
+        self.loaders = Loaders(self.app, viewer.id)
 
     def require_viewer(self) -> UserRecord:
         if self.viewer is None:

@@ -1,6 +1,7 @@
 """Errors as GraphQL clients expect them: in the `errors` array, each with
-`extensions.code`; a domain error keeps its message (and its fields), anything
-unexpected is logged here and answered with a plain message, never a traceback."""
+`extensions.code`, over HTTP and over graphql-transport-ws alike; a domain
+error keeps its message (and its fields), anything unexpected is logged here
+and answered with a plain message, never a traceback."""
 
 from __future__ import annotations
 
@@ -52,24 +53,27 @@ def expected(error: GraphQLError) -> bool:
     return code_of(error) != "INTERNAL_SERVER_ERROR"
 
 
-def formatted(error: GraphQLError) -> dict[str, Any]:
-    """One entry of the `errors` array."""
+def annotate(error: GraphQLError) -> None:
+    """Give the error, in place, its `extensions.code` (and the domain error's
+    message and fields), so that whichever transport formats it (the HTTP
+    view, or strawberry's graphql-transport-ws handler sending a
+    subscription's `next` or `error`) sends the same thing. Done once: a bug
+    is logged here with its traceback and answered with a plain message."""
+    extensions: dict[str, Any] = dict(error.extensions or {})
+    if "code" in extensions:
+        return
     code = code_of(error)
-    body: dict[str, Any] = dict(error.formatted)
-    extensions: dict[str, Any] = dict(body.get("extensions") or {})
-    body.pop("extensions", None)
     original = error.original_error
     if code is None:
-        extensions.setdefault("code", VALIDATION_FAILED)
+        extensions["code"] = VALIDATION_FAILED
     elif code == "INTERNAL_SERVER_ERROR":
-        # Logged with its traceback here; the client learns only that it failed.
         log.error("GraphQL resolver failed at %s", error.path, exc_info=original)
-        body["message"] = "Something went wrong on our side; it has been logged."
+        error.message = "Something went wrong on our side; it has been logged."
         extensions["code"] = code
     else:
         extensions["code"] = code
         if isinstance(original, DomainError):
-            body["message"] = original.detail
+            error.message = original.detail
             if original.errors:
                 extensions["fields"] = [
                     {"field": e.field, "message": e.message} for e in original.errors
@@ -77,6 +81,11 @@ def formatted(error: GraphQLError) -> dict[str, Any]:
             if isinstance(original, RateLimited):
                 extensions["retryAfter"] = original.retry_after
         elif code == "UNAVAILABLE":
-            body["message"] = "The database is unavailable for a moment; try again shortly."
-    body["extensions"] = extensions
-    return body
+            error.message = "The database is unavailable for a moment; try again shortly."
+    error.extensions = extensions
+
+
+def formatted(error: GraphQLError) -> dict[str, Any]:
+    """One entry of the `errors` array."""
+    annotate(error)
+    return dict(error.formatted)

@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import AsyncIterator, Mapping
+from contextvars import ContextVar
 from typing import Any
 
 from graphql import (
+    DocumentNode,
     FieldNode,
     FragmentDefinitionNode,
     FragmentSpreadNode,
@@ -34,14 +36,12 @@ from strawberry.extensions import SchemaExtension
 
 from handlers import ratelimit
 from handlers.graphql.context import Context
+from picshare import keys
+from picshare.config import GraphQLSettings
 
-MAX_DEPTH = 10
-MAX_COST = 5000
-DEFAULT_PAGE = 20
-# One rate-limit hit per this much cost (the request's own hit included): a
-# feed page with comments is one or two requests' worth, a refused-size query
-# would be fifty.
-COST_PER_HIT = 250
+# Set while strawberry runs again an operation the compiled fast path
+# started (and charged) but could not finish itself.
+ALREADY_CHARGED: ContextVar[bool] = ContextVar("graphql_already_charged", default=False)
 
 
 class TooComplex(GraphQLError):
@@ -50,13 +50,17 @@ class TooComplex(GraphQLError):
 
 
 class _Measure:
-    __slots__ = ("fragments", "variables")
+    __slots__ = ("default_page", "fragments", "variables")
 
     def __init__(
-        self, fragments: Mapping[str, FragmentDefinitionNode], variables: Mapping[str, Any]
+        self,
+        fragments: Mapping[str, FragmentDefinitionNode],
+        variables: Mapping[str, Any],
+        default_page: int,
     ) -> None:
         self.fragments = fragments
         self.variables = variables
+        self.default_page = default_page
 
     def depth(self, selections: SelectionSetNode | None, seen: frozenset[str]) -> int:
         if selections is None:
@@ -115,29 +119,85 @@ class _Measure:
                 given = self.variables.get(value.name.value)
                 if isinstance(given, int):
                     return max(1, given)
-        return DEFAULT_PAGE
+        return self.default_page
 
 
 def measure(
     operation: OperationDefinitionNode,
     fragments: Mapping[str, FragmentDefinitionNode],
     variables: Mapping[str, Any],
+    default_page: int,
 ) -> tuple[int, int]:
-    """(depth, cost) of one operation."""
-    m = _Measure(fragments, variables)
+    """(depth, cost) of one operation; `default_page` is what a connection
+    without `first` returns (pagination.default_limit)."""
+    m = _Measure(fragments, variables, default_page)
     return m.depth(operation.selection_set, frozenset()), m.cost(
         operation.selection_set, frozenset()
     )
 
 
+def first_variables(document: DocumentNode) -> tuple[str, ...]:
+    """The variables a document passes as `first` (its cost depends on their values)."""
+    found: list[str] = []
+
+    def walk(selections: SelectionSetNode | None) -> None:
+        for node in () if selections is None else selections.selections:
+            if isinstance(node, FieldNode):
+                for arg in node.arguments or ():
+                    if arg.name.value == "first" and isinstance(arg.value, VariableNode):
+                        found.append(arg.value.name.value)
+                walk(node.selection_set)
+            elif isinstance(node, InlineFragmentNode):
+                walk(node.selection_set)
+
+    for definition in document.definitions:
+        if isinstance(definition, OperationDefinitionNode | FragmentDefinitionNode):
+            walk(definition.selection_set)
+    return tuple(dict.fromkeys(found))
+
+
+def check(settings: GraphQLSettings, depth: int, cost: int) -> None:
+    """Refuse an operation past the limits (QUERY_TOO_DEEP, QUERY_TOO_COSTLY)."""
+    if depth > settings.max_depth:
+        raise TooComplex(
+            f"the operation is {depth} levels deep; at most {settings.max_depth} are allowed",
+            "QUERY_TOO_DEEP",
+        )
+    if cost > settings.max_cost:
+        raise TooComplex(
+            f"the operation may return about {cost} nodes; at most {settings.max_cost} are "
+            "allowed: ask for smaller pages (`first`)",
+            "QUERY_TOO_COSTLY",
+        )
+
+
+async def charge(context: Context, operation: OperationDefinitionNode, cost: int) -> None:
+    """Count an operation against the caller's rate limit: by its cost, at
+    least one request's worth (an HTTP request counted once already,
+    handlers/ratelimit.py; an operation over a socket did not), and each
+    mutation also as a write, as its REST twin would be."""
+    request = context.request
+    per_hit = request.app[keys.SETTINGS].graphql.cost_per_hit
+    hits = max(1, math.ceil(cost / per_hit))
+    await ratelimit.charge(request, hits if context.socket else hits - 1)
+    if operation.operation == OperationType.MUTATION:
+        await ratelimit.charge(request, len(operation.selection_set.selections), "writes")
+
+
 class Limits(SchemaExtension):
-    """Refuse an operation past MAX_DEPTH or MAX_COST (QUERY_TOO_DEEP,
-    QUERY_TOO_COSTLY), then count its cost against the caller's rate limit."""
+    """Refuse an operation past the limits, then count its cost against the
+    caller's rate limit (not again when the compiled fast path did already:
+    handlers/graphql/compiled.py). An operation over a socket is first
+    authenticated again (Context.renew), as its own request would be."""
 
     async def on_execute(self) -> AsyncIterator[None]:
         ec = self.execution_context
         document = ec.graphql_document
-        if document is not None:
+        context = ec.context
+        if isinstance(context, Context) and context.socket:
+            await context.renew()
+        if document is not None and isinstance(context, Context):
+            app_settings = context.app[keys.SETTINGS]
             fragments = {
                 d.name.value: d
                 for d in document.definitions
@@ -151,26 +211,13 @@ class Limits(SchemaExtension):
                 or (o.name is not None and o.name.value == ec.operation_name)
             ]
             for operation in chosen[:1]:
-                depth, cost = measure(operation, fragments, ec.variables or {})
-                if depth > MAX_DEPTH:
-                    raise TooComplex(
-                        f"the operation is {depth} levels deep; at most {MAX_DEPTH} are allowed",
-                        "QUERY_TOO_DEEP",
-                    )
-                if cost > MAX_COST:
-                    raise TooComplex(
-                        f"the operation may return about {cost} nodes; at most {MAX_COST} are "
-                        "allowed: ask for smaller pages (`first`)",
-                        "QUERY_TOO_COSTLY",
-                    )
-                context = ec.context
-                if isinstance(context, Context):
-                    # The request counted once already (handlers/ratelimit.py).
-                    request = context.request
-                    await ratelimit.charge(request, math.ceil(cost / COST_PER_HIT) - 1)
-                    if operation.operation == OperationType.MUTATION:
-                        # Each mutation is a write, as its REST twin would be.
-                        await ratelimit.charge(
-                            request, len(operation.selection_set.selections), "writes"
-                        )
+                depth, cost = measure(
+                    operation,
+                    fragments,
+                    ec.variables or {},
+                    app_settings.pagination.default_limit,
+                )
+                check(app_settings.graphql, depth, cost)
+                if not ALREADY_CHARGED.get():
+                    await charge(context, operation, cost)
         yield

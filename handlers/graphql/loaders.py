@@ -2,8 +2,9 @@
 these, so a page of photos costs one batched read per kind of thing per
 database (the services group ids with `Shards.by_database`), not one per photo.
 
-Made fresh for each request (and each subscription event): a loader's cache
-is what this request has read, never shared with another viewer.
+Made fresh for each request (and each operation on a socket, see
+Context.renew): a loader's cache is what this request has read, never shared
+with another viewer nor kept for a later operation.
 """
 
 from __future__ import annotations

@@ -4,16 +4,19 @@ its REST twin calls, with the same viewer, so the same visibility rules hold
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable, Iterable
 from typing import Any
 
 import strawberry
 from graphql import GraphQLError
 from strawberry.extensions import ParserCache, ValidationCache
 from strawberry.scalars import JSON
-from strawberry.types import ExecutionContext
+from strawberry.types import ExecutionContext as StrawberryExecutionContext
+from strawberry.types import ExecutionResult
+from strawberry.types.graphql import OperationType
 
-from handlers.graphql import live
+from handlers.graphql import compiled, errors, limits, live
+from handlers.graphql.context import Context
 from handlers.graphql.limits import Limits
 from handlers.graphql.types import (
     Comment,
@@ -36,6 +39,7 @@ from handlers.graphql.types import (
 )
 from handlers.idempotency import check_key
 from picshare import keys
+from picshare.config import GraphQLSettings
 from picshare.errors import NotFound
 from picshare.notifications import event_of
 from storage.ids import parse_id
@@ -245,22 +249,110 @@ class Subscription:
 
 
 class PicShareSchema(strawberry.Schema):
+    """Strawberry's schema with a fast path for queries (compiled.py): a
+    query document is parsed, validated and compiled once, its limits
+    measured once per set of `first` values, and run without graphql-core's
+    field-by-field executor; anything else, and any query the fast path
+    cannot finish, is strawberry's as before."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.plans = compiled.Plans(self._schema, self.config)
+
+    async def execute(
+        self,
+        query: str | None,
+        variable_values: dict[str, Any] | None = None,
+        context_value: Any | None = None,
+        root_value: Any | None = None,
+        operation_name: str | None = None,
+        allowed_operation_types: Iterable[OperationType] | None = None,
+        operation_extensions: dict[str, Any] | None = None,
+    ) -> ExecutionResult:
+        def slow() -> Awaitable[ExecutionResult]:
+            return super(PicShareSchema, self).execute(
+                query,
+                variable_values,
+                context_value,
+                root_value,
+                operation_name,
+                allowed_operation_types,
+                operation_extensions,
+            )
+
+        if (
+            query is None
+            or not isinstance(context_value, Context)
+            or context_value.socket  # authenticated again first, by Limits
+            or (
+                allowed_operation_types is not None
+                and OperationType.QUERY not in allowed_operation_types
+            )
+        ):
+            return await slow()
+        settings = context_value.app[keys.SETTINGS]
+        plan = self.plans.get(query, operation_name, settings.graphql.document_cache)
+        if plan is None:
+            return await slow()
+        executor = self.execution_context_class.build(
+            self._schema,
+            plan.document,
+            root_value,
+            context_value,
+            variable_values,
+            operation_name,
+            operation_extensions=operation_extensions,
+        )
+        if isinstance(executor, list):
+            return await slow()  # variables that do not fit: strawberry says why
+        depth, cost = compiled.measured(
+            plan, executor.variable_values.coerced, settings.pagination.default_limit
+        )
+        try:
+            limits.check(settings.graphql, depth, cost)
+            await limits.charge(context_value, plan.operation, cost)
+        except Exception:
+            # Refused (or the limiter failed): strawberry's Limits says so,
+            # with the code it gives for any operation.
+            return await slow()
+        try:
+            data = await compiled.run(plan, executor)
+        except Exception:
+            # Run again by strawberry, for graphql-core's errors and partial
+            # data; counted against the rate limit once already.
+            token = limits.ALREADY_CHARGED.set(True)
+            try:
+                return await slow()
+            finally:
+                limits.ALREADY_CHARGED.reset(token)
+        return ExecutionResult(data=data, errors=None)
+
     def process_errors(
-        self, errors_: list[GraphQLError], execution_context: ExecutionContext | None = None
+        self,
+        errors_: list[GraphQLError],
+        execution_context: StrawberryExecutionContext | None = None,
     ) -> None:
         # The client's mistakes are answers, not log lines; bugs are logged
-        # once, with their traceback, where they are formatted (errors.py).
-        return None
+        # once, with their traceback, when given their code (errors.py). Given
+        # here, before any transport formats them: subscriptions' errors carry
+        # their code too.
+        for error in errors_:
+            errors.annotate(error)
 
 
-def make_schema() -> strawberry.Schema:
+def make_schema() -> PicShareSchema:
+    size = GraphQLSettings().document_cache
     return PicShareSchema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
-        # Clients send the same few documents again and again: each is parsed
-        # and validated once per process, not per request.
-        extensions=[lambda: ParserCache(maxsize=256), lambda: ValidationCache(maxsize=256), Limits],
+        # What the fast path leaves to strawberry (mutations, subscriptions,
+        # introspection) is parsed and validated once per process too.
+        extensions=[
+            lambda: ParserCache(maxsize=size),
+            lambda: ValidationCache(maxsize=size),
+            Limits,
+        ],
     )
 
 

@@ -31,7 +31,12 @@ class PageInfo:
 @strawberry.type
 class Edge(Generic[T]):
     node: T
-    cursor: str
+    item_id: strawberry.Private[int]
+
+    # Made only when asked for: most pages are read by `pageInfo.endCursor`.
+    @strawberry.field
+    def cursor(self) -> str:
+        return encode_cursor(self.item_id)
 
 
 @strawberry.type
@@ -42,14 +47,14 @@ class Connection(Generic[T]):
 
 def connection(nodes: list[T], ids: list[int], next_cursor: str | None) -> Connection[T]:
     """A page as a connection: each edge's cursor is REST's cursor after that item."""
-    edges = [Edge(node=n, cursor=encode_cursor(i)) for n, i in zip(nodes, ids, strict=True)]
+    edges = [Edge(node=n, item_id=i) for n, i in zip(nodes, ids, strict=True)]
     return Connection(
         edges=edges,
         page_info=PageInfo(
             has_next_page=next_cursor is not None,
             end_cursor=next_cursor
             if next_cursor is not None
-            else (edges[-1].cursor if edges else None),
+            else (encode_cursor(ids[-1]) if ids else None),
         ),
     )
 

@@ -7,10 +7,12 @@ problem details for what never reaches GraphQL. Here: the resolvers'
 context, errors in the `errors` array with `extensions.code`, the WebSocket
 handshake authenticated as `/ws` authenticates it (ws/handler.py: the Origin
 rule for cookie-authenticated sockets, `?token=` for browsers), and the
-GraphiQL page for browsers (handlers/graphql/graphiql.py)."""
+GraphiQL page for browsers (handlers/graphql/graphiql.py). A compiled query
+asked plainly takes a shorter way through (`_compiled_query`)."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import orjson
@@ -20,6 +22,7 @@ from strawberry.aiohttp.views import GraphQLView
 from strawberry.http import GraphQLHTTPResponse
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types import ExecutionResult
+from strawberry.types.graphql import OperationType
 
 from handlers import problems
 from handlers.graphql import errors, graphiql
@@ -27,6 +30,10 @@ from handlers.graphql.context import Context, context_of
 from handlers.graphql.schema import SCHEMA
 from picshare import keys
 from ws import handler as ws_handler
+
+# What a plain query request may carry; Accept values that ask for a stream.
+_REQUEST_KEYS = frozenset({"query", "variables", "operationName"})
+_STREAMING = re.compile(r"text/event-stream|multipart/mixed", re.IGNORECASE)
 
 
 class PicShareGraphQLView(GraphQLView[Context, None]):
@@ -38,9 +45,15 @@ class PicShareGraphQLView(GraphQLView[Context, None]):
         )
 
     async def __call__(self, request: web.Request) -> web.StreamResponse:
+        compiled = await self._compiled_query(request)
+        if compiled is not None:
+            return compiled
         if request.method == "GET" and self.is_websocket_request(request):
             # Refused with a 401/403 problem before the upgrade, like /ws.
             request[keys.USER] = await ws_handler.authenticate(request)
+            if keys.CREDENTIAL not in request:  # `?token=`: checked again per operation
+                request[keys.CREDENTIAL] = request.query["token"]
+                request[keys.AUTH_KIND] = "bearer"
         try:
             return await self.run(request=request)
         except HTTPException as exc:
@@ -48,12 +61,55 @@ class PicShareGraphQLView(GraphQLView[Context, None]):
             # that is not JSON, a mutation over GET): problem details, as REST.
             return problems.problem(exc.status_code, exc.reason, instance=request.rel_url.raw_path)
 
+    async def _compiled_query(self, request: web.Request) -> web.Response | None:
+        """A query the schema compiled (handlers/graphql/compiled.py), asked
+        plainly (GET with `?query=`, or a JSON POST), answered without the
+        view's general machinery (the WebSocket probe, content negotiation,
+        a sub-response per request); None for anything else, which the view
+        answers as before, errors included."""
+        if "Upgrade" in request.headers or _STREAMING.search(request.headers.get("Accept", "")):
+            return None
+        allowed: tuple[OperationType, ...] | None = None
+        try:
+            if request.method == "GET":
+                params = request.query
+                if set(params) - _REQUEST_KEYS:
+                    return None
+                query: Any = params.get("query")
+                raw = params.get("variables")
+                variables: Any = None if raw is None else orjson.loads(raw)
+                name: Any = params.get("operationName")
+                allowed = (OperationType.QUERY,)
+            elif request.method == "POST" and request.content_type == "application/json":
+                data = orjson.loads(await request.read())
+                if not isinstance(data, dict) or set(data) - _REQUEST_KEYS:
+                    return None
+                query, variables = data.get("query"), data.get("variables")
+                name = data.get("operationName")
+            else:
+                return None
+        except orjson.JSONDecodeError:
+            return None
+        if (
+            not isinstance(query, str)
+            or not isinstance(variables, dict | None)
+            or not isinstance(name, str | None)
+            or SCHEMA.plans.get(query, name, request.app[keys.SETTINGS].graphql.document_cache)
+            is None
+        ):
+            return None
+        result = await SCHEMA.execute(query, variables, context_of(request), None, name, allowed)
+        body = orjson.dumps(await self.process_result(request, result))
+        return web.Response(body=body, content_type="application/json", charset="utf-8")
+
     def is_websocket_origin_allowed(self, request: web.Request, origin: str) -> bool:
         # ws_handler.authenticate applied PicShare's rule already: a foreign
         # Origin matters only with the session cookie, and was refused then.
         return True
 
     async def get_context(self, request: web.Request, response: Any) -> Context:
+        if isinstance(response, web.WebSocketResponse):
+            return Context(request, request.get(keys.USER), socket=True)
         return context_of(request)
 
     async def render_graphql_ide(self, request: web.Request) -> web.Response:

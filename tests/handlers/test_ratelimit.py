@@ -70,8 +70,8 @@ def assert_retry(resp: ClientResponse, seconds: int) -> None:
 
 # Seconds the countdown may have run between a window's first request and the
 # check: requests in between hash passwords, and a loaded 2-core machine took
-# more than 2 s once.
-SLACK = 4
+# more than 2 s once, and 5 s once with seven test runs sharing its cores.
+SLACK = 10
 
 
 async def test_reads_carry_the_policy_and_the_state(make_client: MakeClient) -> None:

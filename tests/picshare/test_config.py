@@ -6,13 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from picshare.config import SettingsError, load_settings
+from picshare.config import GraphQLSettings, SettingsError, load_settings
 
 
 def test_defaults_load() -> None:
     s = load_settings(env={})
     assert s.server.port == 8080
     assert s.uploads.max_bytes == 50 * 1024 * 1024
+    # config/default.toml and the dataclass agree.
+    assert s.graphql == GraphQLSettings()
 
 
 def test_environment_overrides_toml(tmp_path: Path) -> None:
@@ -25,6 +27,8 @@ def test_environment_overrides_toml(tmp_path: Path) -> None:
             "PICSHARE_DATABASE_URL": "postgresql://x@h/db",
             "PICSHARE_JOBS_ENABLED": "false",
             "PICSHARE_SERVER_TRUSTED_PROXIES": "127.0.0.1, 10.0.0.0/8",
+            "PICSHARE_GRAPHQL_MAX_DEPTH": "6",
+            "PICSHARE_GRAPHQL_MAX_COST": "900",
             "PICSHARE_REQUIRE_SERVICES": "1",  # not a setting: ignored
         }
     )
@@ -33,6 +37,7 @@ def test_environment_overrides_toml(tmp_path: Path) -> None:
     assert s.database.url == "postgresql://x@h/db"
     assert s.jobs.enabled is False
     assert s.server.trusted_proxies == ("127.0.0.1", "10.0.0.0/8")
+    assert (s.graphql.max_depth, s.graphql.max_cost) == (6, 900)
 
 
 @pytest.mark.parametrize(
@@ -45,6 +50,11 @@ def test_environment_overrides_toml(tmp_path: Path) -> None:
         ({"PICSHARE_SERVER_TRUSTED_PROXIES": "not-an-ip"}, "server.trusted_proxies"),
         ({"PICSHARE_DATABASE_SHARD_ID": "9000"}, "database.shard_id"),
         ({"PICSHARE_SERVER_WORKERS": "0"}, "server.workers"),
+        ({"PICSHARE_GRAPHQL_MAX_DEPTH": "1"}, "graphql.max_depth"),
+        ({"PICSHARE_GRAPHQL_MAX_COST": "0"}, "graphql.max_cost"),
+        ({"PICSHARE_GRAPHQL_COST_PER_HIT": "0"}, "graphql.cost_per_hit"),
+        ({"PICSHARE_GRAPHQL_DOCUMENT_CACHE": "0"}, "graphql.document_cache"),
+        ({"PICSHARE_GRAPHQL_MAX_COST": "lots"}, "graphql.max_cost"),
         ({"PICSHARE_SERVER_WORKERS": "2"}, "PICSHARE_REDIS_URL"),
         (
             {
@@ -54,10 +64,31 @@ def test_environment_overrides_toml(tmp_path: Path) -> None:
             },
             "embedded clusters",
         ),
+        # The search index joins the owner's follows and photos: not separable.
+        (
+            {"PICSHARE_DATABASE_GROUP_SEARCH_URL": "postgresql://x@h/search"},
+            "table group SEARCH cannot",
+        ),
         ({"PICSHARE_SERVER_CERTFILE": "/nonexistent.pem"}, "server.keyfile"),
         (
             {"PICSHARE_SERVER_CERTFILE": "/no/c.pem", "PICSHARE_SERVER_KEYFILE": "/no/k.pem"},
             "server.certfile",
+        ),
+        ({"PICSHARE_SERVER_SERVICE": "billing"}, "server.service"),
+        ({"PICSHARE_SERVER_SERVICE": "photos"}, "PICSHARE_REDIS_URL"),
+        ({"PICSHARE_SERVER_SERVICE": "gateway"}, "--upstream NAME=URL for auth, photos"),
+        ({"PICSHARE_GATEWAY_UPSTREAMS": "billing=http://x"}, "gateway.upstreams"),
+        ({"PICSHARE_GATEWAY_UPSTREAMS": "auth=ftp://x"}, "gateway.upstreams"),
+        ({"PICSHARE_GATEWAY_TIMEOUTS": "web=-1"}, "gateway.timeouts"),
+        (
+            {
+                "PICSHARE_SERVER_SERVICE": "gateway",
+                "PICSHARE_GATEWAY_UPSTREAMS": ",".join(
+                    f"{n}=http://127.0.0.1:1"
+                    for n in ("auth", "photos", "notifications", "search", "web")
+                ),
+            },
+            "server.internal_secret",
         ),
     ],
 )

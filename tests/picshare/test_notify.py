@@ -10,7 +10,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 import tests.imaging as imaging
-from picshare import keys, notify
+from picshare import keys
 from picshare.photos import NOTIFY_JOB
 from storage import photos_repo, users_repo
 from tests.conftest import bearer, signup, upload_ready
@@ -101,7 +101,7 @@ async def test_a_rolled_back_transaction_publishes_nothing(client: Client) -> No
     assert record is not None and liker is not None
 
     async def failing_like() -> None:
-        async with notify.transaction(home, client.app[keys.BUS]) as (
+        async with client.app[keys.NOTIFIER].transaction(home) as (
             _conn,
             notes,
         ):

@@ -7,9 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import subprocess
-import sys
 import uuid
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
@@ -27,8 +24,7 @@ from picshare.outbox_retention import prune
 from picshare.relay_inprocess import InProcessRelay
 from storage import outbox_repo
 from tests.conftest import AiohttpClient, bearer, signup, upload_ready
-from tests.harness import database_env
-from tests.servers import ROOT
+from tests.servers import run_command
 
 Client = TestClient[Any, Any]
 
@@ -95,6 +91,8 @@ async def test_every_event_is_written_once_with_its_change_and_counted(client: C
         "/api/v1/payments/tips", json={"to": "star", "amount_cents": 100}, headers=_key(fan)
     )
     assert resp.status in (200, 201)
+    resp = await client.patch("/api/v1/me", json={"private": True}, headers=bearer(star))
+    assert resp.status == 200
     assert (await client.delete(f"/api/v1/photos/{pid}", headers=bearer(star))).status == 204
 
     rows = await _outbox(client)
@@ -149,18 +147,6 @@ async def _settled(client: Client) -> bool:
         )
 
 
-def _run(args: list[str], database_url: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PICSHARE_")}
-    return subprocess.run(
-        [sys.executable, str(ROOT / "run.py"), *args],
-        env={**env, **database_env(database_url)},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-
-
 @pytest.fixture
 async def quick_retries(
     settings: Settings, media_pool: ProcessPoolExecutor, aiohttp_client: AiohttpClient
@@ -198,13 +184,15 @@ async def test_a_failing_consumer_is_retried_then_dead_then_replayed(
     assert gone.attempts == attempts and "store is away" in gone.error
     assert len(calls) == attempts
 
-    listed = await asyncio.to_thread(_run, ["events", "dead"], database_url)
+    listed = await asyncio.to_thread(run_command, ["events", "dead"], database_url)
     assert listed.returncode == 0, listed.stderr
     assert f"{gone.event.id}" in listed.stdout and "flaky" in listed.stdout
 
     healthy.set()
     assert await relay.retry(gone.event.id + 1) == 0  # no such dead event
-    retried = await asyncio.to_thread(_run, ["events", "retry", str(gone.event.id)], database_url)
+    retried = await asyncio.to_thread(
+        run_command, ["events", "retry", str(gone.event.id)], database_url
+    )
     assert retried.returncode == 0 and "replayed 1" in retried.stdout, retried.stderr
     client.app[keys.JOBS].wake()
 

@@ -16,7 +16,7 @@ from picshare import keys
 from picshare.app import create_app
 from storage.table_groups import EVERY_DATABASE, TABLES
 from tests.conftest import AiohttpClient, bearer, make_settings, signup
-from tests.harness import PostgresForTests
+from tests.harness import PostgresForTests, tables_of
 
 Client = TestClient[Any, Any]
 
@@ -57,14 +57,10 @@ async def test_the_ledger_in_its_own_database(
     wallet = await (await client.get("/api/v1/wallet", headers=bearer(bob))).json()
     assert wallet["balance_cents"] == 300
 
+    # The group's tables and what every database has; no users, no photos.
+    assert await tables_of(ledger_url) == TABLES["payments"] | EVERY_DATABASE
     ledger = await asyncpg.connect(ledger_url)
     try:
-        tables = {
-            r["tablename"]
-            for r in await ledger.fetch("SELECT tablename FROM pg_tables WHERE schemaname='public'")
-        }
-        # The group's tables and what every database has; no users, no photos.
-        assert tables == TABLES["payments"] | EVERY_DATABASE
         assert await ledger.fetchval("SELECT count(*) FROM transfers") == 2
     finally:
         await ledger.close()

@@ -13,6 +13,7 @@ from typing import Any
 import asyncpg
 import pytest
 
+from picshare.search_index import SearchIndexer
 from picshare.seed import SeedPlan, seed
 from storage import photos_repo, search_repo
 from storage.databases import primary_only
@@ -60,9 +61,10 @@ async def seeded(database_url: str, tmp_path: Path) -> dict[str, Any]:
         database_url, min_size=1, max_size=2, command_timeout=120, connect_timeout=10
     )
     async with pool:
-        await seed(
-            Shards.of_one(primary_only(pool)), LocalBlobStore(tmp_path / "blobs"), PLAN, quiet=True
-        )
+        shards = Shards.of_one(primary_only(pool))
+        await seed(shards, LocalBlobStore(tmp_path / "blobs"), PLAN, quiet=True)
+        await SearchIndexer(db=shards).reindex()
+        await pool.execute("ANALYZE search_photos")
         heavy = await pool.fetchval("SELECT id FROM users ORDER BY following_count DESC LIMIT 1")
         owner = await pool.fetchval("SELECT id FROM users ORDER BY photo_count DESC LIMIT 1")
     return {"heavy": heavy, "owner": owner, "username": "zanzibar"}
@@ -92,11 +94,22 @@ async def test_hot_queries_use_indexes(database_url: str, seeded: dict[str, Any]
         await conn.execute("SET enable_seqscan = off")
         name = seeded["username"]
         users = await _plan(conn, search_repo.USERS_SQL, name, search_repo.like_prefix(name), 10)
+        # The seeded tags are a few dozen: a scan is cheaper there too.
+        tags = await _plan(conn, search_repo.TAGS_SQL, "travl", "travl%", 10)
         await conn.execute("RESET enable_seqscan")
-        assert indexes(users) & {"users_username_prefix", "users_username_trgm"}
+        assert indexes(users) & {"users_username_prefix", "users_username_gist"}
         assert "users" not in seq_scanned(users)
-        photos = await _plan(conn, search_repo.PHOTOS_SQL, seeded["heavy"], "harbour:*", 10)
-        assert "photos_caption_tsv" in indexes(photos)
-        assert "photos" not in seq_scanned(photos)
+        assert indexes(tags) & {"tags_prefix", "tags_tag_trgm"}
+        assert "tags" not in seq_scanned(tags)
+        # A common word: the newest index rows, walked by the primary key.
+        recent = await _plan(
+            conn, search_repo.RECENT_PHOTOS_SQL, seeded["heavy"], "harbour:*", 10, 50, 1000
+        )
+        assert "search_photos_pkey" in indexes(recent)
+        assert not seq_scanned(recent) & {"search_photos", "photos"}
+        # A rare word: its few matches, through the GIN index.
+        rare = await _plan(conn, search_repo.ALL_PHOTOS_SQL, seeded["heavy"], "zanzib:*", 10, 50)
+        assert "search_photos_tsv" in indexes(rare)
+        assert not seq_scanned(rare) & {"search_photos", "photos"}
     finally:
         await conn.close()

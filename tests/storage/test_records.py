@@ -9,7 +9,7 @@ from enum import StrEnum
 import asyncpg
 import pytest
 
-from storage.records import NotificationKind, PhotoStatus
+from storage.records import ModerationState, NotificationKind, PhotoStatus
 
 
 async def _allowed(database_url: str, table: str, column: str) -> set[str]:
@@ -28,7 +28,11 @@ async def _allowed(database_url: str, table: str, column: str) -> set[str]:
 
 @pytest.mark.parametrize(
     ("enum", "table", "column"),
-    [(PhotoStatus, "photos", "status"), (NotificationKind, "notifications", "kind")],
+    [
+        (PhotoStatus, "photos", "status"),
+        (ModerationState, "photos", "moderation"),
+        (NotificationKind, "notifications", "kind"),
+    ],
 )
 async def test_enum_matches_the_check_constraint(
     database_url: str, enum: type[StrEnum], table: str, column: str

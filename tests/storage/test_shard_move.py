@@ -12,6 +12,7 @@ import pytest
 
 from picshare.config import Settings
 from picshare.database import open_shards
+from storage import webhooks_repo
 from storage.ids import shard_of
 from storage.router import PRIMARY, Databases, ShardMoving
 from storage.shard_move import move
@@ -128,6 +129,25 @@ async def test_a_move_under_write_load_loses_and_duplicates_nothing(
         neighbours_photo = await _photo(shards, neighbour)
         await _follow(shards, mover, neighbour)  # both on the first: one row
         await _follow(shards, far, mover)  # a row on each database
+        async with shards.of_id(mover).transaction() as conn:
+            hook = await webhooks_repo.add_endpoint(
+                conn, user_id=mover, url="https://example.com/h", events=["a"], secret="whsec_"
+            )
+            await webhooks_repo.add_message(
+                conn, endpoint_id=hook.id, event_id=1, event_type="a", body="{}"
+            )
+            await webhooks_repo.log_delivery(
+                conn,
+                endpoint_id=hook.id,
+                event_id=1,
+                event_type="a",
+                attempt=1,
+                status=500,
+                duration_ms=1,
+                error="",
+                next_delay=5.0,
+                keep=10,
+            )
         moving, staying = Writer(other_process, photo), Writer(other_process, neighbours_photo)
         stop = asyncio.Event()
         writers = [asyncio.create_task(w.run(stop)) for w in (moving, staying)]
@@ -151,6 +171,15 @@ async def test_a_move_under_write_load_loses_and_duplicates_nothing(
         assert await _rows(second, "SELECT username FROM users WHERE id = $1", mover) == [
             ("mover",)
         ]
+        # The mover's webhooks moved with the mover.
+        for table, column in (
+            ("webhook_endpoints", "id"),
+            ("webhook_messages", "endpoint_id"),
+            ("webhook_deliveries", "endpoint_id"),
+        ):
+            found = f"SELECT 1 FROM {table} WHERE {column} = $1"
+            assert len(await _rows(second, found, hook.id)) == 1, table
+            assert await _rows(first, found, hook.id) == [], table
         # The neighbour never paused, and its likes stayed where they were.
         assert staying.refused == 0
         neighbours = await _rows(

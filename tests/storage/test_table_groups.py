@@ -3,13 +3,15 @@ groups gets their tables (and what every database has) and no others."""
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 import asyncpg
 import pytest
 
-from storage.migrate import MigrationError, migrate
-from storage.table_groups import EVERY_DATABASE, EVERY_GROUP, GROUPS, TABLES, USERS
+from storage.migrate import MIGRATIONS_DIR, MigrationError, migrate
+from storage.table_groups import EVERY_DATABASE, EVERY_GROUP, GROUPS, SEARCH, TABLES, USERS
 from tests.harness import PostgresForTests
 
 # Its own databases, or nothing in it depends on where rows live: the
@@ -88,3 +90,23 @@ async def test_a_database_keeps_the_groups_it_was_made_for(
     whole = await fresh("picshare_group_whole")
     await migrate(whole, shard_id=1)
     assert await migrate(whole, shard_id=1, groups=EVERY_GROUP - {"payments"}) == []
+
+
+async def test_a_group_added_later_joins_the_databases_of_its_neighbour(
+    fresh: Fresh, tmp_path: Path
+) -> None:
+    """A database made before the SEARCH group (migrations up to 0014, the
+    groups of then recorded) takes it on at the next start, beside PHOTOS."""
+    before = tmp_path / "migrations"
+    before.mkdir()
+    for path in sorted(MIGRATIONS_DIR.glob("*.sql")):
+        if path.name < "0015":
+            shutil.copy(path, before / path.name)
+    conn = await fresh("picshare_group_added")
+    await migrate(conn, shard_id=1, directory=before, groups=EVERY_GROUP - {SEARCH})
+    assert "search_photos" not in await tables(conn)
+    applied = await migrate(conn, shard_id=1)
+    assert "0015_search_index" in applied
+    assert TABLES[SEARCH] <= await tables(conn)
+    recorded = {r["name"] for r in await conn.fetch("SELECT name FROM schema_groups")}
+    assert SEARCH in recorded

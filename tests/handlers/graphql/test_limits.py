@@ -4,19 +4,22 @@ mutation as a write."""
 
 from __future__ import annotations
 
-from concurrent.futures import ProcessPoolExecutor
-from pathlib import Path
 from typing import Any
 
 from aiohttp.test_utils import TestClient
 
-from handlers.graphql.limits import MAX_COST, MAX_DEPTH, measure
-from picshare.app import create_app
-from tests.conftest import AiohttpClient, make_settings, signup
+import tests.imaging as imaging
+from handlers.graphql.limits import measure
+from handlers.graphql.schema import SCHEMA
+from picshare.config import GraphQLSettings
+from tests.conftest import signup, upload_ready
+from tests.handlers.graphql.conftest import ClientWith
 from tests.handlers.graphql.gqlclient import Gql, codes
 
 Client = TestClient[Any, Any]
 
+MAX_DEPTH = GraphQLSettings().max_depth
+MAX_COST = GraphQLSettings().max_cost
 DEEP = """{ photos { edges { node { owner { photos { edges { node { owner {
   photos { edges { node { id } } } } } } } } } } } }"""
 COSTLY = """query($p: Int, $n: Int) { photos(first: $p) { edges { node {
@@ -48,22 +51,14 @@ def test_cost_follows_first_and_fragments() -> None:
     )
     operation = doc.definitions[0]
     fragments = {d.name.value: d for d in doc.definitions[1:]}  # type: ignore[attr-defined]
-    depth, cost = measure(operation, fragments, {})  # type: ignore[arg-type]
+    depth, cost = measure(operation, fragments, {}, 20)  # type: ignore[arg-type]
     # feed, edges x10, node x10, id x10, comments x10, then 3 per photo: edges, node, text.
     assert depth == 7
     assert cost == 1 + 10 * (1 + 1 + 1 + 1 + 3 * (1 + 1 + 1))
 
 
-async def test_the_rate_limiter_counts_cost_and_mutations(
-    tmp_path: Path,
-    database_url: str,
-    media_pool: ProcessPoolExecutor,
-    aiohttp_client: AiohttpClient,
-) -> None:
-    settings = make_settings(
-        tmp_path / "data", database_url, ratelimit={"reads": "10/60s", "writes": "3/60s"}
-    )
-    client: Client = await aiohttp_client(create_app(settings, media_pool=media_pool))
+async def test_the_rate_limiter_counts_cost_and_mutations(client_with: ClientWith) -> None:
+    client = await client_with(ratelimit={"reads": "10/60s", "writes": "3/60s"})
     token = await signup(client, "rita")
     g = Gql(client, token)
     cheap = "{ me { username } }"
@@ -80,3 +75,34 @@ async def test_the_rate_limiter_counts_cost_and_mutations(
     assert len(ok) == 3
     fourth = await Gql(client, other).errors('mutation { updateProfile(bio: "y") { bio } }')
     assert codes(fourth) == ["RATE_LIMITED"]
+
+
+async def test_the_limits_are_settings(client_with: ClientWith) -> None:
+    client = await client_with(graphql={"max_depth": 4, "max_cost": 100})
+    anon = Gql(client)
+    # Four levels run, five do not.
+    assert (await anon("{ photos { edges { node { id } } } }"))["photos"]["edges"] == []
+    deep = await anon.errors("{ photos { edges { node { owner { username } } } } }")
+    assert codes(deep) == ["QUERY_TOO_DEEP"]
+    assert "at most 4" in deep[0]["message"]
+    # 1 + 20 * 4 nodes run, 1 + 30 * 4 do not.
+    page = "query($p: Int) { photos(first: $p) { edges { node { id caption } } } }"
+    assert (await anon(page, p=20))["photos"]["edges"] == []
+    costly = await anon.errors(page, p=30)
+    assert codes(costly) == ["QUERY_TOO_COSTLY"]
+    assert "at most 100" in costly[0]["message"]
+
+
+async def test_a_query_the_fast_path_gives_up_is_charged_once(client_with: ClientWith) -> None:
+    client = await client_with(ratelimit={"reads": "7/60s"})
+    alice = await signup(client, "alice")
+    await upload_ready(client, alice, imaging.jpeg_bytes(64, 48))
+    sam = Gql(client, await signup(client, "sam"))
+    # 1 + 100 * 7 nodes: three requests' worth. Compiled, started, and run
+    # again by strawberry when `first: 0` fails.
+    query = """{ photos(first: 100) { edges { node { id caption comments(first: 0) {
+      edges { cursor } } } } } }"""
+    assert SCHEMA.plans.get(query, None, 256) is not None
+    for _ in range(2):  # six reads of seven
+        assert codes(await sam.errors(query)) == ["BAD_USER_INPUT"]
+    assert codes(await sam.errors(query)) == ["RATE_LIMITED"]
