@@ -280,6 +280,7 @@ def auth_middleware(auth: AuthSettings, internal: InternalTokens | None = None) 
         authorization = request.headers.get("Authorization", "")
         if internal is not None:
             session, stale = await _from_gateway(request, internal, cookie_name)
+            user = request.get(keys.USER)  # set there when the gateway named one
         elif authorization:
             scheme, _, token = authorization.partition(" ")
             if scheme.lower() != "bearer" or not token.strip() or not token.isascii():
