@@ -240,7 +240,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
         if value is not None:
             server[name] = value
     overrides: dict[str, dict[str, Any]] = {"server": server} if server else {}
-    if getattr(args, "upstream", None):
+    # serve's --upstream NAME=URL (the gateway's); nginx-config's are its own.
+    if args.command == "serve" and getattr(args, "upstream", None):
         overrides["gateway"] = {"upstreams": tuple(args.upstream)}
     database: dict[str, Any] = {}
     for flag, key in (("replicas", "embedded_replicas"), ("shards", "embedded_shards")):

@@ -119,10 +119,13 @@ def _belongs(table: MovedTable, alias: str = "") -> str:
     return "(" + " OR ".join(parts) + ")"
 
 
-async def _columns(conn: Connection, table: str) -> tuple[list[str], list[str], set[str]]:
+# Types that travel as text: asyncpg's binary COPY has no codec for them.
+AS_TEXT = ("json", "jsonb", "tsvector")
+
+
+async def _columns(conn: Connection, table: str) -> tuple[list[str], list[str], dict[str, str]]:
     """Its columns that can be written (not generated), its primary key, and
-    its JSON columns (which travel as text: COPY's binary format has no codec
-    for them here)."""
+    its columns of AS_TEXT types, with their type (cast back on arrival)."""
     found = await conn.fetch(
         "SELECT attname, format_type(atttypid, NULL) AS type FROM pg_attribute "
         "WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped "
@@ -130,7 +133,7 @@ async def _columns(conn: Connection, table: str) -> tuple[list[str], list[str], 
         table,
     )
     columns = [r["attname"] for r in found]
-    json = {r["attname"] for r in found if r["type"] in ("json", "jsonb")}
+    textual = {r["attname"]: r["type"] for r in found if r["type"] in AS_TEXT}
     key = [
         r[0]
         for r in await conn.fetch(
@@ -139,7 +142,7 @@ async def _columns(conn: Connection, table: str) -> tuple[list[str], list[str], 
             table,
         )
     ]
-    return columns, key, json
+    return columns, key, textual
 
 
 async def sync_table(
@@ -155,10 +158,11 @@ async def sync_table(
     """Make the target's rows of `logical` in `table` those of the source
     (upserted; with `prune`, the target's others deleted). The source is read
     in one snapshot; the target written in one transaction."""
-    columns, key, json = await _columns(source, table.name)
+    columns, key, textual = await _columns(source, table.name)
     names = ", ".join(f'"{c}"' for c in columns)
-    as_text = ", ".join(f'"{c}"::text AS "{c}"' if c in json else f'"{c}"' for c in columns)
-    typed = ", ".join(f'"{c}"::jsonb' if c in json else f'"{c}"' for c in columns)
+    as_text = ", ".join(f'"{c}"::text AS "{c}"' if c in textual else f'"{c}"' for c in columns)
+    # The type names come from pg_attribute and AS_TEXT, never from input.
+    typed = ", ".join(f'"{c}"::{textual[c]}' if c in textual else f'"{c}"' for c in columns)
     where = _belongs(table)
     args = (logical, list(on_target))
     copied = 0
