@@ -33,6 +33,7 @@ from picshare.metrics import Metrics
 from picshare.routing import RouteTable
 from storage import scope as db_scope
 from storage.blobs import BlobStoreUnavailable
+from storage.records import UserRecord
 from storage.router import DatabaseUnavailable, ShardMoving
 
 log = logging.getLogger(__name__)
@@ -275,9 +276,11 @@ def auth_middleware(auth: AuthSettings, internal: InternalTokens | None = None) 
         users = app[keys.USERS]
         session: sessions.Session | None = None
         stale = False
+        user: UserRecord | None = None
         authorization = request.headers.get("Authorization", "")
         if internal is not None:
             session, stale = await _from_gateway(request, internal, cookie_name)
+            user = request.get(keys.USER)  # set there when the gateway named one
         elif authorization:
             scheme, _, token = authorization.partition(" ")
             if scheme.lower() != "bearer" or not token.strip() or not token.isascii():
@@ -285,7 +288,6 @@ def auth_middleware(auth: AuthSettings, internal: InternalTokens | None = None) 
             user = await users.authenticate(token.strip(), "api")
             if user is None:
                 raise Unauthenticated("the token is unknown, expired or revoked")
-            request[keys.USER] = user
             request[keys.AUTH_KIND] = "bearer"
             request[keys.CREDENTIAL] = token.strip()
         else:
@@ -294,7 +296,6 @@ def auth_middleware(auth: AuthSettings, internal: InternalTokens | None = None) 
             if session is not None and session.sid is not None:
                 user = await users.authenticate(session.sid, "session")
                 if user is not None:
-                    request[keys.USER] = user
                     request[keys.AUTH_KIND] = "session"
                     request[keys.CREDENTIAL] = session.sid
                 else:
@@ -303,7 +304,7 @@ def auth_middleware(auth: AuthSettings, internal: InternalTokens | None = None) 
                     session = sessions.Session(None, session.csrf)
                     stale = True
             if (
-                keys.USER in request
+                user is not None
                 and info.api
                 and request.method in UNSAFE
                 and session is not None
@@ -315,6 +316,7 @@ def auth_middleware(auth: AuthSettings, internal: InternalTokens | None = None) 
                     f"cookie-authenticated requests must send the {sessions.CSRF_HEADER} header",
                     field=sessions.CSRF_HEADER,
                 )
+        request[keys.USER] = user
         # Anonymous browsers get a cookie (for the CSRF token of the login and
         # sign-up forms); API clients and media requests are left cookie-free.
         fresh = session is None and not authorization and not info.api
@@ -322,7 +324,6 @@ def auth_middleware(auth: AuthSettings, internal: InternalTokens | None = None) 
             session = sessions.new_session()
         if session is not None:
             request[keys.CSRF_TOKEN] = session.csrf
-        user = request.get(keys.USER)
         if user is not None:
             scope = db_scope.current()
             if scope is not None:

@@ -51,7 +51,10 @@ def ratelimit_middleware(policies: Policies, metrics: Metrics) -> Middleware:
         policy = by_class[rate]
         # Log-in and sign-up go by IP even when signed in: they are about credentials.
         key = client_key(request, by_user=rate != "login")
-        decision = await request.app[keys.RATE_LIMITER].hit(key, policy)
+        limiter = request.app[keys.RATE_LIMITER]
+        decision = limiter.hit_now(key, policy)
+        if decision is None:
+            decision = await limiter.hit(key, policy)
         metrics.count_decision(policy.name, _result(decision))
         request[keys.RATELIMIT] = decision  # the first of this request: the tightest yet
         try:

@@ -606,20 +606,25 @@ def setup_routes(
     files (the web service's).
 
     Routes of one path share one resource (named after the first route on
-    it): the router tries candidate resources one by one, each a coroutine
-    and a regex, so `GET /api/v1/photos/{id}` would otherwise first be tried
-    against the like, unlike and comment routes beside it."""
-    resources: dict[str, web.Resource] = {}
+    it). The router tries the resources under one fixed prefix one by one,
+    each a coroutine and a regex, in the order they were added: resources
+    are added plain paths first, then by their number of segments
+    (`_resolve_order`), so `GET /api/v1/photos` and `/api/v1/photos/{id}`
+    are tried before the like and comment routes beside them."""
     everything = role == "gateway"
-    for route in ROUTES:
-        if not everything and not serves(role, route.service):
-            continue
-        handler = route.handler if handler_of is None else handler_of(route)
+    served = [route for route in ROUTES if everything or serves(role, route.service)]
+    names: dict[str, str] = {}
+    for route in served:
         for i, path in enumerate((route.path, *route.aliases)):
-            resource = resources.get(path)
-            if resource is None:
-                name = route.name if i == 0 else f"{route.name}.alias{i}"
-                resource = resources[path] = app.router.add_resource(path, name=name)
+            names.setdefault(path, route.name if i == 0 else f"{route.name}.alias{i}")
+    resources = {
+        path: app.router.add_resource(path, name=names[path])
+        for path in sorted(names, key=_resolve_order)
+    }
+    for route in served:
+        handler = route.handler if handler_of is None else handler_of(route)
+        for path in (route.path, *route.aliases):
+            resource = resources[path]
             added = [resource.add_route(route.method, handler)]
             if route.method == "GET":  # GET answers HEAD too
                 added.append(resource.add_route("HEAD", handler))
@@ -652,6 +657,15 @@ def static_files() -> StaticFiles:
     """The static-file resource: serves `/static/*`, and builds its versioned URLs
     (the gateway uses it for the URLs only; the files come from web)."""
     return StaticFiles("/static", _static_dir(), name="static", append_version=True)
+
+
+def _resolve_order(path: str) -> tuple[bool, int]:
+    """Plain paths, then fewer segments first (a stable sort keeps the table's
+    order otherwise). It changes no answer: a plain path beats a pattern that
+    would match it, as it did, and patterns of different segment counts never
+    match the same path (a `{name}` stops at "/"; the one pattern with a
+    regex of its own, media's, is alone under its prefix)."""
+    return "{" in path, path.count("/")
 
 
 def _static_dir() -> str:

@@ -138,8 +138,9 @@ class _Guard:
     def __init__(self, server: web.Server, header_timeout: float, body_timeout: float) -> None:
         self._server = server
         self._in_flight = 0  # requests being handled, WebSockets left out
-        self._idle = asyncio.Event()
-        self._idle.set()
+        # Made only while a shutdown waits (`wait_idle`): setting and clearing
+        # an event on every request would cost each request for a rare wait.
+        self._idle: asyncio.Future[None] | None = None
         self._header_timeout = header_timeout
         self._body_timeout = body_timeout
         self._connections: dict[web.RequestHandler, _GuardedConnection] = {}
@@ -154,30 +155,32 @@ class _Guard:
 
     async def wait_idle(self, timeout: float) -> None:
         """Until no request is being handled, or `timeout` seconds (shutdown only)."""
+        if not self._in_flight:
+            return
+        if self._idle is None or self._idle.done():
+            self._idle = asyncio.get_running_loop().create_future()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._idle.wait(), timeout)
+            await asyncio.wait_for(asyncio.shield(self._idle), timeout)
 
     async def _handle_request(self, request: web.BaseRequest) -> web.StreamResponse:
-        if request.headers.get("Upgrade", "").lower() == "websocket":
-            return await self._guarded(request)
-        self._in_flight += 1
-        self._idle.clear()
-        try:
-            return await self._guarded(request)
-        finally:
-            self._in_flight -= 1
-            if not self._in_flight:
-                self._idle.set()
-
-    async def _guarded(self, request: web.BaseRequest) -> web.StreamResponse:
+        # One coroutine per request: every layer costs a frame on each of them.
+        counted = request.headers.get("Upgrade", "").lower() != "websocket"
+        if counted:
+            self._in_flight += 1
         connection = self._connections.get(request.protocol)
-        if connection is None:
-            return await self._handle(request)
-        connection.head_received(request)
+        if connection is not None:
+            connection.head_received(request)
+        timed_out = False
         try:
             response = await self._handle(request)
         finally:
-            timed_out = connection.request_done()
+            if connection is not None:
+                timed_out = connection.request_done()
+            if counted:
+                self._in_flight -= 1
+                idle = self._idle
+                if not self._in_flight and idle is not None and not idle.done():
+                    idle.set_result(None)
         if timed_out:
             response.force_close()  # the rest of the body will not be read
         return response

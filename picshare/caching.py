@@ -104,14 +104,21 @@ class CachedReads:
     async def photo(self, photo_id: int) -> PhotoRecord | None:
         """The photo with its owner's current fields; liked_by_me is False (per viewer).
         The same record object while neither entry changes: callers never mutate it."""
-        raw = await self._raw(
-            f"photo:{photo_id}",
-            lambda: self._photo_row(photo_id),
-            self._fresh(self._ttl.photo, self._db.of_id(photo_id)),
-        )
+        key = f"photo:{photo_id}"
+        # A hit in this process is answered without a coroutine (Cache.peek).
+        raw = self._cache.peek(key)
+        if raw is None:
+            raw = await self._raw(
+                key,
+                lambda: self._photo_row(photo_id),
+                self._fresh(self._ttl.photo, self._db.of_id(photo_id)),
+            )
         if raw == _NULL:
             return None
-        owner = await self._user_raw(int(self._photos(raw)["owner_id"]))
+        owner_id = int(self._photos(raw)["owner_id"])
+        owner = self._cache.peek(f"user:{owner_id}")
+        if owner is None:
+            owner = await self._user_raw(owner_id)
         if owner == _NULL:
             return None
         return self._joined((raw, owner))
@@ -136,15 +143,15 @@ class CachedReads:
         renamed); like and comment counts on it are as old as the entry
         (`cache.public_ttl`). `compute` says whether a shard was left out:
         such a page is handed back, never stored."""
-        try:
-            raw = await self._raw(
-                f"first:{limit}",
-                _whole(compute),
-                self._fresh(self._ttl.public),
-                namespace="public",
-            )
-        except _PartialPage as page:
-            return page.rows, True
+        key = f"first:{limit}"
+        raw = self._cache.peek(key, "public")  # the front page: a hit nearly always
+        if raw is None:
+            try:
+                raw = await self._raw(
+                    key, _whole(compute), self._fresh(self._ttl.public), namespace="public"
+                )
+            except _PartialPage as page:
+                return page.rows, True
         return self._pages(raw), False
 
     async def feed_first_page(

@@ -83,8 +83,11 @@ GATEWAY = web.AppKey("gateway", Gateway)
 
 ROUTE = web.RequestKey("route", RouteInfo)
 REQUEST_ID = web.RequestKey("request_id", str)
-# The signed-in user (absent when anonymous); how they signed in ("bearer" or "session").
-USER = web.RequestKey("user", UserRecord)
+# The signed-in user: None when anonymous, absent on routes that read no
+# credentials (set to None rather than left out: `request.get` of a missing
+# key raises and catches a KeyError, and a read asks it three times).
+# How they signed in ("bearer" or "session").
+USER: web.RequestKey[UserRecord | None] = web.RequestKey("user")
 AUTH_KIND = web.RequestKey("auth_kind", str)
 # The bearer token or session id, kept to revoke it on logout.
 CREDENTIAL = web.RequestKey("credential", str)

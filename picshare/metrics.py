@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from picshare.loop_counters import LoopCounter
 from picshare.request_metrics import RequestMetrics
 from storage.router import DatabaseStatus
 
@@ -36,17 +37,18 @@ class Metrics:
         self.ws_slow_disconnects = Counter(
             "picshare_ws_slow_consumer_disconnects", "Sockets closed for a full buffer", registry=r
         )
-        self.cache_requests = Counter(
-            "picshare_cache_requests", "Cache lookups", ["cache", "result"], registry=r
+        # Counted on every request: without locks (picshare/loop_counters.py).
+        self.cache_requests = LoopCounter(
+            "picshare_cache_requests", "Cache lookups", ["cache", "result"], r
         )
-        self.cache_recomputes = Counter(
-            "picshare_cache_recomputes", "Values recomputed after a miss", ["cache"], registry=r
+        self.cache_recomputes = LoopCounter(
+            "picshare_cache_recomputes", "Values recomputed after a miss", ["cache"], r
         )
         self.cache_errors = Counter(
             "picshare_cache_errors", "Cache backend errors (served from the database)", registry=r
         )
-        self.ratelimit_decisions = Counter(
-            "picshare_ratelimit_decisions", "Rate limit decisions", ["policy", "result"], registry=r
+        self.ratelimit_decisions = LoopCounter(
+            "picshare_ratelimit_decisions", "Rate limit decisions", ["policy", "result"], r
         )
         self.ratelimit_errors = Counter(
             "picshare_ratelimit_backend_errors", "Rate limiter backend errors", registry=r
@@ -74,22 +76,14 @@ class Metrics:
         self.database_connections = Gauge(
             "picshare_database_connections", "Pool connections open", labels, registry=r
         )
-        # Bounded: routes are a fixed table (the unmatched share one label),
-        # methods and statuses few.
-        self._decision_children: dict[tuple[str, str], Counter] = {}
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
         """Count and time one request (picshare/request_metrics.py: no locks)."""
         self.requests.observe(route, method, status, seconds)
 
     def count_decision(self, policy: str, result: str) -> None:
-        """A rate-limit decision, with its labelled child kept as in `observe_request`."""
-        child = self._decision_children.get((policy, result))
-        if child is None:
-            child = self._decision_children[(policy, result)] = self.ratelimit_decisions.labels(
-                policy, result
-            )
-        child.inc()
+        """A rate-limit decision (a few policies, three results: bounded)."""
+        self.ratelimit_decisions.labels(policy, result).inc()
 
     def databases(self, statuses: Sequence[DatabaseStatus]) -> None:
         """Set the per-database gauges from the router's view (at scrape time)."""

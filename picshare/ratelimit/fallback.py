@@ -62,6 +62,10 @@ class FallbackLimiter:
         state = "ok" if self._clock() >= self._retry_at else "cooling down"
         return f"<FallbackLimiter {state} primary={self._primary!r} local={self._local!r}>"
 
+    def hit_now(self, key: str, policy: Policy) -> Decision | None:
+        """Nothing at once: the shared store decides while it is up."""
+        return None
+
     async def hit(self, key: str, policy: Policy) -> Decision:
         if self._clock() >= self._retry_at:
             try:

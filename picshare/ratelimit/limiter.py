@@ -22,3 +22,9 @@ class RateLimiter(Protocol):
         the limiter, so one client has a separate budget per policy.
         """
         ...
+
+    def hit_now(self, key: str, policy: Policy) -> Decision | None:
+        """`hit` decided at once when this limiter can (in this process: no
+        coroutine on every request); None, having counted nothing, when the
+        decision is a round trip away (then call `hit`)."""
+        ...

@@ -61,6 +61,10 @@ class RedisLimiter:
     def __repr__(self) -> str:
         return f"<RedisLimiter prefix={self._prefix!r} timeout={self._timeout}>"
 
+    def hit_now(self, key: str, policy: Policy) -> Decision | None:
+        """Nothing at once: every decision is a round trip to Redis."""
+        return None
+
     async def hit(self, key: str, policy: Policy) -> Decision:
         name = f"{self._prefix}{policy.name}:{key}"
         try:

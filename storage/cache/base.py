@@ -57,6 +57,14 @@ class Cache(Protocol):
         """
         ...
 
+    def peek(self, key: str, namespace: str | None = None) -> bytes | None:
+        """`key`'s encoded value (under `namespace`, if given) when this process
+        holds it, counted as a hit; else None, counting nothing (the
+        `get_or_compute` that follows counts its own lookup). A hit in memory
+        then costs no coroutine and no `compute` closure; a cache whose
+        values are elsewhere (Redis) always says None."""
+        ...
+
     async def delete(self, *keys: str) -> None:
         """Forget `keys` (read without a namespace), including values being computed now."""
         ...

@@ -98,6 +98,20 @@ class MemoryCache:
         data = await self._flights.run(name, lambda: self._fill(name, compute, ttl, encode))
         return decode(data)
 
+    def peek(self, key: str, namespace: str | None = None) -> bytes | None:
+        if namespace is None:
+            name = entry_key(key)
+        else:
+            generation = self._generations.get(namespace)
+            if generation is None:
+                return None  # never read: get_or_compute makes its generation
+            self._generations.move_to_end(namespace)
+            name = entry_key(key, namespace, generation)
+        data = self._get(name)
+        if data is not None:
+            self._counters.lookup(hit=True)
+        return data
+
     async def delete(self, *keys: str) -> None:
         for key in keys:
             name = entry_key(key)

@@ -29,6 +29,9 @@ class Flaky:
         self.down = False
         self.calls = 0
 
+    def hit_now(self, key: str, policy: Policy) -> Decision | None:
+        return None
+
     async def hit(self, key: str, policy: Policy) -> Decision:
         self.calls += 1
         if self.down:

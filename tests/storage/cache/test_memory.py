@@ -288,3 +288,32 @@ def test_bad_options() -> None:
 async def test_bad_ttl() -> None:
     with pytest.raises(ValueError, match="ttl"):
         await MemoryCache(name="t").get_or_compute("k", Source(), ttl=0)
+
+
+async def test_peek_answers_a_hit_at_once_and_counts_it() -> None:
+    metrics = Metrics()
+    clock = Clock()
+    cache = MemoryCache(name="photos", metrics=metrics, clock=clock)
+    hit = {"cache": "photos", "result": "hit"}
+    assert cache.peek("photo:1") is None  # a miss counts nothing: get_or_compute will
+    assert sample(metrics, "picshare_cache_requests_total", **hit) == 0
+    await cache.get_or_compute("photo:1", Source(), ttl=60)
+    assert cache.peek("photo:1") == b'{"version":1,"tags":["a","b"]}'
+    assert sample(metrics, "picshare_cache_requests_total", **hit) == 1
+    await cache.get_or_compute("feed", Source(), ttl=60, namespace="n")
+    assert cache.peek("feed") is None  # namespaced keys are not peeked
+    await cache.delete("photo:1")
+    assert cache.peek("photo:1") is None
+    await cache.get_or_compute("photo:2", Source(), ttl=60)
+    clock.now += 120
+    assert cache.peek("photo:2") is None  # expired
+
+
+async def test_peek_under_a_namespace_follows_its_bumps() -> None:
+    cache = MemoryCache(name="pages")
+    assert cache.peek("first:21", "public") is None  # no generation yet: none is made
+    await cache.get_or_compute("first:21", Source(), ttl=60, namespace="public")
+    assert cache.peek("first:21", "public") == b'{"version":1,"tags":["a","b"]}'
+    assert cache.peek("first:21") is None  # not under the namespace
+    await cache.bump("public")
+    assert cache.peek("first:21", "public") is None
