@@ -98,10 +98,21 @@ async def charge(request: web.Request, times: int, rate: RateClass | None = None
     costs more than one request, a mutation is a write. Raise `RateLimited`
     once the budget runs out. Nothing when limits are off."""
     settings = request.app[keys.SETTINGS].ratelimit
-    decision = request.get(keys.RATELIMIT)
-    if not settings.enabled or decision is None or times <= 0:
+    if not settings.enabled or times <= 0:
         return
-    policy = decision.policy if rate is None else Policies.from_settings(settings).of(rate)
+    decision = request.get(keys.RATELIMIT)
+    route = request.get(keys.ROUTE)
+    route_rate = route.rate if route is not None else None
+    if decision is not None:
+        base = decision.policy
+    elif request.get(keys.PRECHECKED) and route_rate is not None:
+        # Behind the gateway, which charged the request itself: its extra
+        # cost is this service's to charge, against the same budget (the
+        # limiter's store is the site's Redis, shared with the gateway).
+        base = Policies.from_settings(settings).of(route_rate)
+    else:
+        return
+    policy = base if rate is None else Policies.from_settings(settings).of(rate)
     key = client_key(request, by_user=True)
     for _ in range(times):
         hit = await _hit(request, policy, key)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -31,7 +32,7 @@ from storage import outbox_repo
 from storage.shards import Shards
 from tests.amqp_harness import AMQP_URL, BrokerLink, amqp_exchange
 from tests.conftest import AiohttpClient, bearer, signup, upload_ready
-from tests.harness import database_env
+from tests.harness import database_env, missing_service
 
 __all__ = ["amqp_exchange"]  # the fixture, used by name
 
@@ -324,3 +325,52 @@ async def test_worker_consumes_while_the_web_process_runs_none(
         finally:
             log.close()
     assert worker.returncode == 0
+
+
+def _rabbitmqctl(*args: str) -> None:
+    subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, timeout=120)
+
+
+async def test_a_broker_restarted_mid_stream_loses_nothing(
+    settings: Settings,
+    media_pool: ProcessPoolExecutor,
+    aiohttp_client: AiohttpClient,
+    amqp_exchange: str,
+) -> None:
+    """The machine's RabbitMQ itself stopped and started (`rabbitmqctl
+    stop_app` / `start_app`: its AMQP listener and every connection go, its
+    durable queues and persistent messages stay) while changes keep coming:
+    every event is counted once."""
+    if shutil.which("rabbitmqctl") is None or os.geteuid() != 0:
+        missing_service("restarting the broker needs rabbitmqctl, as root")
+    client = await _broker_app(settings, media_pool, aiohttp_client, _events(amqp_exchange))
+    db = client.app[keys.DATABASES]
+    await signup(client, "star")
+    fans = [await signup(client, f"fan{i}") for i in range(6)]
+
+    async def follow(fan: str) -> None:
+        resp = await client.put("/api/v1/users/star/follow", headers=bearer(fan))
+        assert resp.status == 200  # the broker's state is never the user's problem
+
+    for fan in fans[:2]:
+        await follow(fan)
+    stopped = False
+    try:
+        await asyncio.to_thread(_rabbitmqctl, "stop_app")
+        stopped = True
+        for fan in fans[2:4]:
+            await follow(fan)  # written to the outbox while the broker is down
+        await asyncio.to_thread(_rabbitmqctl, "start_app")
+        stopped = False
+        for fan in fans[4:]:
+            await follow(fan)
+    finally:
+        if stopped:
+            await asyncio.to_thread(_rabbitmqctl, "start_app")
+
+    async def all_counted() -> bool:
+        return await _unsent(db) == 0 and (await _counts(db)).get("user.followed") == len(fans)
+
+    await _until(all_counted, timeout=60)
+    await asyncio.sleep(1)  # and no redelivery counts one twice
+    assert (await _counts(db)).get("user.followed") == len(fans)

@@ -12,6 +12,7 @@ import tests.imaging as imaging
 from handlers.graphql.limits import measure
 from handlers.graphql.schema import SCHEMA
 from picshare.config import GraphQLSettings
+from picshare.internal_token import HEADER, InternalTokens
 from tests.conftest import signup, upload_ready
 from tests.handlers.graphql.conftest import ClientWith
 from tests.handlers.graphql.gqlclient import Gql, codes
@@ -106,3 +107,38 @@ async def test_a_query_the_fast_path_gives_up_is_charged_once(client_with: Clien
     for _ in range(2):  # six reads of seven
         assert codes(await sam.errors(query)) == ["BAD_USER_INPUT"]
     assert codes(await sam.errors(query)) == ["RATE_LIMITED"]
+
+
+async def test_behind_the_gateway_the_service_charges_the_cost(
+    client_with: ClientWith, redis_url: str
+) -> None:
+    """The gateway charged the request; the notifications service (where
+    GraphQL lives) charges what the operation costs beyond it."""
+    secret = "gateway-and-services-share-this-secret"
+    monolith = await client_with()
+    await signup(monolith, "rita")
+    rita = await (await monolith.get("/api/v1/users/rita")).json()
+    service = await client_with(
+        server={"service": "notifications", "internal_secret": secret},
+        ratelimit={"reads": "5/60s"},
+        redis={"url": redis_url},
+    )
+
+    async def as_rita(query: str, **variables: Any) -> Any:
+        token = InternalTokens(secret).sign(
+            user_id=int(rita["id"]),
+            auth_kind="bearer",
+            request_id="r",
+            method="POST",
+            path="/graphql",
+        )
+        body = {"query": query, "variables": variables}
+        resp = await service.post("/graphql", json=body, headers={HEADER: token})
+        assert resp.status == 200, await resp.text()
+        return await resp.json()
+
+    assert (await as_rita("{ me { username } }"))["data"]["me"]["username"] == "rita"
+    # About 2500 nodes: ten requests' worth. The gateway counted one; the
+    # nine more are past the five of the budget.
+    refused = await as_rita(COSTLY, p=20, n=24)
+    assert codes(refused["errors"]) == ["RATE_LIMITED"]
