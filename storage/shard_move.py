@@ -205,6 +205,21 @@ async def sync_table(
     return copied
 
 
+async def tables_here(conn: Connection) -> list[MovedTable]:
+    """The moved tables this database has, in order: a table group with a
+    database of its own (notifications, say) has no table on the shards
+    made after it moved out, and nothing of it to move."""
+    found = {
+        r["relname"]
+        for r in await conn.fetch(
+            "SELECT relname FROM pg_class WHERE relkind IN ('r', 'p') "
+            "AND relnamespace = 'public'::regnamespace AND relname = ANY($1::text[])",
+            [t.name for t in MOVED_TABLES],
+        )
+    }
+    return [t for t in MOVED_TABLES if t.name in found]
+
+
 def _used(where: str, args: tuple[int, list[int]]) -> tuple[object, ...]:
     # A single-owner predicate has no $2: asyncpg refuses unused arguments.
     return args if "$2" in where else args[:1]
@@ -214,7 +229,7 @@ async def count_rows(db: Databases, logical: int, on_target: Sequence[int]) -> i
     """How many rows the move of `logical` copies from `db` (for the progress bar)."""
     total = 0
     async with db.read(PRIMARY) as conn:
-        for table in MOVED_TABLES:
+        for table in await tables_here(conn):
             where = _belongs(table)
             total += await conn.fetchval(
                 f"SELECT count(*) FROM {table.name} WHERE {where}",
@@ -235,7 +250,7 @@ async def fence(db: Databases, logical: int) -> None:
             await conn.execute(
                 "INSERT INTO shard_fences (logical) VALUES ($1) ON CONFLICT DO NOTHING", logical
             )
-            for table in MOVED_TABLES:
+            for table in await tables_here(conn):
                 owners = ", ".join(f"'{o}'" for o in table.owners)
                 await _ddl(
                     conn,
@@ -253,7 +268,7 @@ async def unfence(db: Databases, logical: int) -> None:
         try:
             await conn.execute("DELETE FROM shard_fences WHERE logical = $1", logical)
             if not await conn.fetchval("SELECT count(*) FROM shard_fences"):
-                for table in MOVED_TABLES:
+                for table in await tables_here(conn):
                     await _ddl(conn, f"DROP TRIGGER IF EXISTS picshare_fence ON {table.name}")
         finally:
             await conn.execute("SELECT pg_advisory_unlock($1)", FENCE_LOCK)
@@ -284,7 +299,7 @@ async def delete_moved(db: Databases, logical: int, still_here: Sequence[int]) -
     async with db.transaction() as conn:
         # The fence must not stop the move's own clean-up (picshare_fence()).
         await conn.execute("SET LOCAL picshare.moving = 'on'")
-        for table in reversed(MOVED_TABLES):
+        for table in reversed(await tables_here(conn)):
             where = _belongs(table)
             status = await conn.execute(
                 f"DELETE FROM {table.name} WHERE {where}",
@@ -391,7 +406,8 @@ async def _copy(
 ) -> int:
     copied = 0
     async with src.write() as source, dst.write() as target:
-        for table in MOVED_TABLES:
+        theirs = await tables_here(target)
+        for table in [t for t in await tables_here(source) if t in theirs]:
 
             def step(n: int, name: str = table.name) -> None:
                 if progress is not None:
