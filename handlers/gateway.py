@@ -41,6 +41,7 @@ from handlers.jsonio import json_response
 from handlers.ratelimit import set_headers
 from picshare import keys
 from picshare.gateway import Upstream
+from picshare.health import answers
 from picshare.idempotency import HEADER as IDEMPOTENCY_HEADER
 from picshare.internal_token import HEADER as INTERNAL_HEADER
 from picshare.metrics import CONTENT_TYPE_LATEST
@@ -50,6 +51,7 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 CHUNK = 64 * 1024
+READY_TIMEOUT = 2.0  # seconds for each of the gateway's own readiness checks
 # RFC 9110 7.6.1, plus what the gateway sets itself.
 _HOP_BY_HOP = frozenset(
     h.lower()
@@ -300,18 +302,31 @@ async def _join(outer: web.WebSocketResponse, inner: aiohttp.ClientWebSocketResp
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """Ready when every upstream's own /readyz says so; each one's answer."""
-    checks = await request.app[keys.GATEWAY].readiness()
-    ready = all(v == "ok" for v in checks.values())
+    """Ready when the gateway's own database answers (tokens, sessions,
+    idempotency keys) and every upstream's own /readyz says so; each one's
+    answer, and Redis's (its limits fall back to this process without it)."""
+    upstreams = await request.app[keys.GATEWAY].readiness()
+    checks = {f"upstream:{n}": v for n, v in upstreams.items()}
+    own_database = answers(request.app[keys.DATABASES].catalog, READY_TIMEOUT)
+    checks["database"] = await _own(own_database())
+    redis = request.app[keys.REDIS]
+    if redis is not None:
+        checks["redis"] = await _own(redis.ping())
+    ready = all(v == "ok" for k, v in checks.items() if k != "redis")
     breakers = {n: u.breaker.state for n, u in request.app[keys.GATEWAY].upstreams.items()}
     return json_response(
-        {
-            "status": "ok" if ready else "unavailable",
-            "checks": {f"upstream:{n}": v for n, v in checks.items()},
-            "breakers": breakers,
-        },
+        {"status": "ok" if ready else "unavailable", "checks": checks, "breakers": breakers},
         status=200 if ready else 503,
     )
+
+
+async def _own(check: Awaitable[object]) -> str:
+    """The check's state: ok, or failing with its error type (READY_TIMEOUT each)."""
+    try:
+        await asyncio.wait_for(check, READY_TIMEOUT)
+    except Exception as exc:
+        return f"failing: {type(exc).__name__}"
+    return "ok"
 
 
 async def metrics(request: web.Request) -> web.Response:

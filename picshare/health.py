@@ -47,7 +47,7 @@ class HealthService:
         databases = self._db.everything()
         # One database: "database", as before shards; several: each by its label.
         probes: list[tuple[str, Callable[[], Awaitable[None]]]] = [
-            ("database" if len(databases) == 1 else db.primary.label, _answers(db, self._timeout))
+            ("database" if len(databases) == 1 else db.primary.label, answers(db, self._timeout))
             for db in databases
         ]
         probes.append(("blobs", self._blobs.ping))
@@ -95,7 +95,7 @@ class HealthService:
         return sum((await self._db.gather(depth)).results)
 
 
-def _answers(db: Databases, timeout: float) -> Callable[[], Awaitable[None]]:
+def answers(db: Databases, timeout: float) -> Callable[[], Awaitable[None]]:
     """A probe: the database's primary answers a query (replicas are watched, not pinged)."""
 
     async def probe() -> None:

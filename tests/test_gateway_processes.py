@@ -396,7 +396,9 @@ async def test_readyz_reports_each_upstream(
     async with http.get(f"{topology.gateway.base}/readyz") as resp:
         assert resp.status == 200, await resp.text()
         checks = (await resp.json())["checks"]
-        assert checks == {f"upstream:{name}": "ok" for name in SERVICES}
+        # Each service, and the gateway's own database and Redis.
+        own = {"database": "ok", "redis": "ok"}
+        assert checks == {**{f"upstream:{name}": "ok" for name in SERVICES}, **own}
 
 
 async def test_a_frozen_service_times_out_as_504(
