@@ -44,7 +44,8 @@ unit: $(STAMP)
 
 # The whole suite again with every test's app sharded across two databases
 # (and its ledger in a third), but for the tests that would run the same way
-# again (marked one_pass: their own shard clusters, or no rows at all).
+# again (marked one_pass: their own shard clusters, or no rows at all; and,
+# by tests/conftest.py, every test that makes no database).
 unit-sharded: $(STAMP)
 	PICSHARE_TEST_SHARDS=2 $(PY) -m pytest -q -m "not one_pass"
 

@@ -36,6 +36,26 @@ from tests.shard_harness import ShardClusters
 AiohttpClient = Any  # pytest-aiohttp's factory fixture has no public type
 
 
+# The fixtures through which a test's databases are made: only these see
+# PICSHARE_TEST_SHARDS (tests/harness.py).
+DATABASE_FIXTURES = frozenset({"database_url", "postgres"})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The sharded pass leaves out tests that make no database: they would
+    run exactly as in the first pass (images, settings, parsers, caches)."""
+    if TEST_SHARDS < 2:
+        return
+    keep: list[pytest.Item] = []
+    dropped: list[pytest.Item] = []
+    for item in items:
+        used = getattr(item, "fixturenames", ())
+        (keep if DATABASE_FIXTURES.intersection(used) else dropped).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
+
+
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[PostgresForTests]:
     # Its own folder, not pytest's basetemp: pytest prunes old basetemps, which
