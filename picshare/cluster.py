@@ -118,7 +118,7 @@ class Cluster:
             env["PICSHARE_AMQP_URL"] = amqp_url
         else:
             self.parts.append(Part("events", "no broker answers: the in-process relay"))
-        moto = _moto_server()
+        moto = moto_server()
         if moto is None:
             self.parts.append(
                 Part("blobs", f"local, in {self.folder / 'data'} (moto not installed)")
@@ -318,7 +318,9 @@ def _answers(url: str, default_port: int) -> bool:
         return False
 
 
-def _moto_server() -> str | None:
+def moto_server() -> str | None:
+    """moto's S3 server: the one installed beside this Python, else on PATH
+    (the tests' S3 harness finds it the same way)."""
     beside = Path(sys.executable).with_name("moto_server")
     return str(beside) if beside.exists() else shutil.which("moto_server")
 

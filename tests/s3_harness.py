@@ -7,15 +7,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import socket
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
+from picshare.cluster import moto_server
 from tests.harness import missing_service
 from tests.tcp_gate import TcpGate
 
@@ -34,10 +32,7 @@ def _free_port() -> int:
 
 
 def _moto_server() -> str:
-    beside = Path(sys.executable).with_name("moto_server")
-    if beside.exists():
-        return str(beside)
-    found = shutil.which("moto_server")
+    found = moto_server()
     if found is None:
         missing_service("moto_server is not installed (requirements-dev.txt: moto[server])")
     return found
