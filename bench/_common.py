@@ -12,13 +12,17 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+import uuid
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
 import aiohttp
+import asyncpg
 from PIL import Image, ImageDraw
+
+from storage.embedded import EmbeddedPostgres
 
 ROOT = Path(__file__).resolve().parent.parent
 # The project's own interpreter, so a server subprocess gets Pillow-SIMD even when
@@ -284,3 +288,42 @@ async def seed_site(
         stderr=subprocess.DEVNULL,
     )
     return time.monotonic() - started
+
+
+# The machine's PostgreSQL, where benchmarks make their fresh databases.
+DATABASE_SERVICE_URL = os.environ.get(
+    "PICSHARE_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+
+
+def with_db(dsn: str, name: str) -> str:
+    head, sep, query = dsn.partition("?")
+    return f"{head.rsplit('/', 1)[0]}/{name}{sep}{query}"
+
+
+@contextlib.asynccontextmanager
+async def fresh_database(tmp: Path) -> AsyncIterator[str]:
+    """A new, empty database; dropped (or its embedded server stopped) afterwards."""
+    name = f"picshare_bench_{uuid.uuid4().hex[:8]}"
+    server: EmbeddedPostgres | None = None
+    try:
+        admin_dsn = DATABASE_SERVICE_URL
+        admin = await asyncpg.connect(admin_dsn, timeout=5)
+    except (OSError, asyncpg.PostgresError, TimeoutError):
+        say("  no PostgreSQL service reachable: using an embedded one")
+        server = EmbeddedPostgres(tmp / "pg")
+        admin_dsn = await asyncio.to_thread(server.start)
+        admin = await asyncpg.connect(admin_dsn, timeout=10)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        yield with_db(admin_dsn, name)
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+        if server is not None:
+            await asyncio.to_thread(server.stop)
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]

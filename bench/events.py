@@ -43,13 +43,14 @@ from bench._common import (
     ROOT,
     Options,
     Row,
+    fresh_database,
+    percentile,
     photo_like,
     picshare_server,
     say,
     signup,
     wait_quiet,
 )
-from bench.social import _fresh_database, _percentile
 from picshare.consumers import CONSUMER_NAMES
 
 REDIS_URL = os.environ.get("PICSHARE_BENCH_REDIS_URL", "redis://127.0.0.1:6379/11")
@@ -219,7 +220,7 @@ async def _uploads_to_ready(
                 (f"{label}: all ready", f"{total:.1f} s"),
                 (
                     f"{label}: 201 -> ready median / p95",
-                    f"{statistics.median(each):.2f} / {_percentile(each, 95):.2f} s",
+                    f"{statistics.median(each):.2f} / {percentile(each, 95):.2f} s",
                 ),
             ]
     return rows
@@ -306,7 +307,7 @@ async def run(opts: Options) -> list[Row]:
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="picshare-bench-") as tmp:
         logs = Path(tmp)
-        async with _fresh_database(logs) as dsn:
+        async with fresh_database(logs) as dsn:
             env = {
                 **{k: v for k, v in os.environ.items() if not k.startswith("PICSHARE_")},
                 "PICSHARE_DATABASE_URL": dsn,

@@ -20,14 +20,13 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench._common import picshare_server, say
-from bench.social import _fresh_database
+from bench._common import fresh_database, picshare_server, say
 from tests.fuzzing import ALL_PASSES, fuzz
 
 
 async def main(examples: int, seed: int, budget: float | None) -> int:
     with tempfile.TemporaryDirectory(prefix="picshare-fuzz-") as tmp:
-        async with _fresh_database(Path(tmp)) as dsn:
+        async with fresh_database(Path(tmp)) as dsn:
             env = {
                 **os.environ,
                 "PICSHARE_DATABASE_URL": dsn,

@@ -35,9 +35,19 @@ import psutil
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from bench._common import PYTHON, ROOT, Options, Row, ServerProcess, free_port, say, wait_quiet
+from bench._common import (
+    PYTHON,
+    ROOT,
+    Options,
+    Row,
+    ServerProcess,
+    free_port,
+    fresh_database,
+    percentile,
+    say,
+    wait_quiet,
+)
 from bench.ratelimit import _own_redis_server
-from bench.social import _fresh_database, _percentile
 from tests.imaging import jpeg_bytes
 
 REDIS_URL = os.environ.get("PICSHARE_BENCH_REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -114,7 +124,7 @@ async def run(opts: Options) -> list[Row]:
     rounds, per_round = (4, 100) if opts.quick else (10, 300)
     with tempfile.TemporaryDirectory(prefix="picshare-bench-gateway-") as tmp_name:
         tmp = Path(tmp_name)
-        async with _fresh_database(tmp) as dsn, _redis_url() as redis_url:
+        async with fresh_database(tmp) as dsn, _redis_url() as redis_url:
             data = tmp / "data"
             env = {
                 "PICSHARE_DATABASE_URL": dsn,
@@ -171,9 +181,9 @@ async def _measure(
             cpu["gateway"] += _cpu(gateway) - before_gateway
             straight += one
             proxied += other
-            added_p50.append(_percentile(other, 50) - _percentile(one, 50))
-    d50, d99 = _percentile(straight, 50), _percentile(straight, 99)
-    g50, g99 = _percentile(proxied, 50), _percentile(proxied, 99)
+            added_p50.append(percentile(other, 50) - percentile(one, 50))
+    d50, d99 = percentile(straight, 50), percentile(straight, 99)
+    g50, g99 = percentile(proxied, 50), percentile(proxied, 99)
     n = len(proxied)
     say(f"  direct p50 {_ms(d50)} p99 {_ms(d99)}; via gateway p50 {_ms(g50)} p99 {_ms(g99)}")
     return [

@@ -23,8 +23,8 @@ from typing import Any
 import aiohttp
 import asyncpg
 
-from bench._common import PYTHON, ROOT, Options, Row, picshare_server
-from bench.social import _explain_ms, _http_latencies, _login, _percentile, seeded_site
+from bench._common import PYTHON, ROOT, Options, Row, percentile, picshare_server
+from bench.social import _explain_ms, _http_latencies, _login, seeded_site
 from picshare.search import CANDIDATES_PER_RESULT, RECENT_WINDOW
 from storage import search_repo
 from storage.photos_repo import _COLUMNS as PHOTO_COLUMNS
@@ -142,7 +142,7 @@ async def run(opts: Options) -> list[Row]:
                     # steadier than latency on a busy machine.
                     cpu_ms = (_cpu_seconds(server.pid) - cpu) / (n + 5) * 1000
                     plain = await _explain_ms(conn, sql, args, min(n, 100))
-                    p50, p99 = _percentile(http, 50), _percentile(http, 99)
+                    p50, p99 = percentile(http, 50), percentile(http, 99)
                     rows.append(
                         (
                             f"search {label}: HTTP p50 / p99; server CPU; SQL p50",
@@ -156,8 +156,8 @@ async def run(opts: Options) -> list[Row]:
                 rows.append(
                     (
                         "reference: front page (20 photos), HTTP p50 / p99",
-                        f"{_percentile(front, 50) * 1000:.2f} / "
-                        f"{_percentile(front, 99) * 1000:.2f} ms",
+                        f"{percentile(front, 50) * 1000:.2f} / "
+                        f"{percentile(front, 99) * 1000:.2f} ms",
                     )
                 )
                 before = await _explain_ms(

@@ -34,8 +34,17 @@ from pathlib import Path
 import aiohttp
 import asyncpg
 
-from bench._common import Options, Row, picshare_server, say, seed_site
-from bench.social import SERVICE_URL, _http_latencies, _login, _percentile, _with_db
+from bench._common import (
+    DATABASE_SERVICE_URL,
+    Options,
+    Row,
+    percentile,
+    picshare_server,
+    say,
+    seed_site,
+    with_db,
+)
+from bench.social import _http_latencies, _login
 from picshare.config import load_settings
 from picshare.database import open_shards
 from storage.router import PRIMARY, ShardMoving
@@ -46,11 +55,11 @@ from storage.shards import Shards
 @contextlib.asynccontextmanager
 async def _databases(count: int) -> AsyncIterator[list[str]]:
     names = [f"picshare_bench_shard_{uuid.uuid4().hex[:8]}" for _ in range(count)]
-    admin = await asyncpg.connect(SERVICE_URL, timeout=5)
+    admin = await asyncpg.connect(DATABASE_SERVICE_URL, timeout=5)
     try:
         for name in names:
             await admin.execute(f'CREATE DATABASE "{name}"')
-        yield [_with_db(SERVICE_URL, name) for name in names]
+        yield [with_db(DATABASE_SERVICE_URL, name) for name in names]
     finally:
         for name in names:
             await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -97,7 +106,7 @@ async def _latencies_of(
 
 
 def _ms(values: list[float]) -> str:
-    return f"{_percentile(values, 50) * 1000:.2f} ms / {_percentile(values, 99) * 1000:.2f} ms"
+    return f"{percentile(values, 50) * 1000:.2f} ms / {percentile(values, 99) * 1000:.2f} ms"
 
 
 async def _move_under_load(tmp: Path, dsns: list[str]) -> list[Row]:

@@ -10,14 +10,12 @@ one request at a time; the ratio HTTP p50 / EXPLAIN p50 is the app's overhead.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import os
 import statistics
 import tempfile
 import time
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -25,48 +23,11 @@ from typing import Any
 import aiohttp
 import asyncpg
 
-from bench._common import Options, Row, picshare_server, say, seed_site
+from bench._common import Options, Row, fresh_database, percentile, picshare_server, seed_site
 from picshare.seed import SEED_PASSWORD
 from storage import photos_repo, search_repo
-from storage.embedded import EmbeddedPostgres
 
-SERVICE_URL = os.environ.get(
-    "PICSHARE_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
 BIG = 2**62
-
-
-def _with_db(dsn: str, name: str) -> str:
-    head, sep, query = dsn.partition("?")
-    return f"{head.rsplit('/', 1)[0]}/{name}{sep}{query}"
-
-
-@contextlib.asynccontextmanager
-async def _fresh_database(tmp: Path) -> AsyncIterator[str]:
-    """A new, empty database; dropped (or its embedded server stopped) afterwards."""
-    name = f"picshare_bench_{uuid.uuid4().hex[:8]}"
-    server: EmbeddedPostgres | None = None
-    try:
-        admin_dsn = SERVICE_URL
-        admin = await asyncpg.connect(admin_dsn, timeout=5)
-    except (OSError, asyncpg.PostgresError, TimeoutError):
-        say("  no PostgreSQL service reachable: using an embedded one")
-        server = EmbeddedPostgres(tmp / "pg")
-        admin_dsn = await asyncio.to_thread(server.start)
-        admin = await asyncpg.connect(admin_dsn, timeout=10)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        yield _with_db(admin_dsn, name)
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
-        if server is not None:
-            await asyncio.to_thread(server.stop)
-
-
-def _percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
 async def _http_latencies(
@@ -114,7 +75,7 @@ async def seeded_site(
     the environment of a `run.py` process on it, and the seconds seeding took."""
     with tempfile.TemporaryDirectory(prefix=f"picshare-bench-{name}-") as tmp_name:
         tmp = Path(tmp_name)
-        async with _fresh_database(tmp) as dsn:
+        async with fresh_database(tmp) as dsn:
             data = tmp / "data"
             env = {**os.environ, "PICSHARE_DATABASE_URL": dsn}
             seconds = await seed_site(data, env, users=users, photos=photos, likes=likes)
@@ -198,7 +159,7 @@ async def run(opts: Options) -> list[Row]:
                 for label, path, sql, args, auth in cases:
                     http = await _http_latencies(session, base + path, auth, n)
                     plain = await _explain_ms(conn, sql, args, min(n, 100))
-                    p50, p99 = _percentile(http, 50), _percentile(http, 99)
+                    p50, p99 = percentile(http, 50), percentile(http, 99)
                     e50 = statistics.median(plain)
                     rows.append(
                         (

@@ -47,8 +47,7 @@ import aiohttp
 import asyncpg
 import orjson
 
-from bench._common import Options, Row, ServerProcess, picshare_server, say
-from bench.social import _fresh_database
+from bench._common import Options, Row, ServerProcess, fresh_database, picshare_server, say
 from picshare.tokens import hash_token, new_token
 
 # Handshakes in flight at once. Under the listen backlog aiohttp's run_app uses
@@ -125,7 +124,7 @@ async def run(opts: Options) -> list[Row]:
     rows.append(_raise_fd_limit(max(sizes)))
     with tempfile.TemporaryDirectory(prefix="picshare-bench-ws-") as tmp_name:
         tmp = Path(tmp_name)
-        async with _fresh_database(tmp) as dsn:
+        async with fresh_database(tmp) as dsn:
             data = tmp / "data"
             env = {
                 "PICSHARE_DATABASE_URL": dsn,
