@@ -75,8 +75,8 @@ PARTS: tuple[Part, ...] = (
 
 @dataclass(frozen=True, slots=True)
 class Profile:
-    # events.consumers for this service when a broker is configured and the
-    # setting is left at "all" (without a broker every process runs them all).
+    # The consumers this service runs: events.consumers when that is left at
+    # "all" (and without a broker, whose events' jobs it then claims).
     consumers: str
     # An image worker pool of its own (uploads); others get a thread stand-in.
     media: bool
