@@ -36,14 +36,14 @@ from picshare import keys
 from picshare.blob_stores import open_blob_store
 from picshare.caching import CachedReads, CacheTtls
 from picshare.config import Settings, SettingsError
-from picshare.consumers import UnknownConsumer, counters, names_chosen
+from picshare.consumers import UnknownConsumer, counters, names_chosen, subscriptions
 from picshare.database import open_shards
 from picshare.events import EventBus, InProcessBus
 from picshare.gateway import open_gateway
 from picshare.health import HealthService
 from picshare.idempotency import IdempotencyService
 from picshare.internal_token import InternalTokens
-from picshare.jobs import JobRunner
+from picshare.jobs import JobKind, JobRunner
 from picshare.media import MediaWorkers
 from picshare.media_urls import MediaUrls
 from picshare.metrics import Metrics
@@ -69,7 +69,7 @@ from picshare.routing import RouteTable
 from picshare.search import SearchService
 from picshare.search_index import SearchIndexer
 from picshare.secret import load_secret_key
-from picshare.services import PROFILES, SERVICES
+from picshare.services import PROFILES, SERVICES, Part, parts_for
 from picshare.social import SocialService
 from picshare.system import SystemService
 from picshare.users import UserService
@@ -393,6 +393,7 @@ async def _jobs(app: web.Application) -> AsyncIterator[None]:
 def _relay(app: web.Application, runner: JobRunner) -> EventRelay:
     """The jobs engine in this process, or RabbitMQ with `events.amqp_url`."""
     settings = app[keys.SETTINGS]
+    site = subscriptions(moderated=bool(settings.moderation.url))
     if not settings.events.amqp_url:
         if settings.events.consumers.strip().lower() not in ("", "all"):
             log.warning(
@@ -400,20 +401,14 @@ def _relay(app: web.Application, runner: JobRunner) -> EventRelay:
                 " with jobs runs every consumer",
                 settings.events.consumers,
             )
-        return InProcessRelay(db=app[keys.DATABASES], jobs=runner)
-    consumers = settings.events.consumers
-    if consumers.strip().lower() in ("", "all"):
-        consumers = PROFILES[settings.server.service].consumers
-    try:
-        run_here = names_chosen(consumers)
-    except UnknownConsumer as exc:
-        raise SettingsError(str(exc)) from None
+        return InProcessRelay(db=app[keys.DATABASES], jobs=runner, subscribed=site)
     return AmqpRelay(
         db=app[keys.DATABASES],
         settings=settings.events,
         names=names_chosen("all"),
-        run_here=run_here,
+        run_here=_consumers_here(settings),
         on_backlog=app[keys.METRICS].outbox_backlog.set,
+        subscribed=site,
     )
 
 
@@ -435,66 +430,94 @@ async def relay_for_commands(settings: Settings, db: Shards) -> AsyncIterator[Ev
 
 async def _services(app: web.Application) -> AsyncIterator[None]:
     """The domain services: plain objects over the resources above (the
-    moderation service's HTTP client is the one thing to close)."""
+    moderation service's HTTP client is the one thing to close).
+
+    Only those this process's role needs (picshare/services.py `parts_for`:
+    its routes' and its consumers'); of those, it runs the job kinds of its
+    profile's `jobs` and only expects the others (enqueued here, run by the
+    service they belong to); it registers only the consumers it runs. The
+    monolith builds, runs and registers everything."""
     settings = app[keys.SETTINGS]
+    role = settings.server.service
+    here = _consumers_here(settings)
+    parts = parts_for(role, here)
+    runs = PROFILES[role].jobs
     db = app[keys.DATABASES]
     cached = app[keys.CACHED_READS]
     runner = app[keys.JOBS]
     events = app[keys.OUTBOX]
-    notifier = Notifier(db=db, bus=app[keys.BUS], jobs=runner)
-    runner.register(notifier.job_kinds())
+
+    def kinds(part: Part, of: dict[str, JobKind]) -> None:
+        if part in runs:
+            runner.register(of)
+        else:
+            runner.expect(of)
+
+    notifier = Notifier(
+        db=db,
+        bus=app[keys.BUS],
+        jobs=runner,
+        events=events if _notified_by_service(settings) else None,
+    )
+    kinds("notifications", notifier.job_kinds())
     app[keys.NOTIFIER] = notifier
     users = UserService(db=db, auth=settings.auth, cached=cached, jobs=runner, events=events)
-    runner.register(users.job_kinds())
+    kinds("users", users.job_kinds())
     app[keys.USERS] = users
-    photos = PhotoService(
-        db=db,
-        blobs=app[keys.BLOBS],
-        media=app[keys.MEDIA_WORKERS],
-        jobs=runner,
-        uploads=settings.uploads,
-        renditions=settings.media,
-        feed=settings.feed,
-        notifier=notifier,
-        cached=cached,
-        events=events,
-        moderated=bool(settings.moderation.url),
-    )
-    runner.register(photos.job_kinds())
-    app[keys.PHOTOS] = photos
-    moderation = ModerationService(settings=settings.moderation, photos=photos)
-    app[keys.MODERATION] = moderation
-    social = SocialService(db=db, notifier=notifier, cached=cached, jobs=runner, events=events)
-    runner.register(social.job_kinds())
-    app[keys.SOCIAL] = social
-    app[keys.NOTIFICATIONS] = NotificationService(db=db)
-    app[keys.SEARCH] = SearchService(db=db)
-    app[keys.SEARCH_INDEX] = SearchIndexer(db=db)
-    payments = PaymentService(
-        db=db,
-        notifier=notifier,
-        jobs=runner,
-        settings=settings.payments,
-        events=events,
-        on_retry=app[keys.METRICS].payment_retries.inc,
-    )
-    runner.register(payments.job_kinds())
-    app[keys.PAYMENTS] = payments
-    webhooks = WebhookService(
-        db=db, jobs=runner, settings=settings.webhooks, http=app[keys.WEBHOOK_HTTP]
-    )
-    runner.register(webhooks.job_kinds())
-    app[keys.WEBHOOKS] = webhooks
+    consumers = []
+    moderation: ModerationService | None = None
+    if "photos" in parts:
+        photos = PhotoService(
+            db=db,
+            blobs=app[keys.BLOBS],
+            media=app[keys.MEDIA_WORKERS],
+            jobs=runner,
+            uploads=settings.uploads,
+            renditions=settings.media,
+            feed=settings.feed,
+            notifier=notifier,
+            cached=cached,
+            events=events,
+            moderated=bool(settings.moderation.url),
+        )
+        kinds("photos", photos.job_kinds())
+        app[keys.PHOTOS] = photos
+        consumers += [*photos.consumers(), notifier.consumer(photos.on_ready)]
+        if "moderation" in parts:
+            moderation = ModerationService(settings=settings.moderation, photos=photos)
+            app[keys.MODERATION] = moderation
+            consumers += moderation.consumers()
+    consumers.append(counters(db))
+    if "social" in parts:
+        social = SocialService(db=db, notifier=notifier, cached=cached, jobs=runner, events=events)
+        kinds("social", social.job_kinds())
+        app[keys.SOCIAL] = social
+    if "notifications" in parts:
+        app[keys.NOTIFICATIONS] = NotificationService(db=db)
+    if "search" in parts:
+        app[keys.SEARCH] = SearchService(db=db)
+        app[keys.SEARCH_INDEX] = SearchIndexer(db=db)
+        consumers.append(app[keys.SEARCH_INDEX].consumer())
+    if "payments" in parts:
+        payments = PaymentService(
+            db=db,
+            notifier=notifier,
+            jobs=runner,
+            settings=settings.payments,
+            events=events,
+            on_retry=app[keys.METRICS].payment_retries.inc,
+        )
+        kinds("payments", payments.job_kinds())
+        app[keys.PAYMENTS] = payments
+    if "webhooks" in parts:
+        webhooks = WebhookService(
+            db=db, jobs=runner, settings=settings.webhooks, http=app[keys.WEBHOOK_HTTP]
+        )
+        kinds("webhooks", webhooks.job_kinds())
+        app[keys.WEBHOOKS] = webhooks
+        consumers.append(webhooks.consumer())
     relay = app[keys.RELAY]
-    relay.register(
-        [
-            *photos.consumers(),
-            *moderation.consumers(),
-            counters(db),
-            webhooks.consumer(),
-            app[keys.SEARCH_INDEX].consumer(),
-        ]
-    )
+    relay.register([c for c in consumers if c.name in here])
     app[keys.HEALTH] = HealthService(
         db=db,
         blobs=app[keys.BLOBS],
@@ -504,7 +527,26 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        await moderation.close()  # its HTTP client, after the jobs that use it stopped
+        if moderation is not None:
+            await moderation.close()  # its HTTP client, after the jobs that use it stopped
+
+
+def _consumers_here(settings: Settings) -> list[str]:
+    """The consumers this process runs: `events.consumers` with a broker,
+    else (or when it says "all") its role's (every one, for the monolith)."""
+    chosen = settings.events.consumers if settings.events.amqp_url else "all"
+    if chosen.strip().lower() in ("", "all"):
+        chosen = PROFILES[settings.server.service].consumers
+    try:
+        return names_chosen(chosen)
+    except UnknownConsumer as exc:
+        raise SettingsError(str(exc)) from None
+
+
+def _notified_by_service(settings: Settings) -> bool:
+    """Whether the notifications service writes the notifications (from
+    events, picshare/notify.py): a site of services with a broker."""
+    return bool(settings.events.amqp_url) and settings.server.service != "all"
 
 
 async def _system(app: web.Application) -> AsyncIterator[None]:

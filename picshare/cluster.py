@@ -176,9 +176,9 @@ class Cluster:
                 service if workers == 1 else f"{service} x{workers}",
                 f"http://127.0.0.1:{port}",
                 _serve("--service", service, "--port", str(port), "--workers", str(workers)),
-                # Jobs run where renditions do (the photos processes); the
-                # other services only serve and consume their own events.
-                env | {"PICSHARE_JOBS_ENABLED": str(service == "photos").lower()},
+                # Every service runs jobs: each claims only its own kinds
+                # (picshare/services.py), as it consumes only its own events.
+                env,
             )
             upstreams += ["--upstream", f"{service}=http://127.0.0.1:{port}"]
         for part in self.parts:

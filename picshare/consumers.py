@@ -12,7 +12,15 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from picshare.domain_events import EVENT_TYPES, DomainEvent
+from picshare.domain_events import (
+    EVENT_TYPES,
+    NOTIFICATIONS_CHANGED,
+    PHOTO_DELETED,
+    PHOTO_READY,
+    PHOTO_UPLOADED,
+    USER_UPDATED,
+    DomainEvent,
+)
 from storage import outbox_repo
 from storage.shards import Shards
 
@@ -34,6 +42,32 @@ class UnknownConsumer(ValueError):
     """A consumer name that no consumer has (`--consumers`, `events.consumers`)."""
 
 
+# The event types each consumer of the site takes: its queue's bindings, or
+# the jobs an event gets without a broker. Every process knows them all,
+# also those of consumers it does not run (another service does).
+SUBSCRIPTIONS: dict[str, frozenset[str]] = {
+    "renditions": frozenset({PHOTO_UPLOADED}),
+    # A ready photo's followers, and the notifications of likes, comments,
+    # follows and tips when they are the notifications service's to write.
+    "notifications": frozenset({PHOTO_READY, NOTIFICATIONS_CHANGED}),
+    "counters": EVENT_TYPES,
+    "moderation": frozenset({PHOTO_UPLOADED}),
+    "webhooks": EVENT_TYPES,
+    "search": frozenset({PHOTO_UPLOADED, PHOTO_READY, PHOTO_DELETED, USER_UPDATED}),
+}
+
+
+def consumer(name: str, handle: Handler, on_dead: DeadHandler | None = None) -> Consumer:
+    """One of the site's consumers, taking the types it subscribes to."""
+    return Consumer(name, SUBSCRIPTIONS[name], handle, on_dead)
+
+
+def subscriptions(*, moderated: bool) -> dict[str, frozenset[str]]:
+    """The site's consumers and their types with these settings: without a
+    moderation service nothing is held for one (no queue bound, no job)."""
+    return {n: t for n, t in SUBSCRIPTIONS.items() if moderated or n != "moderation"}
+
+
 def counters(db: Shards) -> Consumer:
     """How many events of each type happened (`event_counts`, in the catalog):
     not idempotent by nature, so the processed row goes in its transaction."""
@@ -43,20 +77,13 @@ def counters(db: Shards) -> Consumer:
             if await outbox_repo.first_time(conn, "counters", event.id):
                 await outbox_repo.count_event(conn, event.type)
 
-    return Consumer("counters", EVENT_TYPES, handle)
+    return consumer("counters", handle)
 
 
 # Every consumer of the site, by name: a process that runs none of them still
 # declares their queues before publishing (picshare/relay_amqp.py), and the
 # commands (`run.py events`, `run.py worker --consumers`) check names here.
-CONSUMER_NAMES: tuple[str, ...] = (
-    "renditions",
-    "notifications",
-    "counters",
-    "moderation",
-    "webhooks",
-    "search",
-)
+CONSUMER_NAMES: tuple[str, ...] = tuple(SUBSCRIPTIONS)
 
 
 def names_chosen(setting: str) -> list[str]:

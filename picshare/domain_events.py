@@ -23,6 +23,9 @@ USER_FOLLOWED = "user.followed"
 # An account's privacy changed (what the search index keeps of it).
 USER_UPDATED = "user.updated"
 PAYMENT_TIP = "payment.tip"
+# Internal: notifications to write (picshare/notify.py), for the
+# notifications service; not offered to webhooks, not counted.
+NOTIFICATIONS_CHANGED = "notifications.changed"
 
 EVENT_TYPES: frozenset[str] = frozenset(
     {

@@ -22,7 +22,7 @@ import os
 import random
 import socket
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,7 +52,16 @@ class JobKind:
 
 
 class JobRunner:
-    __slots__ = ("_db", "_kinds", "_running", "_scheduler", "_settings", "_wake", "worker_id")
+    __slots__ = (
+        "_db",
+        "_elsewhere",
+        "_kinds",
+        "_running",
+        "_scheduler",
+        "_settings",
+        "_wake",
+        "worker_id",
+    )
 
     def __init__(
         self,
@@ -66,6 +75,7 @@ class JobRunner:
         self._settings = settings
         self._scheduler = scheduler
         self._kinds = kinds
+        self._elsewhere: set[str] = set()
         self._wake = asyncio.Event()
         # (shard index, job id) -> kind, of the jobs running here: job ids are
         # unique within their shard's table only.
@@ -76,7 +86,18 @@ class JobRunner:
         return f"<JobRunner {self.worker_id} running={len(self._running)}>"
 
     def register(self, kinds: dict[str, JobKind]) -> None:
+        """Kinds this runner runs (and claims: it claims no other)."""
         self._kinds.update(kinds)
+        self._elsewhere.difference_update(kinds)
+
+    def expect(self, names: Iterable[str]) -> None:
+        """Kinds another service runs: this process may enqueue them only."""
+        self._elsewhere.update(n for n in names if n not in self._kinds)
+
+    @property
+    def kinds(self) -> frozenset[str]:
+        """The kinds run here."""
+        return frozenset(self._kinds)
 
     def wake(self) -> None:
         """A job was just committed: look now instead of at the next poll."""
@@ -95,7 +116,7 @@ class JobRunner:
         `max_attempts`: more than the setting for a job that must outlast an
         outage of another shard (a follow's mirror). `delay`: seconds before
         it is due (a webhook's next attempt, on its own schedule)."""
-        if kind not in self._kinds:
+        if kind not in self._kinds and kind not in self._elsewhere:
             raise ValueError(f"unknown job kind {kind}")
         attempts = self._settings.max_attempts if max_attempts is None else max_attempts
         return await jobs_repo.enqueue(
@@ -136,7 +157,10 @@ class JobRunner:
             if self._closing():
                 return
             full, room = self._kinds_room()
-            # One claim takes up to `free` jobs of any kind that is not full;
+            wanted = [name for name in self._kinds if name not in full]
+            if not wanted:
+                return  # nothing this process runs (or all of it at its limit)
+            # One claim takes up to `free` jobs of the kinds run here that are not full;
             # when a kind has less room than that, one job at a time, so it
             # never gets more than its room.
             limit = free if room >= free else 1
@@ -147,7 +171,7 @@ class JobRunner:
                     limit=limit,
                     lease_seconds=self._settings.lease_seconds,
                     running_here=self._running_on(index),
-                    skip_kinds=full,
+                    kinds=wanted,
                 )
             for job in jobs:
                 if self._closing():

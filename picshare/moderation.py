@@ -31,8 +31,8 @@ import aiohttp
 import orjson
 
 from picshare.config import ModerationSettings
-from picshare.consumers import Consumer
-from picshare.domain_events import PHOTO_UPLOADED, DomainEvent
+from picshare.consumers import Consumer, consumer
+from picshare.domain_events import DomainEvent
 from picshare.errors import Forbidden, NotFound, Unauthenticated, invalid
 from picshare.photos import PhotoService
 from picshare.webhook_post import post_signed
@@ -76,7 +76,7 @@ class ModerationService:
         one, photos are not held for it: no consumer, no queue bound)."""
         if not self.enabled:
             return []
-        return [Consumer(MODERATION, frozenset({PHOTO_UPLOADED}), self._deliver)]
+        return [consumer(MODERATION, self._deliver)]
 
     async def close(self) -> None:
         session, self._session = self._session, None

@@ -7,16 +7,25 @@ pushed live once it is committed.
         await notes.liked(photo, user)
     # committed: the like's notification is on the bus now
 
-Where notifications live is the NOTIFICATIONS table group's question
-(storage/table_groups.py), asked once, in `Notifier`:
-- with the rest (the default): a notification lives on its recipient's
-  shard, the one its action's transaction writes (a like: the photo's, where
-  its owner lives), so it is written in that transaction;
-- in a database of its own (`PICSHARE_DATABASE_GROUP_NOTIFICATIONS_URL`):
-  the action's transaction records what to write as a `notify.apply` job
-  (the outbox: it commits or rolls back with the action), and the job writes
-  it in the notifications database, once however often it runs, and pushes
-  it live then. The lag is the job's pickup, a few milliseconds.
+Who writes them, and where, is decided once, in `Notifier` (`Placement`):
+- in the action's transaction (the default): a notification lives on its
+  recipient's shard, the one its action's transaction writes (a like: the
+  photo's, where its owner lives), so it is written in that transaction;
+- by a job, when they have a database of their own
+  (`PICSHARE_DATABASE_GROUP_NOTIFICATIONS_URL`, the NOTIFICATIONS table
+  group): the action's transaction records what to write as a
+  `notify.apply` job (it commits or rolls back with the action), and the job
+  writes it in the notifications database, once however often it runs, and
+  pushes it live then. The lag is the job's pickup, a few milliseconds;
+- by the notifications service, when the site runs as services with a
+  broker (`events.amqp_url`, `serve --service`): the action's transaction
+  writes what to write as a `notifications.changed` event in its outbox
+  (picshare/outbox.py), and the `notifications` consumer, which only that
+  service runs, writes it where notifications live, once per database
+  however often it is delivered (`processed_events`), and pushes it live.
+  The lag is the relay's and the broker's: milliseconds while all is up;
+  while the notifications service is down the action still succeeds and
+  its notifications wait in the queue until the service is back.
 
 Publishing after the commit means a listener never sees a notification that
 then rolls back; a process that dies in between loses only the live push
@@ -30,9 +39,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+from picshare.consumers import Consumer, Handler, consumer
+from picshare.domain_events import NOTIFICATIONS_CHANGED, PHOTO_READY, DomainEvent
 from picshare.events import EventBus
 from picshare.jobs import JobKind, JobRunner
 from picshare.notifications import event_of
+from picshare.outbox import Outbox
 from storage import notifications_repo, outbox_repo
 from storage.db import Connection
 from storage.records import (
@@ -47,6 +59,7 @@ from storage.shards import Shards
 
 SNIPPET = 60  # characters of a comment quoted in its notification
 APPLY_JOB = "notify.apply"
+CONSUMER = "notifications"
 
 # One change to notifications, as data: written at once, or carried by a
 # job to the notifications' own database. `apply` is the one reader.
@@ -284,18 +297,42 @@ def _add(
 class Notifier:
     """Opens the transactions that notify, and pushes what they wrote."""
 
-    __slots__ = ("_bus", "_db", "_jobs")
+    __slots__ = ("_bus", "_db", "_events", "_jobs")
 
-    def __init__(self, *, db: Shards, bus: EventBus, jobs: JobRunner) -> None:
+    def __init__(
+        self, *, db: Shards, bus: EventBus, jobs: JobRunner, events: Outbox | None = None
+    ) -> None:
+        """`events`: the notifications service writes them (a site of
+        services with a broker): what to write goes out through this outbox."""
         self._db = db
         self._bus = bus
         self._jobs = jobs
+        self._events = events
 
     def __repr__(self) -> str:
-        return f"<Notifier apart={self._db.inbox is not None}>"
+        return f"<Notifier placement={self.placement}>"
+
+    @property
+    def placement(self) -> str:
+        """Who writes the notifications: "transaction", "job" or "events"."""
+        if self._events is not None:
+            return "events"
+        return "transaction" if self._db.inbox is None else "job"
 
     def job_kinds(self) -> dict[str, JobKind]:
         return {APPLY_JOB: JobKind(self._apply_job)}
+
+    def consumer(self, photo_ready: Handler) -> Consumer:
+        """The `notifications` consumer: what actions asked to write, and a
+        ready photo's followers (`photo_ready`, the photo service's)."""
+
+        async def handle(event: DomainEvent) -> None:
+            if event.type == NOTIFICATIONS_CHANGED:
+                await self._apply_event(event)
+            elif event.type == PHOTO_READY:
+                await photo_ready(event)
+
+        return consumer(CONSUMER, handle)
 
     @asynccontextmanager
     async def transaction(
@@ -304,24 +341,66 @@ class Notifier:
         *,
         isolation: Isolation = "read_committed",
         readonly: bool = False,
+        here: bool = False,
     ) -> AsyncIterator[tuple[Connection, Notes]]:
         """A transaction on `db` whose notifications go live once they are
         committed. With notifications beside the rest, every notification it
         writes must be to a user of `db`: the caller picks the database its
-        action and the notification share (a like: the photo's)."""
+        action and the notification share (a like: the photo's). `here`: the
+        caller is the notifications' own writer (the `notifications`
+        consumer) and `db` is where they live: written on it, whatever the
+        placement."""
+        events = None if here else self._events
         inbox = self._db.inbox
-        defer = inbox is not None and db is not inbox
+        defer = events is not None or (inbox is not None and db is not inbox)
         async with db.transaction(isolation=isolation, readonly=readonly) as conn:
             notes = Notes(conn, defer=defer)
             yield conn, notes
-            if notes.deferred:
+            if notes.deferred and events is not None:
+                # The event's id is the key the consumer records as done.
+                await events.notifications_changed(conn, notes.deferred)
+            elif notes.deferred:
                 # A key the job records as done, in the notifications'
                 # database: a job run twice (its lease lapsed) writes once.
                 payload = {"key": secrets.randbits(63), "ops": notes.deferred}
                 await self._jobs.enqueue(conn, APPLY_JOB, payload)
-        if notes.deferred:
+        if notes.deferred and events is not None:
+            events.committed()
+        elif notes.deferred:
             self._jobs.wake()
         await self._publish(notes.written)
+
+    async def _apply_event(self, event: DomainEvent) -> None:
+        """An action's notifications, each in the database it lives in (one
+        transaction per database, in the order given). Each database records
+        the event as done in that transaction: a redelivery (a retry after
+        another database failed, a crash before the ack) writes nothing twice."""
+        by_home: dict[int, tuple[Databases, list[Op]]] = {}
+        for op in event.data["ops"]:
+            home = self._home(op)
+            by_home.setdefault(id(home), (home, []))[1].append(op)
+        for home, ops in by_home.values():
+            written: list[NotificationRecord] = []
+            async with home.transaction() as conn:
+                if await outbox_repo.first_time(conn, CONSUMER, event.id):
+                    for op in ops:
+                        written.extend(await apply(conn, op))
+            await self._publish(written)
+
+    def _home(self, op: Op) -> Databases:
+        """The database a change is made in: the notifications' own, else the
+        shard of whoever (or whatever) the notifications are of."""
+        inbox = self._db.inbox
+        if inbox is not None:
+            return inbox
+        what = op["op"]
+        if what == "forget_photo":
+            return self._db.of_id(int(op["photo_id"]))
+        if what == "forget_comment":
+            return self._db.of_id(int(op["comment_id"]))
+        if what == "photo_ready":
+            return self._db.of_user(int(op["user_ids"][0]))
+        return self._db.of_user(int(op["user_id"]))
 
     async def _apply_job(self, payload: dict[str, Any]) -> None:
         inbox = self._db.inbox

@@ -121,6 +121,12 @@ class Outbox:
             },
         )
 
+    async def notifications_changed(
+        self, conn: Connection, ops: list[dict[str, Any]]
+    ) -> DomainEvent:
+        """Notifications for the notifications service to write (picshare/notify.py)."""
+        return await self._write(conn, types.NOTIFICATIONS_CHANGED, {"ops": ops})
+
     async def _write(self, conn: Connection, event_type: str, data: dict[str, Any]) -> DomainEvent:
         row = await outbox_repo.add(conn, event_type, data)
         event = DomainEvent(row.id, row.type, row.data, row.created_at)

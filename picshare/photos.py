@@ -13,8 +13,8 @@ from typing import Any, TypeVar
 from picshare import privacy
 from picshare.caching import CachedReads
 from picshare.config import FeedSettings, MediaSettings, UploadSettings
-from picshare.consumers import Consumer
-from picshare.domain_events import PHOTO_READY, PHOTO_UPLOADED, DomainEvent
+from picshare.consumers import Consumer, consumer
+from picshare.domain_events import DomainEvent
 from picshare.errors import (
     FieldError,
     Forbidden,
@@ -36,6 +36,7 @@ from picshare.media import (
     render_display,
 )
 from picshare.media.source import local_file
+from picshare.notify import CONSUMER as NOTIFICATIONS_CONSUMER
 from picshare.notify import Notifier
 from picshare.outbox import Outbox
 from picshare.pagination import Page, decode_cursor, newest, page_of
@@ -58,9 +59,8 @@ ORIGINAL_JOB = "photo.original"
 COLLECT_JOB = "blobs.collect"
 NOTIFY_JOB = "photo.notify_followers"
 FORGET_JOB = "photo.forget_notifications"
-# The consumers of domain events this service runs (picshare/consumers.py).
+# The consumer of domain events this service runs (picshare/consumers.py).
 RENDITIONS = "renditions"
-NOTIFICATIONS = "notifications"
 
 
 class PhotoService:
@@ -131,17 +131,10 @@ class PhotoService:
 
     def consumers(self) -> list[Consumer]:
         """Of domain events: renditions for a new photo (a process of its own
-        can run them, `run.py worker --consumers renditions`), and its
-        followers' notifications once it is ready."""
-        return [
-            Consumer(
-                RENDITIONS,
-                frozenset({PHOTO_UPLOADED}),
-                self._on_uploaded,
-                on_dead=self._on_uploaded_dead,
-            ),
-            Consumer(NOTIFICATIONS, frozenset({PHOTO_READY}), self._on_ready),
-        ]
+        can run them, `run.py worker --consumers renditions`). Its followers'
+        notifications once it is ready are the `notifications` consumer's
+        (`Notifier.consumer(photos.on_ready)`)."""
+        return [consumer(RENDITIONS, self._on_uploaded, on_dead=self._on_uploaded_dead)]
 
     async def _on_uploaded(self, event: DomainEvent) -> None:
         # Idempotent by the photo's state: a repeat finds it ready and stops.
@@ -150,7 +143,7 @@ class PhotoService:
     async def _on_uploaded_dead(self, event: DomainEvent, error: str) -> None:
         await self._render_failed({"photo_id": int(event.data["photo_id"])}, error)
 
-    async def _on_ready(self, event: DomainEvent) -> None:
+    async def on_ready(self, event: DomainEvent) -> None:
         # Idempotent by the event, per shard (below), and by its rows: one
         # photo notification per user and photo.
         await self._notify_job({"photo_id": int(event.data["photo_id"]), "event_id": event.id})
@@ -592,12 +585,12 @@ class PhotoService:
         wrote: list[Databases] = []
         for db, user_ids in self._db.by_inbox(followers):
             try:
-                async with self._notifier.transaction(db) as (conn, notes):
+                async with self._notifier.transaction(db, here=True) as (conn, notes):
                     # Each database records its own part of the event: a
                     # redelivery skips the shards already told.
                     event_id = payload.get("event_id")
                     if event_id is None or await outbox_repo.first_time(
-                        conn, NOTIFICATIONS, int(event_id)
+                        conn, NOTIFICATIONS_CONSUMER, int(event_id)
                     ):
                         await notes.photo_ready(photo, user_ids)
                 wrote.append(db)

@@ -19,8 +19,9 @@ to its event types, and two beside it:
 A message is acknowledged only after the consumer's work committed, or after
 its re-publish (retry or dead) was confirmed.
 
-Every process declares every consumer's queues before it publishes, so no
-event is dropped for want of a queue while no worker of that consumer runs.
+Every process declares every consumer's queues, bound to their types, before
+it publishes, so no event is dropped for want of a queue (or a binding) while
+no worker of that consumer runs.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 
 import aio_pika
@@ -72,6 +73,7 @@ class AmqpRelay:
         "_on_backlog",
         "_run_here",
         "_settings",
+        "_subscribed",
         "_task",
         "_wake",
     )
@@ -84,11 +86,15 @@ class AmqpRelay:
         names: Sequence[str],
         run_here: Sequence[str],
         on_backlog: Callable[[int], None] | None = None,
+        subscribed: Mapping[str, frozenset[str]] | None = None,
     ) -> None:
         """`names`: every consumer of the site (their queues are declared);
-        `run_here`: those this process consumes."""
+        `run_here`: those this process consumes; `subscribed`: the types of
+        the site's consumers (picshare/consumers.py), bound also by a process
+        that runs none of them, so no event waits for its consumer's first start."""
         self._db = db
         self._settings = settings
+        self._subscribed = dict(subscribed or {})
         self._names = list(names)
         self._run_here = set(run_here)
         self._consumers: dict[str, Consumer] = {}
@@ -195,7 +201,8 @@ class AmqpRelay:
         for name in self._names:
             queue = await channel.declare_queue(self.queue(name), durable=True)
             consumer = self._consumers.get(name)
-            for event_type in sorted(consumer.types) if consumer is not None else []:
+            types = consumer.types if consumer is not None else self._subscribed.get(name, ())
+            for event_type in sorted(types):
                 await queue.bind(exchange, routing_key=event_type)
             await channel.declare_queue(
                 self._retry_queue(name),

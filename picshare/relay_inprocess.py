@@ -10,6 +10,7 @@ whose attempts are spent is parked `failed`: that is the dead letter, which
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from picshare.consumers import Consumer
@@ -27,10 +28,22 @@ KIND_PREFIX = "event:"
 class InProcessRelay:
     __slots__ = ("_by_type", "_db", "_jobs")
 
-    def __init__(self, *, db: Shards, jobs: JobRunner) -> None:
+    def __init__(
+        self,
+        *,
+        db: Shards,
+        jobs: JobRunner,
+        subscribed: Mapping[str, frozenset[str]] | None = None,
+    ) -> None:
+        """`subscribed`: the site's consumers and their types: each event gets
+        a job per consumer of its type, also one that another process runs
+        (a service's own consumers, picshare/services.py), which claims it."""
         self._db = db
         self._jobs = jobs
         self._by_type: dict[str, list[str]] = {}
+        for name, types in (subscribed or {}).items():
+            self._add(name, types)
+        jobs.expect(KIND_PREFIX + name for name in subscribed or {})
 
     def __repr__(self) -> str:
         return (
@@ -39,9 +52,14 @@ class InProcessRelay:
 
     def register(self, consumers: list[Consumer]) -> None:
         for consumer in consumers:
-            for event_type in consumer.types:
-                self._by_type.setdefault(event_type, []).append(consumer.name)
+            self._add(consumer.name, consumer.types)
         self._jobs.register({KIND_PREFIX + c.name: _job_kind(c) for c in consumers})
+
+    def _add(self, name: str, types: frozenset[str]) -> None:
+        for event_type in types:
+            names = self._by_type.setdefault(event_type, [])
+            if name not in names:
+                names.append(name)
 
     async def written(self, conn: Connection, event: DomainEvent) -> None:
         payload = {"event": event.to_json()}

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from picshare.consumers import Consumer
+from picshare.consumers import Consumer, consumer
 from picshare.domain_events import (
     PHOTO_DELETED,
     PHOTO_READY,
@@ -54,7 +54,7 @@ class SearchIndexer:
         return f"<SearchIndexer databases={len(self._db.physical)}>"
 
     def consumer(self) -> Consumer:
-        return Consumer(SEARCH, PHOTO_EVENTS | {USER_UPDATED}, self._handle)
+        return consumer(SEARCH, self._handle)
 
     async def _handle(self, event: DomainEvent) -> None:
         if event.type == USER_UPDATED:

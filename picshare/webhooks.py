@@ -25,7 +25,7 @@ import aiohttp
 
 from picshare import webhook_guard, webhook_signature
 from picshare.config import WebhookSettings
-from picshare.consumers import Consumer
+from picshare.consumers import Consumer, consumer
 from picshare.domain_events import (
     COMMENT_CREATED,
     EVENT_TYPES,
@@ -117,7 +117,7 @@ class WebhookService:
         return {DELIVER_JOB: JobKind(self._deliver_job)}
 
     def consumer(self) -> Consumer:
-        return Consumer(CONSUMER, EVENT_TYPES, self._on_event)
+        return consumer(CONSUMER, self._on_event)
 
     # -- endpoints ------------------------------------------------------------
 

@@ -40,10 +40,12 @@ async def claim(
     limit: int,
     lease_seconds: float,
     running_here: list[int] | None = None,
-    skip_kinds: list[str] | None = None,
+    kinds: list[str] | None = None,
 ) -> list[JobRecord]:
     """Lease up to `limit` due jobs: queued ones whose time has come, and running
-    ones whose lease ran out (their worker died); none of the `skip_kinds`."""
+    ones whose lease ran out (their worker died); only of the `kinds` when
+    given (a runner takes only what it can run: another service's jobs wait
+    for that service)."""
     rows = await conn.fetch(
         f"""WITH due AS (
                 SELECT id FROM jobs
@@ -52,7 +54,7 @@ async def claim(
                   -- A lease of ours that lapsed (a stalled heartbeat) is not
                   -- taken again while we still run it.
                   AND NOT (id = ANY($4::bigint[]))
-                  AND NOT (kind = ANY($5::text[]))
+                  AND ($5::text[] IS NULL OR kind = ANY($5::text[]))
                 ORDER BY run_after, id
                 LIMIT $1
                 FOR UPDATE SKIP LOCKED)
@@ -64,7 +66,7 @@ async def claim(
         worker,
         lease_seconds,
         running_here or [],
-        skip_kinds or [],
+        kinds,
     )
     return [JobRecord.from_row(r) for r in rows]
 

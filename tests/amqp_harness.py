@@ -4,10 +4,12 @@ are deleted afterwards: runs side by side never see each other's events."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import socket
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from urllib.parse import urlsplit
 
 import aio_pika
@@ -32,10 +34,28 @@ def _reachable(url: str) -> bool:
 @pytest.fixture
 async def amqp_exchange() -> AsyncIterator[str]:
     """A fresh exchange name; it and every queue named after it go at the end."""
+    name = _fresh_name()
+    yield name
+    await _delete(name)
+
+
+@contextlib.contextmanager
+def module_exchange() -> Iterator[str]:
+    """`amqp_exchange` for a module's fixture (not async: processes use it)."""
+    name = _fresh_name()
+    try:
+        yield name
+    finally:
+        asyncio.run(_delete(name))
+
+
+def _fresh_name() -> str:
     if not _reachable(AMQP_URL):
         missing_service(f"no RabbitMQ at {AMQP_URL}")
-    name = f"picshare-test-{uuid.uuid4().hex[:12]}"
-    yield name
+    return f"picshare-test-{uuid.uuid4().hex[:12]}"
+
+
+async def _delete(name: str) -> None:
     connection = await aio_pika.connect(AMQP_URL, timeout=5)
     async with connection:
         channel = await connection.channel()

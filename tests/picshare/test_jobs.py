@@ -10,6 +10,7 @@ from typing import Any
 
 import aiojobs
 import asyncpg
+import pytest
 
 from picshare.config import JobSettings
 from picshare.database import open_shards
@@ -320,3 +321,36 @@ async def test_a_stopped_shard_holds_up_only_its_own_jobs(
         finally:
             await scheduler.close()
         assert ran == ["first", "second"]
+
+
+@pytest.mark.one_pass  # one database of its own
+async def test_a_runner_claims_only_the_kinds_it_runs(database_url: str) -> None:
+    """Another service's job waits for that service: not claimed, not parked
+    as unknown (picshare/services.py: each service runs its own kinds)."""
+    pool = await _pool(database_url)
+    ran: list[int] = []
+
+    async def mine(payload: dict[str, Any]) -> None:
+        ran.append(int(payload["n"]))
+
+    scheduler = aiojobs.Scheduler(limit=None)
+    runner = JobRunner(
+        db=Shards.of_one(primary_only(pool)),
+        settings=_settings(),
+        scheduler=scheduler,
+        kinds={"mine": JobKind(mine)},
+    )
+    runner.expect(["theirs"])
+    async with primary_only(pool).transaction() as conn:
+        theirs = await runner.enqueue(conn, "theirs", {"n": 0})
+        first = await runner.enqueue(conn, "mine", {"n": 1})
+    await runner.start()
+    try:
+        await _wait_status(pool, first, "done")
+        await asyncio.sleep(0.3)  # a few more polls
+        row = await pool.fetchrow("SELECT status, attempts FROM jobs WHERE id = $1", theirs)
+    finally:
+        await scheduler.close()
+        await pool.close()
+    assert ran == [1]
+    assert row is not None and (row["status"], row["attempts"]) == ("queued", 0)

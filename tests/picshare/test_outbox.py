@@ -80,7 +80,7 @@ async def test_every_event_is_written_once_with_its_change_and_counted(client: C
     assert {"renditions", "notifications"} <= consumers
     ready = next(r for r in await _outbox(client) if r["type"] == "photo.ready")
     event = DomainEvent(ready["id"], ready["type"], ready["data"], ready["created_at"])
-    [notifications] = [c for c in client.app[keys.PHOTOS].consumers() if c.name == "notifications"]
+    notifications = client.app[keys.NOTIFIER].consumer(client.app[keys.PHOTOS].on_ready)
     await notifications.handle(event)
     inbox = await (await client.get("/api/v1/notifications", headers=bearer(fan))).json()
     assert [n["kind"] for n in inbox["items"]].count("photo") == 1
