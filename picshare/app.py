@@ -44,6 +44,7 @@ from picshare.health import HealthService
 from picshare.idempotency import IdempotencyService
 from picshare.internal_token import InternalTokens
 from picshare.jobs import JobRunner
+from picshare.likes import Likes
 from picshare.media import MediaWorkers
 from picshare.media_urls import MediaUrls
 from picshare.metrics import Metrics
@@ -444,6 +445,8 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     notifier = Notifier(db=db, bus=app[keys.BUS], jobs=runner)
     runner.register(notifier.job_kinds())
     app[keys.NOTIFIER] = notifier
+    likes = Likes(db=db, notifier=notifier, cached=cached, jobs=runner, events=events)
+    runner.register(likes.job_kinds())
     users = UserService(db=db, auth=settings.auth, cached=cached, jobs=runner, events=events)
     runner.register(users.job_kinds())
     app[keys.USERS] = users
@@ -456,6 +459,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         renditions=settings.media,
         feed=settings.feed,
         notifier=notifier,
+        likes=likes,
         cached=cached,
         events=events,
         moderated=bool(settings.moderation.url),
@@ -464,7 +468,9 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     app[keys.PHOTOS] = photos
     moderation = ModerationService(settings=settings.moderation, photos=photos)
     app[keys.MODERATION] = moderation
-    social = SocialService(db=db, notifier=notifier, cached=cached, jobs=runner, events=events)
+    social = SocialService(
+        db=db, notifier=notifier, likes=likes, cached=cached, jobs=runner, events=events
+    )
     runner.register(social.job_kinds())
     app[keys.SOCIAL] = social
     app[keys.NOTIFICATIONS] = NotificationService(db=db)

@@ -22,6 +22,7 @@ from picshare.caching import CachedReads
 from picshare.errors import Forbidden, InvalidInput, NotFound, invalid
 from picshare.follow_pairs import FollowPair, Side
 from picshare.jobs import JobKind, JobRunner
+from picshare.likes import Likes, LikeState
 from picshare.notify import Notifier
 from picshare.outbox import Outbox
 from picshare.pagination import Page, decode_cursor, page_of
@@ -36,12 +37,6 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
-class LikeState:
-    like_count: int
-    liked: bool
-
-
-@dataclass(frozen=True, slots=True)
 class Profile:
     user: UserRecord
     relationship: Relationship | None  # None for the anonymous viewer or oneself
@@ -49,18 +44,20 @@ class Profile:
 
 
 class SocialService:
-    __slots__ = ("_cached", "_db", "_events", "_jobs", "_notifier")
+    __slots__ = ("_cached", "_db", "_events", "_jobs", "_likes", "_notifier")
 
     def __init__(
         self,
         *,
         db: Shards,
         notifier: Notifier,
+        likes: Likes,
         cached: CachedReads,
         jobs: JobRunner,
         events: Outbox,
     ) -> None:
         self._db = db
+        self._likes = likes
         self._events = events
         self._notifier = notifier
         self._cached = cached
@@ -73,32 +70,13 @@ class SocialService:
         }
 
     # -- likes ----------------------------------------------------------------
-    # A like or comment lives with its photo, on the photo's shard (where the
-    # photo's owner, and so the notification to them, live too): one
-    # transaction there, whichever shard the actor's own rows are on.
+    # Where likes live, and so how a like is written: picshare/likes.py.
 
     async def like(self, photo_id: int, user: UserRecord) -> LikeState:
-        async with self._notifier.transaction(self._db.of_id(photo_id)) as (conn, notes):
-            photo = await photos_repo.photo_for(conn, photo_id, user.id)
-            if photo is None or not privacy.can_react(photo):
-                raise NotFound("no such photo")
-            added, count = await social_repo.like(conn, photo_id, user.id)
-            if added:
-                await notes.liked(photo, user)
-                await self._events.photo_liked(conn, photo, user)
-        self._events.committed()
-        await self._cached.photo_changed(photo_id)
-        await self._cached.feed_changed(user.id)  # liked_by_me in the liker's feed
-        return LikeState(count, True)
+        return await self._likes.like(photo_id, user)
 
     async def unlike(self, photo_id: int, user: UserRecord) -> LikeState:
-        async with self._db.of_id(photo_id).transaction() as conn:
-            if await photos_repo.photo_for(conn, photo_id, user.id) is None:
-                raise NotFound("no such photo")
-            count = await social_repo.unlike(conn, photo_id, user.id)
-        await self._cached.photo_changed(photo_id)
-        await self._cached.feed_changed(user.id)
-        return LikeState(count, False)
+        return await self._likes.unlike(photo_id, user)
 
     # -- comments -------------------------------------------------------------
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from storage import jobs_repo
+from storage import jobs_repo, likes_repo, photos_repo
 from storage.db import Connection
 from storage.ids import shard_of
 from storage.records import CommentRecord, Relationship, UserListEntry
@@ -39,37 +39,17 @@ class IdLister(Protocol):
 
 
 async def like(conn: Connection, photo_id: int, user_id: int) -> tuple[bool, int]:
-    """(whether this call added the like, the photo's like_count now)."""
-    added = await conn.fetchval(
-        "INSERT INTO likes (photo_id, user_id) VALUES ($1, $2) "
-        "ON CONFLICT DO NOTHING RETURNING true",
-        photo_id,
-        user_id,
-    )
-    if added:
-        count = await conn.fetchval(
-            "UPDATE photos SET like_count = like_count + 1 WHERE id = $1 RETURNING like_count",
-            photo_id,
-        )
-    else:
-        count = await conn.fetchval("SELECT like_count FROM photos WHERE id = $1", photo_id)
-    return bool(added), int(count)
+    """(whether this call added the like, the photo's like_count now): where
+    likes live beside their photo, one transaction does both."""
+    added = await likes_repo.add(conn, photo_id, user_id)
+    count = await photos_repo.count_likes(conn, photo_id, 1 if added else 0)
+    return added, int(count or 0)
 
 
 async def unlike(conn: Connection, photo_id: int, user_id: int) -> int:
-    removed = await conn.fetchval(
-        "DELETE FROM likes WHERE photo_id = $1 AND user_id = $2 RETURNING true",
-        photo_id,
-        user_id,
-    )
-    if removed:
-        count = await conn.fetchval(
-            "UPDATE photos SET like_count = like_count - 1 WHERE id = $1 RETURNING like_count",
-            photo_id,
-        )
-    else:
-        count = await conn.fetchval("SELECT like_count FROM photos WHERE id = $1", photo_id)
-    return int(count)
+    removed = await likes_repo.remove(conn, photo_id, user_id)
+    count = await photos_repo.count_likes(conn, photo_id, -1 if removed else 0)
+    return int(count or 0)
 
 
 _COMMENT = "id, photo_id, user_id, username, display_name, text, created_at"
