@@ -35,6 +35,7 @@ from handlers.template_filters import blurhash_color
 from picshare import keys
 from picshare.blob_stores import open_blob_store
 from picshare.caching import CachedReads, CacheTtls
+from picshare.comments import Comments
 from picshare.config import Settings, SettingsError
 from picshare.consumers import UnknownConsumer, counters, names_chosen
 from picshare.database import open_shards
@@ -447,6 +448,8 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     app[keys.NOTIFIER] = notifier
     likes = Likes(db=db, notifier=notifier, cached=cached, jobs=runner, events=events)
     runner.register(likes.job_kinds())
+    comments = Comments(db=db, notifier=notifier, cached=cached, jobs=runner, events=events)
+    runner.register(comments.job_kinds())
     users = UserService(db=db, auth=settings.auth, cached=cached, jobs=runner, events=events)
     runner.register(users.job_kinds())
     app[keys.USERS] = users
@@ -460,6 +463,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         feed=settings.feed,
         notifier=notifier,
         likes=likes,
+        comments=comments,
         cached=cached,
         events=events,
         moderated=bool(settings.moderation.url),
@@ -469,7 +473,13 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     moderation = ModerationService(settings=settings.moderation, photos=photos)
     app[keys.MODERATION] = moderation
     social = SocialService(
-        db=db, notifier=notifier, likes=likes, cached=cached, jobs=runner, events=events
+        db=db,
+        notifier=notifier,
+        likes=likes,
+        comments=comments,
+        cached=cached,
+        jobs=runner,
+        events=events,
     )
     runner.register(social.job_kinds())
     app[keys.SOCIAL] = social

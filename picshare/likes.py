@@ -14,24 +14,23 @@ acts on the answer:
   the event in that same transaction, once however often it runs (a key it
   records there, `processed_events`). The count and the notification lag
   the like by the job's pickup (a few milliseconds; the enqueue wakes the
-  runner); the like itself, and so `liked_by_me`, is there at once. Lists
+  runner; picshare/photo_counts.py); the like itself, and so `liked_by_me`, is there at once. Lists
   read `liked_by_me` for a whole page in one query to the likes' database
   (`mark`); a deleted photo's likes go by a job (`forget`).
 """
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass, replace
 from typing import Any
 
-from picshare import privacy
+from picshare import photo_counts, privacy
 from picshare.caching import CachedReads
 from picshare.errors import NotFound
 from picshare.jobs import JobKind, JobRunner
-from picshare.notify import Notifier
+from picshare.notify import Notes, Notifier
 from picshare.outbox import Outbox
-from storage import likes_repo, outbox_repo, photos_repo, social_repo, users_repo
+from storage import likes_repo, photos_repo, social_repo, users_repo
 from storage.db import Connection
 from storage.records import PhotoRecord, UserRecord
 from storage.router import PRIMARY, read_your_writes
@@ -45,10 +44,6 @@ FORGET_JOB = "likes.forget_photo"
 class LikeState:
     like_count: int
     liked: bool
-
-
-class LikesBehind(Exception):
-    """A like's removal came before its addition: the count job waits for it."""
 
 
 class Likes:
@@ -132,13 +127,8 @@ class Likes:
             change = likes_repo.add if delta > 0 else likes_repo.remove
             changed = await change(conn, photo_id, user_id)
             if changed:
-                payload = {
-                    "key": secrets.randbits(63),
-                    "photo_id": photo_id,
-                    "user_id": user_id,
-                    "delta": delta,
-                }
-                await self._jobs.enqueue(conn, COUNT_JOB, payload)
+                data = photo_counts.payload(photo_id, delta, user_id=user_id)
+                await self._jobs.enqueue(conn, COUNT_JOB, data)
         if changed:
             self._jobs.wake()
         return int(changed)
@@ -179,30 +169,30 @@ class Likes:
     async def _count_job(self, payload: dict[str, Any]) -> None:
         """A like added or removed in the likes' database: the photo's count
         on its shard, and for a new like its owner's notification and the
-        `photo.liked` event, once (the key)."""
+        `photo.liked` event, once (picshare/photo_counts.py)."""
         photo_id, user_id = int(payload["photo_id"]), int(payload["user_id"])
-        delta = int(payload["delta"])
         liker: UserRecord | None = None
-        if delta > 0:
+        if int(payload["delta"]) > 0:
             async with self._db.of_user(user_id).read(PRIMARY) as conn:
                 liker = await users_repo.user_by_id(conn, user_id)
-        gone = False
-        async with self._notifier.transaction(self._db.of_id(photo_id)) as (conn, notes):
-            if not await outbox_repo.first_time(conn, COUNT_JOB, int(payload["key"])):
-                return
-            photo = await photos_repo.lock_photo(conn, photo_id)
-            if photo is None:
-                gone = True
-            elif await photos_repo.count_likes(conn, photo_id, delta) is None:
-                raise LikesBehind(f"photo {photo_id}: a like's removal before its addition")
-            elif liker is not None:
+
+        async def then(conn: Connection, notes: Notes, photo: PhotoRecord) -> None:
+            if liker is not None:
                 await notes.liked(photo, liker)
                 await self._events.photo_liked(conn, photo, liker)
+
+        gone = await photo_counts.apply(
+            db=self._db,
+            notifier=self._notifier,
+            job=COUNT_JOB,
+            column=photos_repo.LIKE_COUNT,
+            data=payload,
+            then=then,
+        )
         self._events.committed()
         if gone:
             # Liked while it was being deleted, after its likes were forgotten.
-            async with self._db.likes_of(photo_id).transaction() as conn:
-                await likes_repo.forget_photo(conn, photo_id)
+            await self._forget_job({"photo_id": photo_id})
         await self._cached.photo_changed(photo_id)
 
     async def _forget_job(self, payload: dict[str, Any]) -> None:

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 from picshare import privacy
 from picshare.caching import CachedReads
+from picshare.comments import Comments
 from picshare.config import FeedSettings, MediaSettings, UploadSettings
 from picshare.consumers import Consumer
 from picshare.domain_events import PHOTO_READY, PHOTO_UPLOADED, DomainEvent
@@ -68,6 +69,7 @@ class PhotoService:
     __slots__ = (
         "_blobs",
         "_cached",
+        "_comments",
         "_db",
         "_events",
         "_feed",
@@ -93,6 +95,7 @@ class PhotoService:
         feed: FeedSettings,
         notifier: Notifier,
         likes: Likes,
+        comments: Comments,
         cached: CachedReads,
         events: Outbox,
         moderated: bool = False,
@@ -101,6 +104,7 @@ class PhotoService:
         wait for its verdict as well as their renditions (picshare/moderation.py)."""
         self._notifier = notifier
         self._likes = likes
+        self._comments = comments
         self._moderated = moderated
         self._events = events
         self._cached = cached
@@ -449,6 +453,7 @@ class PhotoService:
             # notifications have a database of their own, all of them there.
             await notes.photo_deleted(photo_id)
             await self._likes.forget(conn, photo_id)
+            await self._comments.forget(conn, photo_id)
             if not self._db.single and self._db.inbox is None:
                 await self._jobs.enqueue(conn, FORGET_JOB, {"photo_id": photo_id})
             keys = [photo.upload_key, *photo.rendition_keys]

@@ -285,20 +285,29 @@ async def delete_photo(conn: Connection, photo: PhotoRecord) -> bool:
     return True
 
 
-async def count_likes(conn: Connection, photo_id: int, delta: int) -> int | None:
-    """Move the photo's like_count by `delta` (0: just read it); the count
-    after, or None if there is no such photo or it would go below zero (a
-    like's removal applied before its addition: picshare/likes.py retries)."""
+# The photo's denormalized counts of rows of other groups (likes, comments).
+LIKE_COUNT = "like_count"
+COMMENT_COUNT = "comment_count"
+_COUNTS = frozenset({LIKE_COUNT, COMMENT_COUNT})
+
+
+async def count(conn: Connection, photo_id: int, column: str, delta: int) -> int | None:
+    """Move one of the photo's counts (`LIKE_COUNT`, `COMMENT_COUNT`) by
+    `delta` (0: just read it); the count after, or None if there is no such
+    photo or it would go below zero (a row's removal applied before its
+    addition, by jobs: picshare/likes.py retries)."""
+    if column not in _COUNTS:
+        raise ValueError(f"no photo count {column!r}")
     if delta == 0:
-        count = await conn.fetchval("SELECT like_count FROM photos WHERE id = $1", photo_id)
+        found = await conn.fetchval(f"SELECT {column} FROM photos WHERE id = $1", photo_id)
     else:
-        count = await conn.fetchval(
-            "UPDATE photos SET like_count = like_count + $2 "
-            "WHERE id = $1 AND like_count + $2 >= 0 RETURNING like_count",
+        found = await conn.fetchval(
+            f"UPDATE photos SET {column} = {column} + $2 "
+            f"WHERE id = $1 AND {column} + $2 >= 0 RETURNING {column}",
             photo_id,
             delta,
         )
-    return None if count is None else int(count)
+    return None if found is None else int(found)
 
 
 async def lock_photo(conn: Connection, photo_id: int) -> PhotoRecord | None:

@@ -30,7 +30,7 @@ from storage.router import PRIMARY, Databases, DatabaseStatus, DatabaseUnavailab
 from storage.shard_map import ShardMap
 from storage.shard_map import load as load_map
 from storage.shard_routers import ShardRouter
-from storage.table_groups import LIKES, NOTIFICATIONS, PAYMENTS
+from storage.table_groups import COMMENTS, LIKES, NOTIFICATIONS, PAYMENTS
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -198,6 +198,21 @@ class Shards:
     def by_likes(self, photo_ids: Sequence[int]) -> list[tuple[Databases, list[int]]]:
         """`photo_ids` grouped by the database holding their likes."""
         return self._by_group(LIKES, photo_ids)
+
+    @property
+    def comments(self) -> Databases | None:
+        """The COMMENTS group's own database, or None: then a photo's
+        comments live with the photo, on its shard (picshare/comments.py)."""
+        return self._groups.get(COMMENTS)
+
+    def comments_of(self, id_: int) -> Databases:
+        """The database holding a photo's comments, or a comment (by its id,
+        which carries its photo's logical shard)."""
+        return self._groups.get(COMMENTS) or self.of_id(id_)
+
+    def by_comments(self, photo_ids: Sequence[int]) -> list[tuple[Databases, list[int]]]:
+        """`photo_ids` grouped by the database holding their comments."""
+        return self._by_group(COMMENTS, photo_ids)
 
     def _by_group(self, group: str, ids: Sequence[int]) -> list[tuple[Databases, list[int]]]:
         """`ids` grouped by database: all in the group's own, if it has one,
