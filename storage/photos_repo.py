@@ -40,7 +40,10 @@ def _likes_apart(sql: str) -> str:
     return sql.replace(_LIKED_HERE, _LIKED_ELSEWHERE)
 
 
-def _list_sql(sql: str, likes_here: bool) -> str:
+def list_sql(sql: str, likes_here: bool) -> str:
+    """A photo list's statement as it runs: asking liked_by_me beside the
+    photos, or not where likes have a database of their own (for any query
+    built on `_COLUMNS`, search's too)."""
     return sql if likes_here else _likes_apart(sql)
 
 
@@ -171,7 +174,7 @@ async def list_public(
     """Newest photos that everyone may see (ready, of public accounts).
     `likes_here`: liked_by_me is asked beside them (see `_LIKED_HERE`)."""
     rows = await conn.fetch(
-        _list_sql(PUBLIC_SQL, likes_here),
+        list_sql(PUBLIC_SQL, likes_here),
         viewer_id,
         before or _MAX_ID,
         limit,
@@ -192,7 +195,7 @@ async def list_tagged(
     if "\x00" in tag:
         return []  # no stored tag can hold NUL
     rows = await conn.fetch(
-        _list_sql(TAGGED_SQL, likes_here),
+        list_sql(TAGGED_SQL, likes_here),
         viewer_id,
         tag,
         before or _MAX_ID,
@@ -212,7 +215,7 @@ async def list_by_owner(
     likes_here: bool = True,
 ) -> list[PhotoRecord]:
     rows = await conn.fetch(
-        _list_sql(BY_OWNER_SQL, likes_here),
+        list_sql(BY_OWNER_SQL, likes_here),
         viewer_id,
         owner_id,
         before or _MAX_ID,
@@ -239,7 +242,7 @@ async def home_feed(
     followees x limit index probes, whatever the table's size.
     """
     rows = await conn.fetch(
-        _list_sql(HOME_FEED_DENSE_SQL if dense else HOME_FEED_SQL, likes_here),
+        list_sql(HOME_FEED_DENSE_SQL if dense else HOME_FEED_SQL, likes_here),
         viewer_id,
         before or _MAX_ID,
         limit,
@@ -260,7 +263,7 @@ async def feed_of(
     """Ready photos of `owners` (the viewer and followees this database holds),
     newest first: `home_feed` with the owners given instead of read here."""
     rows = await conn.fetch(
-        _list_sql(FEED_OF_OWNERS_DENSE_SQL if dense else FEED_OF_OWNERS_SQL, likes_here),
+        list_sql(FEED_OF_OWNERS_DENSE_SQL if dense else FEED_OF_OWNERS_SQL, likes_here),
         viewer_id,
         before or _MAX_ID,
         limit,
