@@ -143,6 +143,7 @@ async def test_comments_in_their_own_database(client: Client, comments_url: str)
     assert await _until(left, 0) == 0
 
 
+@pytest.mark.one_pass
 async def test_a_failed_comment_leaves_nothing(
     client: Client, comments_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

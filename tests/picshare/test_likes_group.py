@@ -16,9 +16,10 @@ import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
 
-from picshare import keys
+from picshare import keys, photo_counts
 from picshare.app import create_app
 from picshare.jobs import JobRunner
+from storage import photos_repo
 from storage.table_groups import EVERY_DATABASE, TABLES
 from tests import imaging
 from tests.conftest import AiohttpClient, bearer, make_settings, signup, upload_ready
@@ -130,6 +131,7 @@ async def test_likes_in_their_own_database(client: Client, likes_url: str) -> No
     assert await _until(left, 0) == 0
 
 
+@pytest.mark.one_pass
 async def test_a_failed_like_leaves_nothing(
     client: Client, likes_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -158,3 +160,43 @@ async def _user(client: Client, username: str) -> Any:
     user = await client.app[keys.CACHED_READS].user_by_name(username)
     assert user is not None
     return user
+
+
+@pytest.mark.one_pass
+async def test_count_jobs_count_once_in_any_order(client: Client) -> None:
+    """A count job run twice counts once; a removal's job run before its
+    addition's fails (to run again) and changes nothing meanwhile."""
+    star = await signup(client, "star")
+    photo = await upload_ready(client, star, imaging.jpeg_bytes(32, 32))
+    photo_id = int(photo["id"])
+    shards = client.app[keys.DATABASES]
+    added, removed = photo_counts.payload(photo_id, 1), photo_counts.payload(photo_id, -1)
+
+    async def apply(data: dict[str, Any]) -> bool:
+        async def then(*_args: Any) -> None:
+            return None
+
+        return await photo_counts.apply(
+            db=shards,
+            notifier=client.app[keys.NOTIFIER],
+            job="test.count",
+            column=photos_repo.LIKE_COUNT,
+            data=data,
+            then=then,
+        )
+
+    async def count() -> int | None:
+        async with shards.of_id(photo_id).read() as conn:
+            return await photos_repo.count(conn, photo_id, photos_repo.LIKE_COUNT, 0)
+
+    with pytest.raises(photo_counts.CountBehind):
+        await apply(removed)
+    assert await count() == 0
+    assert await apply(added) is False
+    assert await apply(added) is False  # a rerun: its key is recorded
+    assert await count() == 1
+    await apply(removed)  # its retry, now after the addition
+    assert await count() == 0
+    # The photo gone: the job says so (its caller then forgets the rows).
+    assert (await client.delete(f"/api/v1/photos/{photo_id}", headers=bearer(star))).ok
+    assert await apply(photo_counts.payload(photo_id, 1)) is True
