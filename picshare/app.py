@@ -35,6 +35,7 @@ from handlers.template_filters import blurhash_color
 from picshare import keys
 from picshare.blob_stores import open_blob_store
 from picshare.caching import CachedReads, CacheTtls
+from picshare.comments import Comments
 from picshare.config import Settings, SettingsError
 from picshare.consumers import UnknownConsumer, counters, names_chosen, subscriptions
 from picshare.database import open_shards
@@ -44,6 +45,7 @@ from picshare.health import HealthService
 from picshare.idempotency import IdempotencyService
 from picshare.internal_token import InternalTokens
 from picshare.jobs import JobKind, JobRunner
+from picshare.likes import Likes
 from picshare.media import MediaWorkers
 from picshare.media_urls import MediaUrls
 from picshare.metrics import Metrics
@@ -461,6 +463,12 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     )
     kinds("notifications", notifier.job_kinds())
     app[keys.NOTIFIER] = notifier
+    # Likes and comments belong to the photos they are on (their counts, the
+    # owner's notification): their jobs run wherever social jobs do.
+    likes = Likes(db=db, notifier=notifier, cached=cached, jobs=runner, events=events)
+    kinds("social", likes.job_kinds())
+    comments = Comments(db=db, notifier=notifier, cached=cached, jobs=runner, events=events)
+    kinds("social", comments.job_kinds())
     users = UserService(db=db, auth=settings.auth, cached=cached, jobs=runner, events=events)
     kinds("users", users.job_kinds())
     app[keys.USERS] = users
@@ -476,6 +484,8 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
             renditions=settings.media,
             feed=settings.feed,
             notifier=notifier,
+            likes=likes,
+            comments=comments,
             cached=cached,
             events=events,
             moderated=bool(settings.moderation.url),
@@ -489,7 +499,15 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
             consumers += moderation.consumers()
     consumers.append(counters(db))
     if "social" in parts:
-        social = SocialService(db=db, notifier=notifier, cached=cached, jobs=runner, events=events)
+        social = SocialService(
+            db=db,
+            notifier=notifier,
+            likes=likes,
+            comments=comments,
+            cached=cached,
+            jobs=runner,
+            events=events,
+        )
         kinds("social", social.job_kinds())
         app[keys.SOCIAL] = social
     if "notifications" in parts:

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 from picshare import privacy
 from picshare.caching import CachedReads
+from picshare.comments import Comments
 from picshare.config import FeedSettings, MediaSettings, UploadSettings
 from picshare.consumers import Consumer, consumer
 from picshare.domain_events import DomainEvent
@@ -25,6 +26,7 @@ from picshare.errors import (
     UnsupportedMedia,
 )
 from picshare.jobs import JobKind, JobRunner, PermanentJobError
+from picshare.likes import Likes
 from picshare.media import (
     MediaError,
     MediaWorkers,
@@ -67,11 +69,13 @@ class PhotoService:
     __slots__ = (
         "_blobs",
         "_cached",
+        "_comments",
         "_db",
         "_events",
         "_feed",
         "_front_pages",
         "_jobs",
+        "_likes",
         "_media",
         "_moderated",
         "_notifier",
@@ -90,6 +94,8 @@ class PhotoService:
         renditions: MediaSettings,
         feed: FeedSettings,
         notifier: Notifier,
+        likes: Likes,
+        comments: Comments,
         cached: CachedReads,
         events: Outbox,
         moderated: bool = False,
@@ -97,6 +103,8 @@ class PhotoService:
         """`moderated`: a moderation service is configured, so new photos
         wait for its verdict as well as their renditions (picshare/moderation.py)."""
         self._notifier = notifier
+        self._likes = likes
+        self._comments = comments
         self._moderated = moderated
         self._events = events
         self._cached = cached
@@ -217,13 +225,19 @@ class PhotoService:
         if photo is None:
             raise NotFound("no such photo")
         liked = follows = False
-        if viewer_id is not None:
+        if viewer_id is not None and self._likes.here:
             # Both on the photo's shard: its likes live there, and so does the
             # owner-side row of every follow of its owner.
             async with self._db.of_id(photo.id).read(read_your_writes(viewer_id)) as conn:
                 liked, follows = await social_repo.viewer_flags(
                     conn, viewer_id, photo.id, photo.owner_id
                 )
+        elif viewer_id is not None:
+            # The follow from the photo's shard, the like from the likes'.
+            async with self._db.of_id(photo.id).read(read_your_writes(viewer_id)) as conn:
+                follows = await social_repo.follows(conn, viewer_id, photo.owner_id)
+            if privacy.can_see_photo(photo, viewer_id, follows=follows):
+                liked = await self._likes.liked(viewer_id, photo.id)
         if not privacy.can_see_photo(photo, viewer_id, follows=follows):
             raise NotFound("no such photo")
         # The cached record says False: keep that shared object unless it differs.
@@ -264,7 +278,11 @@ class PhotoService:
         async def read() -> tuple[list[PhotoRecord], bool]:
             return await self._newest(
                 lambda conn, _db: photos_repo.list_public(
-                    conn, viewer_id=viewer_id, before=before, limit=limit + 1
+                    conn,
+                    viewer_id=viewer_id,
+                    before=before,
+                    limit=limit + 1,
+                    likes_here=self._likes.here,
                 ),
                 viewer_id=viewer_id,
                 count=limit + 1,
@@ -291,7 +309,12 @@ class PhotoService:
             raise NotFound("no such tag")
         rows, partial = await self._newest(
             lambda conn, _db: photos_repo.list_tagged(
-                conn, viewer_id=viewer_id, tag=clean, before=before, limit=limit + 1
+                conn,
+                viewer_id=viewer_id,
+                tag=clean,
+                before=before,
+                limit=limit + 1,
+                likes_here=self._likes.here,
             ),
             viewer_id=viewer_id,
             count=limit + 1,
@@ -326,8 +349,9 @@ class PhotoService:
                 before=before,
                 limit=limit + 1,
                 tag=normalize_tag(tag) if tag else None,
+                likes_here=self._likes.here,
             )
-        return page_of(rows, limit)
+        return page_of(await self._likes.mark(viewer_id, rows), limit)
 
     async def feed(self, *, viewer_id: int, cursor: str | None, limit: int) -> Page[PhotoRecord]:
         """Fan-out on read (README, "The home feed"). On one database, the plan
@@ -356,9 +380,15 @@ class PhotoService:
         async with self._db.of_user(viewer_id).read(read_your_writes(viewer_id)) as conn:
             viewer = await users_repo.user_by_id(conn, viewer_id)
             dense = viewer is not None and viewer.following_count >= self._feed.dense_following
-            return await photos_repo.home_feed(
-                conn, viewer_id=viewer_id, before=before, limit=count, dense=dense
+            rows = await photos_repo.home_feed(
+                conn,
+                viewer_id=viewer_id,
+                before=before,
+                limit=count,
+                dense=dense,
+                likes_here=self._likes.here,
             )
+        return await self._likes.mark(viewer_id, rows)
 
     async def _feed_across(
         self, viewer_id: int, before: int | None, count: int
@@ -375,6 +405,7 @@ class PhotoService:
                 before=before,
                 limit=count,
                 dense=len(owners[db]) >= self._feed.dense_following,
+                likes_here=self._likes.here,
             ),
             viewer_id=viewer_id,
             count=count,
@@ -397,7 +428,8 @@ class PhotoService:
                 return await fetch(conn, db)
 
         found = await self._db.gather(on, among=among)
-        return newest(found.results, count), found.partial
+        rows = await self._likes.mark(viewer_id, newest(found.results, count))
+        return rows, found.partial
 
     async def delete(self, photo_id: int, user_id: int) -> None:
         async with self._notifier.transaction(self._db.of_id(photo_id)) as (conn, notes):
@@ -413,6 +445,8 @@ class PhotoService:
             # followers' of this shard); the other shards' by a job. Where
             # notifications have a database of their own, all of them there.
             await notes.photo_deleted(photo_id)
+            await self._likes.forget(conn, photo_id)
+            await self._comments.forget(conn, photo_id)
             if not self._db.single and self._db.inbox is None:
                 await self._jobs.enqueue(conn, FORGET_JOB, {"photo_id": photo_id})
             keys = [photo.upload_key, *photo.rendition_keys]

@@ -12,6 +12,7 @@ import hashlib
 import io
 import random
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +25,7 @@ from storage import seed_repo
 from storage.blobs import BlobStore
 from storage.ids import EPOCH_MS, compose, shard_of
 from storage.records import PhotoStatus
+from storage.router import Databases
 from storage.shards import Shards
 
 SEED_PASSWORD = "seed-password"  # noqa: S105 - documented, for seeded demo users only
@@ -132,20 +134,21 @@ class _PerShard:
 
     def __init__(self, shards: Shards) -> None:
         self.shards = shards
-        self.rows: dict[int, list[tuple[Any, ...]]] = {}
+        self.rows: dict[Databases, list[tuple[Any, ...]]] = {}
 
-    def add(self, index: int, row: tuple[Any, ...]) -> None:
-        self.rows.setdefault(index, []).append(row)
+    def add(self, db: Databases, row: tuple[Any, ...]) -> None:
+        self.rows.setdefault(db, []).append(row)
 
-    def index_of_id(self, id_: int) -> int:
-        return self.shards.index_of(self.shards.of_id(id_))
+    def of_id(self, id_: int) -> Databases:
+        return self.shards.of_id(id_)
 
     async def copy(
         self, table: str, columns: tuple[str, ...], progress: Callable[[int], None]
     ) -> int:
         done = 0
-        for index, rows in sorted(self.rows.items()):
-            async with self.shards.physical[index].write() as conn:
+        order = self.shards.everything()
+        for db, rows in sorted(self.rows.items(), key=lambda item: order.index(item[0])):
+            async with db.write() as conn:
                 done += await seed_repo.copy_rows(conn, table, columns, rows)
             progress(done)
         self.rows = {}
@@ -179,7 +182,7 @@ async def seed(db: Shards, blobs: BlobStore, plan: SeedPlan, *, quiet: bool = Fa
             _sentence(rng, 6),
             i % 20 == 7,
         )
-        out.add(out.index_of_id(uid), row)
+        out.add(out.of_id(uid), row)
     await out.copy("users", _USER_COLUMNS, progress.stage("users", len(names)))
     async with db.catalog.write() as conn:
         await seed_repo.copy_rows(
@@ -193,33 +196,39 @@ async def seed(db: Shards, blobs: BlobStore, plan: SeedPlan, *, quiet: bool = Fa
     for row in _photos(rng, plan, user_ids, images):
         photo_id = ids.next(shard_of(row[0]))
         photo_ids.append(photo_id)
-        out.add(out.index_of_id(photo_id), (photo_id, *row))
+        out.add(out.of_id(photo_id), (photo_id, *row))
     await out.copy("photos", _PHOTO_COLUMNS, progress.stage("photos", plan.photos))
     follows = _follows(rng, plan, user_ids, heavy)
     for follower, followee in follows:
         # One row on each side's database (once when both are on one).
         follow_id = ids.next(shard_of(follower))
-        for index in {out.index_of_id(follower), out.index_of_id(followee)}:
-            out.add(index, (follow_id, follower, followee))
+        for side in dict.fromkeys((out.of_id(follower), out.of_id(followee))):
+            out.add(side, (follow_id, follower, followee))
     await out.copy(
         "follows", ("id", "follower_id", "followee_id"), progress.stage("follows", len(follows))
     )
     likes = _likes(rng, plan.likes, photo_ids, user_ids)
     for photo_id, user_id in likes:
-        out.add(out.index_of_id(photo_id), (photo_id, user_id))
+        out.add(db.likes_of(photo_id), (photo_id, user_id))
     await out.copy("likes", ("photo_id", "user_id"), progress.stage("likes", len(likes)))
     by_id = dict(zip(user_ids, names, strict=True))
+    comment_counts: Counter[int] = Counter()
     for _ in range(plan.comments):
         photo_id, user_id = rng.choice(photo_ids), rng.choice(user_ids)
         comment_id = ids.next(shard_of(photo_id))
         name = by_id[user_id]
         comment = (comment_id, photo_id, user_id, name, name.title(), _sentence(rng, 8))
-        out.add(out.index_of_id(photo_id), comment)
+        out.add(db.comments_of(photo_id), comment)
+        comment_counts[photo_id] += 1
     await out.copy("comments", _COMMENT_COLUMNS, progress.stage("comments", plan.comments))
     recount = progress.stage("recount", 2 * len(db.physical))
+    # Where likes or comments have a database of their own, the photos'
+    # counts come from the rows just made rather than from a join with them.
+    like_counts = None if db.likes is None else Counter(photo_id for photo_id, _ in likes)
+    made_comments = None if db.comments is None else comment_counts
     for i, shard in enumerate(db.physical):
         async with shard.write() as conn:
-            await seed_repo.recount(conn)
+            await seed_repo.recount(conn, like_counts=like_counts, comment_counts=made_comments)
             recount(2 * i + 1)
             await seed_repo.analyze(conn)
             recount(2 * i + 2)

@@ -13,32 +13,26 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import unicodedata
 from dataclasses import dataclass, replace
 from typing import Any
 
 from picshare import privacy
 from picshare.caching import CachedReads
-from picshare.errors import Forbidden, InvalidInput, NotFound, invalid
+from picshare.comments import Comments
+from picshare.errors import NotFound, invalid
 from picshare.follow_pairs import FollowPair, Side
 from picshare.jobs import JobKind, JobRunner
+from picshare.likes import Likes, LikeState
 from picshare.notify import Notifier
 from picshare.outbox import Outbox
 from picshare.pagination import Page, decode_cursor, page_of
-from storage import photos_repo, social_repo, users_repo
+from storage import social_repo, users_repo
 from storage.db import Connection
 from storage.records import CommentRecord, Relationship, UserListEntry, UserRecord
 from storage.router import PRIMARY, Databases, read_your_writes
 from storage.shards import Shards
 
-MAX_COMMENT = 2200
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class LikeState:
-    like_count: int
-    liked: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,18 +43,22 @@ class Profile:
 
 
 class SocialService:
-    __slots__ = ("_cached", "_db", "_events", "_jobs", "_notifier")
+    __slots__ = ("_cached", "_comments", "_db", "_events", "_jobs", "_likes", "_notifier")
 
     def __init__(
         self,
         *,
         db: Shards,
         notifier: Notifier,
+        likes: Likes,
+        comments: Comments,
         cached: CachedReads,
         jobs: JobRunner,
         events: Outbox,
     ) -> None:
         self._db = db
+        self._likes = likes
+        self._comments = comments
         self._events = events
         self._notifier = notifier
         self._cached = cached
@@ -73,101 +71,37 @@ class SocialService:
         }
 
     # -- likes ----------------------------------------------------------------
-    # A like or comment lives with its photo, on the photo's shard (where the
-    # photo's owner, and so the notification to them, live too): one
-    # transaction there, whichever shard the actor's own rows are on.
+    # Where likes live, and so how a like is written: picshare/likes.py.
 
     async def like(self, photo_id: int, user: UserRecord) -> LikeState:
-        async with self._notifier.transaction(self._db.of_id(photo_id)) as (conn, notes):
-            photo = await photos_repo.photo_for(conn, photo_id, user.id)
-            if photo is None or not privacy.can_react(photo):
-                raise NotFound("no such photo")
-            added, count = await social_repo.like(conn, photo_id, user.id)
-            if added:
-                await notes.liked(photo, user)
-                await self._events.photo_liked(conn, photo, user)
-        self._events.committed()
-        await self._cached.photo_changed(photo_id)
-        await self._cached.feed_changed(user.id)  # liked_by_me in the liker's feed
-        return LikeState(count, True)
+        return await self._likes.like(photo_id, user)
 
     async def unlike(self, photo_id: int, user: UserRecord) -> LikeState:
-        async with self._db.of_id(photo_id).transaction() as conn:
-            if await photos_repo.photo_for(conn, photo_id, user.id) is None:
-                raise NotFound("no such photo")
-            count = await social_repo.unlike(conn, photo_id, user.id)
-        await self._cached.photo_changed(photo_id)
-        await self._cached.feed_changed(user.id)
-        return LikeState(count, False)
+        return await self._likes.unlike(photo_id, user)
 
     # -- comments -------------------------------------------------------------
+    # Where comments live, and so how one is written: picshare/comments.py.
 
     async def comments(
         self, photo_id: int, viewer_id: int | None, *, cursor: str | None, limit: int
     ) -> Page[CommentRecord]:
-        before = decode_cursor(cursor)
-        async with self._db.of_id(photo_id).read(read_your_writes(viewer_id)) as conn:
-            if await photos_repo.photo_for(conn, photo_id, viewer_id) is None:
-                raise NotFound("no such photo")
-            rows = await social_repo.list_comments(
-                conn, photo_id=photo_id, before=before, limit=limit + 1
-            )
-        return page_of(rows, limit)
+        return await self._comments.page(photo_id, viewer_id, cursor=cursor, limit=limit)
 
     async def latest_comments(
         self, photo_ids: list[int], viewer_id: int | None, *, limit: int
     ) -> dict[int, list[CommentRecord]]:
-        """The newest `limit` (+1, to tell whether there are more) comments of
-        each photo, newest first: one statement per database. The caller has
-        the photos from a read that applied the visibility rule already."""
-        found: dict[int, list[CommentRecord]] = {photo_id: [] for photo_id in photo_ids}
-        for db, ids in self._db.by_database(photo_ids):
-            async with db.read(read_your_writes(viewer_id)) as conn:
-                for comment in await social_repo.latest_comments(conn, ids, limit + 1):
-                    found[comment.photo_id].append(comment)
-        return found
+        return await self._comments.latest(photo_ids, viewer_id, limit=limit)
+
+    async def add_comment(self, photo_id: int, user: UserRecord, text: object) -> CommentRecord:
+        return await self._comments.add(photo_id, user, text)
+
+    async def delete_comment(self, comment_id: int, user_id: int) -> None:
+        await self._comments.delete(comment_id, user_id)
 
     async def followed_among(self, viewer_id: int, user_ids: list[int]) -> set[int]:
         """Which of `user_ids` the viewer follows: one statement on the viewer's shard."""
         async with self._db.of_user(viewer_id).read(read_your_writes(viewer_id)) as conn:
             return await social_repo.followed_among(conn, viewer_id, user_ids)
-
-    async def add_comment(self, photo_id: int, user: UserRecord, text: object) -> CommentRecord:
-        clean = _comment_text(text)
-        async with self._notifier.transaction(self._db.of_id(photo_id)) as (conn, notes):
-            photo = await photos_repo.photo_for(conn, photo_id, user.id)
-            if photo is None or not privacy.can_react(photo):
-                raise NotFound("no such photo")
-            comment = await social_repo.add_comment(
-                conn,
-                photo_id=photo_id,
-                user_id=user.id,
-                username=user.username,
-                display_name=user.display_name,
-                text=clean,
-            )
-            await notes.commented(photo, user, comment)
-            await self._events.comment_created(conn, photo, user, comment)
-        self._events.committed()
-        await self._cached.photo_changed(photo_id)
-        return comment
-
-    async def delete_comment(self, comment_id: int, user_id: int) -> None:
-        # A comment's id carries its photo's logical shard: the one database.
-        async with self._notifier.transaction(self._db.of_id(comment_id)) as (conn, notes):
-            comment = await social_repo.comment_by_id(conn, comment_id)
-            photo = (
-                None
-                if comment is None
-                else await photos_repo.photo_for(conn, comment.photo_id, user_id)
-            )
-            if comment is None or photo is None:
-                raise NotFound("no such comment")
-            if not privacy.can_delete_comment(comment.user_id, photo, user_id):
-                raise Forbidden("only the comment's author or the photo's owner can delete it")
-            await social_repo.delete_comment(conn, comment)
-            await notes.comment_deleted(comment.id)
-        await self._cached.photo_changed(comment.photo_id)
 
     # -- profiles and follows ---------------------------------------------------
     #
@@ -471,14 +405,3 @@ async def _user(conn: Connection, username: str) -> UserRecord:
     if user is None:
         raise NotFound("no such user")
     return user
-
-
-def _comment_text(text: object) -> str:
-    if not isinstance(text, str):
-        raise invalid("text", "is required")
-    clean = unicodedata.normalize("NFC", text.replace("\r\n", "\n").strip())
-    if not 1 <= len(clean) <= MAX_COMMENT:
-        raise InvalidInput([*invalid("text", f"must be 1 to {MAX_COMMENT} characters").errors])
-    if any(unicodedata.category(ch) == "Cc" and ch not in "\n\t" for ch in clean):
-        raise invalid("text", "must not contain control characters")
-    return clean

@@ -19,7 +19,7 @@ from picshare.config import AuthSettings
 from picshare.errors import Conflict, FieldError, InvalidInput, Unauthenticated, invalid
 from picshare.jobs import JobKind, JobRunner, PermanentJobError
 from picshare.outbox import Outbox
-from storage import directory_repo, social_repo, users_repo
+from storage import comments_repo, directory_repo, social_repo, users_repo
 from storage.db import Connection
 from storage.ids import shard_of
 from storage.records import UserRecord
@@ -37,6 +37,8 @@ MAX_DISPLAY_NAME = 64
 MAX_BIO = 300
 # The job that puts a new display name in one other shard's comments.
 RENAME_IN_COMMENTS = "rename_in_comments"
+# Its `database` when comments have a database of their own (not a shard's index).
+COMMENTS_APART = -1
 # A claim may meet stale claims more than once (each taken over in turn).
 _CLAIM_ATTEMPTS = 3
 # Writes of a rename job while the name keeps changing under it.
@@ -210,7 +212,14 @@ class UserService:
         on the user's own shard in this transaction, on every other shard by
         a job enqueued in it (so the edit never waits on, or fails with,
         another shard)."""
-        await social_repo.rename_in_comments(conn, user.id, user.display_name)
+        if self._db.comments is not None:
+            # Comments in a database of their own: all of them there, by one job.
+            if self._jobs is not None:
+                await self._jobs.enqueue(
+                    conn, RENAME_IN_COMMENTS, {"user_id": user.id, "database": COMMENTS_APART}
+                )
+            return
+        await comments_repo.rename(conn, user.id, user.display_name)
         if self._jobs is None:
             return
         for index, db in enumerate(self._db.physical):
@@ -227,14 +236,20 @@ class UserService:
         runs ends with the user's name of now."""
         user_id = int(payload["user_id"])
         index = int(payload["database"])
-        if not 0 <= index < len(self._db.physical):
+        if index == COMMENTS_APART:
+            target = self._db.comments
+            if target is None:
+                return  # comments moved back beside the photos: renamed there
+        elif 0 <= index < len(self._db.physical):
+            target = self._db.physical[index]
+        else:
             raise PermanentJobError(f"no shard database {index} in the settings")
         name = await self._display_name(user_id)
         for _ in range(_RENAME_ROUNDS):
             if name is None:
                 return  # the account is gone; so, in time, are its comments
-            async with self._db.physical[index].write() as conn:
-                await social_repo.rename_in_comments(conn, user_id, name)
+            async with target.write() as conn:
+                await comments_repo.rename(conn, user_id, name)
             now = await self._display_name(user_id)
             if now == name:
                 return

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from storage.db import Connection
-from storage.table_groups import ADDED_BESIDE, EVERY_GROUP, group_named
+from storage.table_groups import ADDED_BESIDE, EVERY_GROUP, TABLES, group_named
 
 log = logging.getLogger(__name__)
 
@@ -165,9 +165,35 @@ async def _check_groups(conn: Connection, groups: frozenset[str], *, made_before
         )
     if recorded - groups:
         # Its tables stay, unused: a group now elsewhere starts empty there.
+        await _drop_keys_to(conn, groups, recorded - groups)
         log.warning(
             "this database also has the tables of %s, which the settings put in a "
             "database of its own: rows here are not used (moving a group's rows is not "
             "supported)",
             ", ".join(sorted(g.upper() for g in recorded - groups)),
         )
+
+
+async def _drop_keys_to(conn: Connection, hosted: frozenset[str], gone: set[str]) -> None:
+    """Drop the foreign keys from a hosted group's table to a table of a group
+    now in a database of its own: its rows here are no longer the truth, and
+    the key would refuse rows the hosted group writes (a notification about a
+    comment that lives elsewhere). A database made with the groups apart
+    never had these keys (a section naming two groups runs only where both
+    live); this makes one they moved out of the same."""
+    group_of = {table: group for group, tables in TABLES.items() for table in tables}
+    rows = await conn.fetch(
+        "SELECT c.conname, t.relname AS tbl, r.relname AS ref FROM pg_constraint c "
+        "JOIN pg_class t ON t.oid = c.conrelid JOIN pg_class r ON r.oid = c.confrelid "
+        "WHERE c.contype = 'f' AND t.relnamespace = 'public'::regnamespace"
+    )
+    for row in rows:
+        if group_of.get(row["tbl"]) in hosted and group_of.get(row["ref"]) in gone:
+            await conn.execute(
+                f"ALTER TABLE {_quoted(row['tbl'])} DROP CONSTRAINT {_quoted(row['conname'])}"
+            )
+            log.warning("dropped %s: %s is in a database of its own", row["conname"], row["ref"])
+
+
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'

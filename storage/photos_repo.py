@@ -6,19 +6,47 @@ while new ones arrive (they only appear at the head)."""
 
 from __future__ import annotations
 
+import functools
+
 from storage.db import Connection, sql_literal
 from storage.ids import shard_of
 from storage.records import ModerationState, PhotoRecord, PhotoStatus
 from storage.visibility import PUBLIC, VISIBLE
 
+# Whether the viewer ($1) likes the photo, asked beside it: only where likes
+# live with their photos (`Shards.likes` is None). Where they have a database
+# of their own a list says false here and the service asks that database for
+# the page in one query (picshare/likes.py, `mark`); `$1` stays typed, so the
+# statement's parameters are the same either way.
+_LIKED_HERE = "EXISTS (SELECT 1 FROM likes l WHERE l.photo_id = p.id AND l.user_id = $1)"
+_LIKED_ELSEWHERE = "($1::bigint IS NULL AND false)"
 _COLUMNS = (
     "p.id, p.owner_id, u.username AS owner_username, "
     "u.display_name AS owner_display_name, u.private AS owner_private, p.caption, p.tags, "
     "p.status, p.mime, p.width, p.height, p.bytes, p.blurhash, p.upload_key, p.original_key, "
     "p.large_key, p.medium_key, p.thumb_key, p.like_count, p.comment_count, p.created_at, "
-    "EXISTS (SELECT 1 FROM likes l WHERE l.photo_id = p.id AND l.user_id = $1) AS liked_by_me "
+    f"{_LIKED_HERE} AS liked_by_me "
 )
 _SELECT = f"SELECT {_COLUMNS} FROM photos p JOIN users u ON u.id = p.owner_id "
+# One photo by id never says liked_by_me (false): its readers either need
+# no viewer's flag (checks, jobs, the cache) or ask for it apart
+# (picshare/photos.py, `get`), so it reads no likes wherever they live.
+_SELECT_ONE = _SELECT.replace(_LIKED_HERE, _LIKED_ELSEWHERE)
+
+
+@functools.cache
+def _likes_apart(sql: str) -> str:
+    """A list's statement where likes are not beside the photos."""
+    return sql.replace(_LIKED_HERE, _LIKED_ELSEWHERE)
+
+
+def list_sql(sql: str, likes_here: bool) -> str:
+    """A photo list's statement as it runs: asking liked_by_me beside the
+    photos, or not where likes have a database of their own (for any query
+    built on `_COLUMNS`, search's too)."""
+    return sql if likes_here else _likes_apart(sql)
+
+
 _READY = sql_literal(PhotoStatus.READY)
 _PROCESSING = sql_literal(PhotoStatus.PROCESSING)
 _FAILED = sql_literal(PhotoStatus.FAILED)
@@ -28,6 +56,8 @@ _REJECTED = sql_literal(PhotoStatus.REJECTED)
 _MAX_ID = 9_223_372_036_854_775_807
 
 # The list queries, as constants so the benchmarks can EXPLAIN exactly these.
+# $1 viewer, $2 before, $3 limit
+PUBLIC_SQL = _SELECT + f"WHERE {PUBLIC} AND p.id < $2 ORDER BY p.id DESC LIMIT $3"
 # $1 viewer, $2 tag, $3 before, $4 limit
 TAGGED_SQL = (
     _SELECT + f"WHERE p.tags @> ARRAY[$2::text] AND p.id < $3 AND {VISIBLE} "
@@ -123,22 +153,28 @@ async def insert_photo(
 
 async def photo_for(conn: Connection, photo_id: int, viewer_id: int | None) -> PhotoRecord | None:
     """The photo if this viewer may see it, else None (so callers answer 404)."""
-    row = await conn.fetchrow(_SELECT + f"WHERE p.id = $2 AND {VISIBLE}", viewer_id, photo_id)
+    row = await conn.fetchrow(_SELECT_ONE + f"WHERE p.id = $2 AND {VISIBLE}", viewer_id, photo_id)
     return None if row is None else PhotoRecord.from_row(row)
 
 
 async def photo_by_id(conn: Connection, photo_id: int) -> PhotoRecord | None:
     """The photo whoever asks (jobs, ownership checks)."""
-    row = await conn.fetchrow(_SELECT + "WHERE p.id = $2", None, photo_id)
+    row = await conn.fetchrow(_SELECT_ONE + "WHERE p.id = $2", None, photo_id)
     return None if row is None else PhotoRecord.from_row(row)
 
 
 async def list_public(
-    conn: Connection, *, viewer_id: int | None, before: int | None, limit: int
+    conn: Connection,
+    *,
+    viewer_id: int | None,
+    before: int | None,
+    limit: int,
+    likes_here: bool = True,
 ) -> list[PhotoRecord]:
-    """Newest photos that everyone may see (ready, of public accounts)."""
+    """Newest photos that everyone may see (ready, of public accounts).
+    `likes_here`: liked_by_me is asked beside them (see `_LIKED_HERE`)."""
     rows = await conn.fetch(
-        _SELECT + f"WHERE {PUBLIC} AND p.id < $2 ORDER BY p.id DESC LIMIT $3",
+        list_sql(PUBLIC_SQL, likes_here),
         viewer_id,
         before or _MAX_ID,
         limit,
@@ -147,13 +183,19 @@ async def list_public(
 
 
 async def list_tagged(
-    conn: Connection, *, viewer_id: int | None, tag: str, before: int | None, limit: int
+    conn: Connection,
+    *,
+    viewer_id: int | None,
+    tag: str,
+    before: int | None,
+    limit: int,
+    likes_here: bool = True,
 ) -> list[PhotoRecord]:
     """Photos with a tag that this viewer may see, newest first."""
     if "\x00" in tag:
         return []  # no stored tag can hold NUL
     rows = await conn.fetch(
-        TAGGED_SQL,
+        list_sql(TAGGED_SQL, likes_here),
         viewer_id,
         tag,
         before or _MAX_ID,
@@ -170,9 +212,10 @@ async def list_by_owner(
     before: int | None,
     limit: int,
     tag: str | None = None,
+    likes_here: bool = True,
 ) -> list[PhotoRecord]:
     rows = await conn.fetch(
-        BY_OWNER_SQL,
+        list_sql(BY_OWNER_SQL, likes_here),
         viewer_id,
         owner_id,
         before or _MAX_ID,
@@ -183,7 +226,13 @@ async def list_by_owner(
 
 
 async def home_feed(
-    conn: Connection, *, viewer_id: int, before: int | None, limit: int, dense: bool
+    conn: Connection,
+    *,
+    viewer_id: int,
+    before: int | None,
+    limit: int,
+    dense: bool,
+    likes_here: bool = True,
 ) -> list[PhotoRecord]:
     """Ready photos of the viewer and of everyone they follow, newest first.
 
@@ -193,7 +242,7 @@ async def home_feed(
     followees x limit index probes, whatever the table's size.
     """
     rows = await conn.fetch(
-        HOME_FEED_DENSE_SQL if dense else HOME_FEED_SQL,
+        list_sql(HOME_FEED_DENSE_SQL if dense else HOME_FEED_SQL, likes_here),
         viewer_id,
         before or _MAX_ID,
         limit,
@@ -209,11 +258,12 @@ async def feed_of(
     before: int | None,
     limit: int,
     dense: bool,
+    likes_here: bool = True,
 ) -> list[PhotoRecord]:
     """Ready photos of `owners` (the viewer and followees this database holds),
     newest first: `home_feed` with the owners given instead of read here."""
     rows = await conn.fetch(
-        FEED_OF_OWNERS_DENSE_SQL if dense else FEED_OF_OWNERS_SQL,
+        list_sql(FEED_OF_OWNERS_DENSE_SQL if dense else FEED_OF_OWNERS_SQL, likes_here),
         viewer_id,
         before or _MAX_ID,
         limit,
@@ -236,6 +286,31 @@ async def delete_photo(conn: Connection, photo: PhotoRecord) -> bool:
             sorted(photo.tags),
         )
     return True
+
+
+# The photo's denormalized counts of rows of other groups (likes, comments).
+LIKE_COUNT = "like_count"
+COMMENT_COUNT = "comment_count"
+_COUNTS = frozenset({LIKE_COUNT, COMMENT_COUNT})
+
+
+async def count(conn: Connection, photo_id: int, column: str, delta: int) -> int | None:
+    """Move one of the photo's counts (`LIKE_COUNT`, `COMMENT_COUNT`) by
+    `delta` (0: just read it); the count after, or None if there is no such
+    photo or it would go below zero (a row's removal applied before its
+    addition, by jobs: picshare/likes.py retries)."""
+    if column not in _COUNTS:
+        raise ValueError(f"no photo count {column!r}")
+    if delta == 0:
+        found = await conn.fetchval(f"SELECT {column} FROM photos WHERE id = $1", photo_id)
+    else:
+        found = await conn.fetchval(
+            f"UPDATE photos SET {column} = {column} + $2 "
+            f"WHERE id = $1 AND {column} + $2 >= 0 RETURNING {column}",
+            photo_id,
+            delta,
+        )
+    return None if found is None else int(found)
 
 
 async def lock_photo(conn: Connection, photo_id: int) -> PhotoRecord | None:

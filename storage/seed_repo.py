@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from storage.db import Connection
@@ -42,17 +42,34 @@ async def ids_by(conn: Connection, table: str, order_column: str = "id") -> list
     return [int(r[0]) for r in await conn.fetch(f"SELECT id FROM {table} ORDER BY {order_column}")]
 
 
-async def recount(conn: Connection) -> None:
-    """Make every denormalized count exact after a bulk load."""
-    await conn.execute(
-        "UPDATE photos p SET like_count = c.n FROM "
-        "(SELECT photo_id, count(*) AS n FROM likes GROUP BY photo_id) c WHERE p.id = c.photo_id"
-    )
-    await conn.execute(
-        "UPDATE photos p SET comment_count = c.n FROM "
-        "(SELECT photo_id, count(*) AS n FROM comments GROUP BY photo_id) c "
-        "WHERE p.id = c.photo_id"
-    )
+async def recount(
+    conn: Connection,
+    *,
+    like_counts: Mapping[int, int] | None = None,
+    comment_counts: Mapping[int, int] | None = None,
+) -> None:
+    """Make every denormalized count exact after a bulk load. `like_counts`,
+    `comment_counts`: the photos' counts, where likes or comments live in a
+    database of their own (else counted here)."""
+    for column, table, given in (
+        ("like_count", "likes", like_counts),
+        ("comment_count", "comments", comment_counts),
+    ):
+        # column and table are the constants above, never input.
+        if given is None:
+            await conn.execute(
+                f"UPDATE photos p SET {column} = c.n FROM "
+                f"(SELECT photo_id, count(*) AS n FROM {table} GROUP BY photo_id) c "
+                "WHERE p.id = c.photo_id"
+            )
+        else:
+            # Every photo's id is offered; the UPDATE finds those of this database.
+            await conn.execute(
+                f"UPDATE photos p SET {column} = c.n FROM unnest($1::bigint[], $2::int[]) "
+                "AS c (photo_id, n) WHERE p.id = c.photo_id",
+                list(given),
+                list(given.values()),
+            )
     await conn.execute(
         "UPDATE users u SET photo_count = coalesce(p.n, 0), follower_count = coalesce(fr.n, 0), "
         "following_count = coalesce(fg.n, 0) FROM users x "

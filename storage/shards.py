@@ -30,7 +30,7 @@ from storage.router import PRIMARY, Databases, DatabaseStatus, DatabaseUnavailab
 from storage.shard_map import ShardMap
 from storage.shard_map import load as load_map
 from storage.shard_routers import ShardRouter
-from storage.table_groups import NOTIFICATIONS, PAYMENTS
+from storage.table_groups import COMMENTS, LIKES, NOTIFICATIONS, PAYMENTS
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -181,10 +181,46 @@ class Shards:
 
     def by_inbox(self, user_ids: Sequence[int]) -> list[tuple[Databases, list[int]]]:
         """`user_ids` grouped by the database holding their notifications."""
-        inbox = self._groups.get(NOTIFICATIONS)
-        if inbox is not None:
-            return [(inbox, list(user_ids))] if user_ids else []
-        return self.by_database(user_ids)
+        return self._by_group(NOTIFICATIONS, user_ids)
+
+    @property
+    def likes(self) -> Databases | None:
+        """The LIKES group's own database, or None: then a photo's likes live
+        with the photo, on its shard (picshare/likes.py). Either way one
+        database answers both "who liked this photo" (the key, photo first)
+        and "which of these did I like" (likes_user, user first)."""
+        return self._groups.get(LIKES)
+
+    def likes_of(self, photo_id: int) -> Databases:
+        """The database holding a photo's likes."""
+        return self._groups.get(LIKES) or self.of_id(photo_id)
+
+    def by_likes(self, photo_ids: Sequence[int]) -> list[tuple[Databases, list[int]]]:
+        """`photo_ids` grouped by the database holding their likes."""
+        return self._by_group(LIKES, photo_ids)
+
+    @property
+    def comments(self) -> Databases | None:
+        """The COMMENTS group's own database, or None: then a photo's
+        comments live with the photo, on its shard (picshare/comments.py)."""
+        return self._groups.get(COMMENTS)
+
+    def comments_of(self, id_: int) -> Databases:
+        """The database holding a photo's comments, or a comment (by its id,
+        which carries its photo's logical shard)."""
+        return self._groups.get(COMMENTS) or self.of_id(id_)
+
+    def by_comments(self, photo_ids: Sequence[int]) -> list[tuple[Databases, list[int]]]:
+        """`photo_ids` grouped by the database holding their comments."""
+        return self._by_group(COMMENTS, photo_ids)
+
+    def _by_group(self, group: str, ids: Sequence[int]) -> list[tuple[Databases, list[int]]]:
+        """`ids` grouped by database: all in the group's own, if it has one,
+        else where each ID names."""
+        own = self._groups.get(group)
+        if own is not None:
+            return [(own, list(ids))] if ids else []
+        return self.by_database(ids)
 
     # -- operators -------------------------------------------------------------
 

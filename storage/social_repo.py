@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from storage import jobs_repo
+from storage import comments_repo, jobs_repo, likes_repo, photos_repo
 from storage.db import Connection
 from storage.ids import shard_of
 from storage.records import CommentRecord, Relationship, UserListEntry
@@ -39,104 +39,41 @@ class IdLister(Protocol):
 
 
 async def like(conn: Connection, photo_id: int, user_id: int) -> tuple[bool, int]:
-    """(whether this call added the like, the photo's like_count now)."""
-    added = await conn.fetchval(
-        "INSERT INTO likes (photo_id, user_id) VALUES ($1, $2) "
-        "ON CONFLICT DO NOTHING RETURNING true",
-        photo_id,
-        user_id,
-    )
-    if added:
-        count = await conn.fetchval(
-            "UPDATE photos SET like_count = like_count + 1 WHERE id = $1 RETURNING like_count",
-            photo_id,
-        )
-    else:
-        count = await conn.fetchval("SELECT like_count FROM photos WHERE id = $1", photo_id)
-    return bool(added), int(count)
+    """(whether this call added the like, the photo's like_count now): where
+    likes live beside their photo, one transaction does both."""
+    added = await likes_repo.add(conn, photo_id, user_id)
+    count = await photos_repo.count(conn, photo_id, photos_repo.LIKE_COUNT, 1 if added else 0)
+    return added, int(count or 0)
 
 
 async def unlike(conn: Connection, photo_id: int, user_id: int) -> int:
-    removed = await conn.fetchval(
-        "DELETE FROM likes WHERE photo_id = $1 AND user_id = $2 RETURNING true",
-        photo_id,
-        user_id,
-    )
-    if removed:
-        count = await conn.fetchval(
-            "UPDATE photos SET like_count = like_count - 1 WHERE id = $1 RETURNING like_count",
-            photo_id,
-        )
-    else:
-        count = await conn.fetchval("SELECT like_count FROM photos WHERE id = $1", photo_id)
-    return int(count)
-
-
-_COMMENT = "id, photo_id, user_id, username, display_name, text, created_at"
+    removed = await likes_repo.remove(conn, photo_id, user_id)
+    count = await photos_repo.count(conn, photo_id, photos_repo.LIKE_COUNT, -1 if removed else 0)
+    return int(count or 0)
 
 
 async def add_comment(
     conn: Connection, *, photo_id: int, user_id: int, username: str, display_name: str, text: str
 ) -> CommentRecord:
-    # The photo's logical shard in the id: the comment lives with its photo,
-    # and its id alone leads there (a deletion by id, storage/shards.py).
-    row = await conn.fetchrow(
-        f"INSERT INTO comments (id, photo_id, user_id, username, display_name, text) "
-        f"VALUES (picshare_next_id($6), $1, $2, $3, $4, $5) RETURNING {_COMMENT}",
-        photo_id,
-        user_id,
-        username,
-        display_name,
-        text,
-        shard_of(photo_id),
+    """Where comments live beside their photo: the comment and the photo's
+    comment_count in one transaction."""
+    comment = await comments_repo.add(
+        conn,
+        photo_id=photo_id,
+        user_id=user_id,
+        username=username,
+        display_name=display_name,
+        text=text,
     )
-    await conn.execute(
-        "UPDATE photos SET comment_count = comment_count + 1 WHERE id = $1", photo_id
-    )
-    assert row is not None
-    return CommentRecord.from_row(row)
-
-
-async def comment_by_id(conn: Connection, comment_id: int) -> CommentRecord | None:
-    row = await conn.fetchrow(f"SELECT {_COMMENT} FROM comments WHERE id = $1", comment_id)
-    return None if row is None else CommentRecord.from_row(row)
+    await photos_repo.count(conn, photo_id, photos_repo.COMMENT_COUNT, 1)
+    return comment
 
 
 async def delete_comment(conn: Connection, comment: CommentRecord) -> bool:
-    deleted = await conn.fetchval("DELETE FROM comments WHERE id = $1 RETURNING true", comment.id)
+    deleted = await comments_repo.remove(conn, comment.id)
     if deleted:
-        await conn.execute(
-            "UPDATE photos SET comment_count = comment_count - 1 WHERE id = $1", comment.photo_id
-        )
-    return bool(deleted)
-
-
-async def list_comments(
-    conn: Connection, *, photo_id: int, before: int | None, limit: int
-) -> list[CommentRecord]:
-    rows = await conn.fetch(
-        f"SELECT {_COMMENT} FROM comments WHERE photo_id = $1 AND id < $2 "
-        "ORDER BY id DESC LIMIT $3",
-        photo_id,
-        before or _MAX_ID,
-        limit,
-    )
-    return [CommentRecord.from_row(r) for r in rows]
-
-
-async def latest_comments(
-    conn: Connection, photo_ids: list[int], limit: int
-) -> list[CommentRecord]:
-    """The newest `limit` comments of each photo among `photo_ids` on this
-    database, in one statement (a lateral probe of the photo_id index per photo)."""
-    rows = await conn.fetch(
-        f"SELECT c.* FROM unnest($1::bigint[]) AS p(id) CROSS JOIN LATERAL "
-        f"(SELECT {_COMMENT} FROM comments WHERE photo_id = p.id "
-        "ORDER BY id DESC LIMIT $2) AS c",
-        photo_ids,
-        limit,
-    )
-    return [CommentRecord.from_row(r) for r in rows]
+        await photos_repo.count(conn, comment.photo_id, photos_repo.COMMENT_COUNT, -1)
+    return deleted
 
 
 async def followed_among(conn: Connection, follower_id: int, user_ids: list[int]) -> set[int]:
