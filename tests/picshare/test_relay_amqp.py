@@ -108,7 +108,7 @@ async def test_events_go_through_the_broker_after_commit_and_once(
 
     await _until(relayed)
     counts = await _counts(db)
-    assert counts == {"photo.uploaded": 1, "photo.ready": 1, PHOTO_LIKED: 1}
+    assert counts == {"user.created": 2, "photo.uploaded": 1, "photo.ready": 1, PHOTO_LIKED: 1}
 
     # The same message delivered again (a relay that died between the
     # broker's confirm and its commit sends it twice): nothing changes.
