@@ -166,6 +166,9 @@ class SearchIndexer:
             users += done
             resumed = resumed or again
             tags += await self._reindex_tags(source, target, index)
+        for target in {id(t): t for t in map(self._db.search_for, self._db.physical)}.values():
+            async with target.write() as conn:
+                await search_index_repo.tidy(conn)
         return ReindexReport(
             databases=len(self._db.physical),
             photos=photos,

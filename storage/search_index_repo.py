@@ -232,6 +232,13 @@ async def prune(
     )
 
 
+async def tidy(conn: Connection) -> None:
+    """After a reindex's bulk writes: the visibility map set (the prefix
+    scans become index-only) and fresh statistics for the planner. Outside
+    a transaction."""
+    await conn.execute("VACUUM (ANALYZE) search_photos, search_users, search_tags")
+
+
 # -- where a reindex is -------------------------------------------------------
 
 

@@ -19,16 +19,17 @@ from storage.visibility import VISIBLE, photo_visible
 
 # $1 query, $2 LIKE prefix, $3 limit: exact, then prefix, then fuzzy
 # (pg_trgm) matches, each tier by similarity. The best names are chosen from
-# the username alone, and only those rows are read.
+# the username alone (with the id, from the prefix index), and only those
+# rows are read, by id.
 _TIERED = (
     "SELECT u.id, u.id AS user_id, u.username, u.display_name, u.private, m.tier, m.sim FROM ("
-    "  SELECT c.username, CASE WHEN c.username = $1 THEN 3 WHEN c.username LIKE $2 THEN 2 "
+    "  SELECT c.id, c.username, CASE WHEN c.username = $1 THEN 3 WHEN c.username LIKE $2 THEN 2 "
     "         ELSE 1 END AS tier, similarity(c.username, $1) AS sim"
     "  FROM ({names}) c ORDER BY tier DESC, sim DESC, c.username LIMIT $3"
-    ") m JOIN search_users u ON u.username = m.username "
+    ") m JOIN search_users u ON u.id = m.id "
     "ORDER BY m.tier DESC, m.sim DESC, m.username"
 )
-_PREFIXED = "SELECT n.username FROM search_users n WHERE n.username LIKE $2"
+_PREFIXED = "SELECT n.id, n.username FROM search_users n WHERE n.username LIKE $2"
 # The exact and prefix matches only (an index-only scan of the prefix index
 # when its pages are all-visible): when they fill the page, no fuzzy match (a
 # lower tier) could be on it, and the trigram search is skipped.
@@ -38,7 +39,8 @@ USERS_PREFIX_SQL = _TIERED.format(names=_PREFIXED)
 # it stops after `limit` names where the GIN index had every name above the
 # threshold checked in the table.
 USERS_SQL = _TIERED.format(
-    names=f"({_PREFIXED}) UNION (SELECT n.username FROM search_users n WHERE n.username % $1 "
+    names=f"({_PREFIXED}) UNION (SELECT n.id, n.username FROM search_users n "
+    "WHERE n.username % $1 "
     "ORDER BY n.username <-> $1 LIMIT $3)"
 )
 # $1 tags: their photo counts in this database's index (summed over the
