@@ -102,6 +102,12 @@ class SearchIndexer:
             await search_index_repo.lock_row(conn, photo_id)
             async with _reading(source, target, conn) as read:
                 rows = await search_index_repo.photo_rows(read, [photo_id])
+                if rows:
+                    # The owner's privacy change (`_sync_user`) and this row
+                    # take turns: read again once it is ours, the privacy of
+                    # a change committed meanwhile is in it.
+                    await search_index_repo.lock_row(conn, rows[0].owner_id)
+                    rows = await search_index_repo.photo_rows(read, [photo_id])
                 if rows and event is not None and event.type in TAG_EVENTS:
                     # The photo's own too (an event from before tags were carried).
                     tags = sorted(set(tags) | set(rows[0].tags))
