@@ -104,11 +104,15 @@ _APART = (
 )
 RECENT_CANDIDATES_SQL = _APART.format(
     source="(SELECT * FROM search_photos ORDER BY id DESC LIMIT $4) s",
-    visible=photo_visible("$1", photo="s", owner="s", follows="s.owner_id = ANY($5::bigint[])"),
+    visible=photo_visible(
+        "$1", photo="s", owner="s", follows="s.owner_id IN (SELECT unnest($5::bigint[]))"
+    ),
 )
 ALL_CANDIDATES_SQL = _APART.format(
     source="search_photos s",
-    visible=photo_visible("$1", photo="s", owner="s", follows="s.owner_id = ANY($4::bigint[])"),
+    visible=photo_visible(
+        "$1", photo="s", owner="s", follows="s.owner_id IN (SELECT unnest($4::bigint[]))"
+    ),
 )
 # $1 viewer, $2 photo ids: those the viewer may see, as they are (on the
 # photos' own shard).
