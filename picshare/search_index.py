@@ -121,11 +121,11 @@ class SearchIndexer:
             if tags:
                 await search_index_repo.set_tag_counts(conn, self._db.index_of(source), counts)
 
-    async def _sync_user(self, user_id: int, event: DomainEvent | None) -> None:
+    async def _sync_user(self, user_id: int, event: DomainEvent) -> None:
         source = self._db.of_user(user_id)
         target = self._db.search_for(source)
         async with target.transaction() as conn:
-            if event is not None and not await outbox_repo.first_time(conn, SEARCH, event.id):
+            if not await outbox_repo.first_time(conn, SEARCH, event.id):
                 return
             await search_index_repo.lock_row(conn, user_id)
             async with _reading(source, target, conn) as read:
@@ -136,10 +136,6 @@ class SearchIndexer:
                 await search_index_repo.owner_privacy(conn, user_id, rows[0].private)
             else:
                 await search_index_repo.forget_users(conn, [user_id])
-
-    async def index_user(self, user_id: int) -> None:
-        """The user's row as the account now is, outside any event."""
-        await self._sync_user(user_id, None)
 
     # -- reindex ---------------------------------------------------------------
 
@@ -172,7 +168,7 @@ class SearchIndexer:
             users += done
             resumed = resumed or again
             tags += await self._reindex_tags(source, target, index)
-        for target in {id(t): t for t in map(self._db.search_for, self._db.physical)}.values():
+        for target in self._db.search_dbs:
             async with target.write() as conn:
                 await search_index_repo.tidy(conn)
         return ReindexReport(
