@@ -21,7 +21,7 @@ from storage.table_groups import EVERY_DATABASE, TABLES
 from tests import imaging
 from tests.conftest import AiohttpClient, bearer, make_settings, signup, upload
 from tests.harness import PostgresForTests, tables_of
-from tests.sharded import wait_for
+from tests.sharded import follows_settled, user_id, wait_for
 
 Client = TestClient[Any, Any]
 INDEX_TABLES = ("search_photos", "search_users", "search_tags")
@@ -109,14 +109,24 @@ async def test_search_in_its_own_database(client: Client, index_url: str) -> Non
     await client.patch("/api/v1/me", json={"private": True}, headers=bearer(owner))
     await client.put("/api/v1/users/marigold/follow", headers=bearer(friend))
     await client.post("/api/v1/me/follow-requests/confidant/approve", headers=bearer(owner))
+    # The candidates are chosen by whom the viewer follows, on the viewer's
+    # shard: the follow's mirror there is a job across shards.
+    friend_id, owner_id = (
+        await user_id(client.app, "confidant"),
+        await user_id(client.app, "marigold"),
+    )
+    await wait_for(
+        lambda: follows_settled(client.app, friend_id, owner_id), what="the follow on both sides"
+    )
     resp = await upload(client, owner, imaging.jpeg_bytes(32, 32), caption="hiddenword")
     hidden_id = (await resp.json())["id"]
 
-    async def owner_finds() -> bool:
-        return _photos(await _found(client, "hiddenw", owner)) == [hidden_id]
+    async def friend_finds() -> bool:
+        # Once its photo.ready is indexed (the owner sees it before).
+        return _photos(await _found(client, "hiddenw", friend)) == [hidden_id]
 
-    await wait_for(owner_finds, what="the private photo indexed")
-    assert _photos(await _found(client, "hiddenw", friend)) == [hidden_id]
+    await wait_for(friend_finds, what="the private photo indexed as ready")
+    assert _photos(await _found(client, "hiddenw", owner)) == [hidden_id]
     assert _photos(await _found(client, "hiddenw", stranger)) == []
     assert _photos(await _found(client, "hiddenw")) == []
     assert _photos(await _found(client, "quokka", stranger)) == []  # now private too
