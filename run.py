@@ -136,7 +136,9 @@ def main(argv: list[str] | None = None) -> int:
     events.add_argument("--all", action="store_true", help="retry: replay every dead event")
     search = sub.add_parser("search", help="the search index: search reindex (resumable)")
     search.add_argument("--data-dir")
-    search.add_argument("action", choices=["reindex"], help="index every existing photo")
+    search.add_argument(
+        "action", choices=["reindex"], help="index every existing photo, account and tag"
+    )
     search.add_argument(
         "--restart", action="store_true", help="start from the first photo, not where it stopped"
     )
@@ -486,13 +488,15 @@ async def _seed(settings: Settings, plan: SeedPlan) -> int:
 
 
 async def _reindex(settings: Settings, *, restart: bool) -> int:
-    """`run.py search reindex`: the search index filled from every photo."""
+    """`run.py search reindex`: the search index filled from every photo,
+    account and tag."""
     started = time.perf_counter()
     async with open_shards(settings, command_timeout=600) as shards:
         report = await SearchIndexer(db=shards).reindex(restart=restart, progress=Progress().stage)
     how = "resumed, " if report.resumed else ""
     print(
-        f"indexed {report.photos:,} photos on {report.databases} database(s) for search "
+        f"indexed {report.photos:,} photos on {report.databases} database(s) for search, "
+        f"{report.users:,} users, {report.tags:,} tags "
         f"({how}{time.perf_counter() - started:.1f} s)"
     )
     return 0

@@ -100,6 +100,12 @@ async def run(opts: Options) -> list[Row]:
             )
             rows.append(("very common word", f"'{common}': in {share:.0%} of captions"))
             misspelt = someone[: len(someone) // 2] + someone[len(someone) // 2 + 1 :]
+            tag = await conn.fetchval(
+                "SELECT tag FROM search_tags WHERE length(tag) >= 6 "
+                "GROUP BY tag ORDER BY sum(photo_count) DESC LIMIT 1"
+            )
+            assert tag is not None
+            bad_tag = tag[:-2] + tag[-1]
             server, base = picshare_server(
                 data, env={"PICSHARE_DATABASE_URL": dsn, "PICSHARE_SERVER_ACCESS_LOG": "false"}
             )
@@ -134,6 +140,28 @@ async def run(opts: Options) -> list[Row]:
                         name_args,
                     )
                 )
+                # Usernames and tags from the index (search_users, search_tags).
+                start = someone[:4]
+                cases.append(
+                    (
+                        f"username prefix '@{start}'",
+                        f"%40{start}",
+                        search_repo.USERS_PREFIX_SQL,
+                        (start, search_repo.like_prefix(start), LIMIT),
+                    )
+                )
+                for label, t in (
+                    (f"tag prefix '#{tag[:3]}'", tag[:3]),
+                    (f"misspelt tag '#{bad_tag}'", bad_tag),
+                ):
+                    cases.append(
+                        (
+                            label,
+                            f"%23{t}",
+                            search_repo.TAGS_SQL,
+                            (t, search_repo.like_prefix(t), LIMIT * 2),
+                        )
+                    )
                 for label, q, sql, args in cases:
                     url = f"{base}/api/v1/search?q={q}"
                     cpu = _cpu_seconds(server.pid)

@@ -513,7 +513,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     if "notifications" in parts:
         app[keys.NOTIFICATIONS] = NotificationService(db=db)
     if "search" in parts:
-        app[keys.SEARCH] = SearchService(db=db)
+        app[keys.SEARCH] = SearchService(db=db, likes=likes)
         app[keys.SEARCH_INDEX] = SearchIndexer(db=db)
         consumers.append(app[keys.SEARCH_INDEX].consumer())
     if "payments" in parts:

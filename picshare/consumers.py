@@ -18,6 +18,7 @@ from picshare.domain_events import (
     PHOTO_DELETED,
     PHOTO_READY,
     PHOTO_UPLOADED,
+    USER_CREATED,
     USER_UPDATED,
     DomainEvent,
 )
@@ -53,7 +54,7 @@ SUBSCRIPTIONS: dict[str, frozenset[str]] = {
     "counters": EVENT_TYPES,
     "moderation": frozenset({PHOTO_UPLOADED}),
     "webhooks": EVENT_TYPES,
-    "search": frozenset({PHOTO_UPLOADED, PHOTO_READY, PHOTO_DELETED, USER_UPDATED}),
+    "search": frozenset({PHOTO_UPLOADED, PHOTO_READY, PHOTO_DELETED, USER_CREATED, USER_UPDATED}),
 }
 
 

@@ -20,7 +20,9 @@ PHOTO_DELETED = "photo.deleted"
 PHOTO_LIKED = "photo.liked"
 COMMENT_CREATED = "comment.created"
 USER_FOLLOWED = "user.followed"
-# An account's privacy changed (what the search index keeps of it).
+# A new account, and an account whose privacy or display name changed (what
+# the search index keeps of it).
+USER_CREATED = "user.created"
 USER_UPDATED = "user.updated"
 PAYMENT_TIP = "payment.tip"
 # Internal: notifications to write (picshare/notify.py), for the
@@ -35,6 +37,7 @@ EVENT_TYPES: frozenset[str] = frozenset(
         PHOTO_LIKED,
         COMMENT_CREATED,
         USER_FOLLOWED,
+        USER_CREATED,
         USER_UPDATED,
         PAYMENT_TIP,
     }

@@ -36,9 +36,14 @@ class Outbox:
         """Call after the commit of a transaction that wrote events."""
         self._relay.wake()
 
-    async def photo_uploaded(self, conn: Connection, photo_id: int, owner_id: int) -> DomainEvent:
+    async def photo_uploaded(
+        self, conn: Connection, photo_id: int, owner_id: int, tags: list[str]
+    ) -> DomainEvent:
+        # The tags: whose counts changed (the search index keeps them).
         return await self._write(
-            conn, types.PHOTO_UPLOADED, {"photo_id": str(photo_id), "owner_id": str(owner_id)}
+            conn,
+            types.PHOTO_UPLOADED,
+            {"photo_id": str(photo_id), "owner_id": str(owner_id), "tags": sorted(tags)},
         )
 
     async def photo_ready(self, conn: Connection, photo_id: int) -> DomainEvent:
@@ -48,7 +53,7 @@ class Outbox:
         return await self._write(
             conn,
             types.PHOTO_DELETED,
-            {"photo_id": str(photo.id), "owner_id": str(photo.owner_id)},
+            {"photo_id": str(photo.id), "owner_id": str(photo.owner_id), "tags": list(photo.tags)},
         )
 
     async def photo_liked(
@@ -90,11 +95,23 @@ class Outbox:
             {"follower_id": str(follower_id), "followee_id": str(followee_id)},
         )
 
-    async def user_updated(self, conn: Connection, user: UserRecord) -> DomainEvent:
-        """The account went private or public (the one place that changes it:
-        `UserService.update_profile`)."""
+    async def user_created(self, conn: Connection, user: UserRecord) -> DomainEvent:
+        """A new account (`UserService.signup`)."""
         return await self._write(
-            conn, types.USER_UPDATED, {"user_id": str(user.id), "private": user.private}
+            conn, types.USER_CREATED, {"user_id": str(user.id), "username": user.username}
+        )
+
+    async def user_updated(self, conn: Connection, user: UserRecord) -> DomainEvent:
+        """The account went private or public, or its display name changed
+        (the one place that changes them: `UserService.update_profile`)."""
+        return await self._write(
+            conn,
+            types.USER_UPDATED,
+            {
+                "user_id": str(user.id),
+                "private": user.private,
+                "display_name": user.display_name,
+            },
         )
 
     async def payment_tip(

@@ -195,7 +195,7 @@ class PhotoService:
                     upload_key=key,
                     moderated=self._moderated,
                 )
-                await self._events.photo_uploaded(conn, photo_id, owner_id)
+                await self._events.photo_uploaded(conn, photo_id, owner_id, tags)
         except BaseException:
             # The row did not commit: the blob must not outlive it (unless another
             # photo uses the same bytes, which `_collect` checks).

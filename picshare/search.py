@@ -1,7 +1,11 @@
 """Search across users, tags and captions, honouring privacy and moderation.
 
-Captions are searched in the search index (`search_photos`), which the
-`search` consumer keeps from domain events (picshare/search_index.py)."""
+Everything is searched in the search index (`search_users`, `search_tags`,
+`search_photos`), which the `search` consumer keeps from domain events
+(picshare/search_index.py). The index is beside its sources on every shard
+(each asked at once), or in a database of its own: then the caption's
+candidates are found there and the privacy rule runs again on the photos'
+own shards, as they are."""
 
 from __future__ import annotations
 
@@ -13,10 +17,11 @@ from itertools import islice
 from typing import TypeVar
 
 from picshare.errors import invalid
+from picshare.likes import Likes
 from picshare.text import normalize_tag
-from storage import search_repo
+from storage import search_repo, social_repo
 from storage.records import PhotoRecord, UserListEntry
-from storage.router import ANY, Databases
+from storage.router import ANY, Databases, read_your_writes
 from storage.shards import Gathered, Shards
 
 K = TypeVar("K", search_repo.UserKey, search_repo.PhotoKey)
@@ -43,10 +48,12 @@ class SearchResult:
 
 
 class SearchService:
-    __slots__ = ("_db",)
+    __slots__ = ("_db", "_likes")
 
-    def __init__(self, *, db: Shards) -> None:
+    def __init__(self, *, db: Shards, likes: Likes) -> None:
         self._db = db
+        # Where likes live (liked_by_me beside the photos, or marked after).
+        self._likes = likes
 
     async def search(self, query: str | None, viewer_id: int | None, *, limit: int) -> SearchResult:
         text = unicodedata.normalize("NFKC", (query or "").strip())
@@ -62,10 +69,13 @@ class SearchService:
         # Each word as a prefix ("sun" finds "sunset"), all of them required.
         tsquery = " & ".join(f"{w}:*" for w in words)
         found = await self._db.gather(
-            lambda db: self._search_shard(db, username, tag, tsquery, viewer_id, limit)
+            lambda db: self._search_shard(db, username, tag, tsquery, viewer_id, limit),
+            among=self._db.search_dbs,
         )
         users = _best([part.users for part in found.results], limit)
-        photos = _best([part.photos for part in found.results], limit)
+        photos = await self._likes.mark(
+            viewer_id, _best([part.photos for part in found.results], limit)
+        )
         tags = await self._tags(found, limit) if tag else []
         return SearchResult(users, tags, photos, partial=found.partial)
 
@@ -78,8 +88,10 @@ class SearchService:
         viewer_id: int | None,
         limit: int,
     ) -> _ShardHits:
-        """One shard's best matches, ranked as it would rank them alone; the
-        privacy rule is applied there (each photo's owner lives there)."""
+        """One index database's best matches, ranked as it would rank them
+        alone; the privacy rule is applied there when each photo's owner
+        lives there, else on the owners' shards (`_photos_apart`)."""
+        apart = self._db.search_db is not None
         async with db.read(ANY) as conn:
             users = await search_repo.users(conn, username, limit=limit) if username else []
             # More tags than shown: a tag's total over shards may rank it
@@ -93,11 +105,49 @@ class SearchService:
                     limit=limit,
                     candidates=limit * CANDIDATES_PER_RESULT,
                     window=RECENT_WINDOW,
+                    likes_here=self._likes.here,
                 )
-                if tsquery
+                if tsquery and not apart
                 else []
             )
+        if tsquery and apart:
+            photos = await self._photos_apart(db, tsquery, viewer_id, limit)
         return _ShardHits(users, tags, photos)
+
+    async def _photos_apart(
+        self, index: Databases, tsquery: str, viewer_id: int | None, limit: int
+    ) -> list[tuple[search_repo.PhotoKey, PhotoRecord]]:
+        """The index in a database of its own: its candidates (by its copy of
+        the rule, given whom the viewer follows), then those the viewer may
+        see as the photos and owners now are, read on their shards."""
+        followees: list[int] = []
+        if viewer_id is not None:
+            async with self._db.of_user(viewer_id).read(read_your_writes(viewer_id)) as conn:
+                followees = await social_repo.followee_ids(conn, viewer_id)
+        async with index.read(ANY) as conn:
+            found = await search_repo.candidates(
+                conn,
+                tsquery,
+                viewer_id=viewer_id,
+                followees=followees,
+                limit=limit,
+                candidates=limit * CANDIDATES_PER_RESULT,
+                window=RECENT_WINDOW,
+            )
+        if not found:
+            return []
+        rank = dict(found)
+        placed = dict(self._db.by_database(rank))
+
+        async def visible(db: Databases) -> list[PhotoRecord]:
+            async with db.read(read_your_writes(viewer_id)) as conn:
+                return await search_repo.visible_photos(
+                    conn, placed[db], viewer_id, likes_here=self._likes.here
+                )
+
+        seen = await self._db.gather(visible, among=list(placed))
+        ranked = sorted(((-rank[p.id], -p.id), p) for part in seen.results for p in part)
+        return ranked[:limit]
 
     async def _tags(self, found: Gathered[_ShardHits], limit: int) -> list[tuple[str, int]]:
         """The candidate tags' photo counts summed over the shards (one query
@@ -110,7 +160,11 @@ class SearchService:
         candidates = sorted(tiers)
         if not candidates:
             return []
-        counted = (await self._db.gather(lambda db: self._tag_counts(db, candidates))).results
+        counted = (
+            await self._db.gather(
+                lambda db: self._tag_counts(db, candidates), among=self._db.search_dbs
+            )
+        ).results
         totals: dict[str, int] = {}
         for counts in counted:
             for name, count in counts.items():

@@ -97,12 +97,16 @@ class UserService:
                     conn, user_id=user_id, username=name, email=mail, password_hash=password_hash
                 )
                 token = await self._issue(conn, user.id, kind)
+                if self._events is not None:
+                    await self._events.user_created(conn, user)
         except users_repo.DuplicateUser as exc:
             await asyncio.shield(self._release_claim(user_id))
             raise Conflict(f"that {exc.field} is taken", field=exc.field) from None
         except BaseException:
             await asyncio.shield(self._release_unless_made(user_id))
             raise
+        if self._events is not None:
+            self._events.committed()
         await self._confirm_claim(home, user)
         await home.remember_writer(user.id)
         return SignedIn(user, token)
@@ -193,9 +197,11 @@ class UserService:
             if before.private and not user.private:
                 # Going public: whoever asked to follow now follows.
                 approved = await social_repo.approve_all_requests(conn, user.id)
-            if user.private != before.private and self._events is not None:
+            # What the search index keeps of the account changed.
+            indexed = (user.private, user.display_name) != (before.private, before.display_name)
+            if indexed and self._events is not None:
                 await self._events.user_updated(conn, user)
-        if user.private != before.private and self._events is not None:
+        if indexed and self._events is not None:
             self._events.committed()
         if (renamed or approved is not None) and self._jobs is not None:
             self._jobs.wake()  # the renames elsewhere, the approvals across databases

@@ -59,6 +59,8 @@ class MovedTable:
 # Parents first, so the foreign keys within a user's data hold at every step.
 MOVED_TABLES = (
     MovedTable("users", ("id",)),
+    # The search index rows of those users (picshare/search_index.py).
+    MovedTable("search_users", ("id",)),
     MovedTable("auth_tokens", ("user_id",)),
     MovedTable("idempotency_keys", ("user_id",)),
     MovedTable("photos", ("id",)),

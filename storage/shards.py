@@ -30,7 +30,7 @@ from storage.router import PRIMARY, Databases, DatabaseStatus, DatabaseUnavailab
 from storage.shard_map import ShardMap
 from storage.shard_map import load as load_map
 from storage.shard_routers import ShardRouter
-from storage.table_groups import COMMENTS, LIKES, NOTIFICATIONS, PAYMENTS
+from storage.table_groups import COMMENTS, LIKES, NOTIFICATIONS, PAYMENTS, SEARCH
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -221,6 +221,27 @@ class Shards:
         if own is not None:
             return [(own, list(ids))] if ids else []
         return self.by_database(ids)
+
+    @property
+    def search_db(self) -> Databases | None:
+        """The SEARCH group's own database, or None: then the index lives
+        beside its sources (a photo's and a user's rows on the owner's shard,
+        each shard's tag counts on that shard; picshare/search_index.py)."""
+        return self._groups.get(SEARCH)
+
+    def search_of(self, id_: int) -> Databases:
+        """The database holding the index rows of a photo or user (by its id)."""
+        return self._groups.get(SEARCH) or self.of_id(id_)
+
+    def search_for(self, source: Databases) -> Databases:
+        """The database holding the index rows made from `source`'s rows."""
+        return self._groups.get(SEARCH) or source
+
+    @property
+    def search_dbs(self) -> tuple[Databases, ...]:
+        """Every database holding index rows (a search asks each)."""
+        apart = self._groups.get(SEARCH)
+        return (apart,) if apart is not None else self.physical
 
     # -- operators -------------------------------------------------------------
 

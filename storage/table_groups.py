@@ -63,9 +63,10 @@ TABLES: dict[str, frozenset[str]] = {
     NOTIFICATIONS: frozenset({"notifications"}),
     PAYMENTS: frozenset({"accounts", "transfers", "ledger_entries"}),
     # The search service's index (picshare/search_index.py): beside the
-    # photos it indexes, on the owner's shard, since the privacy rule's
-    # follow check and the result rows join that shard's follows and photos.
-    SEARCH: frozenset({"search_photos", "search_reindex"}),
+    # photos and users it indexes by default, or in a database of its own,
+    # where no statement joins the sources (the privacy rule runs again on
+    # the photos' shards).
+    SEARCH: frozenset({"search_photos", "search_users", "search_tags", "search_progress"}),
     # The job queue is every database's own outbox (above); the group names
     # it so that operators see where jobs are, and cannot be split off.
     JOBS: frozenset(),
@@ -88,7 +89,7 @@ EVERY_DATABASE: frozenset[str] = frozenset(
 # The groups that can have a database of their own today. The others still
 # share SQL with another group (a join, or a count kept in the same
 # transaction): README, "Table groups", says which and what remains.
-SEPARABLE: frozenset[str] = frozenset({PAYMENTS, NOTIFICATIONS, LIKES, COMMENTS})
+SEPARABLE: frozenset[str] = frozenset({PAYMENTS, NOTIFICATIONS, LIKES, COMMENTS, SEARCH})
 
 
 # Groups added after databases existed, each with the group it lives beside:

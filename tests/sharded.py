@@ -11,7 +11,6 @@ import asyncpg
 from aiohttp import web
 
 from picshare import keys
-from storage import search_index_repo
 from storage.ids import shard_of
 
 # A ready photo (tests that need no renditions): $1 owner, $2 caption, $3 tags.
@@ -51,7 +50,7 @@ async def insert_photo(
         photo_id = int(
             await conn.fetchval(INSERT_PHOTO, owner_id, caption, tags or [], shard_of(owner_id))
         )
-        await search_index_repo.sync_photo(conn, photo_id)
+    await app[keys.SEARCH_INDEX].index_photo(photo_id)
     return photo_id
 
 

@@ -64,10 +64,10 @@ def test_environment_overrides_toml(tmp_path: Path) -> None:
             },
             "embedded clusters",
         ),
-        # The search index joins the owner's follows and photos: not separable.
+        # Photos are joined to their owners and likes: not separable.
         (
-            {"PICSHARE_DATABASE_GROUP_SEARCH_URL": "postgresql://x@h/search"},
-            "table group SEARCH cannot",
+            {"PICSHARE_DATABASE_GROUP_PHOTOS_URL": "postgresql://x@h/photos"},
+            "table group PHOTOS cannot",
         ),
         ({"PICSHARE_SERVER_CERTFILE": "/nonexistent.pem"}, "server.keyfile"),
         (

@@ -108,7 +108,7 @@ async def test_events_go_through_the_broker_after_commit_and_once(
 
     await _until(relayed)
     counts = await _counts(db)
-    assert counts == {"photo.uploaded": 1, "photo.ready": 1, PHOTO_LIKED: 1}
+    assert counts == {"user.created": 2, "photo.uploaded": 1, "photo.ready": 1, PHOTO_LIKED: 1}
 
     # The same message delivered again (a relay that died between the
     # broker's confirm and its commit sends it twice): nothing changes.
@@ -197,12 +197,12 @@ async def test_broker_away_requests_succeed_and_the_outbox_drains_later(
     fan = await signup(client, "fan")
     resp = await client.put("/api/v1/users/star/follow", headers=bearer(fan))
     assert resp.status == 200
-    assert await _unsent(db) == 1
+    assert await _unsent(db) == 3  # the two sign-ups' user.created, the follow
     ready = await client.get("/readyz")
     body = await ready.json()
     assert ready.status == 200 and body["checks"]["events"].startswith("failing")
     metrics = await (await client.get("/metrics")).text()
-    assert "picshare_outbox_backlog 1.0" in metrics
+    assert "picshare_outbox_backlog 3.0" in metrics
 
     async def counted(event_type: str) -> bool:
         return await _unsent(db) == 0 and (await _counts(db)).get(event_type) == 1
@@ -219,7 +219,7 @@ async def test_broker_away_requests_succeed_and_the_outbox_drains_later(
         resp = await client.put("/api/v1/users/fan/follow", headers=bearer(nova))
         assert resp.status == 200
         await asyncio.sleep(0.5)
-        assert await _unsent(db) == 1
+        assert await _unsent(db) == 2  # nova's user.created, the follow
         await link.up()
 
         async def both() -> bool:

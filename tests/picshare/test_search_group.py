@@ -1,0 +1,167 @@
+"""The SEARCH table group in a database of its own
+(`PICSHARE_DATABASE_GROUP_SEARCH_URL`), a fresh empty one: photos, users and
+tags are indexed there from their events, searched there, and the privacy
+rule runs again on the photos' own shards (a private account's photo is not
+found by a stranger); nothing of the index is written where the users live;
+`reindex` fills it from the shards."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+from aiohttp.test_utils import TestClient
+
+from picshare import keys
+from picshare.app import create_app
+from storage.table_groups import EVERY_DATABASE, TABLES
+from tests import imaging
+from tests.conftest import AiohttpClient, bearer, make_settings, signup, upload
+from tests.harness import PostgresForTests, tables_of
+from tests.sharded import follows_settled, user_id, wait_for
+
+Client = TestClient[Any, Any]
+INDEX_TABLES = ("search_photos", "search_users", "search_tags")
+
+
+@pytest.fixture
+async def index_url(postgres: PostgresForTests) -> AsyncIterator[str]:
+    """An empty database (not the suite's migrated template)."""
+    name = "picshare_search_apart"
+    yield await postgres.create_empty_database(name)
+    await postgres.drop_database(name)
+
+
+@pytest.fixture
+async def client(
+    tmp_path: Path,
+    database_url: str,
+    index_url: str,
+    media_pool: Any,
+    aiohttp_client: AiohttpClient,
+) -> Client:
+    """An app whose search index lives in `index_url`."""
+    settings = make_settings(tmp_path / "data", database_url)
+    settings = settings.replace(
+        database={"group_search_url": index_url, "url": settings.database.url}
+    )
+    made: Client = await aiohttp_client(create_app(settings, media_pool=media_pool))
+    return made
+
+
+async def _found(client: Client, q: str, token: str | None = None) -> dict[str, Any]:
+    headers = bearer(token) if token else {}
+    resp = await client.get("/api/v1/search", params={"q": q}, headers=headers)
+    assert resp.status == 200, await resp.text()
+    body: dict[str, Any] = await resp.json()
+    return body
+
+
+def _photos(body: dict[str, Any]) -> list[str]:
+    return [p["id"] for p in body["photos"]]
+
+
+async def _count(url: str, table: str) -> int:
+    conn = await asyncpg.connect(url)
+    try:
+        return int(await conn.fetchval(f"SELECT count(*) FROM {table}"))
+    finally:
+        await conn.close()
+
+
+async def test_search_in_its_own_database(client: Client, index_url: str) -> None:
+    shards = client.app[keys.DATABASES]
+    assert shards.search_db is not None and shards.search_db not in shards.physical
+    # Only the group's tables and what every database has: no users, no photos.
+    assert await tables_of(index_url) == TABLES["search"] | EVERY_DATABASE
+
+    owner = await signup(client, "marigold")
+    await signup(client, "marimba_player")
+    stranger = await signup(client, "passerby")
+    friend = await signup(client, "confidant")
+    resp = await upload(
+        client, owner, imaging.jpeg_bytes(32, 32), caption="quokkas at dawn", tags="sunflower"
+    )
+    public_id = (await resp.json())["id"]
+
+    async def users_indexed() -> bool:
+        return await _count(index_url, "search_users") == 4
+
+    async def photo_indexed() -> bool:
+        found = _photos(await _found(client, "quokka"))
+        tags = [t["tag"] for t in (await _found(client, "sunflowr"))["tags"]]
+        return found == [public_id] and tags == ["sunflower"]
+
+    await wait_for(users_indexed, what="the new accounts indexed")
+    await wait_for(photo_indexed, what="the photo and its tag indexed")
+    names = [u["username"] for u in (await _found(client, "mari"))["users"]]
+    assert names[:2] == ["marigold", "marimba_player"]  # prefix
+    assert [u["username"] for u in (await _found(client, "@marigols"))["users"]][:1] == [
+        "marigold"
+    ]  # fuzzy
+    assert [t["tag"] for t in (await _found(client, "#sun"))["tags"]] == ["sunflower"]
+
+    # A private account's photo: the friend (an approved follower) and the
+    # owner find it; a stranger and the anonymous viewer do not.
+    await client.patch("/api/v1/me", json={"private": True}, headers=bearer(owner))
+    await client.put("/api/v1/users/marigold/follow", headers=bearer(friend))
+    await client.post("/api/v1/me/follow-requests/confidant/approve", headers=bearer(owner))
+    # The candidates are chosen by whom the viewer follows, on the viewer's
+    # shard: the follow's mirror there is a job across shards.
+    friend_id, owner_id = (
+        await user_id(client.app, "confidant"),
+        await user_id(client.app, "marigold"),
+    )
+    await wait_for(
+        lambda: follows_settled(client.app, friend_id, owner_id), what="the follow on both sides"
+    )
+    resp = await upload(client, owner, imaging.jpeg_bytes(32, 32), caption="hiddenword")
+    hidden_id = (await resp.json())["id"]
+
+    async def friend_finds() -> bool:
+        # Once its photo.ready is indexed (the owner sees it before).
+        return _photos(await _found(client, "hiddenw", friend)) == [hidden_id]
+
+    await wait_for(friend_finds, what="the private photo indexed as ready")
+    assert _photos(await _found(client, "hiddenw", owner)) == [hidden_id]
+    assert _photos(await _found(client, "hiddenw", stranger)) == []
+    assert _photos(await _found(client, "hiddenw")) == []
+    assert _photos(await _found(client, "quokka", stranger)) == []  # now private too
+    # An index row behind the truth shows nothing: the rule runs again on the
+    # photo's shard, as the owner now is.
+    conn = await asyncpg.connect(index_url)
+    try:
+        await conn.execute("UPDATE search_photos SET private = false")
+    finally:
+        await conn.close()
+    assert _photos(await _found(client, "hiddenw", stranger)) == []
+
+    # Deleted: gone from the index and from the tag counts.
+    gone = await client.delete(f"/api/v1/photos/{public_id}", headers=bearer(owner))
+    assert gone.status == 204
+
+    async def tag_forgotten() -> bool:
+        return await _count(index_url, "search_tags") == 0
+
+    await wait_for(tag_forgotten, what="the deleted photo's tag count gone")
+
+    # None of the index rows landed where the users live (the suite's
+    # template has its own, unused, index tables).
+    for db in shards.physical:
+        async with db.read() as conn2:
+            for table in INDEX_TABLES:
+                assert await conn2.fetchval(f"SELECT count(*) FROM {table}") == 0, table
+
+    # A reindex from the shards fills an emptied index again.
+    conn = await asyncpg.connect(index_url)
+    try:
+        await conn.execute("TRUNCATE search_photos, search_users, search_tags, search_progress")
+    finally:
+        await conn.close()
+    report = await client.app[keys.SEARCH_INDEX].reindex()
+    assert report.users == 4 and report.photos == 1
+    assert _photos(await _found(client, "hiddenw", friend)) == [hidden_id]
+    assert [u["username"] for u in (await _found(client, "mari"))["users"]][:1] == ["marigold"]
