@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from picshare import keys
+from picshare import comments, keys, likes
 from picshare.app import create_app
 from picshare.consumers import CONSUMER_NAMES, names_chosen
 from picshare.notify import APPLY_JOB
@@ -86,6 +86,11 @@ async def test_a_service_builds_runs_and_consumes_only_its_own(
         *app[keys.USERS].job_kinds(),
         *app[keys.SOCIAL].job_kinds(),
         *app[keys.PAYMENTS].job_kinds(),
+        # Likes' and comments' counts run where social jobs do.
+        likes.COUNT_JOB,
+        likes.FORGET_JOB,
+        comments.COUNT_JOB,
+        comments.FORGET_JOB,
         KIND_PREFIX + "counters",
     }
     assert app[keys.NOTIFIER].placement == "transaction"  # no broker: as the monolith
