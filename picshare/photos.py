@@ -219,12 +219,16 @@ class PhotoService:
             raise Unprocessable(exc.message, field="file") from None
 
     async def get(self, photo_id: int, viewer_id: int | None) -> PhotoRecord:
-        """From the cache; the viewer's own flags from the database (one query)."""
-        photo = await self._cached.photo(photo_id)
+        """From the cache; the viewer's own flags from the database. One query
+        on the photo's shard whatever is cached: an entry that is missing is
+        read together with the flags (picshare/caching.py)."""
+        photo, flags = await self._cached.photo(photo_id, viewer_id)
         if photo is None:
             raise NotFound("no such photo")
         liked = follows = False
-        if viewer_id is not None:
+        if flags is not None:
+            liked, follows = flags
+        elif viewer_id is not None:
             # Both on the photo's shard: its likes live there, and so does the
             # owner-side row of every follow of its owner.
             async with self._db.of_id(photo.id).read(read_your_writes(viewer_id)) as conn:
