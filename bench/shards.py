@@ -182,6 +182,10 @@ def _photo_rows(server: _Server) -> list[Row]:
             _ms(server.server_ms, 1),
         ),
         (
+            f"  {server.label}: p50 / p99 of the first and of the second half of the rounds",
+            f"{_ms(server.latencies[: n // 2])}; {_ms(server.latencies[n // 2 :])}",
+        ),
+        (
             f"  {server.label}: database uses per request (on the photo's shard)",
             f"{sum(server.db_uses) / n:.2f} ({sum(server.on_photo_shard) / n:.2f})",
         ),
