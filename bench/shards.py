@@ -16,10 +16,10 @@ user, over HTTP, one request at a time:
   opened the connections a request can meet (one busy with a job poll means
   another) and each has prepared the statements and filled PostgreSQL's
   per-backend caches: what is measured is the routing, not a cold start;
-- then measured in rounds: each round gives every server a batch, in an
-  order shuffled per round, so drift on this shared machine (other work,
-  the disk cache, autovacuum) lands on all of them alike; the client's own
-  garbage collector is off while it measures;
+- then measured in rounds: each round gives every server a batch of ten
+  reads, in an order shuffled per round, so drift and bursts of other work
+  on this shared machine (a round lasts a fraction of a second) land on all
+  of them alike; the client's own garbage collector is off while it measures;
 - each answer's Server-Timing gives the database uses per request (the
   token's database first, then how many on the photo's shard) and the server's
   own time, which tells the server's tail from the client's.
@@ -265,7 +265,7 @@ async def run(opts: Options) -> list[Row]:
     scale = 10 if opts.quick else 1
     users, photos, likes = 20_000 // scale, 200_000 // scale, 1_000_000 // scale
     n = 50 if opts.quick else 300
-    warm, rounds, batch = (100, 6, 50) if opts.quick else (600, 30, 100)
+    warm, rounds, batch = (100, 30, 10) if opts.quick else (600, 300, 10)
     baseline = os.environ.get("PICSHARE_BENCH_BASELINE")
     # (label, shard count, checkout) of every server photo-by-ID is measured on.
     configs: list[tuple[str, int, Path]] = [
