@@ -245,11 +245,13 @@ def picshare_server(
     data_dir: Path,
     *,
     env: Mapping[str, str] | None = None,
+    root: Path = ROOT,
 ) -> tuple[ServerProcess, str]:
-    """PicShare started as an operator would (`run.py serve`), and its base URL."""
+    """PicShare started as an operator would (`run.py serve`), and its base URL;
+    `root`: another checkout's (a baseline to compare with, on the same data)."""
     port = free_port()
     full_env = {**os.environ, **(env or {})}
-    command = [PYTHON, str(ROOT / "run.py"), "serve"]
+    command = [PYTHON, str(root / "run.py"), "serve"]
     command += ["--host", "127.0.0.1", "--port", str(port), "--data-dir", str(data_dir)]
     base = f"http://127.0.0.1:{port}"
     server = ServerProcess(

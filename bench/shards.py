@@ -3,14 +3,31 @@ logical shard moved under write load.
 
 For each shard count, fresh databases on the machine's PostgreSQL
 (PICSHARE_BENCH_DATABASE_URL, default 127.0.0.1:5432) are seeded with
-`run.py seed` (20k users, 200k photos, 1M likes; `--quick`: a tenth) and a
-real `run.py serve` is started on them (PICSHARE_SHARDS). Latency is
-measured over HTTP, one request at a time: the feed of the user who follows
-1,000 accounts, and GET /api/v1/photos/{id} of photos not yet cached (so
-each read is routed to its shard), after as many other photos have warmed
-the server's connections to every shard. All shards share one server and its two
-cores here: the figures show what routing and scatter-gather cost, not what
-more machines would add.
+`run.py seed` (20k users, 200k photos, 1M likes; `--quick`: a tenth; the seed
+is fixed, so every site holds the same users, photos and likes, placed by
+its shard count) and a real `run.py serve` is started on each: on the
+1-shard site twice, so the difference between two servers of the same
+configuration says what noise is. The feed is the one of the user who
+follows 1,000 accounts. Photo-by-ID reads GET /api/v1/photos/{id} of public
+photos never read before by that server (each goes to its shard) as that
+user, over HTTP, one request at a time:
+
+- warmed first, with four requests at a time, so that every shard's pool has
+  opened the connections a request can meet (one busy with a job poll means
+  another) and each has prepared the statements and filled PostgreSQL's
+  per-backend caches: what is measured is the routing, not a cold start;
+- then measured in rounds: each round gives every server a batch of ten
+  reads, in an order shuffled per round, so drift and bursts of other work
+  on this shared machine (a round lasts a fraction of a second) land on all
+  of them alike; the client's own garbage collector is off while it measures;
+- each answer's Server-Timing gives the database uses per request (the
+  token's database first, then how many on the photo's shard) and the server's
+  own time, which tells the server's tail from the client's.
+
+`PICSHARE_BENCH_BASELINE=<another checkout>` adds servers run from that
+checkout's code on the 1- and 4-shard sites, measured in the same rounds: a
+before and after on the same data. All servers share this machine's two
+cores: the figures show what routing costs, not what more machines add.
 
 Then, on the 2-shard site, the most populous logical shard of the first
 database is moved to the second while a writer (another process's view:
@@ -23,12 +40,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import random
+import re
 import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
@@ -36,6 +56,7 @@ import asyncpg
 
 from bench._common import (
     DATABASE_SERVICE_URL,
+    ROOT,
     Options,
     Row,
     percentile,
@@ -91,22 +112,94 @@ async def _heaviest_and_photos(dsns: list[str], n: int) -> tuple[str, list[int]]
     return heavy[1], photo_ids[:n]
 
 
-async def _latencies_of(
-    session: aiohttp.ClientSession, base: str, paths: list[str], headers: dict[str, str]
-) -> list[float]:
-    out = []
-    for path in paths:
+_DB_USE = re.compile(r'db;desc="([^"]+)"')
+_TOTAL = re.compile(r"total;dur=([0-9.]+)")
+
+
+@dataclass
+class _Server:
+    """One server measured for photo-by-ID: its own photos, never read by it before."""
+
+    label: str
+    base: str
+    session: aiohttp.ClientSession
+    headers: dict[str, str]
+    photos: list[int]
+    latencies: list[float] = field(default_factory=list)
+    server_ms: list[float] = field(default_factory=list)
+    db_uses: list[int] = field(default_factory=list)
+    on_photo_shard: list[int] = field(default_factory=list)
+
+    def next_paths(self, n: int) -> list[str]:
+        taken, self.photos = self.photos[:n], self.photos[n:]
+        if len(taken) < n:
+            raise RuntimeError(f"{self.label}: out of unread photos")
+        return [f"/api/v1/photos/{p}" for p in taken]
+
+    async def read(self, path: str, *, keep: bool) -> None:
         started = time.perf_counter()
-        async with session.get(base + path, headers=headers) as resp:
+        async with self.session.get(self.base + path, headers=self.headers) as resp:
             await resp.read()
             if resp.status != 200:
-                raise RuntimeError(f"{path} answered {resp.status}")
-        out.append(time.perf_counter() - started)
-    return out
+                raise RuntimeError(f"{self.label}: {path} answered {resp.status}")
+            timing = resp.headers.get("Server-Timing", "")
+        elapsed = time.perf_counter() - started
+        if not keep:
+            return
+        self.latencies.append(elapsed)
+        uses = _DB_USE.findall(timing)
+        self.db_uses.append(len(uses))
+        # The token's database first, then the photo's: the last one named.
+        self.on_photo_shard.append(uses[1:].count(uses[-1]) if len(uses) > 1 else 0)
+        total = _TOTAL.search(timing)
+        if total is not None:
+            self.server_ms.append(float(total.group(1)))
 
 
-def _ms(values: list[float]) -> str:
-    return f"{percentile(values, 50) * 1000:.2f} ms / {percentile(values, 99) * 1000:.2f} ms"
+async def _warm(server: _Server, n: int, concurrency: int = 4) -> None:
+    paths = server.next_paths(n)
+
+    async def worker(mine: list[str]) -> None:
+        for path in mine:
+            await server.read(path, keep=False)
+
+    await asyncio.gather(*(worker(paths[i::concurrency]) for i in range(concurrency)))
+
+
+async def _measure_rounds(servers: list[_Server], rounds: int, batch: int) -> None:
+    order = random.Random(11)
+    gc.collect()
+    gc.disable()
+    try:
+        for _ in range(rounds):
+            for server in order.sample(servers, len(servers)):
+                for path in server.next_paths(batch):
+                    await server.read(path, keep=True)
+    finally:
+        gc.enable()
+
+
+def _ms(values: list[float], scale: float = 1000) -> str:
+    return f"{percentile(values, 50) * scale:.2f} ms / {percentile(values, 99) * scale:.2f} ms"
+
+
+def _photo_rows(server: _Server) -> list[Row]:
+    n = len(server.latencies)
+    return [
+        (f"{server.label}: photo by ID, uncached, p50 / p99 ({n:,} reads)", _ms(server.latencies)),
+        (
+            f"  {server.label}: the server's own time (Server-Timing total)",
+            _ms(server.server_ms, 1),
+        ),
+        (
+            f"  {server.label}: p50 / p99 of the first and of the second half of the rounds",
+            f"{_ms(server.latencies[: n // 2])}; {_ms(server.latencies[n // 2 :])}",
+        ),
+        (
+            f"  {server.label}: database uses per request (on the photo's shard)",
+            f"{sum(server.db_uses) / n:.2f} ({sum(server.on_photo_shard) / n:.2f})",
+        ),
+    ]
 
 
 async def _move_under_load(tmp: Path, dsns: list[str]) -> list[Row]:
@@ -182,46 +275,78 @@ async def run(opts: Options) -> list[Row]:
     scale = 10 if opts.quick else 1
     users, photos, likes = 20_000 // scale, 200_000 // scale, 1_000_000 // scale
     n = 50 if opts.quick else 300
+    warm, rounds, batch = (100, 30, 10) if opts.quick else (600, 300, 10)
+    baseline = os.environ.get("PICSHARE_BENCH_BASELINE")
+    # (label, shard count, checkout) of every server photo-by-ID is measured on.
+    configs: list[tuple[str, int, Path]] = [
+        ("1 shard", 1, ROOT),
+        ("1 shard, second server", 1, ROOT),
+        ("2 shards", 2, ROOT),
+        ("4 shards", 4, ROOT),
+    ]
+    if baseline:
+        configs += [
+            ("baseline, 1 shard", 1, Path(baseline)),
+            ("baseline, 4 shards", 4, Path(baseline)),
+        ]
+    per_server = warm + rounds * batch
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="picshare-bench-shards-") as tmp_name:
         tmp = Path(tmp_name)
-        for count in (1, 2, 4):
-            async with _databases(count) as dsns:
-                data = tmp / f"data-{count}"
+        async with contextlib.AsyncExitStack() as stack:
+            sites: dict[int, list[str]] = {}
+            samples: dict[int, tuple[str, list[int]]] = {}
+            for count in (1, 2, 4):
+                dsns = sites[count] = await stack.enter_async_context(_databases(count))
                 env = {**os.environ, "PICSHARE_SHARDS": ",".join(dsns), "PICSHARE_DATABASE_URL": ""}
-                seconds = await seed_site(data, env, users=users, photos=photos, likes=likes)
+                seconds = await seed_site(
+                    tmp / f"data-{count}", env, users=users, photos=photos, likes=likes
+                )
                 rows.append(
                     (
                         f"{count} shard(s): seed {photos:,} photos, {likes:,} likes",
                         f"{seconds:.1f} s",
                     )
                 )
-                heavy, sample = await _heaviest_and_photos(dsns, 2 * n)
-                # Half warm the server's connections to every shard (their
-                # prepared statements and PostgreSQL's per-backend caches,
-                # which four shards have four times of): what is measured on
-                # the other half is the routing, not a cold start per shard.
-                warm_ids, photo_ids = sample[:n], sample[n:]
-                server, base = picshare_server(
-                    data,
+                on_site = sum(1 for c in configs if c[1] == count)
+                samples[count] = await _heaviest_and_photos(dsns, on_site * per_server)
+
+            serving = await stack.enter_async_context(contextlib.AsyncExitStack())
+            servers: list[_Server] = []
+            for index, (label, count, root) in enumerate(configs):
+                process, base = picshare_server(
+                    tmp / f"serve-{index}",
                     env={
-                        "PICSHARE_SHARDS": ",".join(dsns),
+                        "PICSHARE_SHARDS": ",".join(sites[count]),
                         "PICSHARE_DATABASE_URL": "",
                         "PICSHARE_SERVER_ACCESS_LOG": "false",
                     },
+                    root=root,
                 )
-                async with server, aiohttp.ClientSession() as session:
-                    headers = await _login(session, base, heavy)
-                    feed = await _http_latencies(session, f"{base}/api/v1/feed", headers, n)
-                    await _latencies_of(
-                        session, base, [f"/api/v1/photos/{p}" for p in warm_ids], headers
-                    )
-                    by_id = await _latencies_of(
-                        session, base, [f"/api/v1/photos/{p}" for p in photo_ids], headers
-                    )
+                await serving.enter_async_context(process)
+                session = await serving.enter_async_context(aiohttp.ClientSession())
+                heavy, pool = samples[count]
+                samples[count] = (heavy, pool[per_server:])
+                headers = await _login(session, base, heavy)
+                servers.append(_Server(label, base, session, headers, pool[:per_server]))
+
+            say("  feed, one server per shard count")
+            for server, (label, count, root) in zip(servers, configs, strict=True):
+                if root != ROOT or label.endswith("second server"):
+                    continue
+                feed = await _http_latencies(
+                    server.session, f"{server.base}/api/v1/feed", server.headers, n
+                )
                 rows.append((f"{count} shard(s): feed (1,000 followed) p50 / p99", _ms(feed)))
-                rows.append((f"{count} shard(s): photo by ID, uncached, p50 / p99", _ms(by_id)))
-                if count == 2:
-                    say("  moving a logical shard under write load")
-                    rows += await _move_under_load(tmp, dsns)
+
+            say(f"  photo by ID: {warm} warming reads, then {rounds} rounds of {batch} per server")
+            for server in servers:
+                await _warm(server, warm)
+            await _measure_rounds(servers, rounds, batch)
+            for server in servers:
+                rows += _photo_rows(server)
+            await serving.aclose()  # the move below has the 2-shard site to itself
+
+            say("  moving a logical shard under write load")
+            rows += await _move_under_load(tmp, sites[2])
     return rows

@@ -24,7 +24,7 @@ one caller only (stampede protection, in the cache implementations).
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -48,6 +48,8 @@ _USER_FIELDS = (
     "following_count",
     "created_at",
 )
+# (the viewer likes the photo, the viewer follows its owner)
+ViewerFlags = tuple[bool, bool]
 _OWNER_FIELDS = ("owner_username", "owner_display_name", "owner_private", "liked_by_me")
 
 
@@ -101,30 +103,46 @@ class CachedReads:
 
     # -- reads ----------------------------------------------------------------
 
-    async def photo(self, photo_id: int) -> PhotoRecord | None:
-        """The photo with its owner's current fields; liked_by_me is False (per viewer).
-        The same record object while neither entry changes: callers never mutate it."""
+    async def photo(
+        self, photo_id: int, viewer_id: int | None = None
+    ) -> tuple[PhotoRecord | None, ViewerFlags | None]:
+        """The photo with its owner's current fields (liked_by_me False: it is
+        per viewer), and the viewer's flags when an entry this call had to read
+        from the database brought them in the same statement; None: ask them
+        (both entries were cached). The same record object while neither entry
+        changes: callers never mutate it."""
         key = f"photo:{photo_id}"
         # A hit in this process is answered without a coroutine (Cache.peek).
         raw = self._cache.peek(key)
+        read: list[tuple[PhotoRecord, bool]] = []
         if raw is None:
             raw = await self._raw(
                 key,
-                lambda: self._photo_row(photo_id),
+                lambda: self._photo_row(photo_id, viewer_id, read),
                 self._fresh(self._ttl.photo, self._db.of_id(photo_id)),
             )
         if raw == _NULL:
-            return None
+            return None, None
+        if read:
+            # This call's own statement (not another caller's, whose value it
+            # may have waited for) read the owner's fields and the viewer's
+            # flags with the row. `user:{id}` is not filled from them: read
+            # before that entry's lease, they could put back a profile whose
+            # change invalidated it meanwhile. The next read of this photo
+            # fills it, with the flags again (`_user_row`).
+            photo, follows = read[0]
+            return replace(photo, liked_by_me=False), (photo.liked_by_me, follows)
         owner_id = int(self._photos(raw)["owner_id"])
         owner = self._cache.peek(f"user:{owner_id}")
+        flags: list[ViewerFlags] = []
         if owner is None:
-            owner = await self._user_raw(owner_id)
+            owner = await self._user_raw(owner_id, viewer_id, photo_id, flags)
         if owner == _NULL:
-            return None
-        return self._joined((raw, owner))
+            return None, None
+        return self._joined((raw, owner)), (flags[0] if flags else None)
 
     async def user(self, user_id: int) -> UserRecord | None:
-        raw = await self._user_raw(user_id)
+        raw = await self._user_raw(user_id, None, 0, [])
         return None if raw == _NULL else self._users(raw)
 
     async def user_by_name(self, username: str) -> UserRecord | None:
@@ -186,10 +204,14 @@ class CachedReads:
 
     # -- sources ----------------------------------------------------------------
 
-    async def _user_raw(self, user_id: int) -> bytes:
+    async def _user_raw(
+        self, user_id: int, viewer_id: int | None, photo_id: int, flags: list[ViewerFlags]
+    ) -> bytes:
+        """The `user:{id}` entry; a signed-in viewer's flags on `photo_id` are
+        read with the row when it is missing and put in `flags`."""
         return await self._raw(
             f"user:{user_id}",
-            lambda: self._user_row(user_id),
+            lambda: self._user_row(user_id, viewer_id, photo_id, flags),
             self._fresh(self._ttl.profile, self._db.of_user(user_id)),
         )
 
@@ -218,18 +240,34 @@ class CachedReads:
             liked_by_me=False,
         )
 
-    async def _photo_row(self, photo_id: int) -> dict[str, Any] | None:
+    async def _photo_row(
+        self, photo_id: int, viewer_id: int | None, read: list[tuple[PhotoRecord, bool]]
+    ) -> dict[str, Any] | None:
         async with self._db.of_id(photo_id).read(PRIMARY) as conn:
-            photo = await photos_repo.photo_by_id(conn, photo_id)
-        if photo is None:
+            seen = await photos_repo.photo_seen_by(
+                conn, photo_id, viewer_id, likes_here=self._db.likes is None
+            )
+        if seen is None:
             return None
+        read.append(seen)
+        photo = seen[0]
         row = {k: v for k, v in asdict(photo).items() if k not in _OWNER_FIELDS}
         row["created_at"] = photo.created_at.isoformat()
         return row
 
-    async def _user_row(self, user_id: int) -> dict[str, Any] | None:
+    async def _user_row(
+        self, user_id: int, viewer_id: int | None, photo_id: int, flags: list[ViewerFlags]
+    ) -> dict[str, Any] | None:
         async with self._db.of_user(user_id).read(PRIMARY) as conn:
-            user = await users_repo.user_by_id(conn, user_id)
+            if viewer_id is None:
+                user = await users_repo.user_by_id(conn, user_id)
+            else:
+                seen = await users_repo.owner_seen_by(
+                    conn, user_id, viewer_id, photo_id, likes_here=self._db.likes is None
+                )
+                user = None if seen is None else seen[0]
+                if seen is not None:
+                    flags.append((seen[1], seen[2]))
         if user is None:
             return None
         row = {k: getattr(user, k) for k in _USER_FIELDS}

@@ -220,12 +220,24 @@ class PhotoService:
             raise Unprocessable(exc.message, field="file") from None
 
     async def get(self, photo_id: int, viewer_id: int | None) -> PhotoRecord:
-        """From the cache; the viewer's own flags from the database (one query)."""
-        photo = await self._cached.photo(photo_id)
+        """From the cache; the viewer's own flags from the database. One query
+        on the photo's shard whatever is cached: an entry that is missing is
+        read together with the flags (picshare/caching.py)."""
+        photo, flags = await self._cached.photo(photo_id, viewer_id)
         if photo is None:
             raise NotFound("no such photo")
         liked = follows = False
-        if viewer_id is not None and self._likes.here:
+        if flags is not None:
+            # Read with the entry that was missing (the like: false there
+            # where likes live apart, asked below).
+            liked, follows = flags
+            if (
+                viewer_id is not None
+                and not self._likes.here
+                and privacy.can_see_photo(photo, viewer_id, follows=follows)
+            ):
+                liked = await self._likes.liked(viewer_id, photo.id)
+        elif viewer_id is not None and self._likes.here:
             # Both on the photo's shard: its likes live there, and so does the
             # owner-side row of every follow of its owner.
             async with self._db.of_id(photo.id).read(read_your_writes(viewer_id)) as conn:

@@ -11,6 +11,7 @@ import functools
 from storage.db import Connection, sql_literal
 from storage.ids import shard_of
 from storage.records import ModerationState, PhotoRecord, PhotoStatus
+from storage.social_repo import follows_sql
 from storage.visibility import PUBLIC, VISIBLE
 
 # Whether the viewer ($1) likes the photo, asked beside it: only where likes
@@ -161,6 +162,25 @@ async def photo_by_id(conn: Connection, photo_id: int) -> PhotoRecord | None:
     """The photo whoever asks (jobs, ownership checks)."""
     row = await conn.fetchrow(_SELECT_ONE + "WHERE p.id = $2", None, photo_id)
     return None if row is None else PhotoRecord.from_row(row)
+
+
+# $1 viewer (or NULL), $2 photo: what a photo's detail needs when its cache
+# entry is missing, all from the photo's shard (the owner, the viewer's like
+# and the owner's side of a follow live there too).
+_SEEN_BY_SQL = (
+    f"SELECT {_COLUMNS}, {follows_sql('$1', 'p.owner_id')} AS follows "
+    "FROM photos p JOIN users u ON u.id = p.owner_id WHERE p.id = $2"
+)
+
+
+async def photo_seen_by(
+    conn: Connection, photo_id: int, viewer_id: int | None, *, likes_here: bool = True
+) -> tuple[PhotoRecord, bool] | None:
+    """The photo whoever asks (its `liked_by_me` the viewer's where likes are
+    here, else false), and whether the viewer follows its owner: one round
+    trip, for the privacy rule to decide on."""
+    row = await conn.fetchrow(list_sql(_SEEN_BY_SQL, likes_here), viewer_id, photo_id)
+    return None if row is None else (PhotoRecord.from_row(row), bool(row["follows"]))
 
 
 async def list_public(

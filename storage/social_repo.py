@@ -348,13 +348,25 @@ def mirror_payload(follower_id: int, followee_id: int) -> dict[str, Any]:
     return {"follower_id": follower_id, "followee_id": followee_id}
 
 
+def liked_sql(viewer: str, photo: str) -> str:
+    """The SQL of "the viewer likes the photo" (`viewer`, `photo`: SQL
+    expressions of their ids; NULL viewer: false), for statements that read
+    it beside other rows."""
+    return f"EXISTS (SELECT 1 FROM likes WHERE photo_id = {photo} AND user_id = {viewer})"
+
+
+def follows_sql(viewer: str, owner: str) -> str:
+    """The SQL of "the viewer follows the owner" (the owner's side of the
+    follow: it is on the owner's shard), as `liked_sql`."""
+    return f"EXISTS (SELECT 1 FROM follows WHERE follower_id = {viewer} AND followee_id = {owner})"
+
+
 async def viewer_flags(
     conn: Connection, viewer_id: int, photo_id: int, owner_id: int
 ) -> tuple[bool, bool]:
     """(the viewer likes the photo, the viewer follows its owner), in one round trip."""
     row = await conn.fetchrow(
-        "SELECT EXISTS (SELECT 1 FROM likes WHERE photo_id = $2 AND user_id = $1) AS liked, "
-        "EXISTS (SELECT 1 FROM follows WHERE follower_id = $1 AND followee_id = $3) AS follows",
+        f"SELECT {liked_sql('$1', '$2')} AS liked, {follows_sql('$1', '$3')} AS follows",
         viewer_id,
         photo_id,
         owner_id,

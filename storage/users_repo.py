@@ -10,6 +10,7 @@ import asyncpg
 from storage.db import Connection
 from storage.ids import shard_of
 from storage.records import UserRecord
+from storage.social_repo import follows_sql, liked_sql
 
 _USER_COLUMNS = (
     "id, username, email, password_hash, display_name, bio, private, settings, "
@@ -54,6 +55,25 @@ async def insert_user(
 async def user_by_id(conn: Connection, user_id: int) -> UserRecord | None:
     row = await conn.fetchrow(f"SELECT {_USER_COLUMNS} FROM users WHERE id = $1", user_id)
     return None if row is None else UserRecord.from_row(row)
+
+
+async def owner_seen_by(
+    conn: Connection, owner_id: int, viewer_id: int, photo_id: int, *, likes_here: bool = True
+) -> tuple[UserRecord, bool, bool] | None:
+    """A photo's owner, whether the viewer likes the photo (false where likes
+    are not here) and whether the viewer follows the owner: one round trip
+    on the owner's shard."""
+    liked = liked_sql("$2", "$3") if likes_here else "($3::bigint IS NULL AND false)"
+    row = await conn.fetchrow(
+        f"SELECT {_USER_COLUMNS}, {liked} AS liked, "
+        f"{follows_sql('$2', '$1')} AS follows FROM users WHERE id = $1",
+        owner_id,
+        viewer_id,
+        photo_id,
+    )
+    if row is None:
+        return None
+    return UserRecord.from_row(row), bool(row["liked"]), bool(row["follows"])
 
 
 async def users_by_ids(conn: Connection, user_ids: list[int]) -> list[UserRecord]:

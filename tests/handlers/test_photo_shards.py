@@ -136,6 +136,15 @@ async def test_a_like_and_comment_from_the_other_shard_land_on_the_photos_shard(
 
     seen = await (await client.get(f"/api/v1/photos/{photo_id}", headers=bearer(alice))).json()
     assert seen["liked_by_me"] is True and seen["comment_count"] == 1
+    # Whatever is cached (neither entry, the photo's alone, both), the photo's
+    # shard is asked once: a missing entry is read with the viewer's flags.
+    cached = client.app[keys.CACHED_READS]
+    await cached.photo_changed(photo_id)
+    await cached.users_changed(await _user_id(client, "nina"))
+    for _ in range(3):
+        resp = await client.get(f"/api/v1/photos/{photo_id}", headers=bearer(alice))
+        assert (await resp.json())["liked_by_me"] is True
+        assert _served(resp).count(SECOND) == 1, _served(resp)
     listed = await (await client.get(f"/api/v1/photos/{photo_id}/comments")).json()
     assert [c["text"] for c in listed["items"]] == ["hello"]
     # The comment found by its id alone, deleted by its author.
