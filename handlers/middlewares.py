@@ -29,10 +29,11 @@ from picshare.errors import DomainError, Forbidden, Unauthenticated
 from picshare.internal_token import HEADER as INTERNAL_HEADER
 from picshare.internal_token import InternalTokens, InvalidInternalToken
 from picshare.metrics import Metrics
-from picshare.ratelimit import Policies, Policy
+from picshare.ratelimit import Decision, Policies, Policy, RateLimiter
 from picshare.routing import RouteInfo, RouteTable
 from storage import scope as db_scope
 from storage.records import UserRecord
+from storage.shards import Shards
 
 __all__ = ["error_answer", "identify", "request_middleware", "security_headers", "wants_html"]
 
@@ -80,19 +81,22 @@ def request_middleware(
     """
     prefix = secrets.token_hex(6)
     counter = itertools.count(1)
-    observe = metrics.observe_request
     requests = metrics.requests
+    observe = requests.observe
     plans: dict[AbstractRoute, Plan] = {}
     cookie_name = auth.session_cookie
 
-    def plan_of(route: AbstractRoute, path: str) -> Plan:
+    def plan_of(route: AbstractRoute, request: web.Request) -> Plan:
+        app = request.app
+        databases = app.get(keys.DATABASES)
         info = table.get(route)
         if info is None:  # the router's 404 and 405: a new route object each time
-            return Plan(unmatched(path), None)
-        policy = None
-        if policies is not None and info.rate is not None:
-            policy = policies.of(info.rate)
-        plan = plans[route] = Plan(info, policy)
+            return Plan(unmatched(request.path), None, None, databases)
+        if policies is None or info.rate is None:
+            plan = Plan(info, None, None, databases)
+        else:
+            plan = Plan(info, policies.of(info.rate), app[keys.RATE_LIMITER], databases)
+        plans[route] = plan
         return plan
 
     @web.middleware
@@ -100,7 +104,7 @@ def request_middleware(
         route = request.match_info.route
         plan = plans.get(route)
         if plan is None:
-            plan = plan_of(route, request.path)
+            plan = plan_of(route, request)
         info = plan.info
         request[keys.ROUTE] = info
         request_headers = request.headers
@@ -136,14 +140,36 @@ def request_middleware(
                         renew = _anonymous(request, info)  # no database work, no coroutine
                     else:
                         renew, prechecked = await identify(request, info, auth, internal)
-                policy = plan.policy
-                if policy is not None and not prechecked:
-                    # Behind the gateway (prechecked), the gateway limited it already.
-                    response = await _limited(request, handler, plan, policy, metrics)
-                elif plan.idempotent and not prechecked:
-                    response = await idempotency.run(request, handler, info)
-                else:
-                    response = await handler(request)
+                # The rate limit of the route's class: every answer, success or
+                # error, carries its fields; a refusal is a 429 without the handler.
+                # Behind the gateway (prechecked), the gateway limited it already.
+                decision: Decision | None = None
+                limiter = plan.limiter
+                if limiter is not None and not prechecked:
+                    policy = plan.policy
+                    assert policy is not None  # set with the limiter
+                    decision = ratelimit.decide_now(request, limiter, policy, metrics)
+                    if decision is None:  # the shared store: a round trip
+                        decision = await ratelimit.decide(request, limiter, policy, metrics)
+                try:
+                    if decision is not None and not decision.allowed:
+                        raise ratelimit.refusal(decision)
+                    if plan.idempotent and not prechecked:
+                        response = await idempotency.run(request, handler, info)
+                    else:
+                        response = await handler(request)
+                except web.HTTPException as exc:  # redirects and the router's errors
+                    if decision is not None:
+                        ratelimit.set_headers(exc.headers, request[keys.RATELIMIT])
+                    raise
+                except DomainError as exc:
+                    if decision is None:
+                        raise
+                    # Rendered here rather than below, by the same code, so that
+                    # the error response can carry the limit's headers too.
+                    response = error_answer(request, exc)
+                if decision is not None and not response.prepared:
+                    ratelimit.set_headers(response.headers, request[keys.RATELIMIT])
                 if (
                     renew is not None
                     and not response.prepared
@@ -177,7 +203,7 @@ def request_middleware(
                 security_headers(headers)
                 if not scope.stale and status < 400:
                     # A cache hit while the primary is down is as stale as a replica's read.
-                    databases = request.app.get(keys.DATABASES)
+                    databases = plan.databases
                     scope.stale = databases is not None and databases.primary_down()
                 if scope.served or scope.stale or scope.partial:
                     _database_headers(request, headers, scope, wal_cookie_ttl)
@@ -200,42 +226,23 @@ def request_middleware(
 
 
 class Plan:
-    """What a route's requests go through, worked out on its first request."""
+    """What a route's requests go through, and the app's parts they use,
+    worked out on the route's first request (the app has started then)."""
 
-    __slots__ = ("idempotent", "info", "policy")
+    __slots__ = ("databases", "idempotent", "info", "limiter", "policy")
 
-    def __init__(self, info: RouteInfo, policy: Policy | None) -> None:
+    def __init__(
+        self,
+        info: RouteInfo,
+        policy: Policy | None,
+        limiter: RateLimiter | None,
+        databases: Shards | None,
+    ) -> None:
         self.info = info
-        self.policy = policy  # None: not limited (or limits are off)
+        self.policy = policy
+        self.limiter = limiter  # None: not limited (or limits are off)
         self.idempotent = info.idempotency != "none"
-
-
-async def _limited(
-    request: web.Request, handler: Handler, plan: Plan, policy: Policy, metrics: Metrics
-) -> web.StreamResponse:
-    """The handler under the route's rate limit: every answer, success or
-    error, carries the RateLimit fields; a refusal is a 429 without the handler.
-    Its own coroutine: only limited routes pay for it."""
-    decision = ratelimit.decide_now(request, policy, metrics)
-    if decision is None:  # the shared store: a round trip
-        decision = await ratelimit.decide(request, policy, metrics)
-    try:
-        if not decision.allowed:
-            raise ratelimit.refusal(decision)
-        if plan.idempotent:
-            response = await idempotency.run(request, handler, plan.info)
-        else:
-            response = await handler(request)
-    except web.HTTPException as exc:  # redirects and the router's errors
-        ratelimit.set_headers(exc.headers, request[keys.RATELIMIT])
-        raise
-    except DomainError as exc:
-        # Rendered here rather than further out, by the same code, so that the
-        # error response can carry the headers too.
-        response = error_answer(request, exc)
-    if not response.prepared:
-        ratelimit.set_headers(response.headers, request[keys.RATELIMIT])
-    return response
+        self.databases = databases
 
 
 def _server_timing(scope: db_scope.Scope, total: float) -> str:

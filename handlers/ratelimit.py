@@ -25,28 +25,32 @@ from multidict import CIMultiDict
 from picshare import keys
 from picshare.errors import RateLimited
 from picshare.metrics import Metrics
-from picshare.ratelimit import Decision, Policies, Policy, RateClass
+from picshare.ratelimit import Decision, Policies, Policy, RateClass, RateLimiter
 from storage.cache.memo import Memo
 
 __all__ = ["charge", "client_key", "decide", "decide_now", "limit_login", "refusal", "set_headers"]
 
 
-def decide_now(request: web.Request, policy: Policy, metrics: Metrics) -> Decision | None:
+def decide_now(
+    request: web.Request, limiter: RateLimiter, policy: Policy, metrics: Metrics
+) -> Decision | None:
     """The request's decision under its route's `policy`, when the limiter
     can take it at once (in this process: no coroutine); None, having
     counted nothing, when it is a round trip away (then `decide`). Log-in
     and sign-up go by IP even when signed in: they are about credentials."""
     key = client_key(request, by_user=policy.name != "login")
-    decision = request.app[keys.RATE_LIMITER].hit_now(key, policy)
+    decision = limiter.hit_now(key, policy)
     if decision is not None:
         metrics.count_decision(policy.name, _result(decision))
         request[keys.RATELIMIT] = decision  # the first of this request: the tightest yet
     return decision
 
 
-async def decide(request: web.Request, policy: Policy, metrics: Metrics) -> Decision:
+async def decide(
+    request: web.Request, limiter: RateLimiter, policy: Policy, metrics: Metrics
+) -> Decision:
     key = client_key(request, by_user=policy.name != "login")
-    decision = await request.app[keys.RATE_LIMITER].hit(key, policy)
+    decision = await limiter.hit(key, policy)
     metrics.count_decision(policy.name, _result(decision))
     request[keys.RATELIMIT] = decision
     return decision
