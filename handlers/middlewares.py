@@ -250,19 +250,22 @@ def _server_timing(scope: db_scope.Scope, total: float) -> str:
     `desc` names the database, as CONTRACT.md says), the cache's round trips
     with its hits and misses, rendering (JSON or a page), and the total until
     the answer's head. Browsers show it in their network panel."""
-    parts = [
-        f'db;desc="{label}";dur={seconds * 1000:.2f}'
-        for label, seconds in zip(scope.served, scope.db_seconds, strict=True)
-    ]
+    # Built as one string (no list and join): it is on every answer.
+    text = ""
+    if scope.served:
+        text = ", ".join(
+            f'db;desc="{label}";dur={seconds * 1000:.2f}'
+            for label, seconds in zip(scope.served, scope.db_seconds, strict=True)
+        )
+        text += ", "
     if scope.cache_hits or scope.cache_misses:
-        parts.append(
+        text += (
             f'cache;desc="hits={scope.cache_hits} misses={scope.cache_misses}";'
-            f"dur={scope.cache_seconds * 1000:.2f}"
+            f"dur={scope.cache_seconds * 1000:.2f}, "
         )
     if scope.render_seconds:
-        parts.append(f"render;dur={scope.render_seconds * 1000:.2f}")
-    parts.append(f"total;dur={total * 1000:.2f}")
-    return ", ".join(parts)
+        text += f"render;dur={scope.render_seconds * 1000:.2f}, "
+    return f"{text}total;dur={total * 1000:.2f}"
 
 
 def _database_headers(
