@@ -445,7 +445,7 @@ CSP = (
 
 
 def security_headers(headers: CIMultiDict[str]) -> None:
-    """Headers every answer carries, and pages more. Set by `observe_middleware`
+    """Headers every answer carries, and pages more. Set by `request_middleware`
     on what leaves the chain; a handler that prepares its own response (media)
     calls it first. (Not an on_response_prepare signal: that costs a coroutine
     per response.)"""
