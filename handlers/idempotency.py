@@ -1,4 +1,4 @@
-"""The Idempotency-Key layer (IETF httpapi draft), after authentication.
+"""The Idempotency-Key step (IETF httpapi draft), after authentication.
 
 For a signed-in user's unsafe API request carrying `Idempotency-Key`, the
 first request with a key runs and its answer is stored; a retry with the
@@ -28,13 +28,13 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
-from aiohttp.typedefs import Middleware
 
 from handlers import problems
-from handlers.middlewares import error_answer
+from handlers.error_answers import error_answer
 from picshare import keys
 from picshare.errors import DomainError, invalid
 from picshare.idempotency import HEADER, Answer, Claim, IdempotencyService, KeyInFlight
+from picshare.routing import RouteInfo
 
 log = logging.getLogger(__name__)
 
@@ -45,39 +45,35 @@ MAX_KEY = 255
 _HASH_INLINE = 64 * 1024
 
 
-def idempotency_middleware() -> Middleware:
-    @web.middleware
-    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        info = request[keys.ROUTE]
-        if info.idempotency == "none" or request.get(keys.PRECHECKED):
-            # Behind the gateway, which has done this for the request already.
-            return await handler(request)
-        user = request.get(keys.USER)
-        if user is None:
-            return await handler(request)  # anonymous: no scope for a key (see above)
-        key = request.headers.get(HEADER)
-        if key is None:
-            if info.idempotency == "required":
-                raise invalid(HEADER, "is required for this request")
-            return await handler(request)
-        check_key(key)
-        fingerprint = await fingerprint_of(request, with_body=not info.streamed_body)
-        service = request.app[keys.IDEMPOTENCY]
-        try:
-            outcome = await service.claim(user.id, key, fingerprint)
-        except KeyInFlight as exc:
-            return problems.problem(
-                409,
-                exc.detail,
-                field_errors=exc.errors,
-                headers={"Retry-After": str(exc.retry_after)},
-                instance=request.rel_url.raw_path,
-            )
-        if isinstance(outcome, Answer):
-            return replay(outcome)
-        return await _run_claimed(request, handler, service, outcome)
-
-    return middleware
+async def run(request: web.Request, handler: Handler, info: RouteInfo) -> web.StreamResponse:
+    """The handler of a route that takes a key (`info.idempotency` is not
+    "none"), under this layer. The request layer (handlers/middlewares.py)
+    calls it after authentication, and not behind the gateway, which has
+    done this for the request already."""
+    user = request.get(keys.USER)
+    if user is None:
+        return await handler(request)  # anonymous: no scope for a key (see above)
+    key = request.headers.get(HEADER)
+    if key is None:
+        if info.idempotency == "required":
+            raise invalid(HEADER, "is required for this request")
+        return await handler(request)
+    check_key(key)
+    fingerprint = await fingerprint_of(request, with_body=not info.streamed_body)
+    service = request.app[keys.IDEMPOTENCY]
+    try:
+        outcome = await service.claim(user.id, key, fingerprint)
+    except KeyInFlight as exc:
+        return problems.problem(
+            409,
+            exc.detail,
+            field_errors=exc.errors,
+            headers={"Retry-After": str(exc.retry_after)},
+            instance=request.rel_url.raw_path,
+        )
+    if isinstance(outcome, Answer):
+        return replay(outcome)
+    return await _run_claimed(request, handler, service, outcome)
 
 
 def check_key(key: str) -> None:

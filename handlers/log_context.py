@@ -1,9 +1,10 @@
 """The request id on every log line written while a request is handled.
 
-`observe_middleware` sets it for the request's task (tasks it starts inherit
-it); `RequestIdFormatter` appends ` request_id=<id>` to a line written
-under one, so a warning in a service can be found from the id the gateway
-and the client saw. Lines outside any request are left as they were.
+`request_middleware` (handlers/middlewares.py) sets it for the request's
+task (tasks it starts inherit it); `RequestIdFormatter` appends
+` request_id=<id>` to a line written under one, so a warning in a service
+can be found from the id the gateway and the client saw. Lines outside
+any request are left as they were.
 """
 
 from __future__ import annotations

@@ -1,11 +1,8 @@
-"""The middleware chain: observe (route, request id, metrics, errors) ->
-authentication (+ CSRF); handlers/proxies.py (before observe) and
-handlers/ratelimit.py (after authentication) add theirs when configured
-(app.py).
+"""The request layer (`request_middleware`): the one middleware of every
+role's app (handlers/proxies.py's goes before it when a trusted proxy is
+configured), and who is asking (`identify`).
 
-Every error of an API request leaves as RFC 9457 problem details, including
-the router's 404 and 405 and anything unexpected (a 500 with no traceback);
-a browser asking for HTML gets an error page instead.
+Errors leave as problem details or an error page (handlers/error_answers.py).
 """
 
 from __future__ import annotations
@@ -17,24 +14,28 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 
-import aiohttp_jinja2
 from aiohttp import web
+from aiohttp.hdrs import AUTHORIZATION, COOKIE
 from aiohttp.typedefs import Middleware
+from aiohttp.web_urldispatcher import AbstractRoute
 from multidict import CIMultiDict
 
-from handlers import log_context, problems, sessions
-from handlers.route_info import info_of
+from handlers import idempotency, log_context, ratelimit, sessions
+from handlers.error_answers import error_answer, wants_html
+from handlers.route_info import unmatched
 from picshare import keys
 from picshare.config import AuthSettings
-from picshare.errors import DomainError, Forbidden, Unauthenticated, Unavailable
+from picshare.errors import DomainError, Forbidden, Unauthenticated
 from picshare.internal_token import HEADER as INTERNAL_HEADER
 from picshare.internal_token import InternalTokens, InvalidInternalToken
 from picshare.metrics import Metrics
-from picshare.routing import RouteTable
+from picshare.ratelimit import Decision, Policies, Policy, RateLimiter
+from picshare.routing import RouteInfo, RouteTable
 from storage import scope as db_scope
-from storage.blobs import BlobStoreUnavailable
 from storage.records import UserRecord
-from storage.router import DatabaseUnavailable, ShardMoving
+from storage.shards import Shards
+
+__all__ = ["error_answer", "identify", "request_middleware", "security_headers", "wants_html"]
 
 log = logging.getLogger(__name__)
 
@@ -51,29 +52,63 @@ _SHARD_NAME = re.compile(r"^shard-[0-9]{1,3}$")
 _MAX_POSITIONS = 64
 
 
-def wants_html(request: web.Request) -> bool:
-    """A browser on a page route: errors render as an HTML page, not problem+json."""
-    return request[keys.ROUTE].html_errors and "text/html" in request.headers.get("Accept", "")
+def request_middleware(
+    table: RouteTable,
+    metrics: Metrics,
+    *,
+    auth: AuthSettings,
+    internal: InternalTokens | None = None,
+    policies: Policies | None = None,
+    wal_cookie_ttl: int,
+) -> Middleware:
+    """The one layer every request passes (handlers/proxies.py's, when
+    configured, goes before it). In order: the route's metadata, a request
+    id, the storage router's scope (which databases served: `Server-Timing`;
+    read while the primary was down: `PicShare-Stale`; the browser's WAL
+    cookie) and the metrics; who is asking (`identify`); the rate limit of
+    the route's class (handlers/ratelimit.py, with `policies`: None when
+    limits are off); Idempotency-Key (handlers/idempotency.py) on the routes
+    that take one; the handler.
 
-
-def observe_middleware(table: RouteTable, metrics: Metrics, *, wal_cookie_ttl: int) -> Middleware:
-    """The outermost layer: the route's metadata, a request id, the metrics,
-    and the storage router's scope (which databases served: `Server-Timing`;
-    read while the primary was down: `PicShare-Stale`; the browser's WAL cookie).
+    One layer rather than four: aiohttp wraps each middleware in a call and
+    a coroutine of its own per request, and each asked again per request
+    what the route table had said once. Each route's `Plan` is worked out
+    on its first request from the table and kept; a step a route does not
+    need costs it a flag test.
 
     Request ids are a random prefix, made once per app (so per process, after
     any fork), and a counter: unique without a uuid4 per request.
     """
     prefix = secrets.token_hex(6)
     counter = itertools.count(1)
-    observe = metrics.observe_request
     requests = metrics.requests
+    observe = requests.observe
+    plans: dict[AbstractRoute, Plan] = {}
+    cookie_name = auth.session_cookie
+
+    def plan_of(route: AbstractRoute, request: web.Request) -> Plan:
+        app = request.app
+        databases = app.get(keys.DATABASES)
+        info = table.get(route)
+        if info is None:  # the router's 404 and 405: a new route object each time
+            return Plan(unmatched(request.path), None, None, databases)
+        if policies is None or info.rate is None:
+            plan = Plan(info, None, None, databases)
+        else:
+            plan = Plan(info, policies.of(info.rate), app[keys.RATE_LIMITER], databases)
+        plans[route] = plan
+        return plan
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        info = info_of(table, request.match_info, request.path)
+        route = request.match_info.route
+        plan = plans.get(route)
+        if plan is None:
+            plan = plan_of(route, request)
+        info = plan.info
         request[keys.ROUTE] = info
-        incoming = request.headers.get("X-Request-ID")
+        request_headers = request.headers
+        incoming = request_headers.get("X-Request-ID")
         request_id = (
             incoming
             if incoming is not None and _REQUEST_ID.match(incoming)
@@ -82,7 +117,8 @@ def observe_middleware(table: RouteTable, metrics: Metrics, *, wal_cookie_ttl: i
         request[keys.REQUEST_ID] = request_id
         # For this request's log lines (reset after: a connection's task serves many).
         logged_as = log_context.REQUEST_ID.set(request_id)
-        wal = request.cookies.get(WAL_COOKIE)
+        has_cookies = COOKIE in request_headers
+        wal = request.cookies.get(WAL_COOKIE) if has_cookies else None
         scope = db_scope.open_scope(_positions(wal) if wal else None)
         started = time.perf_counter()
         status = 500
@@ -91,7 +127,61 @@ def observe_middleware(table: RouteTable, metrics: Metrics, *, wal_cookie_ttl: i
             # Errors are answered here too (one frame less than a layer of
             # their own): problem details, or an error page for browsers.
             try:
-                response = await handler(request)
+                renew: sessions.Session | None = None
+                prechecked = False
+                if info.credentials:
+                    # Probes, static files and media skip this: nobody's identity
+                    # is needed (private media carry their own signature).
+                    if (
+                        internal is None
+                        and not has_cookies
+                        and AUTHORIZATION not in request_headers
+                    ):
+                        renew = _anonymous(request, info)  # no database work, no coroutine
+                    else:
+                        renew, prechecked = await identify(request, info, auth, internal)
+                # The rate limit of the route's class: every answer, success or
+                # error, carries its fields; a refusal is a 429 without the handler.
+                # Behind the gateway (prechecked), the gateway limited it already.
+                decision: Decision | None = None
+                limiter = plan.limiter
+                if limiter is not None and not prechecked:
+                    policy = plan.policy
+                    assert policy is not None  # set with the limiter
+                    decision = ratelimit.decide_now(request, limiter, policy, metrics)
+                    if decision is None:  # the shared store: a round trip
+                        decision = await ratelimit.decide(request, limiter, policy, metrics)
+                try:
+                    if decision is not None and not decision.allowed:
+                        raise ratelimit.refusal(decision)
+                    if plan.idempotent and not prechecked:
+                        response = await idempotency.run(request, handler, info)
+                    else:
+                        response = await handler(request)
+                except web.HTTPException as exc:  # redirects and the router's errors
+                    if decision is not None:
+                        ratelimit.set_headers(exc.headers, request[keys.RATELIMIT])
+                    raise
+                except DomainError as exc:
+                    if decision is None:
+                        raise
+                    # Rendered here rather than below, by the same code, so that
+                    # the error response can carry the limit's headers too.
+                    response = error_answer(request, exc)
+                if decision is not None and not response.prepared:
+                    ratelimit.set_headers(response.headers, request[keys.RATELIMIT])
+                if (
+                    renew is not None
+                    and not response.prepared
+                    and not _sets_cookie(response, cookie_name)
+                ):
+                    sessions.set_cookie(
+                        response,
+                        renew,
+                        secret=request.app[keys.SECRET_KEY],
+                        auth=auth,
+                        secure=request.secure,
+                    )
             except web.HTTPException as exc:
                 if exc.status < 400:  # redirects and 304s are answers, not errors
                     status = exc.status
@@ -113,7 +203,7 @@ def observe_middleware(table: RouteTable, metrics: Metrics, *, wal_cookie_ttl: i
                 security_headers(headers)
                 if not scope.stale and status < 400:
                     # A cache hit while the primary is down is as stale as a replica's read.
-                    databases = request.app.get(keys.DATABASES)
+                    databases = plan.databases
                     scope.stale = databases is not None and databases.primary_down()
                 if scope.served or scope.stale or scope.partial:
                     _database_headers(request, headers, scope, wal_cookie_ttl)
@@ -135,24 +225,47 @@ def observe_middleware(table: RouteTable, metrics: Metrics, *, wal_cookie_ttl: i
     return middleware
 
 
+class Plan:
+    """What a route's requests go through, and the app's parts they use,
+    worked out on the route's first request (the app has started then)."""
+
+    __slots__ = ("databases", "idempotent", "info", "limiter", "policy")
+
+    def __init__(
+        self,
+        info: RouteInfo,
+        policy: Policy | None,
+        limiter: RateLimiter | None,
+        databases: Shards | None,
+    ) -> None:
+        self.info = info
+        self.policy = policy
+        self.limiter = limiter  # None: not limited (or limits are off)
+        self.idempotent = info.idempotency != "none"
+        self.databases = databases
+
+
 def _server_timing(scope: db_scope.Scope, total: float) -> str:
     """Where the request's time went, in milliseconds: each database use (its
     `desc` names the database, as CONTRACT.md says), the cache's round trips
     with its hits and misses, rendering (JSON or a page), and the total until
     the answer's head. Browsers show it in their network panel."""
-    parts = [
-        f'db;desc="{label}";dur={seconds * 1000:.2f}'
-        for label, seconds in zip(scope.served, scope.db_seconds, strict=True)
-    ]
+    # Built as one string (no list and join): it is on every answer.
+    text = ""
+    if scope.served:
+        text = ", ".join(
+            f'db;desc="{label}";dur={seconds * 1000:.2f}'
+            for label, seconds in zip(scope.served, scope.db_seconds, strict=True)
+        )
+        text += ", "
     if scope.cache_hits or scope.cache_misses:
-        parts.append(
+        text += (
             f'cache;desc="hits={scope.cache_hits} misses={scope.cache_misses}";'
-            f"dur={scope.cache_seconds * 1000:.2f}"
+            f"dur={scope.cache_seconds * 1000:.2f}, "
         )
     if scope.render_seconds:
-        parts.append(f"render;dur={scope.render_seconds * 1000:.2f}")
-    parts.append(f"total;dur={total * 1000:.2f}")
-    return ", ".join(parts)
+        text += f"render;dur={scope.render_seconds * 1000:.2f}, "
+    return f"{text}total;dur={total * 1000:.2f}"
 
 
 def _database_headers(
@@ -197,154 +310,84 @@ def _cookie_value(positions: dict[str, int]) -> str:
     return "|".join(f"{name}:{lsn:x}" for name, lsn in sorted(positions.items()) if name)
 
 
-def error_answer(request: web.Request, exc: Exception) -> web.StreamResponse:
-    """The answer to an error a handler raised. Call it in the `except` block
-    (an unexpected error is logged with its traceback)."""
-    if isinstance(exc, DomainError):
-        return _error_response(request, problems.status_of(exc), exc)
-    if isinstance(exc, DatabaseUnavailable):
-        log.warning("%s %s: %s", request.method, request.path, exc)
-        down = Unavailable(
-            "This data is moving to another database; try again in a moment."
-            if isinstance(exc, ShardMoving)
-            else "The database is unavailable for a moment; try again shortly."
-        )
-        return _error_response(request, 503, down)
-    if isinstance(exc, BlobStoreUnavailable):
-        log.warning("%s %s: %s", request.method, request.path, exc)
-        return _error_response(
-            request, 503, Unavailable("The photo store is unavailable; try again shortly.")
-        )
-    if isinstance(exc, web.HTTPException):
-        return _http_error(request, exc)
-    log.exception("unhandled error in %s %s", request.method, request.path)
-    return _render(request, 500, "Something went wrong on our side; it has been logged.")
+def _anonymous(request: web.Request, info: RouteInfo) -> sessions.Session | None:
+    """`identify` for a request with no credential at all: no database work.
+    A browser on a page gets a new session (its cookie is the CSRF secret of
+    the log-in and sign-up forms); API clients are left cookie-free."""
+    request[keys.USER] = None
+    if info.api:
+        return None
+    session = sessions.new_session()
+    request[keys.CSRF_TOKEN] = session.csrf
+    return session
 
 
-def _http_error(request: web.Request, exc: web.HTTPException) -> web.StreamResponse:
-    detail = {
-        404: "There is nothing at this address.",
-        405: f"{request.method} is not allowed here.",
-        413: "The request body is too large.",
-    }.get(exc.status, exc.reason)
-    response = _render(request, exc.status, detail)
-    for name in ("Allow", "Retry-After", "WWW-Authenticate"):
-        if name in exc.headers:
-            response.headers[name] = exc.headers[name]
-    return response
-
-
-def _error_response(request: web.Request, status: int, exc: DomainError) -> web.StreamResponse:
-    if wants_html(request):
-        return _render(request, status, exc.detail)
-    return problems.from_domain(exc, instance=request.rel_url.raw_path)
-
-
-def _render(request: web.Request, status: int, detail: str) -> web.StreamResponse:
-    if wants_html(request):
-        return aiohttp_jinja2.render_template(
-            "error.html",
-            request,
-            {
-                "request": request,
-                "me": request.get(keys.USER),
-                "csrf_token": request.get(keys.CSRF_TOKEN, ""),
-                "status": status,
-                "title": problems.title_of(status),
-                "detail": detail,
-            },
-            status=status,
-        )
-    return problems.problem(status, detail, instance=request.rel_url.raw_path)
-
-
-def auth_middleware(auth: AuthSettings, internal: InternalTokens | None = None) -> Middleware:
+async def identify(
+    request: web.Request, info: RouteInfo, auth: AuthSettings, internal: InternalTokens | None
+) -> tuple[sessions.Session | None, bool]:
     """Find who is asking: a bearer token, else the session cookie.
 
     With `internal` (a service behind the gateway), only the gateway's
-    internal token says who is asking (`_from_gateway`)."""
+    internal token says who is asking (`_from_gateway`). Returns the session
+    whose cookie the answer must (re)send (new, or found stale), and whether
+    the gateway has already limited the request and checked its key."""
+    app = request.app
+    users = app[keys.USERS]
     cookie_name = auth.session_cookie
-
-    @web.middleware
-    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        info = request[keys.ROUTE]
-        if not info.credentials:
-            # Probes, static files and media: nobody's identity is needed (private
-            # media carry their own signature), and no database work per request.
-            return await handler(request)
-        app = request.app
-        users = app[keys.USERS]
-        session: sessions.Session | None = None
-        stale = False
-        user: UserRecord | None = None
-        authorization = request.headers.get("Authorization", "")
-        if internal is not None:
-            session, stale = await _from_gateway(request, internal, cookie_name)
-            user = request.get(keys.USER)  # set there when the gateway named one
-        elif authorization:
-            scheme, _, token = authorization.partition(" ")
-            if scheme.lower() != "bearer" or not token.strip() or not token.isascii():
-                raise Unauthenticated("the Authorization header must be 'Bearer <token>'")
-            user = await users.authenticate(token.strip(), "api")
-            if user is None:
-                raise Unauthenticated("the token is unknown, expired or revoked")
-            request[keys.AUTH_KIND] = "bearer"
-            request[keys.CREDENTIAL] = token.strip()
-        else:
-            raw = request.cookies.get(cookie_name)
-            session = sessions.unsign(raw, app[keys.SECRET_KEY]) if raw else None
-            if session is not None and session.sid is not None:
-                user = await users.authenticate(session.sid, "session")
-                if user is not None:
-                    request[keys.AUTH_KIND] = "session"
-                    request[keys.CREDENTIAL] = session.sid
-                else:
-                    # Expired or revoked: keep the CSRF secret (open forms still
-                    # work), drop the session id, and send the cookie again.
-                    session = sessions.Session(None, session.csrf)
-                    stale = True
-            if (
-                user is not None
-                and info.api
-                and request.method in UNSAFE
-                and session is not None
-                and not sessions.csrf_matches(
-                    session.csrf, request.headers.get(sessions.CSRF_HEADER)
-                )
-            ):
-                raise Forbidden(
-                    f"cookie-authenticated requests must send the {sessions.CSRF_HEADER} header",
-                    field=sessions.CSRF_HEADER,
-                )
-        request[keys.USER] = user
-        # Anonymous browsers get a cookie (for the CSRF token of the login and
-        # sign-up forms); API clients and media requests are left cookie-free.
-        fresh = session is None and not authorization and not info.api
-        if fresh:
-            session = sessions.new_session()
-        if session is not None:
-            request[keys.CSRF_TOKEN] = session.csrf
-        if user is not None:
-            scope = db_scope.current()
-            if scope is not None:
-                scope.actor = user.id  # whose writes the storage router remembers
-        response = await handler(request)
+    session: sessions.Session | None = None
+    stale = False
+    user: UserRecord | None = None
+    authorization = request.headers.get(AUTHORIZATION, "")
+    if internal is not None:
+        session, stale = await _from_gateway(request, internal, cookie_name)
+        user = request.get(keys.USER)  # set there when the gateway named one
+    elif authorization:
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip() or not token.isascii():
+            raise Unauthenticated("the Authorization header must be 'Bearer <token>'")
+        user = await users.authenticate(token.strip(), "api")
+        if user is None:
+            raise Unauthenticated("the token is unknown, expired or revoked")
+        request[keys.AUTH_KIND] = "bearer"
+        request[keys.CREDENTIAL] = token.strip()
+    else:
+        raw = request.cookies.get(cookie_name)
+        session = sessions.unsign(raw, app[keys.SECRET_KEY]) if raw else None
+        if session is not None and session.sid is not None:
+            user = await users.authenticate(session.sid, "session")
+            if user is not None:
+                request[keys.AUTH_KIND] = "session"
+                request[keys.CREDENTIAL] = session.sid
+            else:
+                # Expired or revoked: keep the CSRF secret (open forms still
+                # work), drop the session id, and send the cookie again.
+                session = sessions.Session(None, session.csrf)
+                stale = True
         if (
-            (fresh or stale)
+            user is not None
+            and info.api
+            and request.method in UNSAFE
             and session is not None
-            and not response.prepared
-            and not _sets_cookie(response, cookie_name)
+            and not sessions.csrf_matches(session.csrf, request.headers.get(sessions.CSRF_HEADER))
         ):
-            sessions.set_cookie(
-                response,
-                session,
-                secret=app[keys.SECRET_KEY],
-                auth=auth,
-                secure=request.secure,
+            raise Forbidden(
+                f"cookie-authenticated requests must send the {sessions.CSRF_HEADER} header",
+                field=sessions.CSRF_HEADER,
             )
-        return response
-
-    return middleware
+    request[keys.USER] = user
+    # Anonymous browsers get a cookie (for the CSRF token of the login and
+    # sign-up forms); API clients and media requests are left cookie-free.
+    fresh = session is None and not authorization and not info.api
+    if fresh:
+        session = sessions.new_session()
+    if session is not None:
+        request[keys.CSRF_TOKEN] = session.csrf
+    if user is not None:
+        scope = db_scope.current()
+        if scope is not None:
+            scope.actor = user.id  # whose writes the storage router remembers
+    prechecked = internal is not None and request.get(keys.PRECHECKED, False)
+    return (session if fresh or stale else None), prechecked
 
 
 async def _from_gateway(
@@ -402,7 +445,7 @@ CSP = (
 
 
 def security_headers(headers: CIMultiDict[str]) -> None:
-    """Headers every answer carries, and pages more. Set by `observe_middleware`
+    """Headers every answer carries, and pages more. Set by `request_middleware`
     on what leaves the chain; a handler that prepares its own response (media)
     calls it first. (Not an on_response_prepare signal: that costs a coroutine
     per response.)"""

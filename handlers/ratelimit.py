@@ -1,6 +1,7 @@
-"""Rate limits on HTTP: the middleware, the log-in check, and the headers.
+"""Rate limits on HTTP: each request's decision (taken by the request layer,
+handlers/middlewares.py), the log-in check, and the headers.
 
-The middleware runs after authentication, so a signed-in user is limited by
+The decision is taken after authentication, so a signed-in user is limited by
 their id wherever they connect from, and anyone else by client IP (as the
 trusted-proxy middleware rewrote it; an IPv6 client by its /64, which one
 subscriber usually holds whole). Log-in and sign-up go by client IP, and
@@ -17,62 +18,42 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import unicodedata
-from collections.abc import Awaitable, Callable
 
 from aiohttp import web
-from aiohttp.typedefs import Middleware
 from multidict import CIMultiDict
 
-from handlers import middlewares
 from picshare import keys
-from picshare.errors import DomainError, RateLimited
+from picshare.errors import RateLimited
 from picshare.metrics import Metrics
-from picshare.ratelimit import Decision, Policies, Policy, RateClass
+from picshare.ratelimit import Decision, Policies, Policy, RateClass, RateLimiter
 from storage.cache.memo import Memo
 
-__all__ = ["charge", "client_key", "limit_login", "ratelimit_middleware", "set_headers"]
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+__all__ = ["charge", "client_key", "decide", "decide_now", "limit_login", "refusal", "set_headers"]
 
 
-def ratelimit_middleware(policies: Policies, metrics: Metrics) -> Middleware:
-    """Built only when limits are on; each route's policy is its class's, which
-    the route table gave (request[keys.ROUTE])."""
-    by_class: dict[RateClass, Policy] = {
-        rate: policies.of(rate) for rate in ("uploads", "login", "writes", "reads")
-    }
-
-    @web.middleware
-    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        rate = request[keys.ROUTE].rate
-        if rate is None or request.get(keys.PRECHECKED):
-            # Behind the gateway, which has limited this request already.
-            return await handler(request)
-        policy = by_class[rate]
-        # Log-in and sign-up go by IP even when signed in: they are about credentials.
-        key = client_key(request, by_user=rate != "login")
-        limiter = request.app[keys.RATE_LIMITER]
-        decision = limiter.hit_now(key, policy)
-        if decision is None:
-            decision = await limiter.hit(key, policy)
+def decide_now(
+    request: web.Request, limiter: RateLimiter, policy: Policy, metrics: Metrics
+) -> Decision | None:
+    """The request's decision under its route's `policy`, when the limiter
+    can take it at once (in this process: no coroutine); None, having
+    counted nothing, when it is a round trip away (then `decide`). Log-in
+    and sign-up go by IP even when signed in: they are about credentials."""
+    key = client_key(request, by_user=policy.name != "login")
+    decision = limiter.hit_now(key, policy)
+    if decision is not None:
         metrics.count_decision(policy.name, _result(decision))
         request[keys.RATELIMIT] = decision  # the first of this request: the tightest yet
-        try:
-            if not decision.allowed:
-                raise _refusal(decision)
-            response = await handler(request)
-        except web.HTTPException as exc:  # redirects and the router's errors
-            set_headers(exc.headers, request[keys.RATELIMIT])
-            raise
-        except DomainError as exc:
-            # Rendered here rather than further out, by the same code, so that the
-            # error response can carry the headers too.
-            response = middlewares.error_answer(request, exc)
-        if not response.prepared:
-            set_headers(response.headers, request[keys.RATELIMIT])
-        return response
+    return decision
 
-    return middleware
+
+async def decide(
+    request: web.Request, limiter: RateLimiter, policy: Policy, metrics: Metrics
+) -> Decision:
+    key = client_key(request, by_user=policy.name != "login")
+    decision = await limiter.hit(key, policy)
+    metrics.count_decision(policy.name, _result(decision))
+    request[keys.RATELIMIT] = decision
+    return decision
 
 
 async def limit_login(request: web.Request, username: object) -> None:
@@ -89,7 +70,7 @@ async def limit_login(request: web.Request, username: object) -> None:
     digest = hashlib.blake2b(name.encode(), digest_size=16).hexdigest()
     decision = await _hit(request, Policies.from_settings(settings).login, f"name:{digest}")
     if not decision.allowed:
-        raise _refusal(decision)
+        raise refusal(decision)
 
 
 async def charge(request: web.Request, times: int, rate: RateClass | None = None) -> None:
@@ -117,7 +98,7 @@ async def charge(request: web.Request, times: int, rate: RateClass | None = None
     for _ in range(times):
         hit = await _hit(request, policy, key)
         if not hit.allowed:
-            raise _refusal(hit)
+            raise refusal(hit)
 
 
 def client_key(request: web.Request, *, by_user: bool = True) -> str:
@@ -172,7 +153,7 @@ def _tighter(a: Decision, b: Decision) -> bool:
     return (a.allowed, a.remaining, -a.reset_us) < (b.allowed, b.remaining, -b.reset_us)
 
 
-def _refusal(decision: Decision) -> RateLimited:
+def refusal(decision: Decision) -> RateLimited:
     policy = decision.policy
     wait = decision.retry_after
     return RateLimited(

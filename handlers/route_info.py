@@ -11,13 +11,12 @@ their path, since no route can speak for them.
 
 from __future__ import annotations
 
-from aiohttp.abc import AbstractMatchInfo
 from aiohttp.web_urldispatcher import AbstractResource, AbstractRoute
 
 from picshare.ratelimit.policies import RateClass
 from picshare.routing import Idempotency, RouteInfo, RouteTable
 
-__all__ = ["RouteInfo", "RouteTable", "info_of", "register", "register_static", "unmatched"]
+__all__ = ["RouteInfo", "RouteTable", "register", "register_static", "unmatched"]
 
 READ_METHODS = frozenset({"GET", "HEAD"})
 
@@ -81,9 +80,3 @@ def unmatched(path: str) -> RouteInfo:
     if path.startswith(("/media/", "/static/")):
         return _UNMATCHED_MEDIA
     return _UNMATCHED_PAGE
-
-
-def info_of(table: RouteTable, match_info: AbstractMatchInfo, path: str) -> RouteInfo:
-    route = match_info.route  # type: ignore[attr-defined]
-    info = table.get(route)
-    return info if info is not None else unmatched(path)

@@ -26,9 +26,7 @@ from redis.backoff import NoBackoff
 
 from handlers import gateway as gateway_http
 from handlers import middlewares
-from handlers.idempotency import idempotency_middleware
 from handlers.proxies import forwarded_middleware
-from handlers.ratelimit import ratelimit_middleware
 from handlers.routes import Handler, Route, setup_routes, static_files
 from handlers.static_files import StaticFiles
 from handlers.template_filters import blurhash_color
@@ -164,25 +162,26 @@ def _bare_app(settings: Settings) -> tuple[web.Application, RouteTable, jinja2.E
 
 
 def _middlewares(settings: Settings, routes: RouteTable, metrics: Metrics) -> list[Middleware]:
-    """The chain, outermost first. Layers that would do nothing with these
-    settings (no trusted proxy, limits off) are left out rather than asked
-    per request."""
+    """The chain, outermost first: the trusted-proxy layer when configured
+    (it would do nothing otherwise), then the request layer, which runs
+    each route's steps (handlers/middlewares.py)."""
     chain: list[Middleware] = []
     if settings.server.trusted_proxies:
         # First, so every later layer (error pages included) sees the client's
         # address and scheme on the one request object they all share.
         chain.append(forwarded_middleware(settings.server.trusted_proxies))
-    internal = _internal_tokens(settings) if _behind_gateway(settings) else None
-    chain += [
-        middlewares.observe_middleware(
-            routes, metrics, wal_cookie_ttl=int(settings.database.read_your_writes_ttl)
-        ),
-        middlewares.auth_middleware(settings.auth, internal),
-    ]
-    if settings.ratelimit.enabled:
-        chain.append(ratelimit_middleware(Policies.from_settings(settings.ratelimit), metrics))
-    # Last: it needs the user, and a rate-limited request should not claim a key.
-    chain.append(idempotency_middleware())
+    chain.append(
+        middlewares.request_middleware(
+            routes,
+            metrics,
+            auth=settings.auth,
+            internal=_internal_tokens(settings) if _behind_gateway(settings) else None,
+            policies=(
+                Policies.from_settings(settings.ratelimit) if settings.ratelimit.enabled else None
+            ),
+            wal_cookie_ttl=int(settings.database.read_your_writes_ttl),
+        )
+    )
     return chain
 
 
