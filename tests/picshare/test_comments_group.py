@@ -7,12 +7,10 @@ photo's comments go by a job; nothing is written where the photos live."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
 
@@ -21,7 +19,8 @@ from picshare.app import create_app
 from picshare.jobs import JobRunner
 from storage.table_groups import EVERY_DATABASE, TABLES
 from tests import imaging
-from tests.conftest import AiohttpClient, bearer, make_settings, signup, upload_ready
+from tests.conftest import AiohttpClient, bearer, signup, upload_ready
+from tests.groups_apart import count, empty_database, settings_apart, until
 from tests.harness import PostgresForTests, tables_of
 
 Client = TestClient[Any, Any]
@@ -29,10 +28,8 @@ Client = TestClient[Any, Any]
 
 @pytest.fixture
 async def comments_url(postgres: PostgresForTests) -> AsyncIterator[str]:
-    """An empty database (not the suite's migrated template)."""
-    name = "picshare_comments_apart"
-    yield await postgres.create_empty_database(name)
-    await postgres.drop_database(name)
+    async with empty_database(postgres, "comments") as url:
+        yield url
 
 
 @pytest.fixture
@@ -44,29 +41,9 @@ async def client(
     aiohttp_client: AiohttpClient,
 ) -> Client:
     """An app whose comments live in `comments_url`."""
-    settings = make_settings(tmp_path / "data", database_url)
-    settings = settings.replace(
-        database={"group_comments_url": comments_url, "url": settings.database.url}
-    )
+    settings = settings_apart(tmp_path / "data", database_url, "comments", comments_url)
     made: Client = await aiohttp_client(create_app(settings, media_pool=media_pool))
     return made
-
-
-async def _until(check: Callable[[], Any], want: Any) -> Any:
-    """What `check()` returns once it is `want` (a job's work), or fail after 10 s."""
-    got = None
-    async with asyncio.timeout(10):
-        while (got := await check()) != want:
-            await asyncio.sleep(0.05)
-    return got
-
-
-async def _count(url: str, sql: str) -> int:
-    conn = await asyncpg.connect(url)
-    try:
-        return int(await conn.fetchval(sql))
-    finally:
-        await conn.close()
 
 
 FEED_COMMENTS = (
@@ -103,8 +80,8 @@ async def test_comments_in_their_own_database(client: Client, comments_url: str)
         return [n["kind"] for n in (await resp.json())["items"]]
 
     assert await listed() == ["again", "lovely"]  # at once: the comments' own database
-    assert await _until(counted, 2) == 2  # by the count jobs
-    assert await _until(kinds, ["comment", "comment", "follow"])
+    assert await until(counted, 2) == 2  # by the count jobs
+    assert await until(kinds, ["comment", "comment", "follow"])
 
     # A new display name reaches the comments' copies (a job).
     renamed = await client.patch("/api/v1/me", json={"display_name": "Fan"}, headers=bearer(fan))
@@ -120,14 +97,14 @@ async def test_comments_in_their_own_database(client: Client, comments_url: str)
             [e["node"]["user"]["displayName"] for e in node["comments"]["edges"]],
         ]
 
-    assert await _until(feed, [2, ["Fan", "Fan"]])
+    assert await until(feed, [2, ["Fan", "Fan"]])
 
     # Deleting one: the count and its notification follow.
     gone = await client.delete(f"/api/v1/comments/{first['id']}", headers=bearer(star))
     assert gone.status == 204
     assert await listed() == ["again"]
-    assert await _until(counted, 1) == 1
-    assert await _until(kinds, ["comment", "follow"])
+    assert await until(counted, 1) == 1
+    assert await until(kinds, ["comment", "follow"])
 
     assert await tables_of(comments_url) == TABLES["comments"] | EVERY_DATABASE
     for db in shards.physical:
@@ -138,9 +115,9 @@ async def test_comments_in_their_own_database(client: Client, comments_url: str)
     assert (await client.delete(path, headers=bearer(star))).status == 204
 
     async def left() -> int:
-        return await _count(comments_url, "SELECT count(*) FROM comments")
+        return await count(comments_url, "SELECT count(*) FROM comments")
 
-    assert await _until(left, 0) == 0
+    assert await until(left, 0) == 0
 
 
 @pytest.mark.one_pass
@@ -161,5 +138,5 @@ async def test_a_failed_comment_leaves_nothing(
     with pytest.raises(RuntimeError):
         await client.app[keys.SOCIAL].add_comment(int(photo["id"]), fan, "lost")
     monkeypatch.undo()
-    assert await _count(comments_url, "SELECT count(*) FROM comments") == 0
-    assert await _count(comments_url, "SELECT count(*) FROM jobs") == 0
+    assert await count(comments_url, "SELECT count(*) FROM comments") == 0
+    assert await count(comments_url, "SELECT count(*) FROM jobs") == 0

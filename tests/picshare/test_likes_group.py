@@ -8,11 +8,10 @@ users and photos live."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
 
@@ -22,7 +21,8 @@ from picshare.jobs import JobRunner
 from storage import photos_repo
 from storage.table_groups import EVERY_DATABASE, TABLES
 from tests import imaging
-from tests.conftest import AiohttpClient, bearer, make_settings, signup, upload_ready
+from tests.conftest import AiohttpClient, bearer, signup, upload_ready
+from tests.groups_apart import count, empty_database, settings_apart, until
 from tests.harness import PostgresForTests, tables_of
 
 Client = TestClient[Any, Any]
@@ -30,10 +30,8 @@ Client = TestClient[Any, Any]
 
 @pytest.fixture
 async def likes_url(postgres: PostgresForTests) -> AsyncIterator[str]:
-    """An empty database (not the suite's migrated template)."""
-    name = "picshare_likes_apart"
-    yield await postgres.create_empty_database(name)
-    await postgres.drop_database(name)
+    async with empty_database(postgres, "likes") as url:
+        yield url
 
 
 @pytest.fixture
@@ -45,29 +43,9 @@ async def client(
     aiohttp_client: AiohttpClient,
 ) -> Client:
     """An app whose likes live in `likes_url`."""
-    settings = make_settings(tmp_path / "data", database_url)
-    settings = settings.replace(
-        database={"group_likes_url": likes_url, "url": settings.database.url}
-    )
+    settings = settings_apart(tmp_path / "data", database_url, "likes", likes_url)
     made: Client = await aiohttp_client(create_app(settings, media_pool=media_pool))
     return made
-
-
-async def _until(check: Callable[[], Any], want: Any) -> Any:
-    """What `check()` returns once it is `want` (a job's work), or fail after 10 s."""
-    got = None
-    async with asyncio.timeout(10):
-        while (got := await check()) != want:
-            await asyncio.sleep(0.05)
-    return got
-
-
-async def _count(url: str, sql: str) -> int:
-    conn = await asyncpg.connect(url)
-    try:
-        return int(await conn.fetchval(sql))
-    finally:
-        await conn.close()
 
 
 async def test_likes_in_their_own_database(client: Client, likes_url: str) -> None:
@@ -91,7 +69,7 @@ async def test_likes_in_their_own_database(client: Client, likes_url: str) -> No
         return item["like_count"], item["liked_by_me"]
 
     # The count follows by a job; liked_by_me is the likes' database's, at once.
-    assert await _until(lambda: seen(fan), (1, True)) == (1, True)
+    assert await until(lambda: seen(fan), (1, True)) == (1, True)
     assert await seen(star) == (1, False)
     # Pages: one query to the likes' database each, composed in the service.
     for path in ("/api/v1/photos", "/api/v1/feed", "/api/v1/users/star/photos"):
@@ -107,12 +85,12 @@ async def test_likes_in_their_own_database(client: Client, likes_url: str) -> No
     await asyncio.gather(
         *(client.put(f"/api/v1/photos/{pid}/like", headers=bearer(t)) for t in fans)
     )
-    assert await _until(lambda: seen(star), (5, False)) == (5, False)
+    assert await until(lambda: seen(star), (5, False)) == (5, False)
 
     resp = await client.delete(f"/api/v1/photos/{pid}/like", headers=bearer(fan))
     assert await resp.json() == {"like_count": 4, "liked": False}
-    assert await _until(lambda: seen(fan), (4, False)) == (4, False)
-    assert await _count(likes_url, "SELECT count(*) FROM likes") == 4
+    assert await until(lambda: seen(fan), (4, False)) == (4, False)
+    assert await count(likes_url, "SELECT count(*) FROM likes") == 4
 
     # The group's tables and what every database has; no users, no photos.
     assert await tables_of(likes_url) == TABLES["likes"] | EVERY_DATABASE
@@ -126,9 +104,9 @@ async def test_likes_in_their_own_database(client: Client, likes_url: str) -> No
     assert (await client.delete(f"/api/v1/photos/{pid}", headers=bearer(star))).status == 204
 
     async def left() -> int:
-        return await _count(likes_url, "SELECT count(*) FROM likes")
+        return await count(likes_url, "SELECT count(*) FROM likes")
 
-    assert await _until(left, 0) == 0
+    assert await until(left, 0) == 0
 
 
 @pytest.mark.one_pass
@@ -146,14 +124,14 @@ async def test_a_failed_like_leaves_nothing(
     with pytest.raises(RuntimeError):
         await client.app[keys.SOCIAL].like(int(photo["id"]), await _user(client, "fan"))
     monkeypatch.undo()
-    assert await _count(likes_url, "SELECT count(*) FROM likes") == 0
-    assert await _count(likes_url, "SELECT count(*) FROM jobs") == 0
+    assert await count(likes_url, "SELECT count(*) FROM likes") == 0
+    assert await count(likes_url, "SELECT count(*) FROM jobs") == 0
 
     # A photo the liker may not see: 404, and nothing written either.
     assert (await client.patch("/api/v1/me", json={"private": True}, headers=bearer(star))).ok
     resp = await client.put(f"/api/v1/photos/{photo['id']}/like", headers=bearer(fan))
     assert resp.status == 404
-    assert await _count(likes_url, "SELECT count(*) FROM likes") == 0
+    assert await count(likes_url, "SELECT count(*) FROM likes") == 0
 
 
 async def _user(client: Client, username: str) -> Any:

@@ -21,7 +21,8 @@ from picshare.app import create_app
 from storage import users_repo
 from storage.table_groups import EVERY_DATABASE, TABLES
 from tests import imaging
-from tests.conftest import AiohttpClient, bearer, make_settings, signup, upload_ready
+from tests.conftest import AiohttpClient, bearer, signup, upload_ready
+from tests.groups_apart import empty_database, settings_apart
 from tests.harness import PostgresForTests, tables_of
 
 Client = TestClient[Any, Any]
@@ -29,10 +30,8 @@ Client = TestClient[Any, Any]
 
 @pytest.fixture
 async def inbox_url(postgres: PostgresForTests) -> AsyncIterator[str]:
-    """An empty database (not the suite's migrated template)."""
-    name = "picshare_inbox_apart"
-    yield await postgres.create_empty_database(name)
-    await postgres.drop_database(name)
+    async with empty_database(postgres, "notifications") as url:
+        yield url
 
 
 @pytest.fixture
@@ -44,10 +43,7 @@ async def client(
     aiohttp_client: AiohttpClient,
 ) -> Client:
     """An app whose notifications live in `inbox_url`."""
-    settings = make_settings(tmp_path / "data", database_url)
-    settings = settings.replace(
-        database={"group_notifications_url": inbox_url, "url": settings.database.url}
-    )
+    settings = settings_apart(tmp_path / "data", database_url, "notifications", inbox_url)
     made: Client = await aiohttp_client(create_app(settings, media_pool=media_pool))
     return made
 

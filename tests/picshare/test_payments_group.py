@@ -15,7 +15,8 @@ from aiohttp.test_utils import TestClient
 from picshare import keys
 from picshare.app import create_app
 from storage.table_groups import EVERY_DATABASE, TABLES
-from tests.conftest import AiohttpClient, bearer, make_settings, signup
+from tests.conftest import AiohttpClient, bearer, signup
+from tests.groups_apart import empty_database, settings_apart
 from tests.harness import PostgresForTests, tables_of
 
 Client = TestClient[Any, Any]
@@ -23,10 +24,8 @@ Client = TestClient[Any, Any]
 
 @pytest.fixture
 async def ledger_url(postgres: PostgresForTests) -> AsyncIterator[str]:
-    """An empty database (not the suite's migrated template)."""
-    name = "picshare_ledger_apart"
-    yield await postgres.create_empty_database(name)
-    await postgres.drop_database(name)
+    async with empty_database(postgres, "payments") as url:
+        yield url
 
 
 async def test_the_ledger_in_its_own_database(
@@ -36,10 +35,7 @@ async def test_the_ledger_in_its_own_database(
     media_pool: Any,
     aiohttp_client: AiohttpClient,
 ) -> None:
-    settings = make_settings(tmp_path / "data", database_url)
-    settings = settings.replace(
-        database={"group_payments_url": ledger_url, "url": settings.database.url}
-    )
+    settings = settings_apart(tmp_path / "data", database_url, "payments", ledger_url)
     client: Client = await aiohttp_client(create_app(settings, media_pool=media_pool))
     alice, bob = await signup(client, "alice"), await signup(client, "bob")
     resp = await client.post(

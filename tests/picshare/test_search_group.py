@@ -19,7 +19,8 @@ from picshare import keys
 from picshare.app import create_app
 from storage.table_groups import EVERY_DATABASE, TABLES
 from tests import imaging
-from tests.conftest import AiohttpClient, bearer, make_settings, signup, upload
+from tests.conftest import AiohttpClient, bearer, signup, upload
+from tests.groups_apart import empty_database, settings_apart
 from tests.harness import PostgresForTests, tables_of
 from tests.sharded import follows_settled, user_id, wait_for
 
@@ -29,10 +30,8 @@ INDEX_TABLES = ("search_photos", "search_users", "search_tags")
 
 @pytest.fixture
 async def index_url(postgres: PostgresForTests) -> AsyncIterator[str]:
-    """An empty database (not the suite's migrated template)."""
-    name = "picshare_search_apart"
-    yield await postgres.create_empty_database(name)
-    await postgres.drop_database(name)
+    async with empty_database(postgres, "search") as url:
+        yield url
 
 
 @pytest.fixture
@@ -44,10 +43,7 @@ async def client(
     aiohttp_client: AiohttpClient,
 ) -> Client:
     """An app whose search index lives in `index_url`."""
-    settings = make_settings(tmp_path / "data", database_url)
-    settings = settings.replace(
-        database={"group_search_url": index_url, "url": settings.database.url}
-    )
+    settings = settings_apart(tmp_path / "data", database_url, "search", index_url)
     made: Client = await aiohttp_client(create_app(settings, media_pool=media_pool))
     return made
 
