@@ -584,9 +584,8 @@ async def _system(app: web.Application) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        beating.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await beating
+        system.stop()
+        await beating
 
 
 async def _start_jobs(app: web.Application) -> AsyncIterator[None]:

@@ -58,6 +58,7 @@ class SystemService:
         "_metrics",
         "_registry",
         "_started",
+        "_stopping",
         "process_id",
     )
 
@@ -80,6 +81,7 @@ class SystemService:
         self._listen = listen
         self._consumers = consumers
         self._started = time.time()
+        self._stopping = asyncio.Event()
         self.process_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
     def __repr__(self) -> str:
@@ -103,17 +105,28 @@ class SystemService:
         )
 
     async def heartbeat(self) -> None:
-        """Tell the registry about this process until cancelled; then leave it."""
+        """Tell the registry about this process until `stop()`; then leave it.
+
+        Stopped by a flag, not by cancelling: a cancellation that arrives as
+        a Redis command completes can be lost on Python 3.11 (the client and
+        `asyncio.timeout` each catch it), and the loop would then sleep on
+        while the app's clean-up waited for it for ever."""
         try:
-            while True:
+            while not self._stopping.is_set():
                 try:
                     await self._registry.beat(self.me())
                 except Exception as exc:  # Redis away: the page misses us a while
                     log.warning("process registry: heartbeat failed: %r", exc)
-                await asyncio.sleep(BEAT_EVERY)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(BEAT_EVERY):
+                        await self._stopping.wait()
         finally:
             with contextlib.suppress(Exception):
                 await asyncio.shield(self._registry.leave(self.process_id))
+
+    def stop(self) -> None:
+        """End `heartbeat` (it leaves the registry as it ends)."""
+        self._stopping.set()
 
     async def snapshot(self) -> dict[str, Any]:
         if self._health is None:
