@@ -66,12 +66,15 @@ CONSUMER = "notifications"
 Op = dict[str, Any]
 
 
-async def apply(conn: Connection, op: Op) -> list[NotificationRecord]:
-    """Make one change on `conn`; the notifications it wrote (to push live)."""
+async def apply(conn: Connection, op: Op, *, late: bool = False) -> list[NotificationRecord]:
+    """Make one change on `conn`; the notifications it wrote (to push live).
+    `late`: after the action's commit (a job or an event), when what it is
+    about may have been deleted meanwhile."""
     what = op["op"]
     if what == "add":
         record = await notifications_repo.add(
             conn,
+            late=late,
             user_id=op["user_id"],
             kind=NotificationKind(op["kind"]),
             actor_id=op["actor_id"],
@@ -384,7 +387,7 @@ class Notifier:
             async with home.transaction() as conn:
                 if await outbox_repo.first_time(conn, CONSUMER, event.id):
                     for op in ops:
-                        written.extend(await apply(conn, op))
+                        written.extend(await apply(conn, op, late=True))
             await self._publish(written)
 
     def _home(self, op: Op) -> Databases:
@@ -412,7 +415,7 @@ class Notifier:
         async with inbox.transaction() as conn:
             if await outbox_repo.first_time(conn, APPLY_JOB, int(payload["key"])):
                 for op in payload["ops"]:
-                    written.extend(await apply(conn, op))
+                    written.extend(await apply(conn, op, late=True))
         await self._publish(written)
 
     async def _publish(self, written: list[NotificationRecord]) -> None:

@@ -10,7 +10,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 import tests.imaging as imaging
-from picshare import keys
+from picshare import keys, notify
 from picshare.photos import NOTIFY_JOB
 from storage import photos_repo, users_repo
 from tests.conftest import bearer, signup, upload_ready
@@ -182,3 +182,23 @@ async def test_a_photo_deleted_while_its_followers_are_told_leaves_them_nothing(
         ):
             await asyncio.sleep(0.05)
     assert await _inbox(client, fan) == []
+
+
+async def test_a_late_notification_of_a_comment_already_deleted_is_skipped(
+    client: Client,
+) -> None:
+    """Applied after the action (a job or an event, picshare/notify.py), a
+    notification whose comment is gone writes nothing, and the rest of its
+    batch is still written: no retries into a dead letter."""
+    await signup(client, "poster")
+    await signup(client, "writer")
+    owner = await _user_id(client, "poster")
+    writer = await _user_id(client, "writer")
+    gone = {"user_id": owner, "kind": "comment", "actor_id": writer, "text": "hi"}
+    ops = [
+        {"op": "add", **gone, "actor_username": "writer", "comment_id": 2**62},
+        {"op": "add", **gone, "kind": "follow", "actor_username": "writer", "text": ""},
+    ]
+    async with client.app[keys.DATABASES].of_user(owner).transaction() as conn:
+        written = [r for op in ops for r in await notify.apply(conn, op, late=True)]
+    assert [r.kind for r in written] == ["follow"]
