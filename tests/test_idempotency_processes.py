@@ -53,11 +53,13 @@ async def test_one_key_sent_to_two_processes_has_one_effect(
         **database_env(database_url),
         "PICSHARE_REDIS_URL": redis_url,
     }
-    # One process renders the photo (comments need it ready); the other only serves.
+    # One process renders the photo (comments need it ready); the other only
+    # serves. One blob store, as a site's processes share: whichever takes the
+    # upload, the other renders it.
     async with (
-        picshare_process(tmp_path / "one", env, tmp_path / "one.log") as one,
+        picshare_process(tmp_path / "data", env, tmp_path / "one.log") as one,
         picshare_process(
-            tmp_path / "two", {**env, "PICSHARE_JOBS_ENABLED": "false"}, tmp_path / "two.log"
+            tmp_path / "data", {**env, "PICSHARE_JOBS_ENABLED": "false"}, tmp_path / "two.log"
         ) as two,
         aiohttp.ClientSession(timeout=TIMEOUT) as session,
     ):
