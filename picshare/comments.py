@@ -111,14 +111,9 @@ class Comments:
                 photo = await photos_repo.photo_for(conn, photo_id, user.id)
                 if photo is None or not privacy.can_react(photo):
                     raise NotFound("no such photo")
-                comment = await social_repo.add_comment(
-                    conn,
-                    photo_id=photo_id,
-                    user_id=user.id,
-                    username=user.username,
-                    display_name=user.display_name,
-                    text=clean,
-                )
+                comment = await _insert(conn, photo_id, user, clean)
+                # Beside its photo: counted in the same transaction.
+                await photos_repo.count(conn, photo_id, photos_repo.COMMENT_COUNT, 1)
                 await notes.commented(photo, user, comment)
                 await self._events.comment_created(conn, photo, user, comment)
             self._events.committed()
@@ -130,14 +125,7 @@ class Comments:
         if photo is None or not privacy.can_react(photo):
             raise NotFound("no such photo")
         async with self._db.comments_of(photo_id).transaction() as conn:
-            comment = await comments_repo.add(
-                conn,
-                photo_id=photo_id,
-                user_id=user.id,
-                username=user.username,
-                display_name=user.display_name,
-                text=clean,
-            )
+            comment = await _insert(conn, photo_id, user, clean)
             data = photo_counts.payload(photo_id, 1, comment_id=comment.id, user_id=user.id)
             await self._jobs.enqueue(conn, COUNT_JOB, data)
         self._jobs.wake()
@@ -240,3 +228,15 @@ def _comment_text(text: object) -> str:
     if any(unicodedata.category(ch) == "Cc" and ch not in "\n\t" for ch in clean):
         raise invalid("text", "must not contain control characters")
     return clean
+
+
+async def _insert(conn: Connection, photo_id: int, user: UserRecord, text: str) -> CommentRecord:
+    """The comment's row, by `user` (their name as it is now, copied)."""
+    return await comments_repo.add(
+        conn,
+        photo_id=photo_id,
+        user_id=user.id,
+        username=user.username,
+        display_name=user.display_name,
+        text=text,
+    )

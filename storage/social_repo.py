@@ -52,23 +52,6 @@ async def unlike(conn: Connection, photo_id: int, user_id: int) -> int:
     return int(count or 0)
 
 
-async def add_comment(
-    conn: Connection, *, photo_id: int, user_id: int, username: str, display_name: str, text: str
-) -> CommentRecord:
-    """Where comments live beside their photo: the comment and the photo's
-    comment_count in one transaction."""
-    comment = await comments_repo.add(
-        conn,
-        photo_id=photo_id,
-        user_id=user_id,
-        username=username,
-        display_name=display_name,
-        text=text,
-    )
-    await photos_repo.count(conn, photo_id, photos_repo.COMMENT_COUNT, 1)
-    return comment
-
-
 async def delete_comment(conn: Connection, comment: CommentRecord) -> bool:
     deleted = await comments_repo.remove(conn, comment.id)
     if deleted:
