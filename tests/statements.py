@@ -14,13 +14,20 @@ from typing import Any
 from storage import scope
 from storage.shards import Shards
 
+# asyncpg's own type introspection, run once per connection the first time a
+# statement returns a type it has not decoded yet (three statements: jit off,
+# the typeinfo query, jit back): the connection's cost, not the request's.
+# Which pooled connection a request gets is luck, so counting it made page
+# costs differ by three at random.
+_INTROSPECTION = ("typeinfo_tree", "set_config('jit'")
+
 
 class Statements:
     def __init__(self) -> None:
         self.seen: list[str] = []
 
     def __call__(self, record: Any) -> None:
-        if scope.CURRENT.get() is not None:
+        if scope.CURRENT.get() is not None and not any(m in record.query for m in _INTROSPECTION):
             self.seen.append(record.query)
 
     def __len__(self) -> int:

@@ -58,8 +58,8 @@ async def test_a_feed_page_costs_the_same_statements_for_5_and_20_photos(client:
         if n % 2:
             await b("mutation($id: ID!) { likePhoto(photoId: $id) { liked } }", id=pid)
 
-    # Once uncounted: a pool connection's first use (sharded, one per shard)
-    # also runs asyncpg's own type introspection, which is not the page's cost.
+    # Once uncounted, so both counted pages find the same caches warm
+    # (asyncpg's type introspection is left out by the counter itself).
     await b(FEED, first=20, after=TOP)
     counts = {}
     for first in (5, 20):
