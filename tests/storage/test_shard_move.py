@@ -15,6 +15,7 @@ from picshare.database import open_shards
 from storage import webhooks_repo
 from storage.ids import shard_of
 from storage.router import PRIMARY, Databases, ShardMoving
+from storage.shard_map import save_move
 from storage.shard_move import move
 from storage.shards import Shards
 from tests.conftest import sharded_settings
@@ -244,3 +245,32 @@ async def test_an_interrupted_move_finishes_when_run_again(
         async with shards.catalog.read(PRIMARY) as conn:
             assert await conn.fetchval("SELECT physical FROM shard_map WHERE logical = $1", MOVED)
             assert await conn.fetchval("SELECT count(*) FROM shard_moves") == 0
+
+
+async def test_a_map_read_during_the_switch_is_never_half_old(
+    tmp_path: Path, shard_dsns: list[str]
+) -> None:
+    """Another process reads the map while the move's switch commits. Read in
+    two statements, it once got the old placement with the new version: every
+    later reload then saw "no change", and after the clean-up its writes to the
+    moved shard went to the source (the bench's likes_photo_id_fkey failure).
+    The switch is held open here until the reader waits on it, then committed."""
+    settings = sharded(tmp_path, shard_dsns)
+    async with open_shards(settings) as shards, open_shards(settings) as other_process:
+        catalog = shards.catalog
+        async with catalog.transaction() as switch:
+            # What `_switch` does, with the catalog row's table held so that a
+            # reader's statement on it waits for this commit.
+            await switch.execute("LOCK TABLE shard_catalog IN ACCESS EXCLUSIVE MODE")
+            version = await save_move(switch, MOVED, 1)
+            reader = asyncio.create_task(other_process.reload_map())
+            async with catalog.write() as watch:
+                async with asyncio.timeout(5):
+                    while not await watch.fetchval(
+                        "SELECT count(*) FROM pg_locks WHERE NOT granted "
+                        "AND relation = 'shard_catalog'::regclass"
+                    ):
+                        await asyncio.sleep(0.005)
+        assert await asyncio.wait_for(reader, 5)
+        assert other_process.map.version == version
+        assert other_process.map.physical_of(MOVED) == 1
