@@ -72,9 +72,9 @@ async def apply(conn: Connection, op: Op, *, late: bool = False) -> list[Notific
     about may have been deleted meanwhile."""
     what = op["op"]
     if what == "add":
-        record = await notifications_repo.add(
+        write = notifications_repo.add_late if late else notifications_repo.add
+        record = await write(
             conn,
-            late=late,
             user_id=op["user_id"],
             kind=NotificationKind(op["kind"]),
             actor_id=op["actor_id"],

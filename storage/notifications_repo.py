@@ -45,29 +45,10 @@ async def add(
     text: str,
     photo_id: int | None = None,
     comment_id: int | None = None,
-    late: bool = False,
 ) -> NotificationRecord | None:
-    """Insert unless it would repeat one already there (a like after an unlike).
-    `late`: written after the action committed (a job or an event), when its
-    photo or comment may be gone already: then nothing is written, rather
-    than the foreign key failing the whole batch again at every retry."""
+    """Insert unless it would repeat one already there (a like after an unlike)."""
     if user_id == actor_id:
         return None  # nobody is notified of their own actions
-    if late:
-        try:
-            async with conn.transaction():  # a savepoint: the batch goes on
-                return await add(
-                    conn,
-                    user_id=user_id,
-                    kind=kind,
-                    actor_id=actor_id,
-                    actor_username=actor_username,
-                    text=text,
-                    photo_id=photo_id,
-                    comment_id=comment_id,
-                )
-        except asyncpg.ForeignKeyViolationError:
-            return None
     # The clause comes from the fixed table above, never from input. The id
     # carries the recipient's logical shard: a notification lives with them.
     row = await conn.fetchrow(
@@ -84,6 +65,36 @@ async def add(
         shard_of(user_id),
     )
     return None if row is None else NotificationRecord.from_row(row)
+
+
+async def add_late(
+    conn: Connection,
+    *,
+    user_id: int,
+    kind: NotificationKind,
+    actor_id: int,
+    actor_username: str,
+    text: str,
+    photo_id: int | None = None,
+    comment_id: int | None = None,
+) -> NotificationRecord | None:
+    """`add`, written after the action committed (a job or an event), when its
+    photo or comment may be gone already: then nothing is written, rather
+    than the foreign key failing the whole batch again at every retry."""
+    try:
+        async with conn.transaction():  # a savepoint: the batch goes on
+            return await add(
+                conn,
+                user_id=user_id,
+                kind=kind,
+                actor_id=actor_id,
+                actor_username=actor_username,
+                text=text,
+                photo_id=photo_id,
+                comment_id=comment_id,
+            )
+    except asyncpg.ForeignKeyViolationError:
+        return None
 
 
 async def follower_ids(conn: Connection, user_id: int) -> list[int]:

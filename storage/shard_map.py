@@ -49,7 +49,7 @@ async def load_or_create(
     async with conn.transaction():
         # One process makes the map; the others wait and read it.
         await conn.execute("LOCK TABLE shard_catalog IN EXCLUSIVE MODE")
-        row = await conn.fetchrow("SELECT router, logical_shards, version FROM shard_catalog")
+        row = await conn.fetchrow("SELECT router, logical_shards FROM shard_catalog")
         if row is None:
             await conn.execute(
                 "INSERT INTO shard_catalog (router, logical_shards, version) VALUES ($1, $2, 0)",
@@ -67,22 +67,29 @@ async def load_or_create(
                 f"{row['logical_shards']} logical shards; the settings say {router} with "
                 f"{len(placement)}: change the settings back (data is placed by the first)"
             )
-        rows = await conn.fetch("SELECT logical, physical FROM shard_map ORDER BY logical")
-    found = tuple(r["physical"] for r in rows)
-    beyond = sorted({p for p in found if p >= physical})
+        found = await load(conn, router)
+    beyond = sorted({p for p in found.placement if p >= physical})
     if beyond:
         raise ShardMapError(
             f"the shard map places logical shards on database(s) {beyond} (0-based) but only "
             f"{physical} are configured: add them back to the shard list"
         )
-    return ShardMap(router, found, int(row["version"]))
+    return found
 
 
 async def load(conn: Connection, router: str) -> ShardMap:
-    """The map as the catalog has it now (a move may have changed it)."""
-    rows = await conn.fetch("SELECT logical, physical FROM shard_map ORDER BY logical")
-    version = await conn.fetchval("SELECT version FROM shard_catalog")
-    return ShardMap(router, tuple(r["physical"] for r in rows), int(version or 0))
+    """The map as the catalog has it now (a move may have changed it).
+
+    One statement, so one snapshot: read in two, a move's switch committing
+    between them gave the old placement with the new version, and since a
+    reload keeps the map it has when the version is the same, that process
+    kept sending the moved shard's writes to the old database for good."""
+    row = await conn.fetchrow(
+        "SELECT (SELECT version FROM shard_catalog) AS version, "
+        "ARRAY(SELECT physical FROM shard_map ORDER BY logical) AS placement"
+    )
+    assert row is not None  # a SELECT without FROM always answers one row
+    return ShardMap(router, tuple(row["placement"]), int(row["version"] or 0))
 
 
 async def save_move(conn: Connection, logical: int, physical: int) -> int:

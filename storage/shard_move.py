@@ -159,7 +159,8 @@ async def sync_table(
 ) -> int:
     """Make the target's rows of `logical` in `table` those of the source
     (upserted; with `prune`, the target's others deleted). The source is read
-    in one snapshot; the target written in one transaction."""
+    in the caller's snapshot (`_copy`: one for every table); the target
+    written in one transaction."""
     columns, key, textual = await _columns(source, table.name)
     names = ", ".join(f'"{c}"' for c in columns)
     as_text = ", ".join(f'"{c}"::text AS "{c}"' if c in textual else f'"{c}"' for c in columns)
@@ -168,10 +169,7 @@ async def sync_table(
     where = _belongs(table)
     args = (logical, list(on_target))
     copied = 0
-    async with (
-        source.transaction(isolation="repeatable_read", readonly=True),
-        target.transaction(),
-    ):
+    async with target.transaction():
         await target.execute(
             f"CREATE TEMP TABLE move_stage ON COMMIT DROP AS "
             f"SELECT {as_text} FROM {table.name} WITH NO DATA"
@@ -407,7 +405,15 @@ async def _copy(
     progress: Progress | None,
 ) -> int:
     copied = 0
-    async with src.write() as source, dst.write() as target:
+    # Every table read in one snapshot of the source: table by table in
+    # snapshots of their own, a photo uploaded after the photos' copy and
+    # liked before the likes' reached the target as a like without its photo
+    # (likes_photo_id_fkey), and the move failed. Parents before children in
+    # one snapshot, each child's parent is on the target before it.
+    async with (
+        src.transaction(isolation="repeatable_read", readonly=True) as source,
+        dst.write() as target,
+    ):
         theirs = await tables_here(target)
         for table in [t for t in await tables_here(source) if t in theirs]:
 

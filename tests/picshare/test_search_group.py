@@ -20,8 +20,9 @@ from picshare.app import create_app
 from storage.table_groups import EVERY_DATABASE, TABLES
 from tests import imaging
 from tests.conftest import AiohttpClient, bearer, signup, upload
-from tests.groups_apart import empty_database, settings_apart
+from tests.groups_apart import count, empty_database, settings_apart
 from tests.harness import PostgresForTests, tables_of
+from tests.searching import photo_ids, search
 from tests.sharded import follows_settled, user_id, wait_for
 
 Client = TestClient[Any, Any]
@@ -48,26 +49,6 @@ async def client(
     return made
 
 
-async def _found(client: Client, q: str, token: str | None = None) -> dict[str, Any]:
-    headers = bearer(token) if token else {}
-    resp = await client.get("/api/v1/search", params={"q": q}, headers=headers)
-    assert resp.status == 200, await resp.text()
-    body: dict[str, Any] = await resp.json()
-    return body
-
-
-def _photos(body: dict[str, Any]) -> list[str]:
-    return [p["id"] for p in body["photos"]]
-
-
-async def _count(url: str, table: str) -> int:
-    conn = await asyncpg.connect(url)
-    try:
-        return int(await conn.fetchval(f"SELECT count(*) FROM {table}"))
-    finally:
-        await conn.close()
-
-
 async def test_search_in_its_own_database(client: Client, index_url: str) -> None:
     shards = client.app[keys.DATABASES]
     assert shards.search_db is not None and shards.search_db not in shards.physical
@@ -84,21 +65,21 @@ async def test_search_in_its_own_database(client: Client, index_url: str) -> Non
     public_id = (await resp.json())["id"]
 
     async def users_indexed() -> bool:
-        return await _count(index_url, "search_users") == 4
+        return await count(index_url, "SELECT count(*) FROM search_users") == 4
 
     async def photo_indexed() -> bool:
-        found = _photos(await _found(client, "quokka"))
-        tags = [t["tag"] for t in (await _found(client, "sunflowr"))["tags"]]
+        found = photo_ids(await search(client, "quokka"))
+        tags = [t["tag"] for t in (await search(client, "sunflowr"))["tags"]]
         return found == [public_id] and tags == ["sunflower"]
 
     await wait_for(users_indexed, what="the new accounts indexed")
     await wait_for(photo_indexed, what="the photo and its tag indexed")
-    names = [u["username"] for u in (await _found(client, "mari"))["users"]]
+    names = [u["username"] for u in (await search(client, "mari"))["users"]]
     assert names[:2] == ["marigold", "marimba_player"]  # prefix
-    assert [u["username"] for u in (await _found(client, "@marigols"))["users"]][:1] == [
+    assert [u["username"] for u in (await search(client, "@marigols"))["users"]][:1] == [
         "marigold"
     ]  # fuzzy
-    assert [t["tag"] for t in (await _found(client, "#sun"))["tags"]] == ["sunflower"]
+    assert [t["tag"] for t in (await search(client, "#sun"))["tags"]] == ["sunflower"]
 
     # A private account's photo: the friend (an approved follower) and the
     # owner find it; a stranger and the anonymous viewer do not.
@@ -119,13 +100,13 @@ async def test_search_in_its_own_database(client: Client, index_url: str) -> Non
 
     async def friend_finds() -> bool:
         # Once its photo.ready is indexed (the owner sees it before).
-        return _photos(await _found(client, "hiddenw", friend)) == [hidden_id]
+        return photo_ids(await search(client, "hiddenw", friend)) == [hidden_id]
 
     await wait_for(friend_finds, what="the private photo indexed as ready")
-    assert _photos(await _found(client, "hiddenw", owner)) == [hidden_id]
-    assert _photos(await _found(client, "hiddenw", stranger)) == []
-    assert _photos(await _found(client, "hiddenw")) == []
-    assert _photos(await _found(client, "quokka", stranger)) == []  # now private too
+    assert photo_ids(await search(client, "hiddenw", owner)) == [hidden_id]
+    assert photo_ids(await search(client, "hiddenw", stranger)) == []
+    assert photo_ids(await search(client, "hiddenw")) == []
+    assert photo_ids(await search(client, "quokka", stranger)) == []  # now private too
     # An index row behind the truth shows nothing: the rule runs again on the
     # photo's shard, as the owner now is.
     conn = await asyncpg.connect(index_url)
@@ -133,14 +114,14 @@ async def test_search_in_its_own_database(client: Client, index_url: str) -> Non
         await conn.execute("UPDATE search_photos SET private = false")
     finally:
         await conn.close()
-    assert _photos(await _found(client, "hiddenw", stranger)) == []
+    assert photo_ids(await search(client, "hiddenw", stranger)) == []
 
     # Deleted: gone from the index and from the tag counts.
     gone = await client.delete(f"/api/v1/photos/{public_id}", headers=bearer(owner))
     assert gone.status == 204
 
     async def tag_forgotten() -> bool:
-        return await _count(index_url, "search_tags") == 0
+        return await count(index_url, "SELECT count(*) FROM search_tags") == 0
 
     await wait_for(tag_forgotten, what="the deleted photo's tag count gone")
 
@@ -159,5 +140,5 @@ async def test_search_in_its_own_database(client: Client, index_url: str) -> Non
         await conn.close()
     report = await client.app[keys.SEARCH_INDEX].reindex()
     assert report.users == 4 and report.photos == 1
-    assert _photos(await _found(client, "hiddenw", friend)) == [hidden_id]
-    assert [u["username"] for u in (await _found(client, "mari"))["users"]][:1] == ["marigold"]
+    assert photo_ids(await search(client, "hiddenw", friend)) == [hidden_id]
+    assert [u["username"] for u in (await search(client, "mari"))["users"]][:1] == ["marigold"]

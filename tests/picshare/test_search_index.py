@@ -25,22 +25,11 @@ from storage import search_repo
 from storage.router import PRIMARY
 from tests.conftest import bearer, signup, upload, wait_ready
 from tests.harness import database_env
+from tests.searching import photo_ids, search
 from tests.servers import ROOT
 from tests.sharded import insert_photo, pool_of_user, user_id, wait_for
 
 Client = TestClient[Any, Any]
-
-
-async def _found(client: Client, q: str, token: str | None = None) -> dict[str, Any]:
-    headers = bearer(token) if token else {}
-    resp = await client.get("/api/v1/search", params={"q": q}, headers=headers)
-    assert resp.status == 200, await resp.text()
-    body: dict[str, Any] = await resp.json()
-    return body
-
-
-def _ids(body: dict[str, Any]) -> list[str]:
-    return [p["id"] for p in body["photos"]]
 
 
 async def _index_row(client: Client, photo_id: int) -> Any:
@@ -55,8 +44,8 @@ async def test_upload_ready_searchable_then_delete_gone(client: Client) -> None:
     await wait_ready(client, owner, pid)  # and indexed
     row = await _index_row(client, int(pid))
     assert row["status"] == "ready" and row["private"] is False
-    assert _ids(await _found(client, "quokka")) == [pid]
-    assert _ids(await _found(client, "dawn quok")) == [pid]  # every word, each a prefix
+    assert photo_ids(await search(client, "quokka")) == [pid]
+    assert photo_ids(await search(client, "dawn quok")) == [pid]  # every word, each a prefix
     pool = pool_of_user(client.app, int(pid))
 
     async def both_consumed() -> bool:
@@ -72,7 +61,8 @@ async def test_upload_ready_searchable_then_delete_gone(client: Client) -> None:
     await wait_for(both_consumed, what="both photo events consumed once")
 
     assert (await client.delete(f"/api/v1/photos/{pid}", headers=bearer(owner))).status == 204
-    assert _ids(await _found(client, "quokka")) == []  # at once: the result re-checks the photo
+    # At once: the result re-checks the photo.
+    assert photo_ids(await search(client, "quokka")) == []
 
     async def forgotten() -> bool:
         return await _index_row(client, int(pid)) is None
@@ -100,7 +90,7 @@ async def test_events_again_or_out_of_order_leave_the_row_as_the_photo_is(
         late.id,
     )
     assert count == 1
-    assert _ids(await _found(client, "repeated", owner)) == [str(pid)]
+    assert photo_ids(await search(client, "repeated", owner)) == [str(pid)]
 
 
 async def test_privacy_per_viewer_and_going_public(client: Client) -> None:
@@ -115,7 +105,7 @@ async def test_privacy_per_viewer_and_going_public(client: Client) -> None:
     await client.put("/api/v1/users/veil/follow", headers=bearer(friend))
     await client.post("/api/v1/me/follow-requests/confidant/approve", headers=bearer(owner))
     for token, sees in ((None, False), (stranger, False), (friend, True), (owner, True)):
-        assert (pid in _ids(await _found(client, "hiddenw", token))) is sees, token
+        assert (pid in photo_ids(await search(client, "hiddenw", token))) is sees, token
 
     # Going public is an event (user.updated): the consumer rewrites the rows.
     await client.patch("/api/v1/me", json={"private": False}, headers=bearer(owner))
@@ -124,26 +114,26 @@ async def test_privacy_per_viewer_and_going_public(client: Client) -> None:
         return (await _index_row(client, int(pid)))["private"] is False
 
     await wait_for(public, what="the index told of the owner going public")
-    assert _ids(await _found(client, "hiddenw")) == [pid]
-    assert _ids(await _found(client, "hiddenw", stranger)) == [pid]
+    assert photo_ids(await search(client, "hiddenw")) == [pid]
+    assert photo_ids(await search(client, "hiddenw", stranger)) == [pid]
 
     # Going private again: hidden at once (the result re-checks the owner),
     # and the index follows.
     await client.patch("/api/v1/me", json={"private": True}, headers=bearer(owner))
-    assert _ids(await _found(client, "hiddenw", stranger)) == []
+    assert photo_ids(await search(client, "hiddenw", stranger)) == []
 
     async def private() -> bool:
         return (await _index_row(client, int(pid)))["private"] is True
 
     await wait_for(private, what="the index told of the owner going private")
-    assert _ids(await _found(client, "hiddenw")) == []
-    assert _ids(await _found(client, "hiddenw", friend)) == [pid]
+    assert photo_ids(await search(client, "hiddenw")) == []
+    assert photo_ids(await search(client, "hiddenw", friend)) == [pid]
     # An index row that says public (behind a change) shows nothing the
     # account's privacy hides: the rule runs again on the owner as it is.
     pool = client.app[keys.DATABASES].of_id(int(pid)).primary.pool
     await pool.execute("UPDATE search_photos SET private = false WHERE id = $1", int(pid))
-    assert _ids(await _found(client, "hiddenw", stranger)) == []
-    assert _ids(await _found(client, "hiddenw")) == []
+    assert photo_ids(await search(client, "hiddenw", stranger)) == []
+    assert photo_ids(await search(client, "hiddenw")) == []
 
 
 async def test_prefix_and_fuzzy_usernames_and_tags(client: Client) -> None:
@@ -161,18 +151,18 @@ async def test_prefix_and_fuzzy_usernames_and_tags(client: Client) -> None:
     # Counts written behind the events' back: a reindex brings them (and
     # every user) into the index.
     await client.app[keys.SEARCH_INDEX].reindex()
-    users = [u["username"] for u in (await _found(client, "mari"))["users"]]
+    users = [u["username"] for u in (await search(client, "mari"))["users"]]
     assert users[:2] == ["marigold", "marimba_player"]  # prefix
-    misspelt = [u["username"] for u in (await _found(client, "marigols"))["users"]]
+    misspelt = [u["username"] for u in (await search(client, "marigols"))["users"]]
     assert misspelt[:1] == ["marigold"]
-    assert [u["username"] for u in (await _found(client, "@zebar"))["users"]] == ["zebra"]
-    assert [t["tag"] for t in (await _found(client, "#sun"))["tags"]] == [
+    assert [u["username"] for u in (await search(client, "@zebar"))["users"]] == ["zebra"]
+    assert [t["tag"] for t in (await search(client, "#sun"))["tags"]] == [
         "sunflower",
         "sunset",
     ]
-    fuzzy = [t["tag"] for t in (await _found(client, "sunflowr"))["tags"]]
+    fuzzy = [t["tag"] for t in (await search(client, "sunflowr"))["tags"]]
     assert fuzzy[0] == "sunflower" and "moonflower" not in fuzzy[:1]
-    exact_first = [t["tag"] for t in (await _found(client, "sunset"))["tags"]]
+    exact_first = [t["tag"] for t in (await search(client, "sunset"))["tags"]]
     assert exact_first[0] == "sunset"
 
 
@@ -183,7 +173,7 @@ async def test_common_word_newest_first_in_both_plans(client: Client) -> None:
     rare = await insert_photo(client.app, oid, "albatross over the harbour")
     newer = [await insert_photo(client.app, oid, f"harbour lights {n}") for n in range(14)]
     everything = sorted([*older, rare, *newer], reverse=True)
-    found = _ids(await _found(client, "harbour"))
+    found = photo_ids(await search(client, "harbour"))
     assert found == [str(i) for i in everything[:10]]  # equal rank: newest first
     # Through the repository: a window of the newest 3 rows holds too few
     # matches of the rare word, so the GIN index answers, with the same rows.
@@ -207,11 +197,11 @@ async def test_reindex_fills_the_index_and_resumes(client: Client) -> None:
     ids = [await insert_photo(client.app, oid, f"vintage print {n}") for n in range(5)]
     pool = pool_of_user(client.app, oid)
     await pool.execute("DELETE FROM search_photos")  # photos from before the index
-    assert _ids(await _found(client, "vintage")) == []
+    assert photo_ids(await search(client, "vintage")) == []
     indexer = client.app[keys.SEARCH_INDEX]
     report = await indexer.reindex()
     assert report.photos >= 5 and not report.resumed
-    assert _ids(await _found(client, "vintage")) == [str(i) for i in sorted(ids, reverse=True)]
+    assert photo_ids(await search(client, "vintage")) == [str(i) for i in sorted(ids, reverse=True)]
 
     # Interrupted after the second photo: the next run goes on from there.
     await pool.execute("DELETE FROM search_photos WHERE id > $1", ids[1])
@@ -221,7 +211,7 @@ async def test_reindex_fills_the_index_and_resumes(client: Client) -> None:
     )
     resumed = await indexer.reindex()
     assert resumed.resumed and resumed.photos == 3
-    assert len(_ids(await _found(client, "vintage"))) == 5
+    assert len(photo_ids(await search(client, "vintage"))) == 5
     # A deleted photo's stale row is pruned by a pass.
     await pool.execute("DELETE FROM photos WHERE id = $1", ids[0])
     await pool.execute(
@@ -250,4 +240,4 @@ async def test_run_py_search_reindex(client: Client, database_url: str, tmp_path
     assert done.returncode == 0, done.stderr
     assert "indexed 3 photos" in done.stdout
     assert "search" in done.stderr  # the progress bar, per database
-    assert _ids(await _found(client, "gallery")) == [str(i) for i in sorted(ids, reverse=True)]
+    assert photo_ids(await search(client, "gallery")) == [str(i) for i in sorted(ids, reverse=True)]

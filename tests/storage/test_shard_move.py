@@ -12,10 +12,12 @@ import pytest
 
 from picshare.config import Settings
 from picshare.database import open_shards
-from storage import webhooks_repo
+from storage import shard_move, webhooks_repo
+from storage.db import Connection
 from storage.ids import shard_of
 from storage.router import PRIMARY, Databases, ShardMoving
-from storage.shard_move import move
+from storage.shard_map import save_move
+from storage.shard_move import MovedTable, move
 from storage.shards import Shards
 from tests.conftest import sharded_settings
 
@@ -244,3 +246,68 @@ async def test_an_interrupted_move_finishes_when_run_again(
         async with shards.catalog.read(PRIMARY) as conn:
             assert await conn.fetchval("SELECT physical FROM shard_map WHERE logical = $1", MOVED)
             assert await conn.fetchval("SELECT count(*) FROM shard_moves") == 0
+
+
+async def test_a_map_read_during_the_switch_is_never_half_old(
+    tmp_path: Path, shard_dsns: list[str]
+) -> None:
+    """Another process reads the map while the move's switch commits. Read in
+    two statements, it once got the old placement with the new version: every
+    later reload then saw "no change", and after the clean-up its writes to the
+    moved shard went to the source (the bench's likes_photo_id_fkey failure).
+    The switch is held open here until the reader waits on it, then committed."""
+    settings = sharded(tmp_path, shard_dsns)
+    async with open_shards(settings) as shards, open_shards(settings) as other_process:
+        catalog = shards.catalog
+        async with catalog.transaction() as switch:
+            # What `_switch` does, with the catalog row's table held so that a
+            # reader's statement on it waits for this commit.
+            await switch.execute("LOCK TABLE shard_catalog IN ACCESS EXCLUSIVE MODE")
+            version = await save_move(switch, MOVED, 1)
+            reader = asyncio.create_task(other_process.reload_map())
+            async with catalog.write() as watch:
+                async with asyncio.timeout(5):
+                    while not await watch.fetchval(
+                        "SELECT count(*) FROM pg_locks WHERE NOT granted "
+                        "AND relation = 'shard_catalog'::regclass"
+                    ):
+                        await asyncio.sleep(0.005)
+        assert await asyncio.wait_for(reader, 5)
+        assert other_process.map.version == version
+        assert other_process.map.physical_of(MOVED) == 1
+
+
+async def test_the_copy_reads_every_table_in_one_snapshot(
+    tmp_path: Path, shard_dsns: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A photo uploaded after the photos were copied, and liked before the
+    likes were: copied table by table in snapshots of their own, the like
+    reached the target without its photo (likes_photo_id_fkey) and the move
+    failed. In one snapshot both are left to the catch-up."""
+    settings = sharded(tmp_path, shard_dsns)
+    async with open_shards(settings) as shards:
+        mover = await _user(shards, MOVED, "mover")
+        await _photo(shards, mover)
+        late: list[int] = []
+        real_sync = shard_move.sync_table
+
+        async def upload_and_like_before_the_likes(
+            source: Connection, target: Connection, table: MovedTable, *args: Any, **kw: Any
+        ) -> int:
+            if table.name == "likes" and not late:  # the first copy only
+                photo = await _photo(shards, mover)
+                async with shards.of_id(photo).write() as conn:
+                    await conn.execute(
+                        "INSERT INTO likes (photo_id, user_id) VALUES ($1, $2)", photo, mover
+                    )
+                late.append(photo)
+            return await real_sync(source, target, table, *args, **kw)
+
+        monkeypatch.setattr(shard_move, "sync_table", upload_and_like_before_the_likes)
+        await move(shards, MOVED, 1, grace=0.0)
+        assert late
+        second = shards.physical[1]
+        assert await _rows(second, "SELECT user_id FROM likes WHERE photo_id = $1", late[0]) == [
+            (mover,)
+        ]
+        assert len(await _rows(second, "SELECT 1 FROM photos WHERE owner_id = $1", mover)) == 2
