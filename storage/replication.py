@@ -161,6 +161,14 @@ class Cluster:
         return f"<Cluster {role} {self.datadir} :{self.port} {state}>"
 
 
+# What a cluster that may lose its data on a machine crash (tests) skips:
+# fsync, and the full pages written after each checkpoint against torn writes.
+# Not synchronous_commit = off: a commit must be in the WAL written
+# (pg_current_wal_lsn) when it returns, or read-your-writes marks taken after
+# it would point before it.
+NOT_DURABLE = {"fsync": "off", "full_page_writes": "off"}
+
+
 def make_primary(datadir: Path, port: int, *, durable: bool = True, start: bool = True) -> Cluster:
     """initdb a cluster that streams to replicas, and start it.
 
@@ -190,10 +198,7 @@ def make_primary(datadir: Path, port: int, *, durable: bool = True, start: bool 
         "wal_retrieve_retry_interval = 1s",
     ]
     if not durable:
-        # Not synchronous_commit = off: a commit must be in the WAL written
-        # (pg_current_wal_lsn) when it returns, or read-your-writes marks
-        # taken after it would point before it.
-        settings += ["fsync = off", "full_page_writes = off"]
+        settings += [f"{name} = {value}" for name, value in NOT_DURABLE.items()]
     with (datadir / "postgresql.conf").open("a") as conf:
         conf.write("\n# PicShare (storage/replication.py)\n" + "\n".join(settings) + "\n")
     (datadir / "pg_hba.conf").write_text(PG_HBA)

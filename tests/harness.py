@@ -24,6 +24,7 @@ import asyncpg
 
 from storage.embedded import EmbeddedPostgres
 from storage.migrate import migrate
+from storage.replication import NOT_DURABLE
 
 REQUIRE_SERVICES = os.environ.get("PICSHARE_REQUIRE_SERVICES") == "1"
 TEST_SHARDS = int(os.environ.get("PICSHARE_TEST_SHARDS", "1"))
@@ -150,7 +151,25 @@ def start_postgres(tmp: Path) -> tuple[str, EmbeddedPostgres | None]:
             raise RuntimeError(f"PICSHARE_TEST_DATABASE_URL is not reachable: {exc}") from exc
         return url, None
     server = EmbeddedPostgres(tmp / "pg")
-    return server.start(), server
+    dsn = server.start()
+    asyncio.run(_not_durable(dsn))
+    return dsn, server
+
+
+async def _not_durable(dsn: str) -> None:
+    """The suite's own throwaway cluster skips fsync, as the shard and
+    replica clusters do (storage/replication.py NOT_DURABLE): every test
+    creates and drops databases, and each DROP DATABASE (and the checkpoint
+    it waits for) otherwise fsyncs the whole cluster. Only a machine crash
+    could tell the difference; no test makes one. Not done to a server given
+    by PICSHARE_TEST_DATABASE_URL, which is not ours to reconfigure."""
+    conn = await asyncpg.connect(dsn, timeout=10)
+    try:
+        for name, value in NOT_DURABLE.items():
+            await conn.execute(f"ALTER SYSTEM SET {name} = {value}")
+        await conn.execute("SELECT pg_reload_conf()")
+    finally:
+        await conn.close()
 
 
 async def _ping(url: str) -> None:
