@@ -62,7 +62,8 @@ def postgres() -> Iterator[PostgresForTests]:
     # would pull the data directory from under a server another run still uses.
     folder = Path(tempfile.mkdtemp(prefix="picshare-test-pg-"))
     admin_dsn, server = start_postgres(folder)
-    pg = PostgresForTests(admin_dsn)
+    # As many made in advance as one test's `database_url` takes.
+    pg = PostgresForTests(admin_dsn, ahead=TEST_SHARDS + (TEST_SHARDS > 1))
     asyncio.run(pg.create_template())
     try:
         yield pg

@@ -13,6 +13,8 @@ keeps its ledger in one more (the PAYMENTS table group's own database).
 from __future__ import annotations
 
 import asyncio
+import collections
+import concurrent.futures
 import contextlib
 import os
 import uuid
@@ -91,11 +93,21 @@ async def tables_of(url: str) -> set[str]:
 
 
 class PostgresForTests:
-    """Creates a migrated template once, then one database per test from it."""
+    """Creates a migrated template once, then one database per test from it.
 
-    def __init__(self, admin_dsn: str) -> None:
+    With `ahead` > 0, that many databases are kept made in advance, by a
+    thread of their own, while the tests run: a CREATE DATABASE (a copy of
+    the template, some 9 MB through the WAL: 130-300 ms) is then not in a
+    test's set-up. They are copies of the same template, which nothing
+    changes after `create_template`, so they are as fresh as one made on
+    demand; those left at the end are dropped with the template."""
+
+    def __init__(self, admin_dsn: str, *, ahead: int = 0) -> None:
         self.admin_dsn = admin_dsn
         self.template = f"picshare_tmpl_{uuid.uuid4().hex[:8]}"
+        self._ahead = ahead
+        self._made: collections.deque[concurrent.futures.Future[str]] = collections.deque()
+        self._maker = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="db-ahead")
 
     async def _admin(self) -> asyncpg.Connection:
         return await asyncpg.connect(self.admin_dsn, timeout=10)
@@ -113,6 +125,20 @@ class PostgresForTests:
             await conn.close()
 
     async def create_database(self) -> str:
+        """A fresh database from the template: one made in advance if any."""
+        if not self._ahead:
+            return await self._create_database()
+        while len(self._made) <= self._ahead:
+            self._made.append(self._maker.submit(self._create_in_thread))
+        return await asyncio.wrap_future(self._made.popleft())
+
+    def _create_in_thread(self) -> str:
+        # The coroutine made here, not by the caller: one cancelled before it
+        # ran would be a coroutine never awaited (an error under the suite's
+        # filterwarnings).
+        return asyncio.run(self._create_database())
+
+    async def _create_database(self) -> str:
         name = f"picshare_test_{uuid.uuid4().hex[:12]}"
         conn = await self._admin()
         try:
@@ -139,6 +165,12 @@ class PostgresForTests:
             await conn.close()
 
     async def drop_template(self) -> None:
+        """The databases made in advance and not used, then the template."""
+        self._maker.shutdown(wait=True, cancel_futures=True)
+        for made in self._made:
+            if not made.cancelled():
+                await self.drop_database(made.result())
+        self._made.clear()
         await self.drop_database(self.template)
 
 
