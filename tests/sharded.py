@@ -84,3 +84,12 @@ async def sum_everywhere(app: web.Application, sql: str, *args: Any) -> int:
         value = await db.primary.pool.fetchval(sql, *args)
         total += int(value or 0)
     return total
+
+
+async def jobs_settled(app: web.Application, timeout: float = 30.0) -> None:
+    """Every shard's jobs done (or parked): what they were to do is done."""
+    sql = "SELECT count(*) FROM jobs WHERE status IN ('queued', 'running')"
+    async with asyncio.timeout(timeout):
+        for db in app[keys.DATABASES].physical:
+            while await db.primary.pool.fetchval(sql):
+                await asyncio.sleep(0.05)

@@ -15,6 +15,7 @@ import tests.imaging as imaging
 from picshare import keys
 from tests.conftest import bearer, signup, upload, upload_ready, wait_ready
 from tests.picshare.media.test_photo_jobs import wait_original
+from tests.sharded import jobs_settled
 
 Client = TestClient[Any, Any]
 
@@ -166,7 +167,9 @@ async def test_same_bytes_twice_then_delete_one_keeps_the_other(client: Client) 
     first = await upload_ready(client, token, data)
     second = await upload_ready(client, token, data)
     await client.delete(f"/api/v1/photos/{first['id']}", headers=bearer(token))
-    await asyncio.sleep(1.0)
+    # The delete's jobs (the blobs' collection among them) have run, not
+    # merely had a second to.
+    await jobs_settled(client.app)
     for name in ("original", "large", "medium", "thumb"):
         assert (await client.get(second["urls"][name])).status == 200
 

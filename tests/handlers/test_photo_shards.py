@@ -31,6 +31,7 @@ from tests.conftest import (
     upload_ready,
 )
 from tests.shard_harness import ShardClusters
+from tests.sharded import jobs_settled
 
 # Its own databases, or nothing in it depends on where rows live: the
 # sharded pass (PICSHARE_TEST_SHARDS) would run it the same way again.
@@ -156,16 +157,6 @@ async def test_a_like_and_comment_from_the_other_shard_land_on_the_photos_shard(
     assert await _value(second, "SELECT comment_count FROM photos") == 0
 
 
-async def _jobs_settled(client: Client) -> None:
-    """Every shard's jobs done (or parked): what they were to do is done."""
-    async with asyncio.timeout(30):
-        for db in client.app[keys.DATABASES].physical:
-            while await _value(
-                db, "SELECT count(*) FROM jobs WHERE status IN ('queued', 'running')"
-            ):
-                await asyncio.sleep(0.05)
-
-
 async def test_a_blob_shared_by_photos_on_two_shards_outlives_either(client: Client) -> None:
     first, second = _shards(client)
     alice = await signup(client, "alice")
@@ -181,14 +172,14 @@ async def test_a_blob_shared_by_photos_on_two_shards_outlives_either(client: Cli
 
     resp = await client.delete(f"/api/v1/photos/{mine['id']}", headers=bearer(alice))
     assert resp.status == 204
-    await _jobs_settled(client)
+    await jobs_settled(client.app)
     for key in keys_of:
         assert await blobs.stat(key) is not None, key  # nina's photo on the other shard uses it
     assert (await client.get(theirs["urls"]["large"])).status == 200
 
     resp = await client.delete(f"/api/v1/photos/{theirs['id']}", headers=bearer(nina))
     assert resp.status == 204
-    await _jobs_settled(client)
+    await jobs_settled(client.app)
     for key in keys_of:
         assert await blobs.stat(key) is None, key  # nobody uses it now
 
@@ -216,7 +207,7 @@ async def test_a_new_photos_followers_are_told_on_their_shards_once(
     bob = await signup(client, "bob")
     oscar = await signup(client, "oscar")
     photo = await upload_ready(client, nina, imaging.jpeg_bytes(40, 40))
-    await _jobs_settled(client)
+    await jobs_settled(client.app)
     ids = {name: await _user_id(client, name) for name in ("nina", "bob", "oscar")}
     # Bob (the first shard) and oscar (nina's, the second) follow nina now.
     # The rows as the follow service keeps them: one on each side.
@@ -252,7 +243,7 @@ async def test_a_new_photos_followers_are_told_on_their_shards_once(
     assert await _value(second, "SELECT status FROM jobs WHERE id = $1", job) != "done"
 
     await asyncio.to_thread(shard_clusters.heal)
-    await _jobs_settled(client)
+    await jobs_settled(client.app)
     assert await _value(second, "SELECT status FROM jobs WHERE id = $1", job) == "done"
     assert await _inbox_kinds(client, bob) == ["photo"]
     assert await _inbox_kinds(client, oscar) == ["photo"]  # the retry told oscar nothing twice
@@ -263,13 +254,13 @@ async def test_a_new_photos_followers_are_told_on_their_shards_once(
     resp = await upload(client, nina, imaging.jpeg_bytes(44, 44))
     assert resp.status == 201
     newer = (await resp.json())["id"]
-    await _jobs_settled(client)
+    await jobs_settled(client.app)
     assert await _inbox_kinds(client, bob) == ["photo", "photo"]
     assert await _inbox_kinds(client, oscar) == ["photo", "photo"]
     # The first deleted: its notifications go on both shards (bob's by a job).
     resp = await client.delete(f"/api/v1/photos/{photo['id']}", headers=bearer(nina))
     assert resp.status == 204
-    await _jobs_settled(client)
+    await jobs_settled(client.app)
     for token in (bob, oscar):
         body = await (await client.get("/api/v1/notifications", headers=bearer(token))).json()
         assert [n["photo_id"] for n in body["items"]] == [newer]
