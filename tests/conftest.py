@@ -176,7 +176,7 @@ async def database_url(postgres: PostgresForTests) -> AsyncIterator[str]:
     SHARDS_OF.pop(urls[0], None)
     PAYMENTS_OF.pop(urls[0], None)
     for name in names:
-        await postgres.drop_database(name)
+        postgres.drop_later(name)
 
 
 def make_settings(data_dir: Path, database_url: str, **sections: dict[str, Any]) -> Settings:

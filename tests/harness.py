@@ -107,6 +107,7 @@ class PostgresForTests:
         self.template = f"picshare_tmpl_{uuid.uuid4().hex[:8]}"
         self._ahead = ahead
         self._made: collections.deque[concurrent.futures.Future[str]] = collections.deque()
+        self._dropping: list[concurrent.futures.Future[None]] = []
         self._maker = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="db-ahead")
 
     async def _admin(self) -> asyncpg.Connection:
@@ -164,13 +165,27 @@ class PostgresForTests:
         finally:
             await conn.close()
 
+    def drop_later(self, name: str) -> None:
+        """Drop a database nothing uses any more (a finished test's) by the
+        same thread, so no test waits for it; `drop_template` waits for all."""
+        self._dropping.append(self._maker.submit(self._drop_in_thread, name))
+
+    def _drop_in_thread(self, name: str) -> None:
+        asyncio.run(self.drop_database(name))
+
     async def drop_template(self) -> None:
-        """The databases made in advance and not used, then the template."""
-        self._maker.shutdown(wait=True, cancel_futures=True)
+        """The databases made in advance and not used, those still being
+        dropped, then the template."""
+        for made in self._made:
+            made.cancel()
+        self._maker.shutdown(wait=True)
         for made in self._made:
             if not made.cancelled():
                 await self.drop_database(made.result())
         self._made.clear()
+        for dropping in self._dropping:
+            dropping.result()  # a failed drop fails the session's teardown
+        self._dropping.clear()
         await self.drop_database(self.template)
 
 
