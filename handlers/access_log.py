@@ -30,6 +30,7 @@ from typing import TextIO
 import orjson
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
+from aiohttp.http import HttpVersion10, HttpVersion11
 
 from picshare import keys
 
@@ -41,12 +42,23 @@ _now = time.time
 _strftime = time.strftime
 _gmtime = time.gmtime
 FLUSH_BYTES = 64 * 1024
+# The request line's protocol, as text, for the versions clients send.
+_VERSIONS = {HttpVersion11: "HTTP/1.1", HttpVersion10: "HTTP/1.0"}
 
 
 class _Batch:
     """The process's pending lines (aiohttp makes an `AccessLog` per connection)."""
 
-    __slots__ = ("_handle", "_lines", "_second", "_size", "_stamp", "stream")
+    __slots__ = (
+        "_handle",
+        "_lines",
+        "_milli",
+        "_milli_stamp",
+        "_second",
+        "_size",
+        "_stamp",
+        "stream",
+    )
 
     def __init__(self, stream: TextIO) -> None:
         self.stream = stream
@@ -55,13 +67,21 @@ class _Batch:
         self._handle: asyncio.TimerHandle | None = None
         self._second = -1
         self._stamp = ""
+        self._milli = -1
+        self._milli_stamp = ""
 
     def stamp(self, now: float) -> str:
-        second = int(now)
+        # Several lines share a millisecond under load: its text is kept.
+        milli = int(now * 1000)
+        if milli == self._milli:
+            return self._milli_stamp
+        second = milli // 1000
         if second != self._second:
             self._second = second
             self._stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second))
-        return f"{self._stamp},{int((now - second) * 1000):03d}"
+        self._milli = milli
+        self._milli_stamp = text = f"{self._stamp},{milli - second * 1000:03d}"
+        return text
 
     def add(self, line: str) -> None:
         self._lines.append(line)
@@ -123,12 +143,14 @@ class AccessLog(AbstractAccessLogger):
             _batch.add(_json_line(request, response, time))
             return
         version = request.version
-        agent = request.headers.get("User-Agent", "-")
-        remote = request.remote or "-"
+        protocol = _VERSIONS.get(version)
+        if protocol is None:
+            protocol = f"HTTP/{version.major}.{version.minor}"
         _batch.add(
-            f"{_batch.stamp(_now())}{self._prefix}{remote} "
-            f'"{request.method} {request.raw_path} HTTP/{version.major}.{version.minor}" '
-            f'{response.status} {response.body_length} {time:.6f} "{agent}"\n'
+            f"{_batch.stamp(_now())}{self._prefix}{request.remote or '-'} "
+            f'"{request.method} {request.raw_path} {protocol}" '
+            f"{response.status} {response.body_length} {time:.6f} "
+            f'"{request.headers.get("User-Agent", "-")}"\n'
         )
 
 

@@ -7,12 +7,13 @@ Errors leave as problem details or an error page (handlers/error_answers.py).
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import re
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 from aiohttp import web
 from aiohttp.hdrs import AUTHORIZATION, COOKIE
@@ -35,7 +36,14 @@ from storage import scope as db_scope
 from storage.records import UserRecord
 from storage.shards import Shards
 
-__all__ = ["error_answer", "identify", "request_middleware", "security_headers", "wants_html"]
+__all__ = [
+    "error_answer",
+    "identify",
+    "layered",
+    "request_middleware",
+    "security_headers",
+    "wants_html",
+]
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +58,19 @@ WAL_COOKIE = "picshare_wal"
 _LSN = re.compile(r"^[0-9a-f]{1,16}$")
 _SHARD_NAME = re.compile(r"^shard-[0-9]{1,3}$")
 _MAX_POSITIONS = 64
+
+
+def layered(handler: Handler, chain: Sequence[Middleware]) -> Handler:
+    """`handler` inside the chain (outermost first), as aiohttp would call it
+    as the app's middlewares, but put together once, when the router is
+    filled (handlers/routes.py), rather than per request; and without the
+    layer aiohttp adds to any app with middlewares (it sets
+    `match_info.current_app`, which matters only to sub-apps: PicShare has
+    none). The router's 404 and 405 go through the chain by
+    handlers/unmatched.py."""
+    for middleware in reversed(chain):
+        handler = functools.partial(middleware, handler=handler)
+    return handler
 
 
 def request_middleware(

@@ -6,11 +6,13 @@ describes exactly what the router has (a test checks that no route is missing).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import functools
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from handlers import (
     api_account,
@@ -30,8 +32,10 @@ from handlers import (
     pages_webhooks,
 )
 from handlers.graphql import view as graphql_view
+from handlers.middlewares import layered
 from handlers.route_info import register, register_static
 from handlers.static_files import StaticFiles
+from handlers.unmatched import Unmatched
 from picshare.routing import Idempotency, RouteTable
 from picshare.services import Owner, serves
 from ws import handler as ws_handler
@@ -597,8 +601,14 @@ def setup_routes(
     role: str = "all",
     handler_of: Callable[[Route], Handler] | None = None,
     static: Handler | None = None,
+    chain: Sequence[Middleware] = (),
 ) -> None:
     """Fill the router from ROUTES, and `table` with what middlewares need of each route.
+
+    `chain`: the app's middlewares (outermost first), put around each
+    handler here, once (`handlers.middlewares.layered`), rather than given
+    to the app; the last resource then takes what no route matched
+    (handlers/unmatched.py), so that the router's 404 and 405 pass them too.
 
     `role` is the process's service (picshare/services.py): only the routes
     it owns are added. The gateway adds every route, each answered by
@@ -622,7 +632,7 @@ def setup_routes(
         for path in sorted(names, key=_resolve_order)
     }
     for route in served:
-        handler = route.handler if handler_of is None else handler_of(route)
+        handler = layered(route.handler if handler_of is None else handler_of(route), chain)
         for path in (route.path, *route.aliases):
             resource = resources[path]
             added = [resource.add_route(route.method, handler)]
@@ -641,6 +651,7 @@ def setup_routes(
                 )
     if static is not None:
         resource = app.router.add_resource("/static/{path:.+}", name="static")
+        static = layered(static, chain)
         resource.add_route("GET", static)
         resource.add_route("HEAD", static)
         register_static(table, resource)
@@ -649,8 +660,11 @@ def setup_routes(
         # GraphiQL build their versioned URLs from this resource; behind the
         # gateway only the web service is asked for them.
         files = static_files()
+        files.layer(functools.partial(layered, chain=chain))
         app.router.register_resource(files)
         register_static(table, files)
+    if chain:
+        app.router.register_resource(Unmatched(functools.partial(layered, chain=chain)))
 
 
 def static_files() -> StaticFiles:

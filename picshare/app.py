@@ -102,7 +102,7 @@ def create_app(settings: Settings, *, media_pool: Executor | None = None) -> web
     if role == "gateway":
         return _gateway_app(settings)
     profile = PROFILES[role]
-    app, routes, env = _bare_app(settings)
+    app, routes, env, chain = _bare_app(settings)
     app[keys.MEDIA_URLS] = MediaUrls(
         prefix=settings.media.url_prefix,
         secret=app[keys.SECRET_KEY],
@@ -115,7 +115,7 @@ def create_app(settings: Settings, *, media_pool: Executor | None = None) -> web
         app[keys.INTERNAL_TOKENS] = _internal_tokens(settings)
     if role != "all":
         app[keys.PROCESS_KIND] = role  # its name in the process registry (/system)
-    setup_routes(app, routes, role=role)
+    setup_routes(app, routes, role=role, chain=chain)
     if media_pool is None and not profile.media:
         # This service renders no images: a thread stands in for the pool.
         media_pool = ThreadPoolExecutor(1, thread_name_prefix="media-unused")
@@ -139,16 +139,17 @@ def create_app(settings: Settings, *, media_pool: Executor | None = None) -> web
     return app
 
 
-def _bare_app(settings: Settings) -> tuple[web.Application, RouteTable, jinja2.Environment]:
-    """What every role's app starts from: the middleware chain, the settings,
-    metrics, the route table to fill, the secret key, the templates."""
+def _bare_app(
+    settings: Settings,
+) -> tuple[web.Application, RouteTable, jinja2.Environment, list[Middleware]]:
+    """What every role's app starts from: the settings, metrics, the route
+    table to fill, the secret key, the templates, and the middleware chain,
+    which `setup_routes` puts around each handler (the app itself has no
+    middlewares: aiohttp would add a layer and build the chain per request)."""
     metrics = Metrics()
     routes: RouteTable = {}
-    app = web.Application(
-        middlewares=_middlewares(settings, routes, metrics),
-        # The gateway streams bodies through; this caps only bodies read whole.
-        client_max_size=CLIENT_MAX_SIZE,
-    )
+    # The gateway streams bodies through; this caps only bodies read whole.
+    app = web.Application(client_max_size=CLIENT_MAX_SIZE)
     app[keys.SETTINGS] = settings
     app[keys.METRICS] = metrics
     app[keys.ROUTE_INFO] = routes
@@ -158,7 +159,13 @@ def _bare_app(settings: Settings) -> tuple[web.Application, RouteTable, jinja2.E
         loader=jinja2.FileSystemLoader(TEMPLATES),
         autoescape=jinja2.select_autoescape(default=True, default_for_string=True),
     )
-    return app, routes, env
+    chain = _middlewares(settings, routes, metrics)
+
+    def layer(handler: Handler) -> Handler:
+        return middlewares.layered(handler, chain)
+
+    app[keys.LAYER] = layer
+    return app, routes, env, chain
 
 
 def _middlewares(settings: Settings, routes: RouteTable, metrics: Metrics) -> list[Middleware]:
@@ -632,7 +639,7 @@ def _gateway_app(settings: Settings) -> web.Application:
     route a proxy to its service; the probes are the gateway's own. Its
     resources: Redis (shared limits), the database (tokens and sessions,
     idempotency keys), and the upstreams' client."""
-    app, routes, env = _bare_app(settings)
+    app, routes, env, chain = _bare_app(settings)
     env.globals["static"] = _static_urls(app, static_files())
     proxies = {name: gateway_http.proxy_to(name) for name in SERVICES}
     own = {"readyz": gateway_http.readyz, "metrics": gateway_http.metrics}
@@ -642,7 +649,9 @@ def _gateway_app(settings: Settings) -> web.Application:
             return own.get(route.name, route.handler)
         return proxies[route.service]
 
-    setup_routes(app, routes, role="gateway", handler_of=handler_of, static=proxies["web"])
+    setup_routes(
+        app, routes, role="gateway", handler_of=handler_of, static=proxies["web"], chain=chain
+    )
     app[keys.PROCESS_KIND] = "gateway"
     app.cleanup_ctx.extend(
         [_redis, _database, _ratelimit, _cached_reads, _gateway_services, _system]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 import aiohttp
 from aiohttp import web
 from redis.asyncio import Redis
@@ -36,6 +38,8 @@ from picshare.webhooks import WebhookService
 from storage.blobs import BlobStore
 from storage.records import UserRecord
 from storage.shards import Shards
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 SETTINGS = web.AppKey("settings", Settings)
 SECRET_KEY = web.AppKey("secret_key", bytes)
@@ -74,6 +78,9 @@ WEBHOOK_HTTP = web.AppKey("webhook_http", aiohttp.ClientSession)
 RATE_LIMITER: web.AppKey[RateLimiter] = web.AppKey("rate_limiter")
 # What the middlewares need of each route, resolved once (handlers/route_info.py).
 ROUTE_INFO: web.AppKey[RouteTable] = web.AppKey("route_info")
+# The app's middlewares put around a handler (handlers/middlewares.py
+# `layered`): what a route added after `create_app` (a test's) is given.
+LAYER: web.AppKey[Callable[[Handler], Handler]] = web.AppKey("layer")
 
 # Behind a gateway (server.internal_secret on a service): the verifier of
 # its internal tokens, the only identity such a service believes.

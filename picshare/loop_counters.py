@@ -16,10 +16,10 @@ from collections.abc import Iterator, Sequence
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector, CollectorRegistry
 
-__all__ = ["LoopCounter"]
+__all__ = ["Count", "LoopCounter"]
 
 
-class _Count:
+class Count:
     __slots__ = ("value",)
 
     def __init__(self) -> None:
@@ -40,10 +40,10 @@ class LoopCounter(Collector):
         self._name = name
         self._documentation = documentation
         self._labelnames = tuple(labelnames)
-        self._children: dict[tuple[str, ...], _Count] = {}
+        self._children: dict[tuple[str, ...], Count] = {}
         registry.register(self)
 
-    def labels(self, *values: str, **named: str) -> _Count:
+    def labels(self, *values: str, **named: str) -> Count:
         if named:
             if values or set(named) != set(self._labelnames):
                 raise ValueError(f"{self._name} takes the labels {self._labelnames}")
@@ -52,7 +52,7 @@ class LoopCounter(Collector):
             raise ValueError(f"{self._name} takes the labels {self._labelnames}")
         child = self._children.get(values)
         if child is None:
-            child = self._children[values] = _Count()
+            child = self._children[values] = Count()
         return child
 
     def describe(self) -> Iterator[CounterMetricFamily]:

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from picshare.loop_counters import LoopCounter
+from picshare.loop_counters import Count, LoopCounter
 from picshare.request_metrics import RequestMetrics
 from storage.router import DatabaseStatus
 
@@ -50,6 +50,7 @@ class Metrics:
         self.ratelimit_decisions = LoopCounter(
             "picshare_ratelimit_decisions", "Rate limit decisions", ["policy", "result"], r
         )
+        self._decisions: dict[tuple[str, str], Count] = {}
         self.ratelimit_errors = Counter(
             "picshare_ratelimit_backend_errors", "Rate limiter backend errors", registry=r
         )
@@ -83,7 +84,13 @@ class Metrics:
 
     def count_decision(self, policy: str, result: str) -> None:
         """A rate-limit decision (a few policies, three results: bounded)."""
-        self.ratelimit_decisions.labels(policy, result).inc()
+        # The child per pair is kept: `labels` checks its arguments each call.
+        child = self._decisions.get((policy, result))
+        if child is None:
+            child = self._decisions[policy, result] = self.ratelimit_decisions.labels(
+                policy, result
+            )
+        child.inc()
 
     def databases(self, statuses: Sequence[DatabaseStatus]) -> None:
         """Set the per-database gauges from the router's view (at scrape time)."""

@@ -36,15 +36,14 @@ class Policy:
     on_backend_error: OnBackendError = "local"
     # The IETF `RateLimit-Policy` field: the same on every response, made once.
     header: str = field(init=False, repr=False, compare=False)
+    # The emission interval in whole microseconds, rounded up so that no
+    # window ever admits more than `quota` requests (made once: every
+    # decision reads it).
+    interval: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "header", f'"{self.name}";q={self.quota};w={self.window}')
-
-    @property
-    def interval(self) -> int:
-        """The emission interval in whole microseconds, rounded up so that no
-        window ever admits more than `quota` requests."""
-        return -(-self.window * MICROSECONDS // self.quota)
+        object.__setattr__(self, "interval", -(-self.window * MICROSECONDS // self.quota))
 
 
 @dataclass(frozen=True, slots=True)

@@ -57,7 +57,8 @@ async def slow_app(
 ) -> tuple[Client, Slow]:
     slow = Slow()
     app = create_app(make_settings(tmp_path / "data", database_url), media_pool=media_pool)
-    route = app.router.add_post("/api/v1/test/slow", slow.handler)
+    # The request layer goes around each handler as it is added (no app middlewares).
+    route = app.router.add_post("/api/v1/test/slow", app[keys.LAYER](slow.handler))
     register(
         app[keys.ROUTE_INFO],
         route,

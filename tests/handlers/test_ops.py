@@ -66,6 +66,33 @@ async def test_request_id_is_echoed(client: Client) -> None:
     assert resp.headers["X-Request-ID"] != "bad id <script>"
 
 
+async def test_router_errors_pass_the_request_layer(client: Client) -> None:
+    """The app has no aiohttp middlewares (the request layer wraps each
+    handler), and the router's 404 and 405 still pass that layer: problem
+    details or a browser's error page, the exact `Allow`, the layer's headers."""
+    assert not client.app.middlewares
+    html = {"Accept": "text/html"}
+    resp = await client.post("/healthz")
+    assert resp.status == 405
+    assert resp.headers["Allow"] == "GET,HEAD"
+    assert resp.content_type == "application/problem+json"
+    assert (await resp.json())["status"] == 405
+    for name in ("X-Request-ID", "Server-Timing", "X-Content-Type-Options"):
+        assert name in resp.headers, name
+    resp = await client.post("/api/v1/photos/1")
+    assert (resp.status, resp.headers["Allow"]) == (405, "DELETE,GET,HEAD")
+    page = await client.delete("/", headers=html)
+    assert (page.status, page.content_type) == (405, "text/html")
+    assert page.headers["Allow"] == "GET,HEAD"
+    assert "Method Not Allowed" in await page.text()
+    missing = await client.get("/nope", headers=html)
+    assert (missing.status, missing.content_type) == (404, "text/html")
+    assert "Allow" not in missing.headers
+    static = await client.post("/static/app.css")
+    assert (static.status, static.headers["Allow"]) == (405, "GET,HEAD")
+    assert (await client.get("/static/app.css")).headers["X-Content-Type-Options"] == "nosniff"
+
+
 async def test_metrics_count_requests_per_route(client: Client) -> None:
     await client.get("/healthz")
     await client.get("/api/v1/nope")
