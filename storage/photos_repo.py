@@ -7,12 +7,13 @@ while new ones arrive (they only appear at the head)."""
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 
 from storage.db import Connection, sql_literal
 from storage.ids import shard_of
 from storage.records import ModerationState, PhotoRecord, PhotoStatus
 from storage.social_repo import follows_sql
-from storage.visibility import PUBLIC, VISIBLE
+from storage.visibility import PUBLIC, VISIBLE, followees_given
 
 # Whether the viewer ($1) likes the photo, asked beside it: only where likes
 # live with their photos (`Shards.likes` is None). Where they have a database
@@ -22,13 +23,15 @@ from storage.visibility import PUBLIC, VISIBLE
 _LIKED_HERE = "EXISTS (SELECT 1 FROM likes l WHERE l.photo_id = p.id AND l.user_id = $1)"
 _LIKED_ELSEWHERE = "($1::bigint IS NULL AND false)"
 _COLUMNS = (
-    "p.id, p.owner_id, u.username AS owner_username, "
-    "u.display_name AS owner_display_name, u.private AS owner_private, p.caption, p.tags, "
+    "p.id, p.owner_id, p.owner_username, p.owner_display_name, p.owner_private, "
+    "p.caption, p.tags, "
     "p.status, p.mime, p.width, p.height, p.bytes, p.blurhash, p.upload_key, p.original_key, "
     "p.large_key, p.medium_key, p.thumb_key, p.like_count, p.comment_count, p.created_at, "
     f"{_LIKED_HERE} AS liked_by_me "
 )
-_SELECT = f"SELECT {_COLUMNS} FROM photos p JOIN users u ON u.id = p.owner_id "
+# The owner's fields are the photo's own copies (migration 0019): no photo
+# read joins `users`, so the photos may live in a database of their own.
+_SELECT = f"SELECT {_COLUMNS} FROM photos p "
 # One photo by id never says liked_by_me (false): its readers either need
 # no viewer's flag (checks, jobs, the cache) or ask for it apart
 # (picshare/photos.py, `get`), so it reads no likes wherever they live.
@@ -46,6 +49,17 @@ def list_sql(sql: str, likes_here: bool) -> str:
     photos, or not where likes have a database of their own (for any query
     built on `_COLUMNS`, search's too)."""
     return sql if likes_here else _likes_apart(sql)
+
+
+def with_followees(
+    sql: str, args: list[object], followees: Sequence[int] | None
+) -> tuple[str, list[object]]:
+    """A statement and its arguments as they run: the privacy rule reading
+    `follows` beside the photos (`followees` None), or given the viewer's
+    followees as one more parameter (storage/visibility.py, `followees_given`)."""
+    if followees is None:
+        return sql, args
+    return followees_given(sql, len(args) + 1), [*args, list(followees)]
 
 
 _READY = sql_literal(PhotoStatus.READY)
@@ -91,8 +105,7 @@ HOME_FEED_SQL = (
     ") o CROSS JOIN LATERAL ("
     f"  SELECT * FROM photos q WHERE q.owner_id = o.owner_id AND q.status = {_READY}"
     "  AND q.id < $2 ORDER BY q.id DESC LIMIT $3"
-    ") p JOIN users u ON u.id = p.owner_id "
-    "ORDER BY p.id DESC LIMIT $3"
+    ") p ORDER BY p.id DESC LIMIT $3"
 )
 
 # The home feed across shards: the viewer's followees come from the viewer's
@@ -106,8 +119,7 @@ FEED_OF_OWNERS_SQL = (
     f"SELECT {_COLUMNS} FROM unnest($4::bigint[]) o (owner_id) CROSS JOIN LATERAL ("
     f"  SELECT * FROM photos q WHERE q.owner_id = o.owner_id AND q.status = {_READY}"
     "  AND q.id < $2 ORDER BY q.id DESC LIMIT $3"
-    ") p JOIN users u ON u.id = p.owner_id "
-    "ORDER BY p.id DESC LIMIT $3"
+    ") p ORDER BY p.id DESC LIMIT $3"
 )
 
 
@@ -152,9 +164,20 @@ async def insert_photo(
     return int(photo_id)
 
 
-async def photo_for(conn: Connection, photo_id: int, viewer_id: int | None) -> PhotoRecord | None:
-    """The photo if this viewer may see it, else None (so callers answer 404)."""
-    row = await conn.fetchrow(_SELECT_ONE + f"WHERE p.id = $2 AND {VISIBLE}", viewer_id, photo_id)
+_FOR_SQL = _SELECT_ONE + f"WHERE p.id = $2 AND {VISIBLE}"
+
+
+async def photo_for(
+    conn: Connection,
+    photo_id: int,
+    viewer_id: int | None,
+    *,
+    followees: Sequence[int] | None = None,
+) -> PhotoRecord | None:
+    """The photo if this viewer may see it, else None (so callers answer 404).
+    `followees`: see `with_followees`."""
+    sql, args = with_followees(_FOR_SQL, [viewer_id, photo_id], followees)
+    row = await conn.fetchrow(sql, *args)
     return None if row is None else PhotoRecord.from_row(row)
 
 
@@ -168,8 +191,7 @@ async def photo_by_id(conn: Connection, photo_id: int) -> PhotoRecord | None:
 # entry is missing, all from the photo's shard (the owner, the viewer's like
 # and the owner's side of a follow live there too).
 _SEEN_BY_SQL = (
-    f"SELECT {_COLUMNS}, {follows_sql('$1', 'p.owner_id')} AS follows "
-    "FROM photos p JOIN users u ON u.id = p.owner_id WHERE p.id = $2"
+    f"SELECT {_COLUMNS}, {follows_sql('$1', 'p.owner_id')} AS follows FROM photos p WHERE p.id = $2"
 )
 
 
@@ -210,17 +232,16 @@ async def list_tagged(
     before: int | None,
     limit: int,
     likes_here: bool = True,
+    followees: Sequence[int] | None = None,
 ) -> list[PhotoRecord]:
-    """Photos with a tag that this viewer may see, newest first."""
+    """Photos with a tag that this viewer may see, newest first.
+    `followees`: see `with_followees`."""
     if "\x00" in tag:
         return []  # no stored tag can hold NUL
-    rows = await conn.fetch(
-        list_sql(TAGGED_SQL, likes_here),
-        viewer_id,
-        tag,
-        before or _MAX_ID,
-        limit,
+    sql, args = with_followees(
+        list_sql(TAGGED_SQL, likes_here), [viewer_id, tag, before or _MAX_ID, limit], followees
     )
+    rows = await conn.fetch(sql, *args)
     return [PhotoRecord.from_row(r) for r in rows]
 
 
@@ -233,15 +254,15 @@ async def list_by_owner(
     limit: int,
     tag: str | None = None,
     likes_here: bool = True,
+    followees: Sequence[int] | None = None,
 ) -> list[PhotoRecord]:
-    rows = await conn.fetch(
+    """`followees`: see `with_followees` (here only whether they hold the owner matters)."""
+    sql, args = with_followees(
         list_sql(BY_OWNER_SQL, likes_here),
-        viewer_id,
-        owner_id,
-        before or _MAX_ID,
-        limit,
-        tag,
+        [viewer_id, owner_id, before or _MAX_ID, limit, tag],
+        followees,
     )
+    rows = await conn.fetch(sql, *args)
     return [PhotoRecord.from_row(r) for r in rows]
 
 
@@ -443,7 +464,7 @@ async def key_is_public(conn: Connection, key: str) -> bool:
     """Does a photo that everyone may see use this rendition?"""
     return bool(
         await conn.fetchval(
-            "SELECT EXISTS (SELECT 1 FROM photos p JOIN users u ON u.id = p.owner_id "
+            "SELECT EXISTS (SELECT 1 FROM photos p "
             f"WHERE {PUBLIC} AND (p.original_key = $1 "
             "OR p.large_key = $1 OR p.medium_key = $1 OR p.thumb_key = $1))",
             key,
