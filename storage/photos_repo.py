@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
+from typing import NamedTuple
 
 from storage.db import Connection, sql_literal
 from storage.ids import shard_of
@@ -123,6 +124,14 @@ FEED_OF_OWNERS_SQL = (
 )
 
 
+class OwnerFields(NamedTuple):
+    """The owner's copies a photo carries (migration 0019)."""
+
+    username: str
+    display_name: str
+    private: bool
+
+
 async def insert_photo(
     conn: Connection,
     *,
@@ -135,13 +144,21 @@ async def insert_photo(
     size: int,
     upload_key: str,
     moderated: bool = False,
+    owner: OwnerFields | None = None,
 ) -> int:
-    """`moderated`: it waits for a moderation verdict as well as its renditions."""
+    """`moderated`: it waits for a moderation verdict as well as its renditions.
+
+    `owner`: None where the owner's row shares this database (the default):
+    the database copies the owner's fields under the owner's row lock
+    (migration 0019) and the owner's photo_count moves here. Given where the
+    photos live apart from their owners: the fields as given, and the count
+    is the caller's (a job: picshare/photos.py)."""
     # The owner's logical shard in the id: the photo lives with its owner, and
     # its id alone leads there (storage/shards.py, `of_id`).
     photo_id = await conn.fetchval(
         "INSERT INTO photos (id, owner_id, caption, tags, mime, width, height, bytes, upload_key, "
-        "moderation) VALUES (picshare_next_id($9), $1, $2, $3, $4, $5, $6, $7, $8, $10) "
+        "moderation, owner_username, owner_display_name, owner_private) "
+        "VALUES (picshare_next_id($9), $1, $2, $3, $4, $5, $6, $7, $8, $10, $11, $12, $13) "
         "RETURNING id",
         owner_id,
         caption,
@@ -153,8 +170,10 @@ async def insert_photo(
         upload_key,
         shard_of(owner_id),
         ModerationState.PENDING if moderated else ModerationState.NONE,
+        *(owner or (None, None, None)),
     )
-    await conn.execute("UPDATE users SET photo_count = photo_count + 1 WHERE id = $1", owner_id)
+    if owner is None:
+        await conn.execute("UPDATE users SET photo_count = photo_count + 1 WHERE id = $1", owner_id)
     if tags:
         await conn.execute(
             "INSERT INTO tags (tag, photo_count) SELECT unnest($1::text[]), 1 "
@@ -190,18 +209,26 @@ async def photo_by_id(conn: Connection, photo_id: int) -> PhotoRecord | None:
 # $1 viewer (or NULL), $2 photo: what a photo's detail needs when its cache
 # entry is missing, all from the photo's shard (the owner, the viewer's like
 # and the owner's side of a follow live there too).
-_SEEN_BY_SQL = (
-    f"SELECT {_COLUMNS}, {follows_sql('$1', 'p.owner_id')} AS follows FROM photos p WHERE p.id = $2"
-)
+_FOLLOWS_HERE = follows_sql("$1", "p.owner_id")
+_SEEN_BY_SQL = f"SELECT {_COLUMNS}, {_FOLLOWS_HERE} AS follows FROM photos p WHERE p.id = $2"
+# Where the photos have a database of their own (`Shards.photos`), no
+# `follows` is there: the caller asks the owner's database.
+_SEEN_APART_SQL = _SEEN_BY_SQL.replace(_FOLLOWS_HERE, "($1::bigint IS NULL AND false)")
 
 
 async def photo_seen_by(
-    conn: Connection, photo_id: int, viewer_id: int | None, *, likes_here: bool = True
+    conn: Connection,
+    photo_id: int,
+    viewer_id: int | None,
+    *,
+    likes_here: bool = True,
+    follows_here: bool = True,
 ) -> tuple[PhotoRecord, bool] | None:
     """The photo whoever asks (its `liked_by_me` the viewer's where likes are
-    here, else false), and whether the viewer follows its owner: one round
-    trip, for the privacy rule to decide on."""
-    row = await conn.fetchrow(list_sql(_SEEN_BY_SQL, likes_here), viewer_id, photo_id)
+    here, else false), and whether the viewer follows its owner (false where
+    follows are not here): one round trip, for the privacy rule to decide on."""
+    sql = _SEEN_BY_SQL if follows_here else _SEEN_APART_SQL
+    row = await conn.fetchrow(list_sql(sql, likes_here), viewer_id, photo_id)
     return None if row is None else (PhotoRecord.from_row(row), bool(row["follows"]))
 
 
@@ -313,14 +340,16 @@ async def feed_of(
     return [PhotoRecord.from_row(r) for r in rows]
 
 
-async def delete_photo(conn: Connection, photo: PhotoRecord) -> bool:
-    """Delete the row; fix the owner's and the tags' counts in the same transaction."""
+async def delete_photo(conn: Connection, photo: PhotoRecord, *, owner_here: bool = True) -> bool:
+    """Delete the row; fix the tags' counts, and the owner's where the owner
+    lives here (`owner_here`; else the caller's job does), in the same transaction."""
     deleted = await conn.execute("DELETE FROM photos WHERE id = $1", photo.id)
     if deleted != "DELETE 1":
         return False
-    await conn.execute(
-        "UPDATE users SET photo_count = photo_count - 1 WHERE id = $1", photo.owner_id
-    )
+    if owner_here:
+        await conn.execute(
+            "UPDATE users SET photo_count = photo_count - 1 WHERE id = $1", photo.owner_id
+        )
     if photo.tags:
         await conn.execute(
             "UPDATE tags SET photo_count = photo_count - 1 WHERE tag = ANY($1::text[])",
@@ -352,6 +381,28 @@ async def count(conn: Connection, photo_id: int, column: str, delta: int) -> int
             delta,
         )
     return None if found is None else int(found)
+
+
+async def set_owner_fields(conn: Connection, owner_id: int, owner: OwnerFields) -> int:
+    """The owner's photos here take these copies (where the photos live apart
+    from their owner: a job's, picshare/photo_access.py); how many changed."""
+    result = await conn.execute(
+        "UPDATE photos SET owner_username = $2, owner_display_name = $3, owner_private = $4 "
+        "WHERE owner_id = $1 AND (owner_username, owner_display_name, owner_private) "
+        "IS DISTINCT FROM ($2, $3, $4)",
+        owner_id,
+        *owner,
+    )
+    return int(result.split()[-1])
+
+
+async def lock_owner(conn: Connection, owner_id: int) -> None:
+    """Where the owner's row shares the photos' database: lock it before any
+    of their photos' rows. A change of the owner's name or privacy locks the
+    owner, then rewrites their photos (its trigger, migration 0019); a
+    deletion that locked the photo first and the owner after (its
+    photo_count) could deadlock with it."""
+    await conn.execute("SELECT 1 FROM users WHERE id = $1 FOR NO KEY UPDATE", owner_id)
 
 
 async def lock_photo(conn: Connection, photo_id: int) -> PhotoRecord | None:
