@@ -18,6 +18,9 @@ from aiohttp.test_utils import TestClient
 
 from picshare import keys
 from picshare.app import create_app
+from picshare.photo_counts import CountBehind
+from picshare.photos import OWNER_COUNT_JOB
+from storage.router import PRIMARY
 from storage.table_groups import EVERY_DATABASE, TABLES, WITH_PHOTOS
 from tests import imaging
 from tests.conftest import AiohttpClient, bearer, make_settings, signup, upload, wait_ready
@@ -168,3 +171,37 @@ async def _owner_copy(client: Client, photo_id: str) -> tuple[str, bool]:
         )
     assert row is not None
     return str(row[0]), bool(row[1])
+
+
+@pytest.mark.one_pass
+async def test_owner_count_job_counts_once_in_any_order(client: Client) -> None:
+    """The owner's photo_count job run twice counts once; a deletion's run
+    before its upload's fails (to run again) and changes nothing meanwhile;
+    an upload's brings the photos' copies of the owner up to date."""
+    pia = await signup(client, "pia")
+    await client.patch("/api/v1/me", json={"display_name": "Pia"}, headers=bearer(pia))
+    photo = await upload(client, pia, imaging.jpeg_bytes(24, 24))
+    pid = (await photo.json())["id"]
+    shards = client.app[keys.DATABASES]
+    uid = int((await (await client.get("/api/v1/me", headers=bearer(pia))).json())["id"])
+    run = client.app[keys.PHOTOS].job_kinds()[OWNER_COUNT_JOB].run
+
+    async def counted() -> int:
+        async with shards.of_user(uid).read(PRIMARY) as conn:
+            return int(await conn.fetchval("SELECT photo_count FROM users WHERE id = $1", uid))
+
+    assert await until(counted, 1) == 1
+    assert shards.photos is not None
+    async with shards.photos.write() as conn:  # a copy made just before a rename
+        await conn.execute("UPDATE photos SET owner_display_name = 'old' WHERE id = $1", int(pid))
+    added = {"key": 7_001, "user_id": uid, "delta": 1}
+    removed = {"key": 7_002, "user_id": uid, "delta": -1}
+    with pytest.raises(CountBehind):
+        await run({**removed, "delta": -2})  # more removed than there are
+    assert await counted() == 1
+    await run(added)
+    await run(added)  # a rerun: its key is recorded
+    assert await counted() == 2
+    assert await _owner_copy(client, pid) == ("Pia", False)
+    await run(removed)
+    assert await counted() == 1
