@@ -188,7 +188,8 @@ class PhotoService:
         key = f"uploads/{staged.sha256}"
         owner = await self._owner_fields(owner_id)
         try:
-            # The photo lives with its owner, on the owner's shard.
+            # The photo lives with its owner, on the owner's shard (or in the
+            # photos' own database: Shards.photos).
             async with self._blob_keys_locked(self._db.photos_of(owner_id), [key]) as conn:
                 await staged.commit(key)
                 photo_id = await photos_repo.insert_photo(
