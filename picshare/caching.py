@@ -30,7 +30,7 @@ from typing import Any
 
 import orjson
 
-from storage import photos_repo, users_repo
+from storage import photos_repo, social_repo, users_repo
 from storage.cache import Cache
 from storage.cache.memo import Memo
 from storage.records import PhotoRecord, UserRecord
@@ -119,7 +119,7 @@ class CachedReads:
             raw = await self._raw(
                 key,
                 lambda: self._photo_row(photo_id, viewer_id, read),
-                self._fresh(self._ttl.photo, self._db.of_id(photo_id)),
+                self._fresh(self._ttl.photo, self._db.photos_of(photo_id)),
             )
         if raw == _NULL:
             return None, None
@@ -243,12 +243,18 @@ class CachedReads:
     async def _photo_row(
         self, photo_id: int, viewer_id: int | None, read: list[tuple[PhotoRecord, bool]]
     ) -> dict[str, Any] | None:
-        async with self._db.of_id(photo_id).read(PRIMARY) as conn:
+        apart = self._db.photos is not None
+        async with self._db.photos_of(photo_id).read(PRIMARY) as conn:
             seen = await photos_repo.photo_seen_by(
-                conn, photo_id, viewer_id, likes_here=self._db.likes is None
+                conn, photo_id, viewer_id, likes_here=self._db.likes is None, follows_here=not apart
             )
         if seen is None:
             return None
+        if apart and viewer_id is not None:
+            # The follow from the owner's database (its side of every follow).
+            owner_id = seen[0].owner_id
+            async with self._db.of_user(owner_id).read(PRIMARY) as conn:
+                seen = (seen[0], await social_repo.follows(conn, viewer_id, owner_id))
         read.append(seen)
         photo = seen[0]
         row = {k: v for k, v in asdict(photo).items() if k not in _OWNER_FIELDS}

@@ -24,7 +24,7 @@ from __future__ import annotations
 import unicodedata
 from typing import Any
 
-from picshare import photo_counts, privacy
+from picshare import photo_access, photo_counts, privacy
 from picshare.caching import CachedReads
 from picshare.errors import Forbidden, InvalidInput, NotFound, invalid
 from picshare.jobs import JobKind, JobRunner
@@ -74,16 +74,15 @@ class Comments:
         before = decode_cursor(cursor)
         consistency = read_your_writes(viewer_id)
         if self._db.comments is None:
-            async with self._db.of_id(photo_id).read(consistency) as conn:
+            async with self._db.photos_of(photo_id).read(consistency) as conn:
                 if await photos_repo.photo_for(conn, photo_id, viewer_id) is None:
                     raise NotFound("no such photo")
                 rows = await comments_repo.page(
                     conn, photo_id=photo_id, before=before, limit=limit + 1
                 )
             return page_of(rows, limit)
-        async with self._db.of_id(photo_id).read(consistency) as conn:
-            if await photos_repo.photo_for(conn, photo_id, viewer_id) is None:
-                raise NotFound("no such photo")
+        if await photo_access.visible_photo(self._db, photo_id, viewer_id, consistency) is None:
+            raise NotFound("no such photo")
         async with self._db.comments_of(photo_id).read(consistency) as conn:
             rows = await comments_repo.page(conn, photo_id=photo_id, before=before, limit=limit + 1)
         return page_of(rows, limit)
@@ -107,7 +106,7 @@ class Comments:
     async def add(self, photo_id: int, user: UserRecord, text: object) -> CommentRecord:
         clean = _comment_text(text)
         if self._db.comments is None:
-            async with self._notifier.transaction(self._db.of_id(photo_id)) as (conn, notes):
+            async with self._notifier.transaction(self._db.photos_of(photo_id)) as (conn, notes):
                 photo = await photos_repo.photo_for(conn, photo_id, user.id)
                 if photo is None or not privacy.can_react(photo):
                     raise NotFound("no such photo")
@@ -120,8 +119,7 @@ class Comments:
             await self._cached.photo_changed(photo_id)
             return comment
         # From the primary: the privacy rule is decided on fresh data.
-        async with self._db.of_id(photo_id).read(PRIMARY) as conn:
-            photo = await photos_repo.photo_for(conn, photo_id, user.id)
+        photo = await photo_access.visible_photo(self._db, photo_id, user.id, PRIMARY)
         if photo is None or not privacy.can_react(photo):
             raise NotFound("no such photo")
         async with self._db.comments_of(photo_id).transaction() as conn:
@@ -134,7 +132,7 @@ class Comments:
     async def delete(self, comment_id: int, user_id: int) -> None:
         if self._db.comments is None:
             # A comment's id carries its photo's logical shard: the one database.
-            async with self._notifier.transaction(self._db.of_id(comment_id)) as (conn, notes):
+            async with self._notifier.transaction(self._db.photos_of(comment_id)) as (conn, notes):
                 comment = await comments_repo.by_id(conn, comment_id)
                 photo = (
                     None
@@ -151,8 +149,7 @@ class Comments:
             comment = await comments_repo.by_id(conn, comment_id)
         photo = None
         if comment is not None:
-            async with self._db.of_id(comment.photo_id).read(PRIMARY) as conn:
-                photo = await photos_repo.photo_for(conn, comment.photo_id, user_id)
+            photo = await photo_access.visible_photo(self._db, comment.photo_id, user_id, PRIMARY)
         _may_delete(comment, photo, user_id)
         assert comment is not None
         async with self._db.comments_of(comment_id).transaction() as conn:

@@ -25,7 +25,7 @@ from picshare.services import (
     check_upstream_url,
     parse_pairs,
 )
-from storage.table_groups import GROUPS, SEPARABLE
+from storage.table_groups import GROUPS, PHOTOS, SEPARABLE, WITH_PHOTOS
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
 
@@ -142,7 +142,11 @@ class DatabaseSettings:
     def group_urls(self) -> dict[str, str]:
         """The groups given a database of their own, with its URL."""
         urls = {g: getattr(self, f"group_{g}_url") for g in GROUPS}
-        return {g: url for g, url in urls.items() if url}
+        found = {g: url for g, url in urls.items() if url}
+        if PHOTOS in found:
+            for group in WITH_PHOTOS:
+                found.setdefault(group, found[PHOTOS])
+        return found
 
 
 @dataclass(frozen=True, slots=True)
@@ -593,8 +597,15 @@ def _validate(s: Settings) -> None:
         (
             not not_yet,
             f"table group {', '.join(g.upper() for g in not_yet)} cannot have a database of"
-            " its own yet (its SQL still joins another group's tables); groups that can: "
+            " its own (USERS is what database.url keeps: the other groups leave it; JOBS"
+            " has no table: every database keeps its own jobs); groups that can: "
             + ", ".join(sorted(g.upper() for g in SEPARABLE)),
+        ),
+        (
+            PHOTOS not in groups or not (s.database.shards or s.database.embedded_shards > 1),
+            "table group PHOTOS cannot have a database of its own on a sharded site yet"
+            " (photos and their owners share the owner's shard, and shard moves carry both);"
+            " give database.group_photos_url on a site without shards",
         ),
         (0 < s.server.port < 65536, "server.port must be between 1 and 65535"),
         (s.server.header_timeout > 0, "server.header_timeout must be positive"),

@@ -24,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from picshare import photo_counts, privacy
+from picshare import photo_access, photo_counts, privacy
 from picshare.caching import CachedReads
 from picshare.errors import NotFound
 from picshare.jobs import JobKind, JobRunner
@@ -80,7 +80,7 @@ class Likes:
 
     async def like(self, photo_id: int, user: UserRecord) -> LikeState:
         if self._db.likes is None:
-            async with self._notifier.transaction(self._db.of_id(photo_id)) as (conn, notes):
+            async with self._notifier.transaction(self._db.photos_of(photo_id)) as (conn, notes):
                 photo = await photos_repo.photo_for(conn, photo_id, user.id)
                 if photo is None or not privacy.can_react(photo):
                     raise NotFound("no such photo")
@@ -101,7 +101,7 @@ class Likes:
 
     async def unlike(self, photo_id: int, user: UserRecord) -> LikeState:
         if self._db.likes is None:
-            async with self._db.of_id(photo_id).transaction() as conn:
+            async with self._db.photos_of(photo_id).transaction() as conn:
                 if await photos_repo.photo_for(conn, photo_id, user.id) is None:
                     raise NotFound("no such photo")
                 count = await social_repo.unlike(conn, photo_id, user.id)
@@ -114,8 +114,7 @@ class Likes:
 
     async def _visible(self, photo_id: int, viewer_id: int) -> PhotoRecord:
         # From the primary: the privacy rule is decided on fresh data.
-        async with self._db.of_id(photo_id).read(PRIMARY) as conn:
-            photo = await photos_repo.photo_for(conn, photo_id, viewer_id)
+        photo = await photo_access.visible_photo(self._db, photo_id, viewer_id, PRIMARY)
         if photo is None:
             raise NotFound("no such photo")
         return photo

@@ -31,15 +31,16 @@ from typing import TypeVar
 
 import asyncpg
 
+from picshare import photo_access
 from picshare.config import PaymentSettings
 from picshare.errors import Conflict, NotFound, Unavailable, invalid
 from picshare.jobs import JobKind, JobRunner
 from picshare.notify import Notifier
 from picshare.outbox import Outbox
-from storage import ledger_repo, photos_repo, users_repo
+from storage import ledger_repo, users_repo
 from storage.db import Connection
 from storage.ids import parse_id
-from storage.records import PhotoRecord, TransferKind, UserRecord, WalletMovement
+from storage.records import TransferKind, UserRecord, WalletMovement
 from storage.router import PRIMARY
 from storage.shards import Shards
 
@@ -276,8 +277,7 @@ class PaymentService:
 
     async def _check_photo(self, photo_id: int, tipper: UserRecord, receiver: UserRecord) -> None:
         """The photo must be the receiver's, and one the tipper may see."""
-        async with self._db.of_id(photo_id).read(PRIMARY) as conn:
-            found: PhotoRecord | None = await photos_repo.photo_for(conn, photo_id, tipper.id)
+        found = await photo_access.visible_photo(self._db, photo_id, tipper.id, PRIMARY)
         if found is None:
             raise NotFound("no such photo", field="photo_id")
         if found.owner_id != receiver.id:

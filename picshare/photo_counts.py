@@ -45,7 +45,7 @@ async def apply(
     that transaction. True if the photo is gone (its deletion may have
     forgotten its rows before this one was made: the caller forgets it)."""
     photo_id, delta = int(data["photo_id"]), int(data["delta"])
-    async with notifier.transaction(db.of_id(photo_id)) as (conn, notes):
+    async with notifier.transaction(db.photos_of(photo_id)) as (conn, notes):
         if not await outbox_repo.first_time(conn, job, int(data["key"])):
             return False
         photo = await photos_repo.lock_photo(conn, photo_id)

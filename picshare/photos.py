@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from typing import Any, TypeVar
 
-from picshare import privacy
+from picshare import photo_access, privacy
 from picshare.caching import CachedReads
 from picshare.comments import Comments
 from picshare.config import FeedSettings, MediaSettings, UploadSettings
@@ -42,6 +43,7 @@ from picshare.notify import CONSUMER as NOTIFICATIONS_CONSUMER
 from picshare.notify import Notifier
 from picshare.outbox import Outbox
 from picshare.pagination import Page, decode_cursor, newest, page_of
+from picshare.photo_counts import CountBehind
 from picshare.staging import StagedUpload
 from picshare.text import clean_caption, normalize_tag, parse_tags
 from storage import notifications_repo, outbox_repo, photos_repo, social_repo, users_repo
@@ -61,6 +63,9 @@ ORIGINAL_JOB = "photo.original"
 COLLECT_JOB = "blobs.collect"
 NOTIFY_JOB = "photo.notify_followers"
 FORGET_JOB = "photo.forget_notifications"
+# Where photos live apart from their owners (`Shards.photos`): an upload's or
+# a deletion's move of the owner's photo_count, enqueued in its transaction.
+OWNER_COUNT_JOB = "photos.owner_count"
 # The consumer of domain events this service runs (picshare/consumers.py).
 RENDITIONS = "renditions"
 
@@ -135,6 +140,8 @@ class PhotoService:
             COLLECT_JOB: JobKind(self._collect_job),
             NOTIFY_JOB: JobKind(self._notify_job),
             FORGET_JOB: JobKind(self._forget_job),
+            OWNER_COUNT_JOB: JobKind(self._owner_count_job),
+            photo_access.OWNER_JOB: JobKind(self._owner_job),
         }
 
     def consumers(self) -> list[Consumer]:
@@ -179,9 +186,11 @@ class PhotoService:
             raise InvalidInput([FieldError("file", "is empty")])
         probe = await self._probe(staged)
         key = f"uploads/{staged.sha256}"
+        owner = await self._owner_fields(owner_id)
         try:
-            # The photo lives with its owner, on the owner's shard.
-            async with self._blob_keys_locked(self._db.of_user(owner_id), [key]) as conn:
+            # The photo lives with its owner, on the owner's shard (or in the
+            # photos' own database: Shards.photos).
+            async with self._blob_keys_locked(self._db.photos_of(owner_id), [key]) as conn:
                 await staged.commit(key)
                 photo_id = await photos_repo.insert_photo(
                     conn,
@@ -194,7 +203,10 @@ class PhotoService:
                     size=staged.size,
                     upload_key=key,
                     moderated=self._moderated,
+                    owner=owner,
                 )
+                if owner is not None:
+                    await self._jobs.enqueue(conn, OWNER_COUNT_JOB, _owner_count(owner_id, 1))
                 await self._events.photo_uploaded(conn, photo_id, owner_id, tags)
         except BaseException:
             # The row did not commit: the blob must not outlive it (unless another
@@ -202,6 +214,8 @@ class PhotoService:
             await asyncio.shield(self._collect([key]))
             raise
         self._events.committed()
+        if owner is not None:
+            self._jobs.wake()
         await self._cached.users_changed(owner_id)  # photo_count
         await self._cached.feed_changed(owner_id)
         photo = await self._fetch(photo_id, owner_id)
@@ -319,6 +333,7 @@ class PhotoService:
         clean = normalize_tag(tag)
         if not clean or len(clean) > self._uploads.max_tag_chars:
             raise NotFound("no such tag")
+        followees = await photo_access.followees(self._db, viewer_id)
         rows, partial = await self._newest(
             lambda conn, _db: photos_repo.list_tagged(
                 conn,
@@ -327,6 +342,7 @@ class PhotoService:
                 before=before,
                 limit=limit + 1,
                 likes_here=self._likes.here,
+                followees=followees,
             ),
             viewer_id=viewer_id,
             count=limit + 1,
@@ -349,12 +365,10 @@ class PhotoService:
         owner = await self._cached.user_by_name(username)
         if owner is None:
             raise NotFound("no such user, or the account is private")
-        # One shard: the owner's photos, and the follows that may show them.
-        async with self._db.of_user(owner.id).read(read_your_writes(viewer_id)) as conn:
-            if not await privacy.may_see_account(conn, owner, viewer_id):
-                # A private account's photos are not even said to exist.
-                raise NotFound("no such user, or the account is private")
-            rows = await photos_repo.list_by_owner(
+        consistency = read_your_writes(viewer_id)
+
+        async def read(conn: Connection, followees: list[int] | None) -> list[PhotoRecord]:
+            return await photos_repo.list_by_owner(
                 conn,
                 viewer_id=viewer_id,
                 owner_id=owner.id,
@@ -362,7 +376,21 @@ class PhotoService:
                 limit=limit + 1,
                 tag=normalize_tag(tag) if tag else None,
                 likes_here=self._likes.here,
+                followees=followees,
             )
+
+        # One shard: the owner's photos, and the follows that may show them.
+        async with self._db.of_user(owner.id).read(consistency) as conn:
+            if not await privacy.may_see_account(conn, owner, viewer_id):
+                # A private account's photos are not even said to exist.
+                raise NotFound("no such user, or the account is private")
+            if self._db.photos is None:
+                rows = await read(conn, None)
+        if self._db.photos is not None:
+            # The photos apart: the account is visible to this viewer (just
+            # decided), which is all the follow the rule needs of its owner.
+            async with self._db.photos_of(owner.id).read(consistency) as conn:
+                rows = await read(conn, [owner.id])
         return page_of(await self._likes.mark(viewer_id, rows), limit)
 
     async def feed(self, *, viewer_id: int, cursor: str | None, limit: int) -> Page[PhotoRecord]:
@@ -376,7 +404,7 @@ class PhotoService:
         before = decode_cursor(cursor)
 
         async def read() -> tuple[list[PhotoRecord], bool]:
-            if self._db.single:
+            if self._db.single and self._db.photos is None:
                 return await self._feed_one_database(viewer_id, before, limit + 1), False
             return await self._feed_across(viewer_id, before, limit + 1)
 
@@ -408,7 +436,7 @@ class PhotoService:
         consistency = read_your_writes(viewer_id)
         async with self._db.of_user(viewer_id).read(consistency) as conn:
             followees = await social_repo.followee_ids(conn, viewer_id)
-        owners = dict(self._db.by_database([viewer_id, *followees]))
+        owners = dict(self._db.by_photos([viewer_id, *followees]))
         return await self._newest(
             lambda conn, db: photos_repo.feed_of(
                 conn,
@@ -439,20 +467,32 @@ class PhotoService:
             async with db.read(read_your_writes(viewer_id)) as conn:
                 return await fetch(conn, db)
 
-        found = await self._db.gather(on, among=among)
+        found = await self._db.gather(
+            on, among=list(self._db.photo_dbs) if among is None else among
+        )
         rows = await self._likes.mark(viewer_id, newest(found.results, count))
         return rows, found.partial
 
     async def delete(self, photo_id: int, user_id: int) -> None:
-        async with self._notifier.transaction(self._db.of_id(photo_id)) as (conn, notes):
-            if await photos_repo.photo_for(conn, photo_id, user_id) is None:
-                raise NotFound("no such photo")
+        apart = self._db.photos is not None
+        # Apart, whether the user may see it is asked first (the follow is
+        # not beside the photo); the owner's own delete is decided below.
+        if apart and await photo_access.visible_photo(self._db, photo_id, user_id, PRIMARY) is None:
+            raise NotFound("no such photo")
+        async with self._notifier.transaction(self._db.photos_of(photo_id)) as (conn, notes):
+            if not apart:
+                seen = await photos_repo.photo_for(conn, photo_id, user_id)
+                if seen is None:
+                    raise NotFound("no such photo")
+                await photos_repo.lock_owner(conn, seen.owner_id)
             photo = await photos_repo.lock_photo(conn, photo_id)
             if photo is None:
                 raise NotFound("no such photo")
             if not privacy.can_delete_photo(photo, user_id):
                 raise Forbidden("only the photo's owner can delete it")
-            await photos_repo.delete_photo(conn, photo)
+            await photos_repo.delete_photo(conn, photo, owner_here=not apart)
+            if apart:
+                await self._jobs.enqueue(conn, OWNER_COUNT_JOB, _owner_count(photo.owner_id, -1))
             # Its notifications go with it: those here now (its owner's, and
             # followers' of this shard); the other shards' by a job. Where
             # notifications have a database of their own, all of them there.
@@ -489,13 +529,50 @@ class PhotoService:
             async with db.read(PRIMARY) as conn:
                 return await photos_repo.key_is_public(conn, key)
 
-        return any((await self._db.gather(public_on)).results)
+        return any((await self._db.gather(public_on, among=self._db.photo_dbs)).results)
 
     async def _fetch(self, photo_id: int, viewer_id: int | None) -> PhotoRecord | None:
-        async with self._db.of_id(photo_id).read(read_your_writes(viewer_id)) as conn:
-            return await photos_repo.photo_for(conn, photo_id, viewer_id)
+        return await photo_access.visible_photo(
+            self._db, photo_id, viewer_id, read_your_writes(viewer_id)
+        )
+
+    async def _owner_fields(self, owner_id: int) -> photos_repo.OwnerFields | None:
+        """What a new photo copies of its owner, where it lives apart from the
+        owner (else None: its database copies them, migration 0019)."""
+        if self._db.photos is None:
+            return None
+        async with self._db.of_user(owner_id).read(PRIMARY) as conn:
+            user = await users_repo.user_by_id(conn, owner_id)
+        if user is None:
+            raise NotFound("no such user")
+        return photos_repo.OwnerFields(user.username, user.display_name, user.private)
 
     # -- jobs ---------------------------------------------------------------
+
+    async def _owner_count_job(self, payload: dict[str, Any]) -> None:
+        """An upload's or a deletion's move of the owner's photo_count, on the
+        owner's database, once (`processed_events`). A deletion's run before
+        its upload's would go below zero: it fails and runs again after, so
+        the count converges to the photos' number. An upload's then brings
+        the photos' copies of the owner up to date (one read just before a
+        change of name or privacy converges)."""
+        user_id, delta = int(payload["user_id"]), int(payload["delta"])
+        async with self._db.of_user(user_id).transaction() as conn:
+            if await outbox_repo.first_time(conn, OWNER_COUNT_JOB, int(payload["key"])):
+                exists = await users_repo.user_by_id(conn, user_id) is not None
+                if exists and await users_repo.count_photos(conn, user_id, delta) is None:
+                    raise CountBehind(f"user {user_id}: photo_count {delta:+d} before its upload")
+        if delta > 0:
+            await photo_access.sync_owner(self._db, user_id)
+        await self._cached.users_changed(user_id)
+
+    async def _owner_job(self, payload: dict[str, Any]) -> None:
+        """A user's new display name or privacy, on their photos apart."""
+        user_id = int(payload["user_id"])
+        await photo_access.sync_owner(self._db, user_id)
+        await self._cached.users_changed(user_id)
+        await self._cached.public_changed()
+        await self._cached.feed_changed(user_id)
 
     async def _render_job(self, payload: dict[str, Any]) -> None:
         """Make what the photo needs to be shown, then mark it `ready`.
@@ -506,7 +583,7 @@ class PhotoService:
         photo's 'original' is its 'large' rendition, a real metadata-free image.
         """
         photo_id = int(payload["photo_id"])
-        home = self._db.of_id(photo_id)
+        home = self._db.photos_of(photo_id)
         async with home.read(PRIMARY) as conn:
             photo = await photos_repo.photo_by_id(conn, photo_id)
         if photo is None or photo.large_key is not None or photo.status not in _RENDERABLE:
@@ -543,7 +620,7 @@ class PhotoService:
         """Record a moderation verdict (the latest one wins): approved, the
         photo is shown once its renditions exist; rejected, only its owner
         sees it. Its status after; NotFound if there is no such photo."""
-        async with self._db.of_id(photo_id).transaction() as conn:
+        async with self._db.photos_of(photo_id).transaction() as conn:
             if not await photos_repo.set_verdict(conn, photo_id, verdict):
                 raise NotFound("no such photo")
             await self._announce_if_ready(conn, photo_id)
@@ -557,13 +634,13 @@ class PhotoService:
 
     async def upload_of(self, photo_id: int) -> tuple[str, str] | None:
         """A photo's upload as received: its blob key and type (None: no such photo)."""
-        async with self._db.of_id(photo_id).read(PRIMARY) as conn:
+        async with self._db.photos_of(photo_id).read(PRIMARY) as conn:
             photo = await photos_repo.photo_by_id(conn, photo_id)
         return None if photo is None else (photo.upload_key, photo.mime)
 
     async def moderation_state(self, photo_id: int) -> ModerationState | None:
         """Where the photo stands with moderation (None: no such photo), from the primary."""
-        async with self._db.of_id(photo_id).read(PRIMARY) as conn:
+        async with self._db.photos_of(photo_id).read(PRIMARY) as conn:
             return await photos_repo.moderation_of(conn, photo_id)
 
     async def _announce_if_ready(self, conn: Connection, photo_id: int) -> None:
@@ -588,7 +665,7 @@ class PhotoService:
     async def _original_job(self, payload: dict[str, Any]) -> None:
         """Replace the stand-in original ('large') of a ready photo with the real one."""
         photo_id = int(payload["photo_id"])
-        home = self._db.of_id(photo_id)
+        home = self._db.photos_of(photo_id)
         async with home.read(PRIMARY) as conn:
             photo = await photos_repo.photo_by_id(conn, photo_id)
         if photo is None or photo.original_key != photo.large_key:
@@ -607,7 +684,7 @@ class PhotoService:
 
     async def _render_failed(self, payload: dict[str, Any], error: str) -> None:
         photo_id = int(payload["photo_id"])
-        async with self._db.of_id(photo_id).write() as conn:
+        async with self._db.photos_of(photo_id).write() as conn:
             await photos_repo.mark_failed(conn, photo_id)
         await self._cached.photo_changed(int(payload["photo_id"]))
 
@@ -621,11 +698,13 @@ class PhotoService:
         notification per user and photo, migration 0003), so nobody is told
         twice, and the others wait only for the job's next attempt."""
         photo_id = int(payload["photo_id"])
-        home = self._db.of_id(photo_id)
+        home = self._db.photos_of(photo_id)
         async with home.read(PRIMARY) as conn:
             photo = await photos_repo.photo_by_id(conn, photo_id)
-            if photo is None or photo.status != PhotoStatus.READY:
-                return
+        if photo is None or photo.status != PhotoStatus.READY:
+            return
+        # The follows live with the owner (the photos may not: Shards.photos).
+        async with self._db.of_user(photo.owner_id).read(PRIMARY) as conn:
             followers = await notifications_repo.follower_ids(conn, photo.owner_id)
         failed: list[str] = []
         wrote: list[Databases] = []
@@ -663,7 +742,7 @@ class PhotoService:
         photo_id = int(payload["photo_id"])
         if self._db.inbox is not None:
             return  # the deletion's own job told the notifications' database
-        home = self._db.of_id(photo_id)
+        home = self._db.photos_of(photo_id)
         failed: list[str] = []
         for db in self._db.physical:
             if db is home:
@@ -692,7 +771,7 @@ class PhotoService:
 
     async def _key_in_use_anywhere(self, key: str, lock_conn: Connection) -> bool:
         catalog = self._db.catalog
-        for db in self._db.physical:
+        for db in self._db.photo_dbs:
             if db is catalog:
                 in_use = await photos_repo.key_in_use(lock_conn, key)
             else:
@@ -735,6 +814,11 @@ _RENDERABLE = (PhotoStatus.PROCESSING, PhotoStatus.REJECTED)
 
 class ShardsBehind(Exception):
     """Some shards could not be written yet: the job runs again for them."""
+
+
+def _owner_count(user_id: int, delta: int) -> dict[str, Any]:
+    """An owner count job's payload, with the key that makes it count once."""
+    return {"key": secrets.randbits(63), "user_id": user_id, "delta": delta}
 
 
 def _blob_key(rendition: bytes) -> str:

@@ -137,12 +137,17 @@ class SearchService:
         if not found:
             return []
         rank = dict(found)
-        placed = dict(self._db.by_database(rank))
+        placed = dict(self._db.by_photos(list(rank)))
 
         async def visible(db: Databases) -> list[PhotoRecord]:
             async with db.read(read_your_writes(viewer_id)) as conn:
                 return await search_repo.visible_photos(
-                    conn, placed[db], viewer_id, likes_here=self._likes.here
+                    conn,
+                    placed[db],
+                    viewer_id,
+                    likes_here=self._likes.here,
+                    # Apart from the users, the photos' rule is given them too.
+                    followees=None if self._db.photos is None else followees,
                 )
 
         seen = await self._db.gather(visible, among=list(placed))

@@ -94,7 +94,7 @@ class SearchIndexer:
         await self._sync_photo(photo_id, list(tags), None)
 
     async def _sync_photo(self, photo_id: int, tags: list[str], event: DomainEvent | None) -> None:
-        source = self._db.of_id(photo_id)
+        source = self._db.photos_of(photo_id)
         target = self._db.search_for(source)
         async with target.transaction() as conn:
             if event is not None and not await outbox_repo.first_time(conn, SEARCH, event.id):
@@ -119,7 +119,7 @@ class SearchIndexer:
             else:
                 await search_index_repo.forget_photos(conn, [photo_id])
             if tags:
-                await search_index_repo.set_tag_counts(conn, self._db.index_of(source), counts)
+                await search_index_repo.set_tag_counts(conn, self._tags_source(source), counts)
 
     async def _sync_user(self, user_id: int, event: DomainEvent) -> None:
         source = self._db.of_user(user_id)
@@ -152,11 +152,14 @@ class SearchIndexer:
             target = self._db.search_for(source)
             # With the index apart, other sources' rows share each id range.
             logicals = self._logicals_of(index) if target is not source else None
-            async with source.read(PRIMARY) as conn:
+            # The photos (and tags) of this shard's users: on it, or in the
+            # photos' own database (a site without shards then).
+            photo_source = self._db.photos or source
+            async with photo_source.read(PRIMARY) as conn:
                 total = await search_index_repo.photo_count(conn)
             show = progress(f"search {index}", total) if progress is not None else None
             done, again = await self._reindex_kind(
-                source, target, index, PHOTOS, restart, logicals, show
+                photo_source, target, index, PHOTOS, restart, logicals, show
             )
             photos += done
             resumed = resumed or again
@@ -167,7 +170,7 @@ class SearchIndexer:
             )
             users += done
             resumed = resumed or again
-            tags += await self._reindex_tags(source, target, index)
+            tags += await self._reindex_tags(photo_source, target, self._tags_source(photo_source))
         for target in self._db.search_dbs:
             async with target.write() as conn:
                 await search_index_repo.tidy(conn)
@@ -178,6 +181,11 @@ class SearchIndexer:
             users=users,
             tags=tags,
         )
+
+    def _tags_source(self, source: Databases) -> int:
+        """The number the index keeps a source's tag counts under: its shard's;
+        the photos' own database, where there is one, is the only source."""
+        return 0 if self._db.photos is not None else self._db.index_of(source)
 
     def _logicals_of(self, index: int) -> list[int] | None:
         if self._db.single:

@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from picshare import passwords, tokens
+from picshare import passwords, photo_access, tokens
 from picshare.caching import CachedReads
 from picshare.config import AuthSettings
 from picshare.errors import Conflict, FieldError, InvalidInput, Unauthenticated, invalid
@@ -197,13 +197,18 @@ class UserService:
             if before.private and not user.private:
                 # Going public: whoever asked to follow now follows.
                 approved = await social_repo.approve_all_requests(conn, user.id)
-            # What the search index keeps of the account changed.
+            # What the search index keeps of the account changed, and so
+            # what its photos carry (beside them, a trigger copies it in this
+            # transaction; apart, a job does: picshare/photo_access.py).
             indexed = (user.private, user.display_name) != (before.private, before.display_name)
+            if indexed and self._db.photos is not None and self._jobs is not None:
+                await self._jobs.enqueue(conn, photo_access.OWNER_JOB, {"user_id": user.id})
             if indexed and self._events is not None:
                 await self._events.user_updated(conn, user)
         if indexed and self._events is not None:
             self._events.committed()
-        if (renamed or approved is not None) and self._jobs is not None:
+        moved = renamed or approved is not None or (indexed and self._db.photos is not None)
+        if moved and self._jobs is not None:
             self._jobs.wake()  # the renames elsewhere, the approvals across databases
         if self._cached is not None:
             await self._cached.users_changed(user.id, *(approved or ()))

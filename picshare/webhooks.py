@@ -228,7 +228,7 @@ class WebhookService:
             return int(event.data[field])
         if event.type == PHOTO_READY:
             photo_id = int(event.data["photo_id"])
-            async with self._db.of_id(photo_id).read(PRIMARY) as conn:
+            async with self._db.photos_of(photo_id).read(PRIMARY) as conn:
                 return await webhooks_repo.photo_owner(conn, photo_id)
         return None
 

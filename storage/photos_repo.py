@@ -7,12 +7,14 @@ while new ones arrive (they only appear at the head)."""
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
+from typing import NamedTuple
 
 from storage.db import Connection, sql_literal
 from storage.ids import shard_of
 from storage.records import ModerationState, PhotoRecord, PhotoStatus
 from storage.social_repo import follows_sql
-from storage.visibility import PUBLIC, VISIBLE
+from storage.visibility import PUBLIC, VISIBLE, followees_given
 
 # Whether the viewer ($1) likes the photo, asked beside it: only where likes
 # live with their photos (`Shards.likes` is None). Where they have a database
@@ -22,13 +24,15 @@ from storage.visibility import PUBLIC, VISIBLE
 _LIKED_HERE = "EXISTS (SELECT 1 FROM likes l WHERE l.photo_id = p.id AND l.user_id = $1)"
 _LIKED_ELSEWHERE = "($1::bigint IS NULL AND false)"
 _COLUMNS = (
-    "p.id, p.owner_id, u.username AS owner_username, "
-    "u.display_name AS owner_display_name, u.private AS owner_private, p.caption, p.tags, "
+    "p.id, p.owner_id, p.owner_username, p.owner_display_name, p.owner_private, "
+    "p.caption, p.tags, "
     "p.status, p.mime, p.width, p.height, p.bytes, p.blurhash, p.upload_key, p.original_key, "
     "p.large_key, p.medium_key, p.thumb_key, p.like_count, p.comment_count, p.created_at, "
     f"{_LIKED_HERE} AS liked_by_me "
 )
-_SELECT = f"SELECT {_COLUMNS} FROM photos p JOIN users u ON u.id = p.owner_id "
+# The owner's fields are the photo's own copies (migration 0019): no photo
+# read joins `users`, so the photos may live in a database of their own.
+_SELECT = f"SELECT {_COLUMNS} FROM photos p "
 # One photo by id never says liked_by_me (false): its readers either need
 # no viewer's flag (checks, jobs, the cache) or ask for it apart
 # (picshare/photos.py, `get`), so it reads no likes wherever they live.
@@ -46,6 +50,17 @@ def list_sql(sql: str, likes_here: bool) -> str:
     photos, or not where likes have a database of their own (for any query
     built on `_COLUMNS`, search's too)."""
     return sql if likes_here else _likes_apart(sql)
+
+
+def with_followees(
+    sql: str, args: list[object], followees: Sequence[int] | None
+) -> tuple[str, list[object]]:
+    """A statement and its arguments as they run: the privacy rule reading
+    `follows` beside the photos (`followees` None), or given the viewer's
+    followees as one more parameter (storage/visibility.py, `followees_given`)."""
+    if followees is None:
+        return sql, args
+    return followees_given(sql, len(args) + 1), [*args, list(followees)]
 
 
 _READY = sql_literal(PhotoStatus.READY)
@@ -91,8 +106,7 @@ HOME_FEED_SQL = (
     ") o CROSS JOIN LATERAL ("
     f"  SELECT * FROM photos q WHERE q.owner_id = o.owner_id AND q.status = {_READY}"
     "  AND q.id < $2 ORDER BY q.id DESC LIMIT $3"
-    ") p JOIN users u ON u.id = p.owner_id "
-    "ORDER BY p.id DESC LIMIT $3"
+    ") p ORDER BY p.id DESC LIMIT $3"
 )
 
 # The home feed across shards: the viewer's followees come from the viewer's
@@ -106,9 +120,16 @@ FEED_OF_OWNERS_SQL = (
     f"SELECT {_COLUMNS} FROM unnest($4::bigint[]) o (owner_id) CROSS JOIN LATERAL ("
     f"  SELECT * FROM photos q WHERE q.owner_id = o.owner_id AND q.status = {_READY}"
     "  AND q.id < $2 ORDER BY q.id DESC LIMIT $3"
-    ") p JOIN users u ON u.id = p.owner_id "
-    "ORDER BY p.id DESC LIMIT $3"
+    ") p ORDER BY p.id DESC LIMIT $3"
 )
+
+
+class OwnerFields(NamedTuple):
+    """The owner's copies a photo carries (migration 0019)."""
+
+    username: str
+    display_name: str
+    private: bool
 
 
 async def insert_photo(
@@ -123,13 +144,21 @@ async def insert_photo(
     size: int,
     upload_key: str,
     moderated: bool = False,
+    owner: OwnerFields | None = None,
 ) -> int:
-    """`moderated`: it waits for a moderation verdict as well as its renditions."""
+    """`moderated`: it waits for a moderation verdict as well as its renditions.
+
+    `owner`: None where the owner's row shares this database (the default):
+    the database copies the owner's fields under the owner's row lock
+    (migration 0019) and the owner's photo_count moves here. Given where the
+    photos live apart from their owners: the fields as given, and the count
+    is the caller's (a job: picshare/photos.py)."""
     # The owner's logical shard in the id: the photo lives with its owner, and
     # its id alone leads there (storage/shards.py, `of_id`).
     photo_id = await conn.fetchval(
         "INSERT INTO photos (id, owner_id, caption, tags, mime, width, height, bytes, upload_key, "
-        "moderation) VALUES (picshare_next_id($9), $1, $2, $3, $4, $5, $6, $7, $8, $10) "
+        "moderation, owner_username, owner_display_name, owner_private) "
+        "VALUES (picshare_next_id($9), $1, $2, $3, $4, $5, $6, $7, $8, $10, $11, $12, $13) "
         "RETURNING id",
         owner_id,
         caption,
@@ -141,8 +170,10 @@ async def insert_photo(
         upload_key,
         shard_of(owner_id),
         ModerationState.PENDING if moderated else ModerationState.NONE,
+        *(owner or (None, None, None)),
     )
-    await conn.execute("UPDATE users SET photo_count = photo_count + 1 WHERE id = $1", owner_id)
+    if owner is None:
+        await conn.execute("UPDATE users SET photo_count = photo_count + 1 WHERE id = $1", owner_id)
     if tags:
         await conn.execute(
             "INSERT INTO tags (tag, photo_count) SELECT unnest($1::text[]), 1 "
@@ -152,9 +183,20 @@ async def insert_photo(
     return int(photo_id)
 
 
-async def photo_for(conn: Connection, photo_id: int, viewer_id: int | None) -> PhotoRecord | None:
-    """The photo if this viewer may see it, else None (so callers answer 404)."""
-    row = await conn.fetchrow(_SELECT_ONE + f"WHERE p.id = $2 AND {VISIBLE}", viewer_id, photo_id)
+_FOR_SQL = _SELECT_ONE + f"WHERE p.id = $2 AND {VISIBLE}"
+
+
+async def photo_for(
+    conn: Connection,
+    photo_id: int,
+    viewer_id: int | None,
+    *,
+    followees: Sequence[int] | None = None,
+) -> PhotoRecord | None:
+    """The photo if this viewer may see it, else None (so callers answer 404).
+    `followees`: see `with_followees`."""
+    sql, args = with_followees(_FOR_SQL, [viewer_id, photo_id], followees)
+    row = await conn.fetchrow(sql, *args)
     return None if row is None else PhotoRecord.from_row(row)
 
 
@@ -167,19 +209,26 @@ async def photo_by_id(conn: Connection, photo_id: int) -> PhotoRecord | None:
 # $1 viewer (or NULL), $2 photo: what a photo's detail needs when its cache
 # entry is missing, all from the photo's shard (the owner, the viewer's like
 # and the owner's side of a follow live there too).
-_SEEN_BY_SQL = (
-    f"SELECT {_COLUMNS}, {follows_sql('$1', 'p.owner_id')} AS follows "
-    "FROM photos p JOIN users u ON u.id = p.owner_id WHERE p.id = $2"
-)
+_FOLLOWS_HERE = follows_sql("$1", "p.owner_id")
+_SEEN_BY_SQL = f"SELECT {_COLUMNS}, {_FOLLOWS_HERE} AS follows FROM photos p WHERE p.id = $2"
+# Where the photos have a database of their own (`Shards.photos`), no
+# `follows` is there: the caller asks the owner's database.
+_SEEN_APART_SQL = _SEEN_BY_SQL.replace(_FOLLOWS_HERE, "($1::bigint IS NULL AND false)")
 
 
 async def photo_seen_by(
-    conn: Connection, photo_id: int, viewer_id: int | None, *, likes_here: bool = True
+    conn: Connection,
+    photo_id: int,
+    viewer_id: int | None,
+    *,
+    likes_here: bool = True,
+    follows_here: bool = True,
 ) -> tuple[PhotoRecord, bool] | None:
     """The photo whoever asks (its `liked_by_me` the viewer's where likes are
-    here, else false), and whether the viewer follows its owner: one round
-    trip, for the privacy rule to decide on."""
-    row = await conn.fetchrow(list_sql(_SEEN_BY_SQL, likes_here), viewer_id, photo_id)
+    here, else false), and whether the viewer follows its owner (false where
+    follows are not here): one round trip, for the privacy rule to decide on."""
+    sql = _SEEN_BY_SQL if follows_here else _SEEN_APART_SQL
+    row = await conn.fetchrow(list_sql(sql, likes_here), viewer_id, photo_id)
     return None if row is None else (PhotoRecord.from_row(row), bool(row["follows"]))
 
 
@@ -210,17 +259,16 @@ async def list_tagged(
     before: int | None,
     limit: int,
     likes_here: bool = True,
+    followees: Sequence[int] | None = None,
 ) -> list[PhotoRecord]:
-    """Photos with a tag that this viewer may see, newest first."""
+    """Photos with a tag that this viewer may see, newest first.
+    `followees`: see `with_followees`."""
     if "\x00" in tag:
         return []  # no stored tag can hold NUL
-    rows = await conn.fetch(
-        list_sql(TAGGED_SQL, likes_here),
-        viewer_id,
-        tag,
-        before or _MAX_ID,
-        limit,
+    sql, args = with_followees(
+        list_sql(TAGGED_SQL, likes_here), [viewer_id, tag, before or _MAX_ID, limit], followees
     )
+    rows = await conn.fetch(sql, *args)
     return [PhotoRecord.from_row(r) for r in rows]
 
 
@@ -233,15 +281,15 @@ async def list_by_owner(
     limit: int,
     tag: str | None = None,
     likes_here: bool = True,
+    followees: Sequence[int] | None = None,
 ) -> list[PhotoRecord]:
-    rows = await conn.fetch(
+    """`followees`: see `with_followees` (here only whether they hold the owner matters)."""
+    sql, args = with_followees(
         list_sql(BY_OWNER_SQL, likes_here),
-        viewer_id,
-        owner_id,
-        before or _MAX_ID,
-        limit,
-        tag,
+        [viewer_id, owner_id, before or _MAX_ID, limit, tag],
+        followees,
     )
+    rows = await conn.fetch(sql, *args)
     return [PhotoRecord.from_row(r) for r in rows]
 
 
@@ -292,14 +340,16 @@ async def feed_of(
     return [PhotoRecord.from_row(r) for r in rows]
 
 
-async def delete_photo(conn: Connection, photo: PhotoRecord) -> bool:
-    """Delete the row; fix the owner's and the tags' counts in the same transaction."""
+async def delete_photo(conn: Connection, photo: PhotoRecord, *, owner_here: bool = True) -> bool:
+    """Delete the row; fix the tags' counts, and the owner's where the owner
+    lives here (`owner_here`; else the caller's job does), in the same transaction."""
     deleted = await conn.execute("DELETE FROM photos WHERE id = $1", photo.id)
     if deleted != "DELETE 1":
         return False
-    await conn.execute(
-        "UPDATE users SET photo_count = photo_count - 1 WHERE id = $1", photo.owner_id
-    )
+    if owner_here:
+        await conn.execute(
+            "UPDATE users SET photo_count = photo_count - 1 WHERE id = $1", photo.owner_id
+        )
     if photo.tags:
         await conn.execute(
             "UPDATE tags SET photo_count = photo_count - 1 WHERE tag = ANY($1::text[])",
@@ -331,6 +381,28 @@ async def count(conn: Connection, photo_id: int, column: str, delta: int) -> int
             delta,
         )
     return None if found is None else int(found)
+
+
+async def set_owner_fields(conn: Connection, owner_id: int, owner: OwnerFields) -> int:
+    """The owner's photos here take these copies (where the photos live apart
+    from their owner: a job's, picshare/photo_access.py); how many changed."""
+    result = await conn.execute(
+        "UPDATE photos SET owner_username = $2, owner_display_name = $3, owner_private = $4 "
+        "WHERE owner_id = $1 AND (owner_username, owner_display_name, owner_private) "
+        "IS DISTINCT FROM ($2, $3, $4)",
+        owner_id,
+        *owner,
+    )
+    return int(result.split()[-1])
+
+
+async def lock_owner(conn: Connection, owner_id: int) -> None:
+    """Where the owner's row shares the photos' database: lock it before any
+    of their photos' rows. A change of the owner's name or privacy locks the
+    owner, then rewrites their photos (its trigger, migration 0019); a
+    deletion that locked the photo first and the owner after (its
+    photo_count) could deadlock with it."""
+    await conn.execute("SELECT 1 FROM users WHERE id = $1 FOR NO KEY UPDATE", owner_id)
 
 
 async def lock_photo(conn: Connection, photo_id: int) -> PhotoRecord | None:
@@ -443,7 +515,7 @@ async def key_is_public(conn: Connection, key: str) -> bool:
     """Does a photo that everyone may see use this rendition?"""
     return bool(
         await conn.fetchval(
-            "SELECT EXISTS (SELECT 1 FROM photos p JOIN users u ON u.id = p.owner_id "
+            "SELECT EXISTS (SELECT 1 FROM photos p "
             f"WHERE {PUBLIC} AND (p.original_key = $1 "
             "OR p.large_key = $1 OR p.medium_key = $1 OR p.thumb_key = $1))",
             key,

@@ -40,8 +40,8 @@ class UserRow(NamedTuple):
 # -- reading the sources (photos and users on their shard) --------------------
 
 _PHOTO_ROWS = (
-    "SELECT p.id, p.owner_id, u.private, p.status, p.caption_tsv::text AS tsv, p.tags "
-    "FROM photos p JOIN users u ON u.id = p.owner_id WHERE {where}"
+    "SELECT p.id, p.owner_id, p.owner_private, p.status, p.caption_tsv::text AS tsv, p.tags "
+    "FROM photos p WHERE {where}"
 )
 PHOTOS_BY_ID_SQL = _PHOTO_ROWS.format(where="p.id = ANY($1::bigint[])")
 PHOTOS_AFTER_SQL = _PHOTO_ROWS.format(where="p.id > $1") + " ORDER BY p.id LIMIT $2"

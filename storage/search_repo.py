@@ -10,6 +10,7 @@ again on the photos' own shards (`visible_photos`)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import NamedTuple
 
 from storage import photos_repo
@@ -64,7 +65,7 @@ TAGS_SQL = (
 # themselves. The privacy rule is applied to the index's copy of what it
 # needs (a narrow scan), then again to the photo and owner as they are now,
 # so an index behind a privacy change or a delete hides, never shows.
-INDEX_VISIBLE = photo_visible("$1", photo="s", owner="s")
+INDEX_VISIBLE = photo_visible("$1", photo="s", private="s.private")
 _CANDIDATES = (
     "SELECT s.id, ts_rank(s.tsv, to_tsquery('simple', $2)) AS rank FROM {source} "
     f"WHERE s.tsv @@ to_tsquery('simple', $2) AND {INDEX_VISIBLE} "
@@ -72,7 +73,7 @@ _CANDIDATES = (
 )
 _RANKED = (
     f"SELECT {PHOTO_COLUMNS}, c.rank FROM ({{candidates}}) c "
-    "JOIN photos p ON p.id = c.id JOIN users u ON u.id = p.owner_id "
+    "JOIN photos p ON p.id = c.id "
     f"WHERE {VISIBLE} ORDER BY c.rank DESC, p.id DESC LIMIT $3"
 )
 # $1 viewer, $2 tsquery, $3 limit, $4 candidates, $5 window: the candidates
@@ -106,20 +107,19 @@ _APART = (
 RECENT_CANDIDATES_SQL = _APART.format(
     source="(SELECT * FROM search_photos ORDER BY id DESC LIMIT $4) s",
     visible=photo_visible(
-        "$1", photo="s", owner="s", follows="s.owner_id IN (SELECT unnest($5::bigint[]))"
+        "$1", photo="s", private="s.private", follows="s.owner_id IN (SELECT unnest($5::bigint[]))"
     ),
 )
 ALL_CANDIDATES_SQL = _APART.format(
     source="search_photos s",
     visible=photo_visible(
-        "$1", photo="s", owner="s", follows="s.owner_id IN (SELECT unnest($4::bigint[]))"
+        "$1", photo="s", private="s.private", follows="s.owner_id IN (SELECT unnest($4::bigint[]))"
     ),
 )
 # $1 viewer, $2 photo ids: those the viewer may see, as they are (on the
 # photos' own shard).
 VISIBLE_BY_IDS_SQL = (
-    f"SELECT {PHOTO_COLUMNS} FROM photos p JOIN users u ON u.id = p.owner_id "
-    f"WHERE p.id = ANY($2::bigint[]) AND {VISIBLE}"
+    f"SELECT {PHOTO_COLUMNS} FROM photos p WHERE p.id = ANY($2::bigint[]) AND {VISIBLE}"
 )
 
 
@@ -206,11 +206,19 @@ async def candidates(
 
 
 async def visible_photos(
-    conn: Connection, photo_ids: list[int], viewer_id: int | None, *, likes_here: bool = True
+    conn: Connection,
+    photo_ids: list[int],
+    viewer_id: int | None,
+    *,
+    likes_here: bool = True,
+    followees: Sequence[int] | None = None,
 ) -> list[PhotoRecord]:
-    """Of these photos (on this database), those the viewer may see, as they now are."""
-    sql = photos_repo.list_sql(VISIBLE_BY_IDS_SQL, likes_here)
-    rows = await conn.fetch(sql, viewer_id, photo_ids)
+    """Of these photos (on this database), those the viewer may see, as they
+    now are. `followees`: see `photos_repo.with_followees`."""
+    sql, args = photos_repo.with_followees(
+        photos_repo.list_sql(VISIBLE_BY_IDS_SQL, likes_here), [viewer_id, photo_ids], followees
+    )
+    rows = await conn.fetch(sql, *args)
     return [PhotoRecord.from_row(r) for r in rows]
 
 

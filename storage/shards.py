@@ -30,7 +30,7 @@ from storage.router import PRIMARY, Databases, DatabaseStatus, DatabaseUnavailab
 from storage.shard_map import ShardMap
 from storage.shard_map import load as load_map
 from storage.shard_routers import ShardRouter
-from storage.table_groups import COMMENTS, LIKES, NOTIFICATIONS, PAYMENTS, SEARCH
+from storage.table_groups import COMMENTS, LIKES, NOTIFICATIONS, PAYMENTS, PHOTOS, SEARCH
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -182,6 +182,28 @@ class Shards:
     def by_inbox(self, user_ids: Sequence[int]) -> list[tuple[Databases, list[int]]]:
         """`user_ids` grouped by the database holding their notifications."""
         return self._by_group(NOTIFICATIONS, user_ids)
+
+    @property
+    def photos(self) -> Databases | None:
+        """The PHOTOS group's own database, or None: then a user's photos
+        (and tags) live with the user, on the owner's shard, beside the
+        follows the privacy rule reads (storage/visibility.py)."""
+        return self._groups.get(PHOTOS)
+
+    def photos_of(self, id_: int) -> Databases:
+        """The database holding a photo (by its id) or a user's photos (by
+        the user's id: a photo's id carries its owner's logical shard)."""
+        return self._groups.get(PHOTOS) or self.of_id(id_)
+
+    def by_photos(self, ids: Sequence[int]) -> list[tuple[Databases, list[int]]]:
+        """Photo or owner ids grouped by the database holding those photos."""
+        return self._by_group(PHOTOS, ids)
+
+    @property
+    def photo_dbs(self) -> tuple[Databases, ...]:
+        """Every database holding photos (a list across owners asks each)."""
+        apart = self._groups.get(PHOTOS)
+        return (apart,) if apart is not None else self.physical
 
     @property
     def likes(self) -> Databases | None:

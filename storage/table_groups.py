@@ -86,10 +86,19 @@ EVERY_DATABASE: frozenset[str] = frozenset(
     }
 )
 
-# The groups that can have a database of their own today. The others still
-# share SQL with another group (a join, or a count kept in the same
-# transaction): README, "Table groups", says which and what remains.
-SEPARABLE: frozenset[str] = frozenset({PAYMENTS, NOTIFICATIONS, LIKES, COMMENTS, SEARCH})
+# The groups that can have a database of their own today. USERS is what the
+# main database keeps (every other group can leave it); JOBS has no table.
+# PHOTOS only without shards (picshare/config.py says why): README, "Table
+# groups", says what remains.
+SEPARABLE: frozenset[str] = frozenset({PAYMENTS, NOTIFICATIONS, LIKES, COMMENTS, SEARCH, PHOTOS})
+
+# With PHOTOS in a database of its own, the groups whose default place is
+# "beside the photo" (a like, a comment and its notification written in one
+# transaction on the photo's database; the search index beside its sources)
+# cannot stay with the users: unless given databases of their own, they go
+# to the photos' database, and take their apart paths there (jobs, keys
+# recorded once), so no transaction spans the two.
+WITH_PHOTOS: tuple[str, ...] = (LIKES, COMMENTS, NOTIFICATIONS, SEARCH)
 
 
 # Groups added after databases existed, each with the group it lives beside:

@@ -145,3 +145,17 @@ async def revoke_token(conn: Connection, token_hash: bytes) -> bool:
         token_hash,
     )
     return bool(result.endswith(" 1"))
+
+
+async def count_photos(conn: Connection, user_id: int, delta: int) -> int | None:
+    """Move the user's photo_count by `delta` (where their photos live in a
+    database of their own: a job's, picshare/photos.py); the count after, or
+    None if there is no such user or it would go below zero (a deletion's job
+    run before its upload's: retried)."""
+    found = await conn.fetchval(
+        "UPDATE users SET photo_count = photo_count + $2 "
+        "WHERE id = $1 AND photo_count + $2 >= 0 RETURNING photo_count",
+        user_id,
+        delta,
+    )
+    return None if found is None else int(found)

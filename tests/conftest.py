@@ -294,7 +294,7 @@ async def search_indexed(app: web.Application, photo_id: int, deadline: float) -
         "SELECT (SELECT status FROM photos WHERE id = $1) IS DISTINCT FROM 'ready' "
         "OR (SELECT status FROM search_photos WHERE id = $1) = 'ready'"
     )
-    pool = app[keys.DATABASES].of_id(photo_id).primary.pool
+    pool = app[keys.DATABASES].photos_of(photo_id).primary.pool
     while not await pool.fetchval(sql, photo_id):
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"photo {photo_id} not in the search index in time")

@@ -64,10 +64,18 @@ def test_environment_overrides_toml(tmp_path: Path) -> None:
             },
             "embedded clusters",
         ),
-        # Photos are joined to their owners and likes: not separable.
+        # Users are not separable (every other group is, so they are apart
+        # when all the others are); photos apart only without shards.
         (
-            {"PICSHARE_DATABASE_GROUP_PHOTOS_URL": "postgresql://x@h/photos"},
-            "table group PHOTOS cannot",
+            {"PICSHARE_DATABASE_GROUP_USERS_URL": "postgresql://x@h/users"},
+            "table group USERS cannot",
+        ),
+        (
+            {
+                "PICSHARE_DATABASE_GROUP_PHOTOS_URL": "postgresql://x@h/photos",
+                "PICSHARE_DATABASE_SHARDS": "postgresql://x@h/a,postgresql://x@h/b",
+            },
+            "table group PHOTOS cannot have a database of its own on a sharded site",
         ),
         ({"PICSHARE_SERVER_CERTFILE": "/nonexistent.pem"}, "server.keyfile"),
         (
