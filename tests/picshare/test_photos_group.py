@@ -101,6 +101,15 @@ async def test_photos_in_their_own_database(
         assert [p["id"] for p in items] == [pid], path
         assert items[0]["owner"]["display_name"] == "Pia", path
 
+    # `run.py search reindex` rebuilds the index from the photos' own database.
+    async with shards.photos.write() as conn:
+        await conn.execute("TRUNCATE search_photos, search_tags")
+    assert await listed(fan, "/api/v1/search?q=harbour") == []
+    report = await client.app[keys.SEARCH_INDEX].reindex(restart=True)
+    assert report.photos == 1 and report.tags == 1, report
+    assert [p["id"] for p in await listed(fan, "/api/v1/search?q=harbour")] == [pid]
+    assert [p["id"] for p in await listed(fan, "/api/v1/tags/sea/photos")] == [pid]
+
     # A like and a comment: beside the photo, by their apart paths.
     assert (await client.put(f"/api/v1/photos/{pid}/like", headers=bearer(fan))).status == 200
     said = await client.post(
