@@ -539,6 +539,8 @@ def _build(raw: Mapping[str, Mapping[str, Any]]) -> Settings:
                 raise SettingsError(f"unknown setting {section}.{key}")
             kwargs[key] = _coerce(f"{section}.{key}", hints[key], value)
         built[section] = cls(**kwargs)
+    if "database" in built:
+        built["database"] = _users_database(built["database"])
     settings = Settings(**built)
     _validate(settings)
     return settings
@@ -581,6 +583,33 @@ def _coerce(name: str, typ: Any, value: Any) -> Any:
     raise SettingsError(f"setting {name} has an unsupported type")
 
 
+def _users_database(db: DatabaseSettings) -> DatabaseSettings:
+    """USERS' own URL (CONTRACT.md names it) is `url` by another name.
+
+    The database `url` names is where USERS lives (users, tokens, follows,
+    the catalog), every group not given a database of its own beside it: so
+    with every other group apart, it holds USERS alone. Given only
+    `group_users_url`, that is `url`; given both, they must agree (two
+    different answers to "where do the users live?" are refused); with
+    shards, the users live on them.
+    """
+    users = db.group_users_url
+    if not users:
+        return db
+    if db.shards or db.embedded_shards > 1:
+        raise SettingsError(
+            "database.group_users_url (PICSHARE_DATABASE_GROUP_USERS_URL) cannot be given"
+            " on a sharded site: users live on their shards (PICSHARE_SHARDS)"
+        )
+    if db.url and db.url != users:
+        raise SettingsError(
+            "database.group_users_url (PICSHARE_DATABASE_GROUP_USERS_URL) and database.url"
+            " (PICSHARE_DATABASE_URL) name different databases: the users live in"
+            " database.url, with every group not given its own; give one of them"
+        )
+    return dataclasses.replace(db, url=users, group_users_url="")
+
+
 def _validate(s: Settings) -> None:
     groups = s.database.group_urls()
     not_yet = sorted(set(groups) - SEPARABLE)
@@ -597,8 +626,8 @@ def _validate(s: Settings) -> None:
         (
             not not_yet,
             f"table group {', '.join(g.upper() for g in not_yet)} cannot have a database of"
-            " its own (USERS is what database.url keeps: the other groups leave it; JOBS"
-            " has no table: every database keeps its own jobs); groups that can: "
+            " its own (JOBS has no table: every database keeps its own jobs, enqueued in"
+            " the transaction they follow from); groups that can: "
             + ", ".join(sorted(g.upper() for g in SEPARABLE)),
         ),
         (

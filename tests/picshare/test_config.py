@@ -64,11 +64,25 @@ def test_environment_overrides_toml(tmp_path: Path) -> None:
             },
             "embedded clusters",
         ),
-        # Users are not separable (every other group is, so they are apart
-        # when all the others are); photos apart only without shards.
+        # USERS' own URL is database.url by another name (every other group
+        # can leave it); photos apart only without shards.
         (
-            {"PICSHARE_DATABASE_GROUP_USERS_URL": "postgresql://x@h/users"},
-            "table group USERS cannot",
+            {
+                "PICSHARE_DATABASE_GROUP_USERS_URL": "postgresql://x@h/users",
+                "PICSHARE_DATABASE_URL": "postgresql://x@h/rest",
+            },
+            "name different databases",
+        ),
+        (
+            {"PICSHARE_DATABASE_GROUP_JOBS_URL": "postgresql://x@h/jobs"},
+            "table group JOBS cannot have a database of its own",
+        ),
+        (
+            {
+                "PICSHARE_DATABASE_GROUP_USERS_URL": "postgresql://x@h/users",
+                "PICSHARE_DATABASE_SHARDS": "postgresql://x@h/a,postgresql://x@h/b",
+            },
+            "users live on their shards",
         ),
         (
             {
@@ -103,6 +117,17 @@ def test_environment_overrides_toml(tmp_path: Path) -> None:
 def test_wrong_values_name_the_setting(env: dict[str, str], named: str) -> None:
     with pytest.raises(SettingsError, match=named.replace(".", r"\.")):
         load_settings(env=env)
+
+
+def test_the_users_own_url_is_where_the_users_live() -> None:
+    users = "postgresql://x@h/users"
+    for env in (
+        {"PICSHARE_DATABASE_GROUP_USERS_URL": users},
+        {"PICSHARE_DATABASE_GROUP_USERS_URL": users, "PICSHARE_DATABASE_URL": users},
+    ):
+        db = load_settings(env=env).database
+        assert db.url == users
+        assert "users" not in db.group_urls()
 
 
 def test_unknown_setting_in_toml_is_refused(tmp_path: Path) -> None:
