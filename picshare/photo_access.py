@@ -55,6 +55,20 @@ async def visible_photo(
 OWNER_JOB = "photos.owner"
 
 
+async def hide_owner(db: Shards, user_id: int) -> None:
+    """Where the photos live apart: an account about to go private has its
+    photos say so first, before its own change commits, so that no list
+    shows them to strangers in between (the job after the change would
+    leave a window of its pickup). The tighter rule first; if the change
+    then fails, `sync_owner` puts the copies back as the account is (the
+    caller's), and a crash in between leaves them hidden, never shown."""
+    photos = db.photos
+    if photos is None:
+        return
+    async with photos.write() as conn:
+        await photos_repo.hide_owner(conn, user_id)
+
+
 async def sync_owner(db: Shards, user_id: int) -> None:
     """The user's photos take the user's fields as they are now, read from the
     user's database: whatever order jobs run in, and an upload that read the

@@ -184,6 +184,20 @@ class UserService:
                 errors.append(FieldError(key, "is not a field you can change"))
         if errors:
             raise InvalidInput(errors)
+        hiding = clean.get("private") is True and self._db.photos is not None
+        if hiding:
+            await photo_access.hide_owner(self._db, user_id)
+        try:
+            return await self._update(user_id, clean)
+        except BaseException:
+            if hiding:  # the account stays as it was: so do its photos
+                try:
+                    await asyncio.shield(photo_access.sync_owner(self._db, user_id))
+                except Exception:  # hidden stays hidden: the safe side
+                    log.warning("photos of user %s left private after a failed change", user_id)
+            raise
+
+    async def _update(self, user_id: int, clean: dict[str, Any]) -> UserRecord:
         home = self._db.of_user(user_id)
         async with home.transaction() as conn:
             before = await users_repo.user_by_id(conn, user_id)

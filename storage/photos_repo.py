@@ -396,6 +396,15 @@ async def set_owner_fields(conn: Connection, owner_id: int, owner: OwnerFields) 
     return int(result.split()[-1])
 
 
+async def hide_owner(conn: Connection, owner_id: int) -> None:
+    """The owner's photos here say "private" (before the account itself does:
+    picshare/photo_access.py, `hide_owner`)."""
+    await conn.execute(
+        "UPDATE photos SET owner_private = true WHERE owner_id = $1 AND NOT owner_private",
+        owner_id,
+    )
+
+
 async def lock_owner(conn: Connection, owner_id: int) -> None:
     """Where the owner's row shares the photos' database: lock it before any
     of their photos' rows. A change of the owner's name or privacy locks the

@@ -9,10 +9,12 @@ viewer's followees; a deletion empties it again."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
 
@@ -214,3 +216,40 @@ async def test_owner_count_job_counts_once_in_any_order(client: Client) -> None:
     assert await _owner_copy(client, pid) == ("Pia", False)
     await run(removed)
     assert await counted() == 1
+
+
+async def test_going_private_hides_the_photos_before_the_account_commits(
+    client: Client, database_url: str
+) -> None:
+    """Apart, the photos' copy of "private" is set before the account's own
+    change commits, not by the job after it: while the change waits (its
+    row held here), the photos already say private, and strangers'
+    lists never show them in between."""
+    pia, nosy = await signup(client, "pia"), await signup(client, "nosy")
+    made = await upload(client, pia, imaging.jpeg_bytes(24, 24), tags="sea")
+    pid = (await made.json())["id"]
+    await wait_ready(client, pia, pid)
+    # The lists that read the photos' copy (a user's own list asks the
+    # account itself, which is private the moment its change commits).
+    public = ("/api/v1/photos", "/api/v1/tags/sea/photos")
+    for path in public:
+        assert pid in await (await client.get(path, headers=bearer(nosy))).text(), path
+    held = await asyncpg.connect(database_url)
+    try:
+        async with held.transaction():
+            await held.execute("SELECT 1 FROM users WHERE username = 'pia' FOR UPDATE")
+            change = asyncio.create_task(
+                client.patch("/api/v1/me", json={"private": True}, headers=bearer(pia))
+            )
+
+            async def hidden() -> bool:
+                return (await _owner_copy(client, pid))[1]
+
+            assert await until(hidden, True) is True
+            assert not change.done()  # the account's own change is still waiting
+            for path in public:
+                assert pid not in await (await client.get(path, headers=bearer(nosy))).text()
+        assert (await change).status == 200
+    finally:
+        await held.close()
+    assert (await _owner_copy(client, pid))[1] is True
