@@ -191,9 +191,14 @@ async def test_stampede_under_a_namespace(make_client: MakeClient) -> None:
 
 async def test_bump_during_a_lookup_is_not_joined(make_client: MakeClient) -> None:
     cache = RedisCache(make_client(), name="feeds")
-    source = Source(delay=0.05)
+    source = Source(delay=0.3)
     before = asyncio.create_task(cache.get_or_compute("p1", source, ttl=60, namespace="feed:1"))
-    await asyncio.sleep(0.02)
+    # Once its read has begun (a fixed sleep lost that race on a loaded
+    # machine: the read then saw the new post too); it stays in flight
+    # for `delay`, long enough for the bump and the second lookup.
+    async with asyncio.timeout(5):
+        while source.calls == 0:
+            await asyncio.sleep(0.001)
     source.version = 2  # a new post, then the bump
     await cache.bump("feed:1")
     after = await cache.get_or_compute("p1", source, ttl=60, namespace="feed:1")
