@@ -273,6 +273,8 @@ def _serve(settings: Settings, tls: ssl.SSLContext | None, *, reuse_port: bool) 
     # Objects made at start-up live forever: freeze them out of the collector's
     # sight, and collect the old generation less often. With 10k open sockets
     # (~1M tracked objects) a full collection pauses the loop ~0.65 s.
+    # Requests themselves leave almost nothing tracked behind (no collection
+    # in ~170k requests under wrk), so this is for big heaps, not per request.
     gc.freeze()
     gc.set_threshold(50_000, 50, 100)
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
