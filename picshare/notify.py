@@ -39,6 +39,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import asyncpg
+
 from picshare.consumers import Consumer, Handler, consumer
 from picshare.domain_events import NOTIFICATIONS_CHANGED, PHOTO_READY, DomainEvent
 from picshare.events import EventBus
@@ -68,12 +70,23 @@ Op = dict[str, Any]
 
 async def apply(conn: Connection, op: Op, *, late: bool = False) -> list[NotificationRecord]:
     """Make one change on `conn`; the notifications it wrote (to push live).
-    `late`: after the action's commit (a job or an event), when what it is
-    about may have been deleted meanwhile."""
+    `late`: after the action's commit (a job or an event), when the photo or
+    comment it is about may have been deleted meanwhile: then it writes
+    nothing, in a savepoint, rather than the foreign key failing the whole
+    batch again at every retry (an add, a tip's or a new photo's alike)."""
+    if not late:
+        return await _apply(conn, op)
+    try:
+        async with conn.transaction():  # a savepoint: the batch goes on
+            return await _apply(conn, op)
+    except asyncpg.ForeignKeyViolationError:
+        return []
+
+
+async def _apply(conn: Connection, op: Op) -> list[NotificationRecord]:
     what = op["op"]
     if what == "add":
-        write = notifications_repo.add_late if late else notifications_repo.add
-        record = await write(
+        record = await notifications_repo.add(
             conn,
             user_id=op["user_id"],
             kind=NotificationKind(op["kind"]),

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncpg
-
 from storage.db import Connection, sql_literal
 from storage.ids import shard_of
 from storage.records import NotificationKind, NotificationRecord
@@ -65,36 +63,6 @@ async def add(
         shard_of(user_id),
     )
     return None if row is None else NotificationRecord.from_row(row)
-
-
-async def add_late(
-    conn: Connection,
-    *,
-    user_id: int,
-    kind: NotificationKind,
-    actor_id: int,
-    actor_username: str,
-    text: str,
-    photo_id: int | None = None,
-    comment_id: int | None = None,
-) -> NotificationRecord | None:
-    """`add`, written after the action committed (a job or an event), when its
-    photo or comment may be gone already: then nothing is written, rather
-    than the foreign key failing the whole batch again at every retry."""
-    try:
-        async with conn.transaction():  # a savepoint: the batch goes on
-            return await add(
-                conn,
-                user_id=user_id,
-                kind=kind,
-                actor_id=actor_id,
-                actor_username=actor_username,
-                text=text,
-                photo_id=photo_id,
-                comment_id=comment_id,
-            )
-    except asyncpg.ForeignKeyViolationError:
-        return None
 
 
 async def follower_ids(conn: Connection, user_id: int) -> list[int]:
